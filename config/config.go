@@ -1,0 +1,327 @@
+// Package config owns Understudy's configuration: the Config struct and its
+// defaults, strict YAML loading (unknown keys are errors), environment
+// overrides, and Validate, whose errors name the offending field.
+//
+// Precedence, lowest to highest: Default(), the YAML file, environment
+// variables, command-line flags (applied by cmd/understudy).
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration of an Understudy process.
+type Config struct {
+	// Listen is the address of the OpenAI-compatible API. Default ":8080".
+	Listen string `yaml:"listen"`
+	// DataDir is where Understudy keeps its database. Default "./understudy-data".
+	DataDir string `yaml:"data_dir"`
+
+	Admin   Admin   `yaml:"admin"`
+	Gateway Gateway `yaml:"gateway"`
+	Teacher Teacher `yaml:"teacher"`
+	Log     Log     `yaml:"log"`
+
+	// Domains are explicit task domains with the rules that match requests to
+	// them. Requests that match none get an automatic domain. Default none.
+	Domains []Domain `yaml:"domains"`
+}
+
+// Admin configures the admin API listener.
+type Admin struct {
+	// Listen is the admin API address. Default "127.0.0.1:8081".
+	Listen string `yaml:"listen"`
+	// Token is the bearer token the admin API requires. Default "" (allowed
+	// only while Listen is a loopback address).
+	Token string `yaml:"token" secret:"true"`
+}
+
+// Gateway configures the client-facing API.
+type Gateway struct {
+	// APIKeys, when set, are the keys clients must present as
+	// "Authorization: Bearer KEY". Default none: no client authentication.
+	APIKeys []string `yaml:"api_keys" secret:"true"`
+	// MaxBodySize is the largest request body accepted. Default 8MiB.
+	MaxBodySize Size `yaml:"max_body_size"`
+	// ShutdownTimeout bounds how long a stopping server waits for requests
+	// in flight. Default 30s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// Teacher configures the upstream model server the gateway fronts.
+type Teacher struct {
+	// URL is the teacher's OpenAI-compatible base URL, the same value an SDK
+	// takes as its base URL. Default "https://api.openai.com/v1".
+	URL string `yaml:"url"`
+	// APIKey is sent to the teacher as "Authorization: Bearer KEY".
+	// Default: $OPENAI_API_KEY.
+	APIKey string `yaml:"api_key" secret:"true"`
+	// PassClientAuthorization forwards the client's own Authorization header
+	// to the teacher instead of APIKey. Default false.
+	PassClientAuthorization bool `yaml:"pass_client_authorization"`
+	// ConnectTimeout bounds dialing (and TLS) to the teacher. Default 5s.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// FirstByteTimeout bounds the wait for the first response byte after the
+	// request was sent. Default 120s.
+	FirstByteTimeout time.Duration `yaml:"first_byte_timeout"`
+	// Timeout bounds a whole teacher exchange, streams included. Default 600s.
+	Timeout time.Duration `yaml:"timeout"`
+	// MaxConns caps open connections to the teacher. Default 1024.
+	MaxConns int `yaml:"max_conns"`
+	// MaxIdleConnDuration closes keep-alive connections idle this long.
+	// Default 30s.
+	MaxIdleConnDuration time.Duration `yaml:"max_idle_conn_duration"`
+	// Retries is how many times a request that failed to connect is tried
+	// again. Only dial errors are retried. Default 2.
+	Retries int `yaml:"retries"`
+	// RetryWindow bounds the total time spent retrying. Default 3s.
+	RetryWindow time.Duration `yaml:"retry_window"`
+	// Breaker configures the circuit breaker around the teacher.
+	Breaker Breaker `yaml:"breaker"`
+}
+
+// Breaker configures the teacher's circuit breaker.
+type Breaker struct {
+	// ConsecutiveFailures opens the breaker. Default 5.
+	ConsecutiveFailures int `yaml:"consecutive_failures"`
+	// OpenTimeout is how long the breaker stays open before it lets probe
+	// requests through. Default 30s.
+	OpenTimeout time.Duration `yaml:"open_timeout"`
+	// HalfOpenRequests is how many probe requests a half-open breaker allows.
+	// Default 1.
+	HalfOpenRequests int `yaml:"half_open_requests"`
+}
+
+// Log configures structured logging.
+type Log struct {
+	// Level is one of debug, info, warn, error. Default "info".
+	Level string `yaml:"level"`
+	// Format is "text" or "json". Default "text".
+	Format string `yaml:"format"`
+}
+
+// Domain names a task domain and the rule that routes requests to it. A rule
+// matches when every condition it sets holds.
+type Domain struct {
+	// Name is the domain's name: 1-64 of [A-Za-z0-9._-]. Required.
+	Name string `yaml:"name"`
+	// SystemPromptPrefix matches requests whose system prompt starts with it.
+	SystemPromptPrefix string `yaml:"system_prompt_prefix"`
+	// SystemPromptRegex matches requests whose system prompt matches it (RE2).
+	SystemPromptRegex string `yaml:"system_prompt_regex"`
+	// Model matches requests for exactly this model.
+	Model string `yaml:"model"`
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() *Config {
+	return &Config{
+		Listen:  ":8080",
+		DataDir: "./understudy-data",
+		Admin:   Admin{Listen: "127.0.0.1:8081"},
+		Gateway: Gateway{
+			MaxBodySize:     8 * MiB,
+			ShutdownTimeout: 30 * time.Second,
+		},
+		Teacher: Teacher{
+			URL:                 "https://api.openai.com/v1",
+			ConnectTimeout:      5 * time.Second,
+			FirstByteTimeout:    120 * time.Second,
+			Timeout:             600 * time.Second,
+			MaxConns:            1024,
+			MaxIdleConnDuration: 30 * time.Second,
+			Retries:             2,
+			RetryWindow:         3 * time.Second,
+			Breaker: Breaker{
+				ConsecutiveFailures: 5,
+				OpenTimeout:         30 * time.Second,
+				HalfOpenRequests:    1,
+			},
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load builds a Config from Default(), the YAML file at path (skipped when
+// path is ""), and the environment as read by getenv (os.LookupEnv when nil).
+// It does not validate; call Validate.
+func Load(path string, getenv func(string) (string, bool)) (*Config, error) {
+	cfg := Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("reading config: %w", err)
+		}
+		if err := cfg.parseYAML(data); err != nil {
+			return nil, fmt.Errorf("parsing %s: %w", path, err)
+		}
+	}
+	if getenv == nil {
+		getenv = os.LookupEnv
+	}
+	if err := cfg.applyEnv(getenv); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func (c *Config) parseYAML(data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, errEOF) {
+		return err
+	}
+	return nil
+}
+
+// FieldError is a validation error for one configuration field.
+type FieldError struct {
+	Field string // the YAML path, e.g. "teacher.url"
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+var domainName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// ValidDomainName reports whether s can name a task domain.
+func ValidDomainName(s string) bool { return domainName.MatchString(s) }
+
+// Validate checks the configuration and returns every problem found, each a
+// *FieldError naming its field, joined with errors.Join.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	checkAddr := func(field, addr string) {
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			bad(field, "must be host:port, got %q", addr)
+		}
+	}
+	positive := func(field string, d time.Duration) {
+		if d <= 0 {
+			bad(field, "must be positive, got %s", d)
+		}
+	}
+
+	checkAddr("listen", c.Listen)
+	checkAddr("admin.listen", c.Admin.Listen)
+	if c.DataDir == "" {
+		bad("data_dir", "must not be empty")
+	}
+	if c.Admin.Token == "" && !loopbackOnly(c.Admin.Listen) {
+		bad("admin.token", "is required when admin.listen (%q) is not a loopback address", c.Admin.Listen)
+	}
+	for i, k := range c.Gateway.APIKeys {
+		if strings.TrimSpace(k) == "" {
+			bad(fmt.Sprintf("gateway.api_keys[%d]", i), "must not be empty")
+		}
+	}
+	if c.Gateway.MaxBodySize < 1024 {
+		bad("gateway.max_body_size", "must be at least 1KiB, got %s", c.Gateway.MaxBodySize)
+	}
+	positive("gateway.shutdown_timeout", c.Gateway.ShutdownTimeout)
+
+	if u, err := url.Parse(c.Teacher.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("teacher.url", "must be an http:// or https:// URL, got %q", c.Teacher.URL)
+	}
+	positive("teacher.connect_timeout", c.Teacher.ConnectTimeout)
+	positive("teacher.first_byte_timeout", c.Teacher.FirstByteTimeout)
+	positive("teacher.timeout", c.Teacher.Timeout)
+	positive("teacher.max_idle_conn_duration", c.Teacher.MaxIdleConnDuration)
+	if c.Teacher.MaxConns < 1 {
+		bad("teacher.max_conns", "must be at least 1, got %d", c.Teacher.MaxConns)
+	}
+	if c.Teacher.Retries < 0 {
+		bad("teacher.retries", "must not be negative, got %d", c.Teacher.Retries)
+	}
+	if c.Teacher.RetryWindow < 0 {
+		bad("teacher.retry_window", "must not be negative, got %s", c.Teacher.RetryWindow)
+	}
+	if c.Teacher.Breaker.ConsecutiveFailures < 1 {
+		bad("teacher.breaker.consecutive_failures", "must be at least 1, got %d", c.Teacher.Breaker.ConsecutiveFailures)
+	}
+	positive("teacher.breaker.open_timeout", c.Teacher.Breaker.OpenTimeout)
+	if c.Teacher.Breaker.HalfOpenRequests < 1 {
+		bad("teacher.breaker.half_open_requests", "must be at least 1, got %d", c.Teacher.Breaker.HalfOpenRequests)
+	}
+
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be one of debug, info, warn, error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "must be text or json, got %q", c.Log.Format)
+	}
+
+	seen := map[string]bool{}
+	for i, d := range c.Domains {
+		field := fmt.Sprintf("domains[%d]", i)
+		if !ValidDomainName(d.Name) {
+			bad(field+".name", "must be 1-64 characters of A-Z a-z 0-9 . _ -, got %q", d.Name)
+		} else if seen[d.Name] {
+			bad(field+".name", "duplicate domain %q", d.Name)
+		}
+		seen[d.Name] = true
+		if d.SystemPromptRegex != "" {
+			if _, err := regexp.Compile(d.SystemPromptRegex); err != nil {
+				bad(field+".system_prompt_regex", "invalid regex: %v", err)
+			}
+		}
+		if d.SystemPromptPrefix == "" && d.SystemPromptRegex == "" && d.Model == "" {
+			bad(field, "needs at least one of system_prompt_prefix, system_prompt_regex, model")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// loopbackOnly reports whether addr listens on a loopback interface only.
+func loopbackOnly(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// MarshalRedacted renders the configuration as YAML with every secret masked.
+func (c *Config) MarshalRedacted() ([]byte, error) {
+	r := *c
+	r.Admin.Token = mask(r.Admin.Token)
+	r.Teacher.APIKey = mask(r.Teacher.APIKey)
+	r.Gateway.APIKeys = make([]string, len(c.Gateway.APIKeys))
+	for i, k := range c.Gateway.APIKeys {
+		r.Gateway.APIKeys[i] = mask(k)
+	}
+	return yaml.Marshal(&r)
+}
+
+// mask hides a secret, keeping only enough to tell two apart.
+func mask(s string) string {
+	switch {
+	case s == "":
+		return ""
+	case len(s) <= 8:
+		return "****"
+	default:
+		return "****" + s[len(s)-4:]
+	}
+}

@@ -1,0 +1,173 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestDefaultIsValid(t *testing.T) {
+	cfg, err := Load("", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("default config is invalid: %v", err)
+	}
+	if cfg.Listen != ":8080" || cfg.Teacher.URL != "https://api.openai.com/v1" || cfg.Gateway.MaxBodySize != 8*MiB {
+		t.Errorf("unexpected defaults: %+v", cfg)
+	}
+}
+
+func TestLoadFull(t *testing.T) {
+	cfg, err := Load("testdata/full.yaml", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Gateway.MaxBodySize != 2*MiB {
+		t.Errorf("max_body_size = %v, want 2MiB", cfg.Gateway.MaxBodySize)
+	}
+	if cfg.Teacher.FirstByteTimeout != 45*time.Second || cfg.Teacher.Timeout != 600*time.Second {
+		t.Errorf("timeouts = %v/%v, want 45s and the default 600s", cfg.Teacher.FirstByteTimeout, cfg.Teacher.Timeout)
+	}
+	if len(cfg.Domains) != 2 || cfg.Domains[1].Model != "gpt-4o-mini" {
+		t.Errorf("domains = %+v", cfg.Domains)
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"file", nil, "http://vllm.internal:8000/v1"},
+		{"openai env beats file", map[string]string{"OPENAI_BASE_URL": "http://a/v1"}, "http://a/v1"},
+		{"understudy env beats openai env", map[string]string{"OPENAI_BASE_URL": "http://a/v1", "UNDERSTUDY_TEACHER_URL": "http://b/v1"}, "http://b/v1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Load("testdata/full.yaml", env(tc.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Teacher.URL != tc.want {
+				t.Errorf("teacher.url = %q, want %q", cfg.Teacher.URL, tc.want)
+			}
+		})
+	}
+}
+
+func TestEnvTypes(t *testing.T) {
+	cfg, err := Load("", env(map[string]string{
+		"UNDERSTUDY_LISTEN":                            "127.0.0.1:1",
+		"UNDERSTUDY_ADMIN_LISTEN":                      "127.0.0.1:2",
+		"UNDERSTUDY_DATA_DIR":                          "/tmp/x",
+		"UNDERSTUDY_GATEWAY_API_KEYS":                  "k1, k2",
+		"UNDERSTUDY_GATEWAY_MAX_BODY_SIZE":             "1MiB",
+		"UNDERSTUDY_TEACHER_TIMEOUT":                   "9s",
+		"UNDERSTUDY_TEACHER_RETRIES":                   "0",
+		"UNDERSTUDY_TEACHER_PASS_CLIENT_AUTHORIZATION": "true",
+		"OPENAI_API_KEY":                               "sk-env",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:1" || cfg.Admin.Listen != "127.0.0.1:2" || cfg.DataDir != "/tmp/x" ||
+		strings.Join(cfg.Gateway.APIKeys, "|") != "k1|k2" || cfg.Gateway.MaxBodySize != MiB ||
+		cfg.Teacher.Timeout != 9*time.Second || cfg.Teacher.Retries != 0 || !cfg.Teacher.PassClientAuthorization ||
+		cfg.Teacher.APIKey != "sk-env" {
+		t.Errorf("env not applied: %+v", cfg)
+	}
+	if _, err := Load("", env(map[string]string{"UNDERSTUDY_TEACHER_TIMEOUT": "later"})); err == nil ||
+		!strings.Contains(err.Error(), "UNDERSTUDY_TEACHER_TIMEOUT") {
+		t.Errorf("bad env value: err = %v, want it to name the variable", err)
+	}
+}
+
+// TestBadConfigs loads every testdata/*.bad.yaml and checks the error names
+// the field.
+func TestBadConfigs(t *testing.T) {
+	want := map[string]string{
+		"unknown-key.bad.yaml":          "field urll not found",
+		"teacher-url.bad.yaml":          `teacher.url: must be an http:// or https:// URL, got "ftp://example.com"`,
+		"teacher-timeout.bad.yaml":      "teacher.timeout: must be positive, got 0s",
+		"teacher-timeout-type.bad.yaml": "cannot unmarshal !!str `soon`",
+		"body-size.bad.yaml":            `invalid size "lots"`,
+		"admin-token.bad.yaml":          `admin.token: is required when admin.listen ("0.0.0.0:8081") is not a loopback address`,
+		"listen.bad.yaml":               `listen: must be host:port, got "8080"`,
+		"log-level.bad.yaml":            `log.level: must be one of debug, info, warn, error, got "loud"`,
+		"domain-name.bad.yaml":          `domains[0].name: must be 1-64 characters`,
+		"domain-regex.bad.yaml":         "domains[0].system_prompt_regex: invalid regex",
+		"domain-rule.bad.yaml":          "domains[0]: needs at least one of",
+		"domain-dup.bad.yaml":           `domains[1].name: duplicate domain "a"`,
+	}
+	files, _ := filepath.Glob("testdata/*.bad.yaml")
+	if len(files) != len(want) {
+		t.Errorf("%d bad files, %d expectations", len(files), len(want))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			msg, ok := want[filepath.Base(f)]
+			if !ok {
+				t.Fatalf("no expected message for %s", f)
+			}
+			cfg, err := Load(f, env(nil))
+			if err == nil {
+				err = cfg.Validate()
+			}
+			if err == nil || !strings.Contains(err.Error(), msg) {
+				t.Errorf("error = %v, want it to contain %q", err, msg)
+			}
+		})
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	cfg, err := Load("testdata/full.yaml", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cfg.MarshalRedacted()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"admin-secret-token", "sk-gw-one-1234567890", "sk-upstream-abcdefghij"} {
+		if strings.Contains(string(out), secret) {
+			t.Errorf("redacted config shows %q:\n%s", secret, out)
+		}
+	}
+	if !strings.Contains(string(out), "****ghij") || !strings.Contains(string(out), "max_body_size: 2MiB") {
+		t.Errorf("redacted config lacks masked key or size:\n%s", out)
+	}
+	// The redacted form must load back: it is what `config check` prints.
+	path := filepath.Join(t.TempDir(), "out.yaml")
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path, env(nil)); err != nil {
+		t.Errorf("redacted output does not load back: %v", err)
+	}
+}
+
+func TestSize(t *testing.T) {
+	for in, want := range map[string]Size{"8MiB": 8 * MiB, "512KB": 512000, "1024": 1024, "3 GiB": 3 * GiB, "10B": 10} {
+		got, err := ParseSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "1.5MiB", "MiB", "5XB"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) succeeded, want error", in)
+		}
+	}
+}

@@ -1,0 +1,10 @@
+// Package gateway owns Understudy's HTTP surface: the fasthttp server that
+// speaks the OpenAI API to applications, its middleware (recover, request
+// id, metrics, auth), request parsing with task-domain and eligibility
+// detection, the teacher client (keep-alive, timeouts, dial retries, one
+// circuit breaker) and the SSE relay that streams teacher answers to the
+// client as they arrive.
+//
+// Errors become an HTTP status and the OpenAI error object
+// {"error":{"message","type","param","code"}} in one place: writeError.
+package gateway

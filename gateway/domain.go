@@ -1,0 +1,82 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"regexp"
+	"strings"
+
+	"github.com/understudy-dev/understudy/config"
+)
+
+// DomainResolver finds a request's task domain: the X-Understudy-Domain
+// header, then metadata.task, then the first configured rule that matches,
+// else an automatic name fingerprinting model and normalized system prompt.
+type DomainResolver struct {
+	rules []domainRule
+}
+
+type domainRule struct {
+	name, prefix, model string
+	re                  *regexp.Regexp
+}
+
+// NewDomainResolver compiles the configured domain rules. The config must
+// have passed Validate.
+func NewDomainResolver(domains []config.Domain) (*DomainResolver, error) {
+	d := &DomainResolver{}
+	for _, c := range domains {
+		r := domainRule{name: c.Name, prefix: c.SystemPromptPrefix, model: c.Model}
+		if c.SystemPromptRegex != "" {
+			re, err := regexp.Compile(c.SystemPromptRegex)
+			if err != nil {
+				return nil, err
+			}
+			r.re = re
+		}
+		d.rules = append(d.rules, r)
+	}
+	return d, nil
+}
+
+// Resolve returns the domain of a request given its X-Understudy-Domain
+// header value (may be empty) and its parsed body. A header or
+// metadata.task that is not a valid domain name is a 400.
+func (d *DomainResolver) Resolve(header string, r *Request) (string, error) {
+	if header != "" {
+		if !config.ValidDomainName(header) {
+			return "", invalidRequest("X-Understudy-Domain", "Invalid X-Understudy-Domain header %q: use 1-64 characters of A-Z a-z 0-9 . _ -", header)
+		}
+		return header, nil
+	}
+	if r.Task != "" {
+		if !config.ValidDomainName(r.Task) {
+			return "", invalidRequest("metadata.task", "Invalid 'metadata.task' %q: use 1-64 characters of A-Z a-z 0-9 . _ -", r.Task)
+		}
+		return r.Task, nil
+	}
+	for _, rule := range d.rules {
+		if rule.prefix != "" && !strings.HasPrefix(r.System, rule.prefix) {
+			continue
+		}
+		if rule.re != nil && !rule.re.MatchString(r.System) {
+			continue
+		}
+		if rule.model != "" && rule.model != r.Model {
+			continue
+		}
+		return rule.name, nil
+	}
+	return Fingerprint(r.Model, r.System), nil
+}
+
+// Fingerprint names an automatic domain: "auto-" and 12 hex digits of a hash
+// of the model and the system prompt with case and whitespace folded, so
+// trivially different spellings of one prompt share a domain.
+func Fingerprint(model, system string) string {
+	h := sha256.New()
+	h.Write([]byte(model))
+	h.Write([]byte{0})
+	h.Write([]byte(strings.ToLower(strings.Join(strings.Fields(system), " "))))
+	return "auto-" + hex.EncodeToString(h.Sum(nil)[:6])
+}

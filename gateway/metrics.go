@@ -1,0 +1,82 @@
+package gateway
+
+import (
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// LatencyBuckets reach 300 s, the duration of a long LLM answer.
+var LatencyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300}
+
+// overheadBuckets resolve the gateway's own time, from 10 µs up.
+var overheadBuckets = []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .1, 1}
+
+type metrics struct {
+	log *slog.Logger
+
+	requests       *prometheus.CounterVec
+	duration       *prometheus.HistogramVec
+	overhead       *prometheus.HistogramVec
+	inFlight       prometheus.Gauge
+	teacherTTFT    prometheus.Histogram
+	teacherTime    *prometheus.HistogramVec
+	teacherErrors  *prometheus.CounterVec
+	teacherRetries prometheus.Counter
+
+	breakerState       prometheus.Gauge
+	breakerTransitions *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
+	m := &metrics{
+		log: log,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "understudy", Subsystem: "gateway", Name: "requests_total",
+			Help: "Requests answered, by endpoint, route (teacher, none) and HTTP status code.",
+		}, []string{"endpoint", "route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "understudy", Subsystem: "gateway", Name: "request_duration_seconds",
+			Help:    "Time from receiving a request to the end of its response, streams included.",
+			Buckets: LatencyBuckets,
+		}, []string{"endpoint", "route"}),
+		overhead: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "understudy", Subsystem: "gateway", Name: "overhead_seconds",
+			Help:    "Time the gateway adds to a request: total time minus the time waiting on the teacher.",
+			Buckets: overheadBuckets,
+		}, []string{"endpoint"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "understudy", Subsystem: "gateway", Name: "in_flight_requests",
+			Help: "Requests being handled now.",
+		}),
+		teacherTTFT: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "understudy", Subsystem: "teacher", Name: "time_to_first_token_seconds",
+			Help:    "For streamed answers, time from sending the request to the teacher to relaying its first event.",
+			Buckets: LatencyBuckets,
+		}),
+		teacherTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "understudy", Subsystem: "teacher", Name: "request_duration_seconds",
+			Help:    "Time spent on teacher exchanges, by endpoint.",
+			Buckets: LatencyBuckets,
+		}, []string{"endpoint"}),
+		teacherErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "understudy", Subsystem: "teacher", Name: "errors_total",
+			Help: "Teacher exchanges that failed without an answer, by reason (connect, timeout, transport, stream, breaker_open).",
+		}, []string{"reason"}),
+		teacherRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "understudy", Subsystem: "teacher", Name: "retries_total",
+			Help: "Requests sent again after failing to connect to the teacher.",
+		}),
+		breakerState: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "understudy", Subsystem: "teacher", Name: "breaker_state",
+			Help: "State of the teacher's circuit breaker: 0 closed, 1 half-open, 2 open.",
+		}),
+		breakerTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "understudy", Subsystem: "teacher", Name: "breaker_transitions_total",
+			Help: "Changes of the teacher's circuit breaker state, by the state entered.",
+		}, []string{"state"}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.overhead, m.inFlight, m.teacherTTFT, m.teacherTime,
+		m.teacherErrors, m.teacherRetries, m.breakerState, m.breakerTransitions)
+	return m
+}

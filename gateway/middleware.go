@@ -1,0 +1,177 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Middleware wraps a handler. Server chains them in the order recover →
+// request id → metrics → auth → route.
+type middleware func(fasthttp.RequestHandler) fasthttp.RequestHandler
+
+// chain applies mws so that the first is outermost.
+func chain(h fasthttp.RequestHandler, mws ...middleware) fasthttp.RequestHandler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
+}
+
+// reqInfo is what the middleware and handlers learn about one request. It
+// is allocated per request and may outlive the handler (a stream's writer
+// finishes it).
+type reqInfo struct {
+	start       time.Time
+	id          string
+	endpoint    string // chat_completions, completions, embeddings, models, or "" (other)
+	domain      string
+	route       string // teacher, or "" before routing
+	teacherTime time.Duration
+	streaming   bool // a stream writer will call finish
+}
+
+const infoKey = "understudy.info"
+
+func infoOf(ctx *fasthttp.RequestCtx) *reqInfo {
+	if i, ok := ctx.UserValue(infoKey).(*reqInfo); ok {
+		return i
+	}
+	return &reqInfo{} // handler called outside the chain (tests)
+}
+
+// recover turns a panic into a 500 with the OpenAI error object.
+func (s *Server) recover(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		defer func() {
+			if v := recover(); v != nil {
+				s.log.Error("panic serving request", "path", string(ctx.Path()), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				writeError(ctx, &apiError{Status: fasthttp.StatusInternalServerError, Type: "server_error",
+					Message: "The gateway had an internal error handling the request."})
+			}
+		}()
+		next(ctx)
+	}
+}
+
+// requestID gives every request an id and every response the x-request-id
+// (the teacher's when it sent one), X-Understudy-Domain and
+// X-Understudy-Route headers.
+func (s *Server) requestID(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		info := &reqInfo{start: time.Now(), id: newRequestID()}
+		ctx.SetUserValue(infoKey, info)
+		next(ctx)
+		h := &ctx.Response.Header
+		if len(h.Peek("X-Request-Id")) == 0 {
+			h.Set("X-Request-Id", info.id)
+		}
+		if info.domain != "" {
+			h.Set("X-Understudy-Domain", info.domain)
+		}
+		if info.route != "" {
+			h.Set("X-Understudy-Route", info.route)
+		}
+	}
+}
+
+// observe records the request's metrics when the handler returns, or, for a
+// stream, when the stream ends.
+func (s *Server) observe(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		s.m.inFlight.Inc()
+		next(ctx)
+		if info := infoOf(ctx); !info.streaming {
+			s.finish(info, ctx.Response.StatusCode())
+		}
+	}
+}
+
+// finish records a completed request.
+func (s *Server) finish(info *reqInfo, status int) {
+	s.m.inFlight.Dec()
+	if info.endpoint == "" {
+		return // health, readiness and metrics scrapes are not counted
+	}
+	route := info.route
+	if route == "" {
+		route = "none"
+	}
+	total := time.Since(info.start)
+	s.m.requests.WithLabelValues(info.endpoint, route, strconv.Itoa(status)).Inc()
+	s.m.duration.WithLabelValues(info.endpoint, route).Observe(total.Seconds())
+	if info.teacherTime > 0 {
+		s.m.overhead.WithLabelValues(info.endpoint).Observe((total - info.teacherTime).Seconds())
+		s.m.teacherTime.WithLabelValues(info.endpoint).Observe(info.teacherTime.Seconds())
+	}
+	if status >= 500 {
+		s.log.Warn("request failed", "request_id", info.id, "endpoint", info.endpoint, "domain", info.domain,
+			"status", status, "duration", total)
+	} else if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("request", "request_id", info.id, "endpoint", info.endpoint, "domain", info.domain,
+			"route", route, "status", status, "duration", total, "teacher", info.teacherTime)
+	}
+}
+
+// auth checks gateway keys on the API paths when any are configured. The
+// comparison is constant-time over hashes, so neither content nor length
+// leaks.
+func (s *Server) auth(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		if len(s.keys) == 0 || !hasPrefix(ctx.Path(), "/v1/") {
+			next(ctx)
+			return
+		}
+		key, ok := bearer(ctx.Request.Header.Peek("Authorization"))
+		if !ok {
+			writeError(ctx, &apiError{Status: fasthttp.StatusUnauthorized, Type: "invalid_request_error", Code: "missing_api_key",
+				Message: "You didn't provide an API key. Provide it in the Authorization header as 'Bearer YOUR_KEY'."})
+			return
+		}
+		sum := sha256.Sum256(key)
+		match := 0
+		for i := range s.keys {
+			match |= subtle.ConstantTimeCompare(sum[:], s.keys[i][:])
+		}
+		if match != 1 {
+			writeError(ctx, &apiError{Status: fasthttp.StatusUnauthorized, Type: "invalid_request_error", Code: "invalid_api_key",
+				Message: "Incorrect API key provided."})
+			return
+		}
+		next(ctx)
+	}
+}
+
+// bearer returns the key of an "Authorization: Bearer KEY" header.
+func bearer(h []byte) ([]byte, bool) {
+	const p = "bearer "
+	if len(h) <= len(p) || !bytes.EqualFold(h[:len(p)], []byte(p)) {
+		return nil, false
+	}
+	return h[len(p):], true
+}
+
+func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
+
+// newRequestID returns "req_" and 24 random hex digits.
+func newRequestID() string {
+	var b [12]byte
+	a, c := rand.Uint64(), rand.Uint32()
+	for i := range 8 {
+		b[i] = byte(a >> (8 * i))
+	}
+	for i := range 4 {
+		b[8+i] = byte(c >> (8 * i))
+	}
+	return "req_" + hex.EncodeToString(b[:])
+}

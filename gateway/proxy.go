@@ -1,0 +1,201 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// chatCompletions handles POST /v1/chat/completions.
+func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx) {
+	r, err := ParseChatRequest(ctx.PostBody())
+	if err != nil {
+		writeError(ctx, err.(*apiError))
+		return
+	}
+	s.routeRequest(ctx, r)
+}
+
+// completions handles POST /v1/completions.
+func (s *Server) completions(ctx *fasthttp.RequestCtx) {
+	r, err := ParseCompletionRequest(ctx.PostBody())
+	if err != nil {
+		writeError(ctx, err.(*apiError))
+		return
+	}
+	s.routeRequest(ctx, r)
+}
+
+// routeRequest finds the request's domain and sends it on its route. Until
+// students exist every route is the teacher.
+func (s *Server) routeRequest(ctx *fasthttp.RequestCtx, r *Request) {
+	info := infoOf(ctx)
+	domain, err := s.domains.Resolve(string(ctx.Request.Header.Peek("X-Understudy-Domain")), r)
+	if err != nil {
+		writeError(ctx, err.(*apiError))
+		return
+	}
+	info.domain = domain
+	info.route = "teacher"
+	s.proxy(ctx, info, r.Stream)
+}
+
+// passThrough relays a request the gateway does not interpret (models,
+// embeddings) to the teacher.
+func (s *Server) passThrough(ctx *fasthttp.RequestCtx) {
+	infoOf(ctx).route = "teacher"
+	s.proxy(ctx, infoOf(ctx), false)
+}
+
+// hopHeaders are not forwarded in either direction (RFC 9110 7.6.1), nor
+// are headers the gateway sets itself.
+var hopHeaders = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Proxy-Authenticate": true,
+	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+	"Content-Length": true, "Host": true, "Accept-Encoding": true, "Authorization": true,
+	"X-Understudy-Domain": true, "Date": true, "Server": true,
+}
+
+// proxy sends the client's request to the teacher and relays the answer:
+// status, headers and body unchanged; an event stream event by event.
+func (s *Server) proxy(ctx *fasthttp.RequestCtx, info *reqInfo, stream bool) {
+	req := fasthttp.AcquireRequest()
+	s.upstreamRequest(ctx, req)
+	resp := fasthttp.AcquireResponse()
+	resp.StreamBody = stream
+	start := time.Now()
+	done, err := s.teacher.Do(s.stop, req, resp)
+	fasthttp.ReleaseRequest(req)
+	if err != nil {
+		info.teacherTime = time.Since(start)
+		fasthttp.ReleaseResponse(resp)
+		s.log.Warn("teacher exchange failed", "request_id", info.id, "endpoint", info.endpoint, "err", err)
+		writeError(ctx, s.teacher.transportError(err))
+		return
+	}
+	ctx.SetStatusCode(resp.StatusCode())
+	for k, v := range resp.Header.All() {
+		if !hopHeaders[string(k)] {
+			ctx.Response.Header.SetBytesKV(k, v)
+		}
+	}
+	if stream && resp.BodyStream() != nil {
+		if bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream")) {
+			info.streaming = true
+			ctx.Response.Header.Set("Cache-Control", "no-cache")
+			ctx.Response.Header.Set("X-Accel-Buffering", "no")
+			ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+				status := resp.StatusCode()
+				err := s.relay(w, resp, start)
+				info.teacherTime = time.Since(start)
+				fasthttp.ReleaseResponse(resp)
+				done(err)
+				s.finish(info, status)
+			})
+			return
+		}
+		// A streaming request answered without a stream (an error, say).
+		body, err := io.ReadAll(resp.BodyStream())
+		info.teacherTime = time.Since(start)
+		fasthttp.ReleaseResponse(resp)
+		if err != nil {
+			done(err)
+			writeError(ctx, s.teacher.transportError(err))
+			return
+		}
+		done(nil)
+		ctx.SetBody(body)
+		return
+	}
+	info.teacherTime = time.Since(start)
+	ctx.SetBody(resp.Body())
+	fasthttp.ReleaseResponse(resp)
+	done(nil)
+}
+
+// upstreamRequest builds the teacher's copy of the client's request: same
+// method, path below the base URL, query, headers (less hop-by-hop ones and
+// the gateway's own) and body; the teacher's key, or the client's when
+// teacher.pass_client_authorization is set. Compression is not asked for,
+// so the gateway can read what the teacher answers.
+func (s *Server) upstreamRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request) {
+	for k, v := range ctx.Request.Header.All() {
+		if !hopHeaders[string(k)] {
+			req.Header.SetBytesKV(k, v)
+		}
+	}
+	req.Header.SetMethodBytes(ctx.Method())
+	uri := make([]byte, 0, len(s.teacher.base)+64)
+	uri = append(uri, s.teacher.base...)
+	uri = append(uri, bytes.TrimPrefix(ctx.Path(), []byte("/v1"))...)
+	if q := ctx.URI().QueryString(); len(q) > 0 {
+		uri = append(uri, '?')
+		uri = append(uri, q...)
+	}
+	req.SetRequestURIBytes(uri)
+	req.Header.SetHost(s.teacher.host)
+	switch {
+	case s.teacher.passAuth:
+		if a := ctx.Request.Header.Peek("Authorization"); len(a) > 0 {
+			req.Header.SetBytesV("Authorization", a)
+		}
+	case s.teacher.apiKey != "":
+		req.Header.Set("Authorization", "Bearer "+s.teacher.apiKey)
+	}
+	req.SetBodyRaw(ctx.PostBody())
+}
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+
+// relay copies an SSE stream from the teacher to the client, flushing after
+// every event so each reaches the client as soon as the teacher sent it. It
+// returns nil when the stream ended normally, errClientGone when the client
+// went away (the teacher's stream is then abandoned), or the teacher's read
+// error, after telling the client in a final error event.
+func (s *Server) relay(w *bufio.Writer, resp *fasthttp.Response, start time.Time) error {
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(resp.BodyStream())
+	defer func() { br.Reset(nil); readerPool.Put(br) }()
+	first := true
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			if _, werr := w.Write(line); werr != nil {
+				return errClientGone
+			}
+			if len(bytes.TrimRight(line, "\r\n")) == 0 { // blank line: end of an event
+				if werr := w.Flush(); werr != nil {
+					return errClientGone
+				}
+				if first {
+					first = false
+					s.m.teacherTTFT.Observe(time.Since(start).Seconds())
+				}
+			}
+		}
+		switch err {
+		case nil, bufio.ErrBufferFull:
+			continue
+		case io.EOF:
+			if werr := w.Flush(); werr != nil {
+				return errClientGone
+			}
+			return nil
+		default:
+			s.m.teacherErrors.WithLabelValues("stream").Inc()
+			msg, _ := json.Marshal(errorBody{Error: errorObject{
+				Message: "The teacher's stream broke off: " + errorReason(err), Type: "server_error",
+			}})
+			_, _ = w.WriteString("\n\ndata: ")
+			_, _ = w.Write(msg)
+			_, _ = w.WriteString("\n\n")
+			_ = w.Flush()
+			return err
+		}
+	}
+}

@@ -1,0 +1,153 @@
+package gateway
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestParseChatRequest(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		body string
+		want Request
+	}{
+		{"plain", `{"model":"m","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}]}`,
+			Request{Model: "m", System: "Be brief.", Input: "hi"}},
+		{"stream with usage and unknown fields", `{"model":"m","stream":true,"stream_options":{"include_usage":true},"seed":3,"x_vendor":{"a":1},"messages":[{"role":"user","content":"hi"}]}`,
+			Request{Model: "m", Stream: true, IncludeUsage: true, Input: "hi"}},
+		{"developer role and parts", `{"model":"m","messages":[{"role":"developer","content":[{"type":"text","text":"Sys"}]},{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}]}`,
+			Request{Model: "m", System: "Sys", Input: "a\nb"}},
+		{"metadata task", `{"model":"m","metadata":{"task":"spam"},"messages":[{"role":"user","content":"x"}]}`,
+			Request{Model: "m", Task: "spam", Input: "x"}},
+		{"tools", `{"model":"m","tools":[{"type":"function","function":{"name":"f"}}],"messages":[{"role":"user","content":"x"}]}`,
+			Request{Model: "m", Input: "x", Ineligible: "tools"}},
+		{"empty tools stays eligible", `{"model":"m","tools":[],"messages":[{"role":"user","content":"x"}]}`,
+			Request{Model: "m", Input: "x"}},
+		{"image", `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"what"},{"type":"image_url","image_url":{"url":"http://x"}}]}]}`,
+			Request{Model: "m", Input: "what", Ineligible: "image_input"}},
+		{"audio", `{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"","format":"wav"}}]}]}`,
+			Request{Model: "m", Ineligible: "audio_input"}},
+		{"n", `{"model":"m","n":2,"messages":[{"role":"user","content":"x"}]}`,
+			Request{Model: "m", Input: "x", Ineligible: "n>1"}},
+		{"n=1 stays eligible", `{"model":"m","n":1,"messages":[{"role":"user","content":"x"}]}`,
+			Request{Model: "m", Input: "x"}},
+		{"logprobs", `{"model":"m","logprobs":true,"messages":[{"role":"user","content":"x"}]}`,
+			Request{Model: "m", Input: "x", Ineligible: "logprobs"}},
+		{"null content", `{"model":"m","messages":[{"role":"assistant","content":null},{"role":"user","content":"x"}]}`,
+			Request{Model: "m", Input: "x"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseChatRequest([]byte(tc.body))
+			if err != nil {
+				t.Fatalf("ParseChatRequest: %v", err)
+			}
+			if *got != tc.want {
+				t.Errorf("got %+v\nwant %+v", *got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseChatRequestErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, param, msg string
+	}{
+		{"malformed", `{"model":`, "", "could not parse the JSON body"},
+		{"not an object", `[1,2]`, "", "must be a JSON object"},
+		{"missing model", `{"messages":[{"role":"user","content":"x"}]}`, "model", "must provide a model"},
+		{"missing messages", `{"model":"m"}`, "model", ""},
+		{"model not a string", `{"model":5,"messages":[]}`, "model", "expected a string, but got number"},
+		{"stream not a bool", `{"model":"m","stream":"yes","messages":[{"role":"user","content":"x"}]}`, "stream", "expected a boolean"},
+		{"messages not an array", `{"model":"m","messages":{}}`, "messages", "expected an array"},
+		{"empty messages", `{"model":"m","messages":[]}`, "messages", "empty array"},
+		{"missing role", `{"model":"m","messages":[{"content":"x"}]}`, "messages[0].role", "Missing required parameter"},
+		{"content a number", `{"model":"m","messages":[{"role":"user","content":5}]}`, "messages[0].content", "expected a string or an array"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseChatRequest([]byte(tc.body))
+			var ae *apiError
+			if !errors.As(err, &ae) {
+				t.Fatalf("err = %v, want an *apiError", err)
+			}
+			if ae.Status != 400 || ae.Type != "invalid_request_error" {
+				t.Errorf("status %d type %q, want 400 invalid_request_error", ae.Status, ae.Type)
+			}
+			if tc.name == "missing messages" {
+				tc.param = "messages"
+			}
+			if ae.Param != tc.param || !strings.Contains(ae.Message, tc.msg) {
+				t.Errorf("param %q message %q; want param %q and a message containing %q", ae.Param, ae.Message, tc.param, tc.msg)
+			}
+		})
+	}
+}
+
+func TestParseCompletionRequest(t *testing.T) {
+	r, err := ParseCompletionRequest([]byte(`{"model":"m","prompt":"Say hi","stream":true}`))
+	if err != nil || r.Input != "Say hi" || !r.Stream || r.Ineligible != "" {
+		t.Errorf("got %+v, %v", r, err)
+	}
+	r, err = ParseCompletionRequest([]byte(`{"model":"m","prompt":["a","b"]}`))
+	if err != nil || r.Ineligible != "prompt_not_string" {
+		t.Errorf("array prompt: got %+v, %v", r, err)
+	}
+	if _, err := ParseCompletionRequest([]byte(`{"prompt":"x"}`)); err == nil {
+		t.Error("missing model: no error")
+	}
+}
+
+func TestFingerprint(t *testing.T) {
+	a := Fingerprint("gpt", "Classify  this\n e-mail.")
+	if a != Fingerprint("gpt", "classify this e-mail.") {
+		t.Error("fingerprint should fold case and whitespace")
+	}
+	if a == Fingerprint("gpt-4", "classify this e-mail.") || a == Fingerprint("gpt", "classify that e-mail.") {
+		t.Error("fingerprint should depend on model and prompt")
+	}
+	if !strings.HasPrefix(a, "auto-") || len(a) != len("auto-")+12 {
+		t.Errorf("fingerprint %q: want auto- and 12 hex digits", a)
+	}
+}
+
+// FuzzParseChatRequest checks the parser never panics and that what it
+// accepts has a model and, when it is eligible, no media.
+func FuzzParseChatRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"model":"m","messages":[{"role":"user","content":"hi"}]}`,
+		`{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"system","content":[{"type":"text","text":"s"}]},{"role":"user","content":[{"type":"image_url"}]}]}`,
+		`{"model":"m","n":3,"logprobs":true,"tools":[{}],"metadata":{"task":"t"},"messages":[{"role":"user","content":null}]}`,
+		`{"model":5}`, `[]`, `null`, `{"messages":[{"role":1}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r, err := ParseChatRequest(body)
+		if err != nil {
+			if _, ok := err.(*apiError); !ok {
+				t.Fatalf("error %T is not an *apiError", err)
+			}
+			return
+		}
+		if r.Model == "" {
+			t.Fatal("accepted a request without a model")
+		}
+	})
+}
+
+func FuzzParseCompletionRequest(f *testing.F) {
+	for _, s := range []string{`{"model":"m","prompt":"hi"}`, `{"model":"m","prompt":["a"],"logprobs":2}`, `{}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r, err := ParseCompletionRequest(body)
+		if err == nil && r.Model == "" {
+			t.Fatal("accepted a request without a model")
+		}
+		if err != nil {
+			if _, ok := err.(*apiError); !ok {
+				t.Fatalf("error %T is not an *apiError", err)
+			}
+		}
+	})
+}

@@ -1,0 +1,223 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/understudy-dev/understudy/config"
+)
+
+// Options are a Server's dependencies that do not come from config.
+type Options struct {
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registry receives the gateway's metrics and is served on /metrics.
+	// Default: a new registry.
+	Registry *prometheus.Registry
+}
+
+// Server is the OpenAI-compatible API server.
+type Server struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	m       *metrics
+	teacher *Teacher
+	domains *DomainResolver
+	keys    [][sha256.Size]byte // sha256 of each gateway key
+	metrics fasthttp.RequestHandler
+	srv     *fasthttp.Server
+
+	ready atomic.Bool
+	// stop is cancelled when the server begins shutting down, ending waits
+	// between retries.
+	stop       context.Context
+	cancelStop context.CancelFunc
+}
+
+// New builds a Server from validated config.
+func New(cfg *config.Config, opts Options) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{cfg: cfg, log: opts.Logger}
+	s.m = newMetrics(opts.Registry, s.log)
+	var err error
+	if s.teacher, err = newTeacher(cfg.Teacher, s.m); err != nil {
+		return nil, err
+	}
+	if s.domains, err = NewDomainResolver(cfg.Domains); err != nil {
+		return nil, err
+	}
+	for _, k := range cfg.Gateway.APIKeys {
+		s.keys = append(s.keys, sha256.Sum256([]byte(k)))
+	}
+	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
+	s.stop, s.cancelStop = context.WithCancel(context.Background())
+	s.srv = &fasthttp.Server{
+		Handler:                       chain(s.route, s.recover, s.requestID, s.observe, s.auth),
+		ErrorHandler:                  s.transportError,
+		Name:                          "understudy",
+		NoDefaultServerHeader:         true,
+		MaxRequestBodySize:            int(cfg.Gateway.MaxBodySize),
+		ReadTimeout:                   5 * time.Minute,
+		IdleTimeout:                   2 * time.Minute,
+		DisablePreParseMultipartForm:  true,
+		CloseOnShutdown:               true,
+		Logger:                        slogPrinter{s.log},
+		SecureErrorLogMessage:         true,
+		DisableHeaderNamesNormalizing: false,
+	}
+	return s, nil
+}
+
+// Run listens on the configured address and serves until ctx is done.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", s.cfg.Listen, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx is done, then stops accepting, waits up to
+// gateway.shutdown_timeout for requests in flight, and returns.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.log.Info("gateway listening", "addr", ln.Addr().String(), "teacher", s.teacher.base)
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(ln) }()
+	s.ready.Store(true)
+	select {
+	case err := <-errc:
+		s.ready.Store(false)
+		s.cancelStop()
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	s.ready.Store(false)
+	s.cancelStop()
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.Gateway.ShutdownTimeout)
+	defer cancel()
+	err := s.srv.ShutdownWithContext(sctx)
+	<-errc
+	s.teacher.Close()
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	return nil
+}
+
+// route dispatches by path and method.
+func (s *Server) route(ctx *fasthttp.RequestCtx) {
+	path := string(ctx.Path())
+	info := infoOf(ctx)
+	switch path {
+	case "/v1/chat/completions":
+		info.endpoint = "chat_completions"
+		if onlyMethod(ctx, fasthttp.MethodPost) {
+			s.chatCompletions(ctx)
+		}
+	case "/v1/completions":
+		info.endpoint = "completions"
+		if onlyMethod(ctx, fasthttp.MethodPost) {
+			s.completions(ctx)
+		}
+	case "/v1/embeddings":
+		info.endpoint = "embeddings"
+		if onlyMethod(ctx, fasthttp.MethodPost) {
+			s.passThrough(ctx)
+		}
+	case "/v1/models":
+		info.endpoint = "models"
+		if onlyMethod(ctx, fasthttp.MethodGet) {
+			s.passThrough(ctx)
+		}
+	case "/healthz":
+		if onlyMethod(ctx, fasthttp.MethodGet, fasthttp.MethodHead) {
+			ctx.SetContentType("application/json")
+			ctx.SetBodyString(`{"status":"ok"}`)
+		}
+	case "/readyz":
+		if onlyMethod(ctx, fasthttp.MethodGet, fasthttp.MethodHead) {
+			s.readyz(ctx)
+		}
+	case "/metrics":
+		if onlyMethod(ctx, fasthttp.MethodGet) {
+			s.metrics(ctx)
+		}
+	default:
+		if strings.HasPrefix(path, "/v1/models/") && len(path) > len("/v1/models/") {
+			info.endpoint = "models"
+			if onlyMethod(ctx, fasthttp.MethodGet) {
+				s.passThrough(ctx)
+			}
+			return
+		}
+		writeError(ctx, &apiError{Status: fasthttp.StatusNotFound, Type: "invalid_request_error",
+			Message: fmt.Sprintf("Invalid URL (%s %s)", ctx.Method(), ctx.Path())})
+	}
+}
+
+// onlyMethod answers 405 and returns false unless the request uses one of
+// the allowed methods.
+func onlyMethod(ctx *fasthttp.RequestCtx, allowed ...string) bool {
+	m := string(ctx.Method())
+	for _, a := range allowed {
+		if m == a {
+			return true
+		}
+	}
+	writeError(ctx, &apiError{Status: fasthttp.StatusMethodNotAllowed, Type: "invalid_request_error",
+		Message: fmt.Sprintf("Method %s is not allowed on %s; use %s.", m, ctx.Path(), strings.Join(allowed, " or "))})
+	ctx.Response.Header.Set("Allow", strings.Join(allowed, ", "))
+	return false
+}
+
+func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType("application/json")
+	state := s.teacher.State().String()
+	if !s.ready.Load() {
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetBodyString(`{"status":"stopping","teacher_breaker":"` + state + `"}`)
+		return
+	}
+	ctx.SetBodyString(`{"status":"ready","teacher_breaker":"` + state + `"}`)
+}
+
+// transportError answers requests fasthttp rejected before any handler ran.
+func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
+	ctx.Response.Header.Set("X-Request-Id", newRequestID())
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		writeError(ctx, &apiError{Status: fasthttp.StatusRequestEntityTooLarge, Type: "invalid_request_error",
+			Code: "request_too_large", Message: fmt.Sprintf("Request body too large: the limit is %s.", s.cfg.Gateway.MaxBodySize)})
+		s.m.requests.WithLabelValues("unknown", "none", "413").Inc()
+		return
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) && netErr.Timeout() {
+		writeError(ctx, &apiError{Status: fasthttp.StatusRequestTimeout, Type: "invalid_request_error", Message: "Timed out reading the request."})
+		return
+	}
+	writeError(ctx, &apiError{Status: fasthttp.StatusBadRequest, Type: "invalid_request_error", Message: "Malformed HTTP request."})
+}
+
+// slogPrinter adapts slog to fasthttp's Logger.
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Printf(format string, args ...any) {
+	p.log.Debug("fasthttp", "msg", fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,255 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"github.com/valyala/fasthttp"
+
+	"github.com/understudy-dev/understudy/config"
+)
+
+// Errors a teacher exchange ends with that are not the teacher's answer.
+var (
+	// ErrTeacherUnavailable: the circuit breaker is open (or half-open and
+	// busy); the request was not sent.
+	ErrTeacherUnavailable = errors.New("teacher unavailable: circuit breaker open")
+	// errClientGone: the client went away; not the teacher's fault.
+	errClientGone = errors.New("client closed the connection")
+	// errTeacherStatus marks a 5xx answer for the breaker.
+	errTeacherStatus = errors.New("teacher answered with a server error")
+)
+
+// breaker is the part of gobreaker the teacher client uses: one call per
+// exchange, its outcome reported when the exchange (stream included) ends.
+type breaker interface {
+	Allow() (done func(err error), err error)
+	State() gobreaker.State
+}
+
+// Teacher sends requests to the upstream model server. It is safe for
+// concurrent use.
+type Teacher struct {
+	hc       *fasthttp.HostClient
+	base     string // scheme://host[:port]/path-prefix, no trailing slash
+	host     string
+	apiKey   string
+	passAuth bool
+	cfg      config.Teacher
+	breaker  breaker
+	// openedAt is when the breaker last opened (unix nanoseconds), for
+	// retry-after.
+	openedAt atomic.Int64
+	metrics  *metrics
+}
+
+// newTeacher builds the teacher client from validated config.
+func newTeacher(cfg config.Teacher, m *metrics) (*Teacher, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("parsing teacher.url: %w", err)
+	}
+	isTLS := u.Scheme == "https"
+	addr := u.Host
+	if u.Port() == "" {
+		if isTLS {
+			addr = net.JoinHostPort(u.Hostname(), "443")
+		} else {
+			addr = net.JoinHostPort(u.Hostname(), "80")
+		}
+	}
+	t := &Teacher{
+		base:     strings.TrimSuffix(u.Scheme+"://"+u.Host+u.EscapedPath(), "/"),
+		host:     u.Host,
+		apiKey:   cfg.APIKey,
+		passAuth: cfg.PassClientAuthorization,
+		cfg:      cfg,
+		metrics:  m,
+	}
+	firstByte := cfg.FirstByteTimeout
+	t.hc = &fasthttp.HostClient{
+		Addr:                          addr,
+		Name:                          "understudy",
+		IsTLS:                         isTLS,
+		TLSConfig:                     &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12},
+		MaxConns:                      cfg.MaxConns,
+		MaxIdleConnDuration:           cfg.MaxIdleConnDuration,
+		MaxIdemponentCallAttempts:     1, // retries are ours: dial errors only
+		DisableHeaderNamesNormalizing: false,
+		DisablePathNormalizing:        true,
+		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
+			if timeout <= 0 || timeout > cfg.ConnectTimeout {
+				timeout = cfg.ConnectTimeout
+			}
+			c, err := fasthttp.DialTimeout(addr, timeout)
+			if err != nil {
+				return nil, &dialError{err}
+			}
+			return &firstByteConn{Conn: c, firstByte: firstByte}, nil
+		},
+	}
+	t.breaker = gobreaker.NewTwoStepCircuitBreaker[any](gobreaker.Settings{
+		Name:        "teacher",
+		MaxRequests: uint32(cfg.Breaker.HalfOpenRequests),
+		Timeout:     cfg.Breaker.OpenTimeout,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= uint32(cfg.Breaker.ConsecutiveFailures)
+		},
+		IsExcluded: func(err error) bool { return errors.Is(err, errClientGone) },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			if to == gobreaker.StateOpen {
+				t.openedAt.Store(time.Now().UnixNano())
+			}
+			if m != nil {
+				m.breakerState.Set(float64(to))
+				m.breakerTransitions.WithLabelValues(to.String()).Inc()
+			}
+			if m != nil && m.log != nil {
+				m.log.Warn("teacher circuit breaker changed state", "from", from.String(), "to", to.String())
+			}
+		},
+	})
+	return t, nil
+}
+
+// dialError marks an error from connecting: nothing reached the teacher, so
+// the request may be retried.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "connecting to teacher: " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// firstByteConn enforces the first-byte timeout: when fasthttp sets the read
+// deadline for a response (the whole exchange's deadline), the connection
+// tightens it to the first-byte timeout until the first byte arrives, then
+// restores it. One exchange uses a connection at a time.
+type firstByteConn struct {
+	net.Conn
+	firstByte time.Duration
+	deadline  time.Time // the exchange's own read deadline
+	waiting   bool      // no response byte read yet
+}
+
+func (c *firstByteConn) SetReadDeadline(t time.Time) error {
+	c.deadline, c.waiting = t, true
+	fb := time.Now().Add(c.firstByte)
+	if t.IsZero() || fb.Before(t) {
+		return c.Conn.SetReadDeadline(fb)
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *firstByteConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && c.waiting {
+		c.waiting = false
+		if err2 := c.Conn.SetReadDeadline(c.deadline); err == nil {
+			err = err2
+		}
+	}
+	return n, err
+}
+
+
+// retryAfter is the number of seconds until the open breaker lets a probe
+// through, at least 1.
+func (t *Teacher) retryAfter() int {
+	left := t.cfg.Breaker.OpenTimeout - time.Since(time.Unix(0, t.openedAt.Load()))
+	return max(1, int((left+time.Second-1)/time.Second))
+}
+
+// Do sends req and fills resp (its body left as a stream when
+// resp.StreamBody is set). It retries dial errors only, bounded by
+// teacher.retries and teacher.retry_window, waiting on ctx. On success the
+// returned done must be called with the outcome of consuming the response,
+// which the breaker counts.
+func (t *Teacher) Do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) (done func(error), err error) {
+	done, err = t.breaker.Allow()
+	if err != nil {
+		t.metrics.teacherErrors.WithLabelValues("breaker_open").Inc()
+		return nil, ErrTeacherUnavailable
+	}
+	start := time.Now()
+	req.SetTimeout(t.cfg.Timeout)
+	for attempt := 0; ; attempt++ {
+		err = t.hc.Do(req, resp)
+		var de *dialError
+		if err == nil || !errors.As(err, &de) || attempt >= t.cfg.Retries {
+			break
+		}
+		// Exponential backoff with jitter, within the retry window.
+		wait := time.Duration(float64(50*time.Millisecond<<attempt) * (0.5 + rand.Float64()))
+		if time.Since(start)+wait > t.cfg.RetryWindow {
+			break
+		}
+		t.metrics.teacherRetries.Inc()
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			done(errClientGone)
+			return nil, ctx.Err()
+		case <-timer.C:
+		}
+	}
+	if err != nil {
+		t.metrics.teacherErrors.WithLabelValues(errorReason(err)).Inc()
+		done(err)
+		return nil, err
+	}
+	if resp.StatusCode() >= 500 {
+		// Counted as a failure now; the body is still relayed.
+		done(errTeacherStatus)
+		return func(error) {}, nil
+	}
+	return done, nil
+}
+
+// errorReason classifies a transport error for metrics and status codes.
+func errorReason(err error) string {
+	var de *dialError
+	switch {
+	case errors.As(err, &de):
+		return "connect"
+	case errors.Is(err, fasthttp.ErrTimeout), isTimeout(err):
+		return "timeout"
+	default:
+		return "transport"
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// transportError turns a failed exchange into the client's error.
+func (t *Teacher) transportError(err error) *apiError {
+	switch {
+	case errors.Is(err, ErrTeacherUnavailable):
+		return &apiError{Status: fasthttp.StatusServiceUnavailable, Type: "server_error", Code: "teacher_unavailable",
+			Message: "The teacher model is unavailable (circuit breaker open). Please retry later.", RetryAfter: t.retryAfter()}
+	case errorReason(err) == "timeout":
+		return &apiError{Status: fasthttp.StatusGatewayTimeout, Type: "server_error", Code: "teacher_timeout",
+			Message: "The teacher model did not answer in time."}
+	default:
+		return &apiError{Status: fasthttp.StatusBadGateway, Type: "server_error", Code: "teacher_error",
+			Message: "The gateway could not reach the teacher model."}
+	}
+}
+
+// State returns the breaker's state.
+func (t *Teacher) State() gobreaker.State { return t.breaker.State() }
+
+// Close closes idle connections to the teacher.
+func (t *Teacher) Close() { t.hc.CloseIdleConnections() }
+

@@ -1,0 +1,5 @@
+// Package trainer owns background training of students: the label space
+// from normalized teacher answers, the distillability rule, featurizing, the
+// ONNX train-step graph run through ONNX Runtime, calibration, and export of
+// a trained version. It does not serve traffic.
+package trainer

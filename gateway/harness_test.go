@@ -34,6 +34,7 @@ func TestMain(m *testing.M) {
 		// fasthttp keeps one process-wide goroutine refreshing its Date header.
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*TCPDialer).tcpAddrsClean"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*Client).mCleaner"),
 	)
 }
 
@@ -49,7 +50,7 @@ var spamTask = teachersim.Task{Name: "spam", System: spamSystem, Examples: []tea
 // harness runs teacher-sim and a gateway in front of it on loopback, with an
 // openai-go client for each.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	simURL string // teacher-sim base URL, ending in /v1
 	gwURL  string // gateway base URL, ending in /v1
 	reg    *prometheus.Registry
@@ -60,7 +61,7 @@ type harness struct {
 
 // start launches teacher-sim with sim and a gateway configured by edit
 // (after defaults and the teacher URL are set); both stop at test cleanup.
-func start(t *testing.T, sim teachersim.Config, edit func(*config.Config)) *harness {
+func start(t testing.TB, sim teachersim.Config, edit func(*config.Config)) *harness {
 	t.Helper()
 	if sim.Tasks == nil {
 		sim.Tasks = []teachersim.Task{spamTask}
@@ -118,7 +119,7 @@ func newClient(base, key string) openai.Client {
 		option.WithHTTPClient(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}))
 }
 
-func listen(t *testing.T) net.Listener {
+func listen(t testing.TB) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/understudy-dev/understudy/config"
+	"github.com/understudy-dev/understudy/gateway"
+)
+
+// serveFlags are the common settings that also take flags, each named like
+// its environment variable (--listen and UNDERSTUDY_LISTEN). Flags beat the
+// environment, which beats the file.
+var serveFlags = map[string]func(*config.Config, string){
+	"listen":       func(c *config.Config, v string) { c.Listen = v },
+	"admin-listen": func(c *config.Config, v string) { c.Admin.Listen = v },
+	"data-dir":     func(c *config.Config, v string) { c.DataDir = v },
+	"teacher-url":  func(c *config.Config, v string) { c.Teacher.URL = v },
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "YAML config `file` (optional: defaults work without one)")
+	fs.String("listen", "", "API listen `address` (default \":8080\"; env UNDERSTUDY_LISTEN)")
+	fs.String("admin-listen", "", "admin API listen `address` (default \"127.0.0.1:8081\"; env UNDERSTUDY_ADMIN_LISTEN)")
+	fs.String("data-dir", "", "data `directory` (default \"./understudy-data\"; env UNDERSTUDY_DATA_DIR)")
+	fs.String("teacher-url", "", "teacher base `URL` (default \"https://api.openai.com/v1\"; env UNDERSTUDY_TEACHER_URL or OPENAI_BASE_URL)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"serve takes no arguments; got " + fs.Arg(0)}
+	}
+	cfg, err := loadConfig(*path, fs, serveFlags)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	if cfg.Teacher.APIKey == "" && !cfg.Teacher.PassClientAuthorization {
+		log.Warn("no teacher API key: set OPENAI_API_KEY or teacher.api_key, or teacher.pass_client_authorization to forward the client's", "teacher", cfg.Teacher.URL)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	gw, err := gateway.New(cfg, gateway.Options{Logger: log, Registry: reg})
+	if err != nil {
+		return err
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return gw.Run(ctx) })
+	err = g.Wait()
+	log.Info("stopped")
+	return err
+}

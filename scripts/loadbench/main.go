@@ -1,0 +1,198 @@
+// Command loadbench measures the latency the Understudy gateway adds in front
+// of a teacher, at fixed request rates on loopback.
+//
+// It starts two child processes from the understudy binary, teacher-sim (zero
+// latency, answering from a generated data set) and the gateway proxying to
+// it, then sends open-loop load at each rate to teacher-sim directly and to
+// the gateway, alternating the two. Requests are scheduled at fixed intervals
+// whatever the servers do; a request sent late because every connection was
+// busy is timed from its scheduled send time, so a server that stalls cannot
+// hide the queue it builds (no coordinated omission). Every response must be
+// 200 and carry the expected label; anything else counts as an error.
+//
+// For each rate it reports the achieved throughput, latency p50/p99/p99.9 and
+// errors of both targets; the added latency (gateway minus direct, per
+// percentile); the gateway's own overhead histogram,
+// understudy_gateway_overhead_seconds (total time minus teacher time), as
+// quantiles of the bucket deltas over the phase; and the gateway's peak RSS
+// (VmHWM). Each phase runs -repeat times and medians are reported. The load
+// generator shares the machine with both servers, which the report states
+// together with the CPU count and Go version.
+//
+// Run it with
+//
+//	make loadbench
+//
+// or, after make build,
+//
+//	go run ./scripts/loadbench -bin bin/understudy [-rates 1000,2000,5000] [-duration 10s] [-json results.json]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// options are the command-line settings.
+type options struct {
+	bin       string
+	rates     []int
+	duration  time.Duration
+	warmup    time.Duration
+	repeat    int
+	stream    bool
+	jsonPath  string
+	bodyBytes int
+	conns     int
+	examples  int
+}
+
+// streamRate is the rate of the streaming phase.
+const streamRate = 1000
+
+func main() {
+	opts, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadbench:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, opts, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "loadbench:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("loadbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	rates := fs.String("rates", "1000,2000,5000", "comma-separated request `rates` (req/s) of the non-streaming phases")
+	fs.StringVar(&o.bin, "bin", "bin/understudy", "`path` of the understudy binary")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured `time` of each phase")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load before each phase, at its rate")
+	fs.IntVar(&o.repeat, "repeat", 3, "runs of each (rate, target) phase; medians are reported")
+	fs.BoolVar(&o.stream, "stream", true, fmt.Sprintf("also run a streaming phase at %d req/s", streamRate))
+	fs.StringVar(&o.jsonPath, "json", "", "write every phase's results to this `file` as JSON")
+	fs.IntVar(&o.bodyBytes, "body-bytes", 1000, "approximate size of the user message in `bytes`")
+	fs.IntVar(&o.conns, "conns", 512, "client connections (and workers) per target")
+	fs.IntVar(&o.examples, "examples", 500, "texts in the generated data set, sent round-robin")
+	if err := fs.Parse(args); err != nil {
+		return options{}, err
+	}
+	if fs.NArg() > 0 {
+		return options{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	var err error
+	if o.rates, err = parseRates(*rates); err != nil {
+		return options{}, err
+	}
+	switch {
+	case o.duration <= 0:
+		return options{}, fmt.Errorf("-duration: must be positive, got %s", o.duration)
+	case o.warmup < 0:
+		return options{}, fmt.Errorf("-warmup: must not be negative, got %s", o.warmup)
+	case o.repeat < 1:
+		return options{}, fmt.Errorf("-repeat: must be at least 1, got %d", o.repeat)
+	case o.bodyBytes < 1:
+		return options{}, fmt.Errorf("-body-bytes: must be positive, got %d", o.bodyBytes)
+	case o.conns < 1:
+		return options{}, fmt.Errorf("-conns: must be positive, got %d", o.conns)
+	case o.examples < 1:
+		return options{}, fmt.Errorf("-examples: must be positive, got %d", o.examples)
+	}
+	return o, nil
+}
+
+func parseRates(s string) ([]int, error) {
+	var rates []int
+	for f := range strings.SplitSeq(s, ",") {
+		r, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || r <= 0 {
+			return nil, fmt.Errorf("-rates: %q is not a positive integer", f)
+		}
+		rates = append(rates, r)
+	}
+	return rates, nil
+}
+
+// phase is one kind of measured load: a rate, streaming or not.
+type phase struct {
+	Rate   int  `json:"rate"`
+	Stream bool `json:"stream"`
+}
+
+func (p phase) mode() string {
+	if p.Stream {
+		return "stream"
+	}
+	return "chat"
+}
+
+// phases lists the measured phases in the order they run within a repeat.
+func (o options) phases() []phase {
+	ps := make([]phase, 0, len(o.rates)+1)
+	for _, r := range o.rates {
+		ps = append(ps, phase{Rate: r})
+	}
+	if o.stream {
+		ps = append(ps, phase{Rate: streamRate, Stream: true})
+	}
+	return ps
+}
+
+// run prepares the data set, starts both servers, runs every phase and
+// writes the report.
+func run(ctx context.Context, o options, stdout, stderr io.Writer) (err error) {
+	if _, err := os.Stat(o.bin); err != nil {
+		return fmt.Errorf("finding the understudy binary (run make build or pass -bin): %w", err)
+	}
+	dir, err := os.MkdirTemp("", "loadbench-")
+	if err != nil {
+		return fmt.Errorf("creating a temporary directory: %w", err)
+	}
+	defer os.RemoveAll(dir)
+
+	ds, err := writeDataset(dir, o.examples, o.bodyBytes)
+	if err != nil {
+		return err
+	}
+	sim, gw, err := startServers(ctx, o.bin, dir, ds.path)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		err = errors.Join(err, gw.stop(), sim.stop())
+	}()
+
+	b := newBench(o, ds, sim, gw, stderr)
+	defer b.close()
+	if err := b.preflight(); err != nil {
+		return err
+	}
+	res, err := b.runAll(ctx)
+	if err != nil {
+		return err
+	}
+	if o.jsonPath != "" {
+		if err := writeJSON(o.jsonPath, res); err != nil {
+			return err
+		}
+	}
+	writeReport(stdout, res)
+	return nil
+}

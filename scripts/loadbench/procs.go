@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+const (
+	readyTimeout = 20 * time.Second
+	stopTimeout  = 10 * time.Second
+)
+
+// proc is a child server process. Its one goroutine waits for the process
+// to exit; stop signals and waits for it.
+type proc struct {
+	name    string
+	addr    string // host:port it serves on
+	logPath string
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the process has exited
+	waitErr error         // valid after done is closed
+	stopped bool
+}
+
+// startProc starts bin with args, its output going to a log file in dir.
+func startProc(name, addr, dir, bin string, env []string, args ...string) (*proc, error) {
+	logPath := filepath.Join(dir, name+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("creating %s log: %w", name, err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = append(os.Environ(), env...)
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p := &proc{name: name, addr: addr, logPath: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		logFile.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM, waits up to stopTimeout and then kills. It reports a
+// process that had already died or did not exit cleanly. Calling it twice
+// is safe.
+func (p *proc) stop() error {
+	if p.stopped {
+		return nil
+	}
+	p.stopped = true
+	if p.exited() {
+		if p.waitErr != nil {
+			return fmt.Errorf("%s exited early: %w%s", p.name, p.waitErr, p.logTail())
+		}
+		return nil
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(stopTimeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("stopping %s: no exit %s after SIGTERM, killed", p.name, stopTimeout)
+	}
+	var exit *exec.ExitError
+	if errors.As(p.waitErr, &exit) && !exit.Exited() {
+		return nil // ended by our SIGTERM, or by the user's Ctrl-C
+	}
+	if p.waitErr != nil {
+		return fmt.Errorf("stopping %s: %w%s", p.name, p.waitErr, p.logTail())
+	}
+	return nil
+}
+
+// logTail returns the last lines of the process's log, for error messages.
+func (p *proc) logTail() string {
+	data, err := os.ReadFile(p.logPath)
+	if err != nil || len(bytes.TrimSpace(data)) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > 15 {
+		lines = lines[len(lines)-15:]
+	}
+	return "\n" + p.name + " log (last lines):\n  " + strings.Join(lines, "\n  ")
+}
+
+// waitReady polls url until it answers 200, the process exits, ctx ends or
+// readyTimeout passes.
+func (p *proc) waitReady(ctx context.Context, url string) error {
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		status, _, err := fasthttp.GetTimeout(nil, url, time.Second)
+		if err == nil && status == fasthttp.StatusOK {
+			return nil
+		}
+		if p.exited() {
+			p.stopped = true // reported here, not again by stop
+			return fmt.Errorf("waiting for %s: it exited: %v%s", p.name, p.waitErr, p.logTail())
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = fmt.Errorf("status %d", status)
+			}
+			return fmt.Errorf("waiting for %s at %s: not ready after %s (last: %v)%s", p.name, url, readyTimeout, err, p.logTail())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// startServers starts teacher-sim on the data set and the gateway in front
+// of it, and waits until both are ready. On error nothing is left running.
+func startServers(ctx context.Context, bin, dir, dataPath string) (sim, gw *proc, err error) {
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, nil, err
+	}
+	simAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
+	gwAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
+	adminAddr := "127.0.0.1:" + strconv.Itoa(ports[2])
+
+	sim, err = startProc("teacher-sim", simAddr, dir, bin, nil,
+		"teacher-sim", "--listen", simAddr, "--task", "bench="+dataPath, "--latency", "0s")
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := sim.waitReady(ctx, "http://"+simAddr+"/v1/models"); err != nil {
+		return nil, nil, errors.Join(err, sim.stop())
+	}
+	gw, err = startProc("gateway", gwAddr, dir, bin,
+		[]string{"OPENAI_API_KEY=sk-bench", "UNDERSTUDY_LOG_LEVEL=warn"},
+		"serve", "--listen", gwAddr, "--admin-listen", adminAddr,
+		"--data-dir", filepath.Join(dir, "data"), "--teacher-url", "http://"+simAddr+"/v1")
+	if err != nil {
+		return nil, nil, errors.Join(err, sim.stop())
+	}
+	if err := gw.waitReady(ctx, "http://"+gwAddr+"/readyz"); err != nil {
+		return nil, nil, errors.Join(err, gw.stop(), sim.stop())
+	}
+	return sim, gw, nil
+}
+
+// freePorts asks the kernel for n free loopback ports. They are released
+// before use, so another process could take one first; the server would
+// then fail to start with a clear error.
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("finding a free port: %w", err)
+		}
+		defer ln.Close()
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// memory is a process's resident set size, current and peak, in bytes.
+type memory struct {
+	RSS  int64 `json:"rss_bytes"`
+	Peak int64 `json:"peak_rss_bytes"`
+}
+
+// readMemory reads VmRSS and VmHWM from /proc/PID/status (Linux only).
+func readMemory(pid int) (memory, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return memory{}, fmt.Errorf("reading memory of pid %d: %w", pid, err)
+	}
+	var m memory
+	for line := range strings.SplitSeq(string(data), "\n") {
+		key, val, ok := strings.Cut(line, ":")
+		if !ok || (key != "VmRSS" && key != "VmHWM") {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(val), "kB")), 10, 64)
+		if err != nil {
+			return memory{}, fmt.Errorf("reading memory of pid %d: parsing %s: %w", pid, key, err)
+		}
+		if key == "VmRSS" {
+			m.RSS = kb << 10
+		} else {
+			m.Peak = kb << 10
+		}
+	}
+	return m, nil
+}
+
+// resetPeak resets the process's VmHWM to its current RSS (Linux 4.0+), so
+// that the next reading is the peak of one phase.
+func resetPeak(pid int) error {
+	return os.WriteFile("/proc/"+strconv.Itoa(pid)+"/clear_refs", []byte("5"), 0)
+}

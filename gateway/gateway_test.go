@@ -42,7 +42,7 @@ func TestChatCompletion(t *testing.T) {
 		if got.Choices[0].Message.Content != ex.Label || got.Choices[0].Message.Content != want.Choices[0].Message.Content {
 			t.Errorf("%q: content %q via gateway, %q direct, want %q", ex.Text, got.Choices[0].Message.Content, want.Choices[0].Message.Content, ex.Label)
 		}
-		if (got.Usage.PromptTokens != want.Usage.PromptTokens || got.Usage.CompletionTokens != want.Usage.CompletionTokens) {
+		if got.Usage.PromptTokens != want.Usage.PromptTokens || got.Usage.CompletionTokens != want.Usage.CompletionTokens {
 			t.Errorf("usage %+v via gateway, %+v direct", got.Usage, want.Usage)
 		}
 		if id := resp.Header.Get("X-Request-Id"); !strings.HasPrefix(id, "sim-") {

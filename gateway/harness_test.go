@@ -200,4 +200,3 @@ func (h *harness) metric(name string, labels map[string]string) float64 {
 	}
 	return sum
 }
-

@@ -3,11 +3,11 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"runtime/debug"
 	"strconv"

@@ -159,7 +159,6 @@ func (c *firstByteConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-
 // retryAfter is the number of seconds until the open breaker lets a probe
 // through, at least 1.
 func (t *Teacher) retryAfter() int {
@@ -252,4 +251,3 @@ func (t *Teacher) State() gobreaker.State { return t.breaker.State() }
 
 // Close closes idle connections to the teacher.
 func (t *Teacher) Close() { t.hc.CloseIdleConnections() }
-

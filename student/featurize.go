@@ -1,0 +1,196 @@
+package student
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"unicode"
+	"unicode/utf8"
+)
+
+// FeaturizerConfig says how text becomes feature ids. It is stored with
+// every trained model: serving must featurize exactly as training did.
+type FeaturizerConfig struct {
+	// BucketBits sets the number of hash buckets to 2^BucketBits. Feature
+	// ids are in [1, 2^BucketBits); 0 is padding. Default 17.
+	BucketBits int `json:"bucket_bits"`
+	// WordNgrams is the longest word n-gram: 1 unigrams, 2 also bigrams.
+	// Default 2.
+	WordNgrams int `json:"word_ngrams"`
+	// CharNgramMin and CharNgramMax bound the character n-grams taken from
+	// each word wrapped in "<" and ">"; 0 turns them off. Default 4 and 4.
+	CharNgramMin int `json:"char_ngram_min"`
+	CharNgramMax int `json:"char_ngram_max"`
+	// MaxTokens caps the distinct features of one input, taken in text
+	// order, so the beginning of a long input counts. Default 512.
+	MaxTokens int `json:"max_tokens"`
+}
+
+// DefaultFeaturizer is the featurizer new students use.
+func DefaultFeaturizer() FeaturizerConfig {
+	return FeaturizerConfig{BucketBits: 17, WordNgrams: 2, CharNgramMin: 4, CharNgramMax: 4, MaxTokens: 512}
+}
+
+// Buckets is the number of embedding rows the featurizer addresses,
+// padding row included.
+func (c FeaturizerConfig) Buckets() int { return 1 << c.BucketBits }
+
+// Validate reports settings no featurizer can use.
+func (c FeaturizerConfig) Validate() error {
+	switch {
+	case c.BucketBits < 8 || c.BucketBits > 24:
+		return fmt.Errorf("bucket_bits: must be in [8,24], got %d", c.BucketBits)
+	case c.WordNgrams < 1 || c.WordNgrams > 3:
+		return fmt.Errorf("word_ngrams: must be 1, 2 or 3, got %d", c.WordNgrams)
+	case c.CharNgramMin < 0 || c.CharNgramMax < c.CharNgramMin || c.CharNgramMax > 8:
+		return fmt.Errorf("char n-grams: want 0 <= min <= max <= 8, got %d..%d", c.CharNgramMin, c.CharNgramMax)
+	case c.MaxTokens < 1:
+		return fmt.Errorf("max_tokens: must be at least 1, got %d", c.MaxTokens)
+	}
+	return nil
+}
+
+// Featurizer turns text into feature ids: the text is lower-cased and split
+// into tokens (runs of letters and digits; every other non-space character
+// is a token of its own), then each token in order contributes its word
+// unigram, the word n-grams ending at it, and the character n-grams of
+// "<token>" — each hashed (FNV-1a 64, with a prefix per kind) into a bucket
+// in [1, 2^BucketBits). Repeated features count once; at most MaxTokens are
+// kept. It is safe for concurrent use.
+type Featurizer struct {
+	cfg     FeaturizerConfig
+	mod     uint64
+	scratch sync.Pool // *scratch reused across calls
+}
+
+// scratch is one call's working memory.
+type scratch struct {
+	seen map[int64]struct{}
+	toks []string
+	buf  []byte
+	offs []int
+}
+
+// NewFeaturizer returns a featurizer for a valid config.
+func NewFeaturizer(cfg FeaturizerConfig) (*Featurizer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("featurizer: %w", err)
+	}
+	f := &Featurizer{cfg: cfg, mod: uint64(cfg.Buckets() - 1)}
+	f.scratch.New = func() any { return &scratch{seen: make(map[int64]struct{}, cfg.MaxTokens)} }
+	return f, nil
+}
+
+// Config returns the featurizer's settings.
+func (f *Featurizer) Config() FeaturizerConfig { return f.cfg }
+
+// Tokens splits text into the featurizer's tokens.
+func Tokens(text string) []string { return appendTokens(nil, strings.ToLower(text)) }
+
+// appendTokens appends the tokens of lower-cased text, as substrings of it.
+func appendTokens(toks []string, text string) []string {
+	start := -1
+	for i, r := range text {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			if start < 0 {
+				start = i
+			}
+			continue
+		}
+		if start >= 0 {
+			toks = append(toks, text[start:i])
+			start = -1
+		}
+		if !unicode.IsSpace(r) && unicode.IsPrint(r) {
+			toks = append(toks, text[i:i+utf8.RuneLen(r)])
+		}
+	}
+	if start >= 0 {
+		toks = append(toks, text[start:])
+	}
+	return toks
+}
+
+// Featurize appends text's feature ids to dst and returns it.
+func (f *Featurizer) Featurize(dst []int64, text string) []int64 {
+	sc := f.scratch.Get().(*scratch)
+	defer func() { clear(sc.seen); f.scratch.Put(sc) }()
+	sc.toks = appendTokens(sc.toks[:0], strings.ToLower(text))
+	n := 0
+	add := func(id int64) bool {
+		if _, dup := sc.seen[id]; !dup {
+			sc.seen[id] = struct{}{}
+			dst = append(dst, id)
+			n++
+		}
+		return n < f.cfg.MaxTokens
+	}
+	toks := sc.toks
+	for i, tok := range toks {
+		if !add(f.hash('w', tok, "", "")) {
+			return dst
+		}
+		if f.cfg.WordNgrams >= 2 && i >= 1 && !add(f.hash('2', toks[i-1], tok, "")) {
+			return dst
+		}
+		if f.cfg.WordNgrams >= 3 && i >= 2 && !add(f.hash('3', toks[i-2], toks[i-1], tok)) {
+			return dst
+		}
+		if f.cfg.CharNgramMax == 0 {
+			continue
+		}
+		// Character n-grams of "<tok>", by rune.
+		sc.buf = append(append(append(sc.buf[:0], '<'), tok...), '>')
+		sc.offs = sc.offs[:0]
+		for j := range string(sc.buf) {
+			sc.offs = append(sc.offs, j)
+		}
+		runes := len(sc.offs)
+		sc.offs = append(sc.offs, len(sc.buf))
+		for size := f.cfg.CharNgramMin; size <= f.cfg.CharNgramMax && size < runes; size++ {
+			for j := 0; j+size <= runes; j++ {
+				if !add(f.hashBytes('c', sc.buf[sc.offs[j]:sc.offs[j+size]])) {
+					return dst
+				}
+			}
+		}
+	}
+	return dst
+}
+
+// FNV-1a 64 parameters.
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// hash maps a word feature to its bucket in [1, 2^BucketBits): FNV-1a 64
+// of kind, ':', and the non-empty words joined by spaces.
+func (f *Featurizer) hash(kind byte, a, b, c string) int64 {
+	h := uint64(fnvOffset)
+	h = (h ^ uint64(kind)) * fnvPrime
+	h = (h ^ ':') * fnvPrime
+	for i, p := range [3]string{a, b, c} {
+		if p == "" {
+			break
+		}
+		if i > 0 {
+			h = (h ^ ' ') * fnvPrime
+		}
+		for j := 0; j < len(p); j++ {
+			h = (h ^ uint64(p[j])) * fnvPrime
+		}
+	}
+	return int64(1 + h%f.mod)
+}
+
+// hashBytes is hash for one feature held in bytes.
+func (f *Featurizer) hashBytes(kind byte, p []byte) int64 {
+	h := uint64(fnvOffset)
+	h = (h ^ uint64(kind)) * fnvPrime
+	h = (h ^ ':') * fnvPrime
+	for _, c := range p {
+		h = (h ^ uint64(c)) * fnvPrime
+	}
+	return int64(1 + h%f.mod)
+}

@@ -30,6 +30,8 @@ type Config struct {
 	Admin   Admin   `yaml:"admin"`
 	Gateway Gateway `yaml:"gateway"`
 	Teacher Teacher `yaml:"teacher"`
+	Storage Storage `yaml:"storage"`
+	Labels  Labels  `yaml:"labels"`
 	Log     Log     `yaml:"log"`
 
 	// Domains are explicit task domains with the rules that match requests to
@@ -102,6 +104,48 @@ type Breaker struct {
 	HalfOpenRequests int `yaml:"half_open_requests"`
 }
 
+// Storage configures the pair log: every eligible teacher answer, kept per
+// task domain in a Badger database under data_dir.
+type Storage struct {
+	// Enabled turns pair logging on. Default true.
+	Enabled bool `yaml:"enabled"`
+	// KeepRequests stores each request's messages with its pair, so exports
+	// carry the full conversation. Default true.
+	KeepRequests bool `yaml:"keep_requests"`
+	// SyncWrites makes every batch durable before the next (fsync). Default
+	// false: a killed process keeps what reached Badger; a power loss may
+	// lose the last moments.
+	SyncWrites bool `yaml:"sync_writes"`
+	// EncryptionKeyFile, when set, encrypts the data at rest with AES-256
+	// using the key in this file (32 raw bytes, 64 hex digits, or base64).
+	// Default "" (no encryption).
+	EncryptionKeyFile string `yaml:"encryption_key_file"`
+	// TTL removes pairs older than this. Default 720h (30 days).
+	TTL time.Duration `yaml:"ttl"`
+	// MaxPairsPerDomain keeps only the newest pairs of each domain.
+	// Default 200000.
+	MaxPairsPerDomain int `yaml:"max_pairs_per_domain"`
+	// QueueSize bounds the pairs waiting to be written; when it is full a
+	// pair is dropped and counted rather than delaying a request.
+	// Default 65536.
+	QueueSize int `yaml:"queue_size"`
+	// BatchSize writes a batch once this many pairs wait. Default 1024.
+	BatchSize int `yaml:"batch_size"`
+	// FlushInterval writes waiting pairs at least this often. Default 100ms.
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	// RetentionInterval is how often TTL, the cap and value-log GC run.
+	// Default 5m.
+	RetentionInterval time.Duration `yaml:"retention_interval"`
+}
+
+// Labels configures how teacher answers are normalized into labels.
+type Labels struct {
+	// FoldCase compares answers case-insensitively. Default true.
+	FoldCase bool `yaml:"fold_case"`
+	// StripTrailingPeriod ignores one trailing "." of an answer. Default true.
+	StripTrailingPeriod bool `yaml:"strip_trailing_period"`
+}
+
 // Log configures structured logging.
 type Log struct {
 	// Level is one of debug, info, warn, error. Default "info".
@@ -148,7 +192,18 @@ func Default() *Config {
 				HalfOpenRequests:    1,
 			},
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Storage: Storage{
+			Enabled:           true,
+			KeepRequests:      true,
+			TTL:               720 * time.Hour,
+			MaxPairsPerDomain: 200000,
+			QueueSize:         65536,
+			BatchSize:         1024,
+			FlushInterval:     100 * time.Millisecond,
+			RetentionInterval: 5 * time.Minute,
+		},
+		Labels: Labels{FoldCase: true, StripTrailingPeriod: true},
+		Log:    Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -255,6 +310,25 @@ func (c *Config) Validate() error {
 	positive("teacher.breaker.open_timeout", c.Teacher.Breaker.OpenTimeout)
 	if c.Teacher.Breaker.HalfOpenRequests < 1 {
 		bad("teacher.breaker.half_open_requests", "must be at least 1, got %d", c.Teacher.Breaker.HalfOpenRequests)
+	}
+
+	if c.Storage.TTL <= 0 {
+		bad("storage.ttl", "must be positive, got %s", c.Storage.TTL)
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"storage.max_pairs_per_domain", c.Storage.MaxPairsPerDomain}, {"storage.queue_size", c.Storage.QueueSize}, {"storage.batch_size", c.Storage.BatchSize}} {
+		if f.v < 1 {
+			bad(f.name, "must be at least 1, got %d", f.v)
+		}
+	}
+	positive("storage.flush_interval", c.Storage.FlushInterval)
+	positive("storage.retention_interval", c.Storage.RetentionInterval)
+	if f := c.Storage.EncryptionKeyFile; f != "" {
+		if _, err := os.Stat(f); err != nil {
+			bad("storage.encryption_key_file", "cannot read %s: %v", f, errors.Unwrap(err))
+		}
 	}
 
 	switch c.Log.Level {

@@ -109,6 +109,8 @@ func TestBadConfigs(t *testing.T) {
 		"domain-regex.bad.yaml":         "domains[0].system_prompt_regex: invalid regex",
 		"domain-rule.bad.yaml":          "domains[0]: needs at least one of",
 		"domain-dup.bad.yaml":           `domains[1].name: duplicate domain "a"`,
+		"storage-queue.bad.yaml":        "storage.queue_size: must be at least 1, got 0",
+		"storage-key.bad.yaml":          "storage.encryption_key_file: cannot read /nonexistent/key: no such file or directory",
 	}
 	files, _ := filepath.Glob("testdata/*.bad.yaml")
 	if len(files) != len(want) {

@@ -20,6 +20,7 @@ import (
 	"github.com/understudy-dev/understudy/config"
 	"github.com/understudy-dev/understudy/gateway"
 	"github.com/understudy-dev/understudy/internal/teachersim"
+	"github.com/understudy-dev/understudy/storage"
 )
 
 func TestMain(m *testing.M) {
@@ -57,11 +58,19 @@ type harness struct {
 	cfg    *config.Config
 	gw     openai.Client // through the gateway
 	direct openai.Client // straight to teacher-sim
+	pairs  *storage.DB   // the pair log, when started with one
 }
 
 // start launches teacher-sim with sim and a gateway configured by edit
 // (after defaults and the teacher URL are set); both stop at test cleanup.
 func start(t testing.TB, sim teachersim.Config, edit func(*config.Config)) *harness {
+	t.Helper()
+	return startWith(t, sim, edit, nil)
+}
+
+// startWith is start with a real pair log opened with so (its Dir and
+// Registry are filled in) when so is not nil.
+func startWith(t testing.TB, sim teachersim.Config, edit func(*config.Config), so *storage.Options) *harness {
 	t.Helper()
 	if sim.Tasks == nil {
 		sim.Tasks = []teachersim.Task{spamTask}
@@ -87,7 +96,16 @@ func start(t testing.TB, sim teachersim.Config, edit func(*config.Config)) *harn
 		t.Fatal(err)
 	}
 	h.cfg = cfg
-	gw, err := gateway.New(cfg, gateway.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: h.reg})
+	opts := gateway.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: h.reg}
+	if so != nil {
+		so.Dir, so.Registry, so.Logger = t.TempDir(), h.reg, opts.Logger
+		db, err := storage.Open(*so)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.pairs, opts.Pairs = db, db
+	}
+	gw, err := gateway.New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +120,9 @@ func start(t testing.TB, sim teachersim.Config, edit func(*config.Config)) *harn
 		}
 		if err := <-simDone; err != nil {
 			t.Errorf("teacher-sim Serve: %v", err)
+		}
+		if h.pairs != nil {
+			h.pairs.Close()
 		}
 		http.DefaultClient.CloseIdleConnections()
 	})

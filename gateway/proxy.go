@@ -42,14 +42,14 @@ func (s *Server) routeRequest(ctx *fasthttp.RequestCtx, r *Request) {
 	}
 	info.domain = domain
 	info.route = "teacher"
-	s.proxy(ctx, info, r.Stream)
+	s.proxy(ctx, info, r)
 }
 
 // passThrough relays a request the gateway does not interpret (models,
 // embeddings) to the teacher.
 func (s *Server) passThrough(ctx *fasthttp.RequestCtx) {
 	infoOf(ctx).route = "teacher"
-	s.proxy(ctx, infoOf(ctx), false)
+	s.proxy(ctx, infoOf(ctx), nil)
 }
 
 // hopHeaders are not forwarded in either direction (RFC 9110 7.6.1), nor
@@ -62,8 +62,12 @@ var hopHeaders = map[string]bool{
 }
 
 // proxy sends the client's request to the teacher and relays the answer:
-// status, headers and body unchanged; an event stream event by event.
-func (s *Server) proxy(ctx *fasthttp.RequestCtx, info *reqInfo, stream bool) {
+// status, headers and body unchanged; an event stream event by event. r is
+// the parsed request of a completion (nil for pass-through endpoints); its
+// answer goes to the pair log when the request is eligible.
+func (s *Server) proxy(ctx *fasthttp.RequestCtx, info *reqInfo, r *Request) {
+	stream := r != nil && r.Stream
+	capture := r != nil && r.Ineligible == "" && s.pairs != nil
 	req := fasthttp.AcquireRequest()
 	s.upstreamRequest(ctx, req)
 	resp := fasthttp.AcquireResponse()
@@ -89,12 +93,21 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, info *reqInfo, stream bool) {
 			info.streaming = true
 			ctx.Response.Header.Set("Cache-Control", "no-cache")
 			ctx.Response.Header.Set("X-Accel-Buffering", "no")
+			var sc *streamCapture
+			if capture && resp.StatusCode() == fasthttp.StatusOK {
+				sc = &streamCapture{}
+			}
 			ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 				status := resp.StatusCode()
-				err := s.relay(w, resp, start)
+				err := s.relay(w, resp, start, sc)
 				info.teacherTime = time.Since(start)
 				fasthttp.ReleaseResponse(resp)
 				done(err)
+				if sc != nil && err == nil {
+					if a, ok := sc.answer(); ok {
+						s.logPair(info, r, a, true)
+					}
+				}
 				s.finish(info, status)
 			})
 			return
@@ -114,6 +127,11 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, info *reqInfo, stream bool) {
 	}
 	info.teacherTime = time.Since(start)
 	ctx.SetBody(resp.Body())
+	if capture && resp.StatusCode() == fasthttp.StatusOK {
+		if a, ok := parseAnswer(resp.Body()); ok {
+			s.logPair(info, r, a, false)
+		}
+	}
 	fasthttp.ReleaseResponse(resp)
 	done(nil)
 }
@@ -157,13 +175,22 @@ var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<
 // returns nil when the stream ended normally, errClientGone when the client
 // went away (the teacher's stream is then abandoned), or the teacher's read
 // error, after telling the client in a final error event.
-func (s *Server) relay(w *bufio.Writer, resp *fasthttp.Response, start time.Time) error {
+//
+// When sc is not nil, every line also goes to it, to rebuild the answer.
+func (s *Server) relay(w *bufio.Writer, resp *fasthttp.Response, start time.Time, sc *streamCapture) error {
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(resp.BodyStream())
 	defer func() { br.Reset(nil); readerPool.Put(br) }()
 	first := true
 	for {
 		line, err := br.ReadSlice('\n')
+		if sc != nil {
+			if err == nil {
+				sc.line(line)
+			} else if err == bufio.ErrBufferFull {
+				sc.bad = true // an event too long to read whole: keep no pair
+			}
+		}
 		if len(line) > 0 {
 			if _, werr := w.Write(line); werr != nil {
 				return errClientGone

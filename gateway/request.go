@@ -24,15 +24,19 @@ type Request struct {
 	// Ineligible, when not "", says why no student may answer this request
 	// (tools, image_input, audio_input, file_input, n>1, logprobs).
 	Ineligible string
+	// Messages is the request's messages array as sent (chat only).
+	Messages json.RawMessage
+	// Chat is true for chat completions, false for legacy completions.
+	Chat bool
 }
 
 // chatWire holds the fields of a chat completion request the gateway reads.
 // Every other field passes through to the teacher untouched, since the
 // original body is forwarded.
 type chatWire struct {
-	Model         *string        `json:"model"`
-	Messages      *[]messageWire `json:"messages"`
-	Stream        *bool          `json:"stream"`
+	Model         *string         `json:"model"`
+	Messages      json.RawMessage `json:"messages"`
+	Stream        *bool           `json:"stream"`
 	StreamOptions *struct {
 		IncludeUsage *bool `json:"include_usage"`
 	} `json:"stream_options"`
@@ -58,19 +62,26 @@ type partWire struct {
 // and the offending parameter.
 func ParseChatRequest(body []byte) (*Request, error) {
 	var w chatWire
-	if err := decode(body, &w); err != nil {
+	if err := decode(body, &w, ""); err != nil {
 		return nil, err
 	}
 	if w.Model == nil || *w.Model == "" {
 		return nil, invalidRequest("model", "you must provide a model parameter")
 	}
-	if w.Messages == nil {
+	if len(w.Messages) == 0 || string(w.Messages) == "null" {
 		return nil, invalidRequest("messages", "Missing required parameter: 'messages'.")
 	}
-	if len(*w.Messages) == 0 {
+	if w.Messages[0] != '[' {
+		return nil, invalidRequest("messages", "Invalid type for 'messages': expected an array, but got %s instead.", jsonValueKind(w.Messages[0]))
+	}
+	var messages []messageWire
+	if err := decode(w.Messages, &messages, "messages"); err != nil {
+		return nil, err
+	}
+	if len(messages) == 0 {
 		return nil, invalidRequest("messages", "Invalid 'messages': empty array. Expected an array with minimum length 1.")
 	}
-	r := &Request{Model: *w.Model, Task: w.Metadata["task"]}
+	r := &Request{Model: *w.Model, Task: w.Metadata["task"], Messages: w.Messages, Chat: true}
 	if w.Stream != nil {
 		r.Stream = *w.Stream
 	}
@@ -78,7 +89,7 @@ func ParseChatRequest(body []byte) (*Request, error) {
 		r.IncludeUsage = *w.StreamOptions.IncludeUsage
 	}
 	var system, input strings.Builder
-	for i, m := range *w.Messages {
+	for i, m := range messages {
 		if m.Role == nil {
 			return nil, invalidRequest(fmt.Sprintf("messages[%d].role", i), "Missing required parameter: 'messages[%d].role'.", i)
 		}
@@ -130,7 +141,7 @@ type completionWire struct {
 // prompt is eligible for distillation.
 func ParseCompletionRequest(body []byte) (*Request, error) {
 	var w completionWire
-	if err := decode(body, &w); err != nil {
+	if err := decode(body, &w, ""); err != nil {
 		return nil, err
 	}
 	if w.Model == nil || *w.Model == "" {
@@ -162,9 +173,9 @@ func ParseCompletionRequest(body []byte) (*Request, error) {
 	return r, nil
 }
 
-// decode unmarshals a request body, turning decoding errors into 400s that
-// name the parameter.
-func decode(body []byte, v any) error {
+// decode unmarshals a request body (or, with prefix, a part of it), turning
+// decoding errors into 400s that name the parameter.
+func decode(body []byte, v any, prefix string) error {
 	err := json.Unmarshal(body, v)
 	if err == nil {
 		return nil
@@ -172,12 +183,29 @@ func decode(body []byte, v any) error {
 	var typeErr *json.UnmarshalTypeError
 	if errors.As(err, &typeErr) {
 		param := typeErr.Field
+		if prefix != "" {
+			param = strings.TrimSuffix(prefix+"[]."+param, ".")
+		}
 		if param == "" {
 			return invalidRequest("", "The request body must be a JSON object.")
 		}
 		return invalidRequest(param, "Invalid type for '%s': expected %s, but got %s instead.", param, jsonKind(typeErr.Type.String()), typeErr.Value)
 	}
 	return invalidRequest("", "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)")
+}
+
+// jsonValueKind names the JSON kind of a value starting with c.
+func jsonValueKind(c byte) string {
+	switch c {
+	case '{':
+		return "an object"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	default:
+		return "a number"
+	}
 }
 
 // jsonKind names a Go type the way a JSON user thinks of it.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -42,7 +43,11 @@ func TestParseChatRequest(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseChatRequest: %v", err)
 			}
-			if *got != tc.want {
+			if !got.Chat || !strings.Contains(tc.body, string(got.Messages)) {
+				t.Errorf("Chat %v, Messages %s: want true and the messages as sent", got.Chat, got.Messages)
+			}
+			got.Messages, got.Chat = nil, false
+			if !reflect.DeepEqual(*got, tc.want) {
 				t.Errorf("got %+v\nwant %+v", *got, tc.want)
 			}
 		})
@@ -60,6 +65,8 @@ func TestParseChatRequestErrors(t *testing.T) {
 		{"model not a string", `{"model":5,"messages":[]}`, "model", "expected a string, but got number"},
 		{"stream not a bool", `{"model":"m","stream":"yes","messages":[{"role":"user","content":"x"}]}`, "stream", "expected a boolean"},
 		{"messages not an array", `{"model":"m","messages":{}}`, "messages", "expected an array"},
+		{"message not an object", `{"model":"m","messages":["hi"]}`, "messages[]", "expected an object"},
+		{"role not a string", `{"model":"m","messages":[{"role":1,"content":"x"}]}`, "messages[].role", "expected a string"},
 		{"empty messages", `{"model":"m","messages":[]}`, "messages", "empty array"},
 		{"missing role", `{"model":"m","messages":[{"content":"x"}]}`, "messages[0].role", "Missing required parameter"},
 		{"content a number", `{"model":"m","messages":[{"role":"user","content":5}]}`, "messages[0].content", "expected a string or an array"},

@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/understudy-dev/understudy/config"
+	"github.com/understudy-dev/understudy/student"
 )
 
 // Options are a Server's dependencies that do not come from config.
@@ -26,6 +27,8 @@ type Options struct {
 	// Registry receives the gateway's metrics and is served on /metrics.
 	// Default: a new registry.
 	Registry *prometheus.Registry
+	// Pairs receives the eligible teacher answers. Default: none are kept.
+	Pairs PairLog
 }
 
 // Server is the OpenAI-compatible API server.
@@ -35,9 +38,12 @@ type Server struct {
 	m       *metrics
 	teacher *Teacher
 	domains *DomainResolver
-	keys    [][sha256.Size]byte // sha256 of each gateway key
-	metrics fasthttp.RequestHandler
-	srv     *fasthttp.Server
+	pairs   PairLog
+	// normalizer turns answers into labels.
+	normalizer student.Normalizer
+	keys       [][sha256.Size]byte // sha256 of each gateway key
+	metrics    fasthttp.RequestHandler
+	srv        *fasthttp.Server
 
 	ready atomic.Bool
 	// stop is cancelled when the server begins shutting down, ending waits
@@ -54,7 +60,8 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, log: opts.Logger}
+	s := &Server{cfg: cfg, log: opts.Logger, pairs: opts.Pairs,
+		normalizer: student.Normalizer{FoldCase: cfg.Labels.FoldCase, StripTrailingPeriod: cfg.Labels.StripTrailingPeriod}}
 	s.m = newMetrics(opts.Registry, s.log)
 	var err error
 	if s.teacher, err = newTeacher(cfg.Teacher, s.m); err != nil {

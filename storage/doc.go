@@ -1,4 +1,31 @@
-// Package storage owns Understudy's Badger database: pairs logged per task
-// domain, domains, student versions and statistics; retention; export. Only
-// domain methods are exported: *badger.DB never leaves the package.
+// Package storage owns Understudy's Badger database: the pair log (teacher
+// answers logged per task domain), domain records with their label counts,
+// and later student versions and statistics; retention; export as OpenAI
+// fine-tuning JSONL. Only domain methods are exported: *badger.DB never
+// leaves the package.
+//
+// # Writing
+//
+// Log never blocks: it puts the pair on a bounded queue, or drops it and
+// counts the drop. One writer goroutine, owned by DB, takes pairs off the
+// queue and writes them every BatchSize pairs or FlushInterval, whichever
+// comes first. Each write is a Badger WriteBatch sized to be a single Badger
+// transaction and carries, besides the pairs, the updated records of the
+// domains and labels they count: after a crash (kill -9) a pair is either
+// stored and counted or neither. Close stops Log, drains the queue, writes
+// it and closes Badger.
+//
+// # Layout
+//
+// Keys start with their kind and domain so that one domain iterates alone
+// (see keys.go): pair/<domain>/<ulid>, domain/<domain>, label/<domain>/<label>,
+// meta/format. Pairs are a compact binary record (codec.go), domain records
+// JSON. A ULID orders pairs oldest first and dates them for TTL.
+//
+// # Retention
+//
+// Every RetentionInterval a pass deletes pairs older than TTL and, per
+// domain, the oldest beyond MaxPairsPerDomain, decrementing the counts in
+// the same transaction, then runs value-log GC. Badger's entry TTL is set a
+// grace period later, as a backstop only (see retention.go).
 package storage

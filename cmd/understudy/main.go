@@ -2,6 +2,8 @@
 // it builds each component from config and runs it.
 //
 //	understudy serve [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--data-dir DIR] [--teacher-url URL]
+//	understudy domains
+//	understudy export --domain NAME [--out FILE]
 //	understudy config check FILE
 //	understudy teacher-sim --task NAME=FILE.jsonl [...]
 //	understudy version
@@ -28,6 +30,8 @@ const usage = `Understudy: an OpenAI-compatible gateway that distills its teache
 
 Usage:
   understudy serve [--config FILE] [flags]   run the gateway (the main job)
+  understudy domains                         list the task domains of a running server
+  understudy export --domain NAME [--out F]  export a domain's pairs as OpenAI fine-tuning JSONL
   understudy config check FILE               validate a config file and print the effective config
   understudy teacher-sim [flags]             run an OpenAI-compatible teacher simulator
   understudy version                         print the version
@@ -72,6 +76,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return configCmd(rest, stdout, stderr)
 	case "teacher-sim":
 		return teacherSim(ctx, rest, stderr)
+	case "domains":
+		return domainsCmd(ctx, rest, stdout, stderr)
+	case "export":
+		return exportCmd(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "understudy", version)
 		return nil

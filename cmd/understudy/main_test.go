@@ -47,7 +47,7 @@ func TestUsageErrors(t *testing.T) {
 // a config file, environment and flags that must win in that order, and
 // sends a request through with the SDK.
 func TestServe(t *testing.T) {
-	simAddr, gwAddr := freeAddr(t), freeAddr(t)
+	simAddr, gwAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	t.Setenv("UNDERSTUDY_LISTEN", "127.0.0.1:3")                // beaten by --listen
 	t.Setenv("UNDERSTUDY_TEACHER_URL", "http://"+simAddr+"/v1") // beats the file
 	t.Setenv("UNDERSTUDY_LOG_LEVEL", "warn")
@@ -60,7 +60,7 @@ func TestServe(t *testing.T) {
 	}()
 	go func() {
 		errs <- run(ctx, []string{"serve", "--config", "testdata/gateway.yaml", "--listen", gwAddr,
-			"--data-dir", t.TempDir()}, &bytes.Buffer{}, &logs)
+			"--admin-listen", adminAddr, "--data-dir", t.TempDir()}, &bytes.Buffer{}, &logs)
 	}()
 	waitReady(t, "http://"+gwAddr+"/readyz")
 

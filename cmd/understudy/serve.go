@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"io"
+	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/understudy-dev/understudy/config"
 	"github.com/understudy-dev/understudy/gateway"
+	"github.com/understudy-dev/understudy/storage"
 )
 
 // serveFlags are the common settings that also take flags, each named like
@@ -48,13 +51,43 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	gw, err := gateway.New(cfg, gateway.Options{Logger: log, Registry: reg})
+	db, err := storage.Open(storage.Options{
+		Dir:               filepath.Join(cfg.DataDir, "db"),
+		EncryptionKeyFile: cfg.Storage.EncryptionKeyFile,
+		SyncWrites:        cfg.Storage.SyncWrites,
+		TTL:               cfg.Storage.TTL,
+		MaxPairsPerDomain: cfg.Storage.MaxPairsPerDomain,
+		QueueSize:         cfg.Storage.QueueSize,
+		BatchSize:         cfg.Storage.BatchSize,
+		FlushInterval:     cfg.Storage.FlushInterval,
+		RetentionInterval: cfg.Storage.RetentionInterval,
+		Logger:            log,
+		Registry:          reg,
+	})
 	if err != nil {
 		return err
 	}
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return gw.Run(ctx) })
+	opts := gateway.Options{Logger: log, Registry: reg}
+	if cfg.Storage.Enabled {
+		opts.Pairs = db
+	}
+	gw, err := gateway.New(cfg, opts)
+	if err != nil {
+		db.Close()
+		return err
+	}
+	admin := gateway.NewAdmin(cfg, db, log)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return gw.Run(gctx) })
+	g.Go(func() error { return admin.Run(gctx) })
 	err = g.Wait()
+	// The gateway has stopped and finished its requests: every pair it
+	// accepted is queued. Close writes them all before closing Badger.
+	if cerr := db.Close(); cerr != nil {
+		log.Error("closing the pair log", "err", cerr)
+		err = errors.Join(err, cerr)
+	}
 	log.Info("stopped")
 	return err
 }

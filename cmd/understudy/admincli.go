@@ -1,0 +1,284 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/understudy-dev/understudy/config"
+	"github.com/understudy-dev/understudy/gateway"
+)
+
+// adminClient talks to a running server's admin API: Badger is
+// single-process, so the CLI reads through the server that holds it.
+type adminClient struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// adminFlags registers --admin-url, --token and --config on fs and returns
+// a constructor for the client they describe. The URL defaults to
+// admin.listen of the config (file and environment); the token to
+// admin.token / UNDERSTUDY_ADMIN_TOKEN.
+func adminFlags(fs *flag.FlagSet) func() (*adminClient, error) {
+	path := fs.String("config", "", "config `file` of the server (to find its admin address and token)")
+	base := fs.String("admin-url", "", "admin API `URL` (default: from admin.listen, http://127.0.0.1:8081)")
+	token := fs.String("token", "", "admin bearer `token` (default: admin.token or $UNDERSTUDY_ADMIN_TOKEN)")
+	return func() (*adminClient, error) {
+		cfg, err := config.Load(*path, nil)
+		if err != nil {
+			return nil, err
+		}
+		c := &adminClient{base: *base, token: *token, http: &http.Client{}}
+		if c.base == "" {
+			host, port, err := net.SplitHostPort(cfg.Admin.Listen)
+			if err != nil {
+				return nil, fmt.Errorf("admin.listen %q: %w", cfg.Admin.Listen, err)
+			}
+			if host == "" || host == "0.0.0.0" || host == "::" {
+				host = "127.0.0.1"
+			}
+			c.base = "http://" + net.JoinHostPort(host, port)
+		}
+		c.base = strings.TrimSuffix(c.base, "/")
+		if c.token == "" {
+			c.token = cfg.Admin.Token
+		}
+		return c, nil
+	}
+}
+
+// get sends GET path and returns the response, or an error carrying the
+// admin API's message for a non-2xx status.
+func (c *adminClient) get(ctx context.Context, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reaching the admin API at %s (is `understudy serve` running?): %w", c.base, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		var e struct {
+			Error struct {
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		if json.Unmarshal(body, &e) == nil && e.Error.Message != "" {
+			return nil, fmt.Errorf("admin API: %s (%s)", e.Error.Message, resp.Status)
+		}
+		return nil, fmt.Errorf("admin API: %s", resp.Status)
+	}
+	return resp, nil
+}
+
+func (c *adminClient) getJSON(ctx context.Context, path string, v any) error {
+	resp, err := c.get(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	return nil
+}
+
+func domainsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("domains", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	client := adminFlags(fs)
+	asJSON := fs.Bool("json", false, "print the admin API's JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Domains []gateway.DomainView `json:"domains"`
+	}
+	if err := c.getJSON(ctx, "/admin/domains", &out); err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	if len(out.Domains) == 0 {
+		fmt.Fprintln(stdout, "no domains yet: send traffic through the gateway")
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DOMAIN\tSTATE\tPAIRS\tLABELS\tTOP LABELS\tLAST SEEN")
+	for _, d := range out.Domains {
+		var top []string
+		for _, l := range d.TopLabels {
+			top = append(top, fmt.Sprintf("%s (%d)", truncate(l.Label, 24), l.Count))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", d.Name, d.State, d.Pairs, d.Labels,
+			truncate(strings.Join(top, ", "), 60), ago(d.LastSeen))
+	}
+	return tw.Flush()
+}
+
+func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("export", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	client := adminFlags(fs)
+	domain := fs.String("domain", "", "the `domain` to export (required; see `understudy domains`)")
+	out := fs.String("out", "", "write to `file` instead of standard output")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *domain == "" {
+		fs.Usage()
+		return usageError{"export needs --domain"}
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	resp, err := c.get(ctx, "/admin/domains/"+url.PathEscape(*domain)+"/export")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	total, _ := strconv.ParseInt(resp.Header.Get("X-Understudy-Pairs"), 10, 64)
+
+	w := stdout
+	var f *os.File
+	if *out != "" {
+		if f, err = os.Create(*out); err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	bw := bufio.NewWriterSize(w, 256<<10)
+	bar := newProgress(stderr, *domain, total, *out != "")
+	br := bufio.NewReaderSize(resp.Body, 256<<10)
+	var lines int64
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			if _, werr := bw.Write(line); werr != nil {
+				return werr
+			}
+		}
+		if err == nil {
+			lines++
+			bar.update(lines)
+			continue
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		return fmt.Errorf("reading the export: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if f != nil {
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	bar.done(lines, *out)
+	return nil
+}
+
+// progress draws a progress bar on a terminal, else prints one final line.
+type progress struct {
+	w        io.Writer
+	domain   string
+	total    int64
+	tty      bool
+	enabled  bool
+	start    time.Time
+	lastDraw time.Time
+}
+
+func newProgress(w io.Writer, domain string, total int64, enabled bool) *progress {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	return &progress{w: w, domain: domain, total: total, tty: tty, enabled: enabled, start: time.Now()}
+}
+
+func (p *progress) update(n int64) {
+	if !p.enabled || !p.tty || time.Since(p.lastDraw) < 100*time.Millisecond {
+		return
+	}
+	p.lastDraw = time.Now()
+	const width = 30
+	frac := 0.0
+	if p.total > 0 {
+		frac = min(1, float64(n)/float64(p.total))
+	}
+	filled := int(frac * width)
+	fmt.Fprintf(p.w, "\rexporting %s [%s%s] %d/%d pairs %3.0f%%", p.domain,
+		strings.Repeat("=", filled), strings.Repeat(" ", width-filled), n, p.total, frac*100)
+}
+
+func (p *progress) done(n int64, out string) {
+	if !p.enabled {
+		return
+	}
+	if p.tty {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+	fmt.Fprintf(p.w, "exported %d pairs of %s to %s in %s\n", n, p.domain, out, time.Since(p.start).Round(time.Millisecond))
+}
+
+func truncate(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len([]rune(s)) <= n {
+		return s
+	}
+	return string([]rune(s)[:n-1]) + "…"
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := time.Since(t)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	default:
+		return t.Format("2006-01-02")
+	}
+}

@@ -1,0 +1,280 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/understudy-dev/understudy/config"
+	"github.com/understudy-dev/understudy/storage"
+)
+
+// AdminStore is what the admin API reads from storage.
+type AdminStore interface {
+	Domains() ([]storage.Domain, error)
+	Domain(name string) (storage.Domain, error)
+	ExportJSONL(ctx context.Context, domain string, w io.Writer) (int, error)
+}
+
+var _ AdminStore = (*storage.DB)(nil)
+
+// Admin is the admin API server, on its own listener:
+//
+//	GET /admin/domains                 every domain with its pair and label counts
+//	GET /admin/domains/{name}          one domain in more detail
+//	GET /admin/domains/{name}/export   its pairs as OpenAI fine-tuning JSONL
+//	GET /healthz, GET /debug/pprof/... for operators
+//
+// Every path needs "Authorization: Bearer <admin.token>" when a token is
+// configured (config requires one unless the listener is loopback-only).
+type Admin struct {
+	cfg   *config.Config
+	store AdminStore
+	log   *slog.Logger
+	token [sha256.Size]byte
+	srv   *fasthttp.Server
+	pprof fasthttp.RequestHandler
+	// stop ends exports in progress when the server shuts down.
+	stop       context.Context
+	cancelStop context.CancelFunc
+}
+
+// NewAdmin builds the admin API server from validated config.
+func NewAdmin(cfg *config.Config, store AdminStore, log *slog.Logger) *Admin {
+	if log == nil {
+		log = slog.Default()
+	}
+	a := &Admin{cfg: cfg, store: store, log: log, pprof: fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)}
+	a.token = sha256.Sum256([]byte(cfg.Admin.Token))
+	a.stop, a.cancelStop = context.WithCancel(context.Background())
+	a.srv = &fasthttp.Server{
+		Handler:               a.recover(a.auth(a.route)),
+		Name:                  "understudy-admin",
+		NoDefaultServerHeader: true,
+		ReadTimeout:           time.Minute,
+		IdleTimeout:           2 * time.Minute,
+		CloseOnShutdown:       true,
+		Logger:                slogPrinter{log},
+	}
+	return a
+}
+
+// Run listens on admin.listen and serves until ctx is done.
+func (a *Admin) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", a.cfg.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s (admin.listen): %w", a.cfg.Admin.Listen, err)
+	}
+	return a.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx is done.
+func (a *Admin) Serve(ctx context.Context, ln net.Listener) error {
+	a.log.Info("admin API listening", "addr", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- a.srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		a.cancelStop()
+		return fmt.Errorf("serving admin API: %w", err)
+	case <-ctx.Done():
+	}
+	a.cancelStop()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := a.srv.ShutdownWithContext(sctx)
+	<-errc
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("shutting down admin API: %w", err)
+	}
+	return nil
+}
+
+func (a *Admin) recover(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		defer func() {
+			if v := recover(); v != nil {
+				a.log.Error("panic serving admin request", "path", string(ctx.Path()), "panic", fmt.Sprint(v))
+				writeError(ctx, &apiError{Status: fasthttp.StatusInternalServerError, Type: "server_error", Message: "internal error"})
+			}
+		}()
+		next(ctx)
+	}
+}
+
+func (a *Admin) auth(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		if a.cfg.Admin.Token != "" {
+			key, ok := bearer(ctx.Request.Header.Peek("Authorization"))
+			sum := sha256.Sum256(key)
+			if !ok || subtle.ConstantTimeCompare(sum[:], a.token[:]) != 1 {
+				writeError(ctx, &apiError{Status: fasthttp.StatusUnauthorized, Type: "invalid_request_error", Code: "invalid_admin_token",
+					Message: "The admin API needs 'Authorization: Bearer <admin.token>'."})
+				return
+			}
+		}
+		next(ctx)
+	}
+}
+
+func (a *Admin) route(ctx *fasthttp.RequestCtx) {
+	path := string(ctx.Path())
+	switch {
+	case path == "/healthz":
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"status":"ok"}`)
+	case strings.HasPrefix(path, "/debug/pprof/"):
+		a.pprofHandler(ctx, strings.TrimPrefix(path, "/debug/pprof/"))
+	case path == "/admin/domains":
+		if onlyMethod(ctx, fasthttp.MethodGet) {
+			a.domains(ctx)
+		}
+	case strings.HasPrefix(path, "/admin/domains/"):
+		name, rest, _ := strings.Cut(strings.TrimPrefix(path, "/admin/domains/"), "/")
+		switch rest {
+		case "":
+			if onlyMethod(ctx, fasthttp.MethodGet) {
+				a.domain(ctx, name)
+			}
+		case "export":
+			if onlyMethod(ctx, fasthttp.MethodGet) {
+				a.export(ctx, name)
+			}
+		default:
+			a.notFound(ctx)
+		}
+	default:
+		a.notFound(ctx)
+	}
+}
+
+func (a *Admin) notFound(ctx *fasthttp.RequestCtx) {
+	writeError(ctx, &apiError{Status: fasthttp.StatusNotFound, Type: "invalid_request_error",
+		Message: fmt.Sprintf("Invalid URL (%s %s)", ctx.Method(), ctx.Path())})
+}
+
+func (a *Admin) pprofHandler(ctx *fasthttp.RequestCtx, name string) {
+	switch name {
+	case "cmdline":
+		fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Cmdline)(ctx)
+	case "profile":
+		fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Profile)(ctx)
+	case "symbol":
+		fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Symbol)(ctx)
+	case "trace":
+		fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Trace)(ctx)
+	default:
+		a.pprof(ctx)
+	}
+}
+
+// DomainView is a domain as the admin API shows it.
+type DomainView struct {
+	Name      string            `json:"name"`
+	State     string            `json:"state"`
+	Pairs     int64             `json:"pairs"`
+	Labels    int               `json:"labels"`
+	TopLabels []LabelCount      `json:"top_labels"`
+	FirstSeen time.Time         `json:"first_seen"`
+	LastSeen  time.Time         `json:"last_seen"`
+	Settings  map[string]string `json:"settings,omitempty"`
+}
+
+// LabelCount is one label and how many stored pairs carry it.
+type LabelCount struct {
+	Label string `json:"label"`
+	Count int64  `json:"count"`
+}
+
+func viewOf(d storage.Domain, topN int) DomainView {
+	v := DomainView{Name: d.Name, State: d.State, Pairs: d.Pairs, Labels: len(d.Labels),
+		FirstSeen: d.FirstSeen, LastSeen: d.LastSeen, TopLabels: []LabelCount{}}
+	for _, lc := range d.TopLabels(topN) {
+		v.TopLabels = append(v.TopLabels, LabelCount{Label: lc.Label, Count: lc.Count})
+	}
+	return v
+}
+
+func (a *Admin) domains(ctx *fasthttp.RequestCtx) {
+	ds, err := a.store.Domains()
+	if err != nil {
+		a.storeError(ctx, err)
+		return
+	}
+	out := struct {
+		Domains []DomainView `json:"domains"`
+	}{Domains: make([]DomainView, 0, len(ds))}
+	for _, d := range ds {
+		out.Domains = append(out.Domains, viewOf(d, 5))
+	}
+	writeJSON(ctx, out)
+}
+
+func (a *Admin) domain(ctx *fasthttp.RequestCtx, name string) {
+	d, err := a.store.Domain(name)
+	if err != nil {
+		a.storeError(ctx, err)
+		return
+	}
+	v := viewOf(d, 50)
+	v.Settings = d.Settings
+	writeJSON(ctx, v)
+}
+
+// export streams a domain's pairs as JSONL. X-Understudy-Pairs carries the
+// number of pairs stored when the export began, for progress bars.
+func (a *Admin) export(ctx *fasthttp.RequestCtx, name string) {
+	d, err := a.store.Domain(name)
+	if err != nil {
+		a.storeError(ctx, err)
+		return
+	}
+	ctx.SetContentType("application/jsonl")
+	ctx.Response.Header.Set("Content-Disposition", `attachment; filename="`+name+`.jsonl"`)
+	ctx.Response.Header.Set("X-Understudy-Pairs", strconv.FormatInt(d.Pairs, 10))
+	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		n, err := a.store.ExportJSONL(a.stop, name, w)
+		if err == nil {
+			err = w.Flush()
+		}
+		if err != nil {
+			a.log.Warn("export ended early", "domain", name, "lines", n, "err", err)
+			return
+		}
+		a.log.Info("exported domain", "domain", name, "lines", n)
+	})
+}
+
+func (a *Admin) storeError(ctx *fasthttp.RequestCtx, err error) {
+	if errors.Is(err, storage.ErrNotFound) {
+		writeError(ctx, &apiError{Status: fasthttp.StatusNotFound, Type: "invalid_request_error", Code: "domain_not_found",
+			Message: "No such domain."})
+		return
+	}
+	a.log.Error("reading storage", "err", err)
+	writeError(ctx, &apiError{Status: fasthttp.StatusInternalServerError, Type: "server_error", Message: "Reading storage failed: " + err.Error()})
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeError(ctx, &apiError{Status: fasthttp.StatusInternalServerError, Type: "server_error", Message: err.Error()})
+		return
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+}

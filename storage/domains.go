@@ -1,0 +1,202 @@
+package storage
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// stateCollecting is a new domain's routing state; the router sets others.
+const stateCollecting = "collecting"
+
+// Domain is a task domain as stored.
+type Domain struct {
+	Name      string
+	FirstSeen time.Time
+	LastSeen  time.Time
+	Pairs     int64             // pairs stored now (after retention)
+	Labels    map[string]int64  // stored pairs per label
+	State     string            // routing state, "collecting" until the router sets another
+	Settings  map[string]string // free-form per-domain settings
+}
+
+// LabelCount is one label and how many stored pairs carry it.
+type LabelCount struct {
+	Label string
+	Count int64
+}
+
+// TopLabels returns the n most frequent labels, most frequent first, ties by
+// label. n <= 0 returns them all.
+func (d Domain) TopLabels(n int) []LabelCount {
+	out := make([]LabelCount, 0, len(d.Labels))
+	for l, c := range d.Labels {
+		out = append(out, LabelCount{Label: l, Count: c})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		return out[i].Label < out[j].Label
+	})
+	if n > 0 && n < len(out) {
+		out = out[:n]
+	}
+	return out
+}
+
+// Domains returns every domain ever logged, sorted by name, as of one
+// consistent snapshot.
+func (db *DB) Domains() ([]Domain, error) {
+	if err := db.acquire(); err != nil {
+		return nil, fmt.Errorf("listing domains: %w", err)
+	}
+	defer db.release()
+	var out []Domain
+	err := db.bdb.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixDomain)})
+		var names []string
+		var recs []domainRecord
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			var rec domainRecord
+			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &rec) }); err != nil {
+				it.Close()
+				return fmt.Errorf("decoding domain %s: %w", item.Key()[len(prefixDomain):], err)
+			}
+			names = append(names, string(item.Key()[len(prefixDomain):]))
+			recs = append(recs, rec)
+		}
+		it.Close()
+		for i, name := range names {
+			d, err := readDomain(txn, name, recs[i])
+			if err != nil {
+				return err
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing domains: %w", err)
+	}
+	return out, nil
+}
+
+// Domain returns one domain; ErrNotFound when it was never logged.
+func (db *DB) Domain(name string) (Domain, error) {
+	if !ValidDomain(name) {
+		return Domain{}, fmt.Errorf("reading domain %q: %w", name, ErrNotFound)
+	}
+	if err := db.acquire(); err != nil {
+		return Domain{}, fmt.Errorf("reading domain %s: %w", name, err)
+	}
+	defer db.release()
+	var d Domain
+	err := db.bdb.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(domainKey(name))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		var rec domainRecord
+		if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &rec) }); err != nil {
+			return err
+		}
+		d, err = readDomain(txn, name, rec)
+		return err
+	})
+	if err != nil {
+		return Domain{}, fmt.Errorf("reading domain %s: %w", name, err)
+	}
+	return d, nil
+}
+
+func readDomain(txn *badger.Txn, name string, rec domainRecord) (Domain, error) {
+	d := Domain{
+		Name:      name,
+		FirstSeen: rec.FirstSeen,
+		LastSeen:  rec.LastSeen,
+		Pairs:     rec.Pairs,
+		Labels:    make(map[string]int64),
+		State:     rec.State,
+		Settings:  rec.Settings,
+	}
+	if d.Settings == nil {
+		d.Settings = map[string]string{}
+	}
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: labelPrefix(name), PrefetchValues: false})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		if err := it.Item().Value(func(v []byte) error {
+			l, n, err := decodeLabelCount(v)
+			if err == nil && n > 0 {
+				d.Labels[l] = n
+			}
+			return err
+		}); err != nil {
+			return Domain{}, fmt.Errorf("decoding label counts of %s: %w", name, err)
+		}
+	}
+	return d, nil
+}
+
+// SetDomainState sets a domain's routing state. ErrNotFound when the domain
+// was never logged.
+func (db *DB) SetDomainState(name, state string) error {
+	if state == "" {
+		return fmt.Errorf("setting state of domain %s: empty state", name)
+	}
+	return db.updateDomain(name, func(r *domainRecord) { r.State = state })
+}
+
+// SetDomainSetting sets one free-form setting of a domain; an empty value
+// removes it. ErrNotFound when the domain was never logged.
+func (db *DB) SetDomainSetting(name, key, value string) error {
+	if key == "" {
+		return fmt.Errorf("setting a setting of domain %s: empty key", name)
+	}
+	return db.updateDomain(name, func(r *domainRecord) {
+		if value == "" {
+			delete(r.Settings, key)
+			return
+		}
+		if r.Settings == nil {
+			r.Settings = make(map[string]string)
+		}
+		r.Settings[key] = value
+	})
+}
+
+func (db *DB) updateDomain(name string, fn func(*domainRecord)) error {
+	if !ValidDomain(name) {
+		return fmt.Errorf("updating domain %q: %w", name, ErrNotFound)
+	}
+	if err := db.acquire(); err != nil {
+		return fmt.Errorf("updating domain %s: %w", name, err)
+	}
+	defer db.release()
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	e := db.domains[name]
+	if e == nil {
+		return fmt.Errorf("updating domain %s: %w", name, ErrNotFound)
+	}
+	rec := e.rec.clone()
+	fn(&rec)
+	v, err := json.Marshal(&rec)
+	if err != nil {
+		return fmt.Errorf("updating domain %s: %w", name, err)
+	}
+	if err := db.bdb.Update(func(txn *badger.Txn) error { return txn.Set(domainKey(name), v) }); err != nil {
+		return fmt.Errorf("updating domain %s: %w", name, err)
+	}
+	e.rec = rec
+	return nil
+}

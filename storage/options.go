@@ -1,0 +1,198 @@
+package storage
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults applied by Open to zero-valued Options fields.
+const (
+	DefaultTTL               = 720 * time.Hour // 30 days
+	DefaultMaxPairsPerDomain = 200000
+	DefaultQueueSize         = 65536
+	DefaultBatchSize         = 1024
+	DefaultFlushInterval     = 100 * time.Millisecond
+	DefaultRetentionInterval = 5 * time.Minute
+)
+
+// Options configures the pair log. Zero values mean the documented default.
+type Options struct {
+	// Dir is the Badger data directory. Required.
+	Dir string
+	// EncryptionKeyFile enables encryption at rest when set: an AES-256 key
+	// stored as 32 raw bytes, 64 hex characters, or the base64 encoding of 32
+	// bytes (a trailing newline is allowed). Default "": no encryption.
+	EncryptionKeyFile string
+	// SyncWrites makes every batch wait for fsync. Default false: a batch
+	// written to Badger survives a process crash (kill -9) but not a power
+	// loss.
+	SyncWrites bool
+	// TTL removes pairs older than this (by their ULID time). Default 720h;
+	// negative keeps pairs forever.
+	TTL time.Duration
+	// MaxPairsPerDomain keeps only the newest N pairs of each domain.
+	// Default 200000; negative means no cap.
+	MaxPairsPerDomain int
+	// QueueSize is the capacity of the asynchronous writer's queue; Log drops
+	// a pair when it is full. Default 65536.
+	QueueSize int
+	// BatchSize flushes the queue to Badger when this many pairs are waiting.
+	// Default 1024.
+	BatchSize int
+	// FlushInterval flushes waiting pairs at least this often. Default 100ms.
+	FlushInterval time.Duration
+	// RetentionInterval is how often retention (TTL, cap) and value-log GC
+	// run. Default 5m.
+	RetentionInterval time.Duration
+	// Logger receives the package's and Badger's warnings and errors.
+	// Default slog.Default().
+	Logger *slog.Logger
+	// Registry registers the understudy_storage_* metrics when non-nil.
+	// Default nil: no metrics are registered.
+	Registry prometheus.Registerer
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Dir == "" {
+		return o, errors.New("storage.dir: must be set")
+	}
+	if o.TTL == 0 {
+		o.TTL = DefaultTTL
+	}
+	if o.MaxPairsPerDomain == 0 {
+		o.MaxPairsPerDomain = DefaultMaxPairsPerDomain
+	}
+	if o.QueueSize == 0 {
+		o.QueueSize = DefaultQueueSize
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = DefaultBatchSize
+	}
+	if o.FlushInterval == 0 {
+		o.FlushInterval = DefaultFlushInterval
+	}
+	if o.RetentionInterval == 0 {
+		o.RetentionInterval = DefaultRetentionInterval
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	switch {
+	case o.QueueSize < 0:
+		return o, fmt.Errorf("storage.queue_size: must be positive, got %d", o.QueueSize)
+	case o.BatchSize < 0:
+		return o, fmt.Errorf("storage.batch_size: must be positive, got %d", o.BatchSize)
+	case o.FlushInterval < 0:
+		return o, fmt.Errorf("storage.flush_interval: must be positive, got %s", o.FlushInterval)
+	case o.RetentionInterval < 0:
+		return o, fmt.Errorf("storage.retention_interval: must be positive, got %s", o.RetentionInterval)
+	}
+	return o, nil
+}
+
+// Badger tuning. Badger's defaults (5 memtables of 64 MB, a 256 MB block
+// cache, 4 compactors, every value inline in the LSM tree) take far more
+// than the 300 MB the gateway may use in all, and spend the 2 CPU cores on
+// compaction. The pair log is write-mostly with ~1 KB values read back only
+// by export, retention and training, so:
+const (
+	// memTableSize: each memtable is an arena of about 1.3x this size on the Go
+	// heap plus its write-ahead log. With values in the value log an entry in
+	// the memtable is ~150 bytes (key, value pointer, skiplist node), so 16 MB
+	// still holds ~100k pairs before a flush to L0.
+	memTableSize = 16 << 20
+	// numMemtables: one being written, one being flushed. More only buys
+	// burst absorption we already get from the writer queue.
+	numMemtables = 2
+	// valueThreshold: pair values (text, ~1 KB and up) go to the value log,
+	// so the LSM tree holds only keys and 12-byte pointers: compaction
+	// rewrites little, the memtables stay small, and writes are one sequential
+	// append. Small records (domain, label counts, meta) stay inline.
+	valueThreshold = 256
+	// valueLogFileSize: smaller files than the 1 GB default let value-log GC
+	// reclaim the space of expired and capped pairs in finer steps.
+	valueLogFileSize = 128 << 20
+	// blockCacheSize: blocks are cached only when compressed or encrypted.
+	// We turn compression off (keys are mostly random ULID bytes and the
+	// values live in the value log, so Snappy gains little), so the cache is
+	// used only with encryption, where Badger requires one. 16 MB covers the
+	// key blocks of an iteration working set.
+	blockCacheSize = 16 << 20
+	// indexCacheSize: with encryption every table index is decrypted into
+	// memory; without a cache Badger keeps all of them resident forever.
+	// A bounded index cache (required with encryption) caps that.
+	indexCacheSize = 16 << 20
+	// numCompactors: 2 is the least Badger allows (0 disables compaction);
+	// its default of 4 would compete with the gateway for 2 cores.
+	numCompactors = 2
+	// numLevelZeroTables/Stall: L0 tables here hold keys only and are small;
+	// keep Badger's defaults for when to compact and when to stall writes.
+	numLevelZeroTables      = 5
+	numLevelZeroTablesStall = 15
+)
+
+func (o Options) badgerOptions(key []byte) badger.Options {
+	bo := badger.DefaultOptions(o.Dir).
+		WithLogger(badgerLogger{o.Logger.With("component", "badger")}).
+		WithSyncWrites(o.SyncWrites).
+		WithMemTableSize(memTableSize).
+		WithNumMemtables(numMemtables).
+		WithValueThreshold(valueThreshold).
+		WithValueLogFileSize(valueLogFileSize).
+		WithCompression(options.None).
+		WithNumCompactors(numCompactors).
+		WithNumLevelZeroTables(numLevelZeroTables).
+		WithNumLevelZeroTablesStall(numLevelZeroTablesStall).
+		// The writer goroutine is the only writer of pair, domain and label
+		// keys (under DB.mu), so Badger's conflict detection would only cost
+		// memory for read sets.
+		WithDetectConflicts(false).
+		// Badger's metrics go to the global expvar; ours are in Prometheus.
+		WithMetricsEnabled(false).
+		WithBlockCacheSize(0).
+		WithIndexCacheSize(0)
+	if len(key) > 0 {
+		bo = bo.WithEncryptionKey(key).
+			WithBlockCacheSize(blockCacheSize).
+			WithIndexCacheSize(indexCacheSize)
+	}
+	return bo
+}
+
+// readKeyFile reads an AES-256 key: 32 raw bytes, 64 hex characters, or the
+// base64 of 32 bytes, each optionally followed by a newline.
+func readKeyFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) == 32 {
+		return b, nil
+	}
+	t := bytes.TrimRight(b, "\r\n")
+	if len(t) == 32 {
+		return t, nil
+	}
+	t = bytes.TrimSpace(t)
+	if len(t) == 64 {
+		if k, err := hex.DecodeString(string(t)); err == nil {
+			return k, nil
+		}
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if k, err := enc.DecodeString(string(t)); err == nil && len(k) == 32 {
+			return k, nil
+		}
+	}
+	return nil, fmt.Errorf("holds %d bytes: want 32 raw bytes, 64 hex characters or base64 of 32 bytes", len(b))
+}

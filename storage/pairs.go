@@ -1,0 +1,160 @@
+package storage
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// pairsPage is how many pairs Pairs decodes per read transaction. fn runs
+// outside the transaction, so a slow consumer (an export to a slow client)
+// neither pins old versions in Badger nor holds up Close.
+const pairsPage = 256
+
+// Pairs calls fn for each stored pair of domain, oldest first. It stops at
+// fn's first error and returns it. A domain never logged has no pairs; a
+// name that cannot be a domain is ErrNotFound. Pairs logged during the
+// iteration may or may not be seen.
+func (db *DB) Pairs(ctx context.Context, domain string, fn func(Pair) error) error {
+	if !ValidDomain(domain) {
+		return fmt.Errorf("reading pairs of %q: %w", domain, ErrNotFound)
+	}
+	prefix := pairPrefix(domain)
+	seek := prefix
+	page := make([]Pair, 0, pairsPage)
+	for {
+		page = page[:0]
+		next, err := db.readPairs(ctx, domain, prefix, seek, &page)
+		if err != nil {
+			return fmt.Errorf("reading pairs of %s: %w", domain, err)
+		}
+		for _, p := range page {
+			if err := fn(p); err != nil {
+				return err
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		seek = next
+	}
+}
+
+// readPairs decodes up to pairsPage pairs from seek on. It returns the key to
+// continue from, or nil at the end of the domain.
+func (db *DB) readPairs(ctx context.Context, domain string, prefix, seek []byte, page *[]Pair) ([]byte, error) {
+	if err := db.acquire(); err != nil {
+		return nil, err
+	}
+	defer db.release()
+	var next []byte
+	err := db.bdb.View(func(txn *badger.Txn) error {
+		opt := badger.DefaultIteratorOptions
+		opt.Prefix = prefix
+		opt.PrefetchSize = 64
+		it := txn.NewIterator(opt)
+		defer it.Close()
+		for it.Seek(seek); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := db.ctx.Err(); err != nil {
+				return ErrClosed
+			}
+			item := it.Item()
+			if len(*page) == pairsPage {
+				next = item.KeyCopy(nil)
+				return nil
+			}
+			var p Pair
+			if err := item.Value(func(v []byte) error { return decodePair(v, &p) }); err != nil {
+				return fmt.Errorf("decoding pair %x: %w", item.Key(), err)
+			}
+			id, _ := pairKeyID(item.Key())
+			p.ID = id.String()
+			p.Domain = domain
+			*page = append(*page, p)
+		}
+		return nil
+	})
+	return next, err
+}
+
+// chatMessage is a message in the OpenAI fine-tuning format.
+type chatMessage struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+// ExportJSONL writes domain's pairs to w in the OpenAI chat fine-tuning
+// format, oldest first, one line per pair:
+//
+//	{"messages":[{"role":"system","content":S},{"role":"user","content":I},{"role":"assistant","content":A}]}
+//
+// The system message is left out when System is empty. When the request's
+// messages were kept, they are used as they were sent, followed by the
+// assistant's answer. It returns the number of lines written.
+func (db *DB) ExportJSONL(ctx context.Context, domain string, w io.Writer) (int, error) {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
+	var line struct {
+		Messages []json.RawMessage `json:"messages"`
+	}
+	var msgBuf bytes.Buffer
+	msgEnc := json.NewEncoder(&msgBuf)
+	msgEnc.SetEscapeHTML(false)
+	raw := func(m chatMessage) (json.RawMessage, error) {
+		msgBuf.Reset()
+		if err := msgEnc.Encode(m); err != nil {
+			return nil, err
+		}
+		return bytes.TrimSuffix(bytes.Clone(msgBuf.Bytes()), []byte("\n")), nil
+	}
+	n := 0
+	err := db.Pairs(ctx, domain, func(p Pair) error {
+		line.Messages = line.Messages[:0]
+		if len(p.Messages) > 0 {
+			if err := json.Unmarshal(p.Messages, &line.Messages); err != nil {
+				db.log.Warn("exporting pair: kept messages are not a JSON array, using system and input", "domain", domain, "id", p.ID, "err", err)
+				line.Messages = line.Messages[:0]
+			}
+		}
+		if len(line.Messages) == 0 {
+			if p.System != "" {
+				m, err := raw(chatMessage{Role: "system", Content: p.System})
+				if err != nil {
+					return err
+				}
+				line.Messages = append(line.Messages, m)
+			}
+			m, err := raw(chatMessage{Role: "user", Content: p.Input})
+			if err != nil {
+				return err
+			}
+			line.Messages = append(line.Messages, m)
+		}
+		m, err := raw(chatMessage{Role: "assistant", Content: p.Answer})
+		if err != nil {
+			return err
+		}
+		line.Messages = append(line.Messages, m)
+		if err := enc.Encode(&line); err != nil {
+			return err
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("exporting %s: %w", domain, err)
+	}
+	if err := bw.Flush(); err != nil {
+		return n, fmt.Errorf("exporting %s: %w", domain, err)
+	}
+	return n, nil
+}

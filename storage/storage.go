@@ -1,0 +1,387 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/oklog/ulid/v2"
+)
+
+var (
+	// ErrNotFound is returned for a domain that has never been logged.
+	ErrNotFound = errors.New("not found")
+	// ErrClosed is returned by methods called after Close.
+	ErrClosed = errors.New("pair log closed")
+
+	errWrongKey = errors.New("wrong encryption key")
+)
+
+// Pair is one teacher answer, as logged.
+type Pair struct {
+	ID               string          // ULID, set by Log if empty; its time orders pairs and ages them for TTL
+	Time             time.Time       // set by Log if zero (to the ID's time when an ID is given)
+	Domain           string          // 1-64 chars of [A-Za-z0-9._-]
+	Model            string          // model the client asked for
+	Input            string          // the student's input text (non-system message text)
+	System           string          // system prompt text
+	Messages         json.RawMessage // the request's messages array, when kept (may be nil)
+	Answer           string          // the teacher's raw answer text
+	Label            string          // normalized label (computed by the caller)
+	PromptTokens     int
+	CompletionTokens int
+	TeacherLatency   time.Duration
+	Stream           bool
+}
+
+// queued is a pair accepted by Log with its parsed ID.
+type queued struct {
+	p     Pair
+	id    ulid.ULID
+	given bool // the caller set the ID: it may repeat one already stored
+}
+
+// DB is the pair log: an embedded Badger database written by one batching
+// writer goroutine, with a retention goroutine. It is safe for concurrent use.
+type DB struct {
+	opts  Options
+	bdb   *badger.DB
+	log   *slog.Logger
+	m     *metrics
+	now   func() time.Time
+	grace time.Duration // added to TTL for Badger's own expiry, see ttlExpiry
+
+	// Log side. logMu orders sends with the enqueued count and the closed
+	// flag, so that Flush knows exactly which pairs came before it.
+	logMu    sync.Mutex
+	closed   bool
+	queue    chan *queued
+	enqueued atomic.Uint64
+	flushNow chan struct{}
+
+	// Writer progress, for Flush.
+	progMu    sync.Mutex
+	written   uint64 // pairs taken off the queue and written (or failed)
+	progress  chan struct{}
+	lastErr   error
+	lastErrAt uint64
+	writtenA  atomic.Uint64 // mirror of written for QueueLen
+
+	// mu guards the domain cache and serializes every write of domain and
+	// label records (writer batches, retention, SetDomainState), so that the
+	// cache always equals what is committed.
+	mu      sync.Mutex
+	domains map[string]*domainEntry
+	nLabels int // label counts cached across all domains
+
+	retMu sync.Mutex // one retention pass at a time
+
+	ctx        context.Context // cancelled by Close: stops the loops and readers
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	writerDone chan struct{}
+
+	lifeMu    sync.RWMutex // readers hold it shared; Close takes it to close Badger
+	bdbClosed bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+type domainEntry struct {
+	rec    domainRecord
+	labels map[string]int64 // cached subset of the label counts, equal to the stored ones
+}
+
+// maxCachedLabels bounds the label counts kept in memory. A classification
+// domain has at most hundreds of labels; an open-ended one may have one per
+// pair, and those are read back from Badger on a miss instead.
+const maxCachedLabels = 1 << 16
+
+// Open opens (or creates) the pair log in opts.Dir and starts its writer and
+// retention loops.
+func Open(opts Options) (*DB, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("opening pair log: %w", err)
+	}
+	if fi, err := os.Stat(o.Dir); err == nil && !fi.IsDir() {
+		return nil, fmt.Errorf("opening pair log at %s: not a directory", o.Dir)
+	}
+	var key []byte
+	if o.EncryptionKeyFile != "" {
+		key, err = readKeyFile(o.EncryptionKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("opening pair log at %s: reading encryption key file %s: %w", o.Dir, o.EncryptionKeyFile, err)
+		}
+	}
+	bdb, err := openBadger(o.badgerOptions(key))
+	if err != nil {
+		return nil, fmt.Errorf("opening pair log at %s: %w", o.Dir, explainOpenError(err, o.EncryptionKeyFile))
+	}
+	db := &DB{
+		opts:       o,
+		bdb:        bdb,
+		log:        o.Logger,
+		now:        time.Now,
+		grace:      max(time.Hour, 3*o.RetentionInterval),
+		queue:      make(chan *queued, o.QueueSize),
+		flushNow:   make(chan struct{}, 1),
+		progress:   make(chan struct{}),
+		domains:    make(map[string]*domainEntry),
+		writerDone: make(chan struct{}),
+	}
+	if err := db.checkFormat(); err != nil {
+		_ = bdb.Close()
+		return nil, fmt.Errorf("opening pair log at %s: %w", o.Dir, err)
+	}
+	if err := db.loadDomains(); err != nil {
+		_ = bdb.Close()
+		return nil, fmt.Errorf("opening pair log at %s: %w", o.Dir, err)
+	}
+	db.m = newMetrics(db.QueueLen)
+	if o.Registry != nil {
+		if err := db.m.register(o.Registry); err != nil {
+			_ = bdb.Close()
+			return nil, fmt.Errorf("opening pair log at %s: %w", o.Dir, err)
+		}
+	}
+	db.ctx, db.cancel = context.WithCancel(context.Background())
+	db.wg.Add(2)
+	go db.runWriter()
+	go db.runRetention()
+	return db, nil
+}
+
+// openBadger opens Badger, turning a panic on a damaged directory into an
+// error.
+func openBadger(bo badger.Options) (bdb *badger.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			bdb, err = nil, fmt.Errorf("badger panicked: %v (damaged or foreign data directory?)", r)
+		}
+	}()
+	// Check the key against the key registry first, read-only. badger.Open
+	// finds a wrong key only after it started goroutines that its error path
+	// never stops (v4.9.6: monitorCache, the allocator pool), so each failed
+	// attempt would leak them.
+	kr, err := badger.OpenKeyRegistry(badger.KeyRegistryOptions{
+		Dir:           bo.Dir,
+		ReadOnly:      true,
+		EncryptionKey: bo.EncryptionKey,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := kr.Close(); err != nil {
+		return nil, err
+	}
+	return badger.Open(bo)
+}
+
+func explainOpenError(err error, keyFile string) error {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, badger.ErrEncryptionKeyMismatch) || strings.Contains(msg, badger.ErrEncryptionKeyMismatch.Error()):
+		if keyFile == "" {
+			return fmt.Errorf("%w: none given, and the data is encrypted (set storage.encryption_key_file) or its KEYREGISTRY is damaged", errWrongKey)
+		}
+		return fmt.Errorf("%w (storage.encryption_key_file %s)", errWrongKey, keyFile)
+	case strings.Contains(msg, "bad magic") || strings.Contains(msg, "MANIFEST") || strings.Contains(msg, "manifest"):
+		return fmt.Errorf("data directory is damaged or was not written by understudy: %w", err)
+	}
+	return err
+}
+
+// checkFormat writes the format marker into a new database and refuses a
+// Badger database written by something else.
+func (db *DB) checkFormat() error {
+	var found, empty bool
+	var val []byte
+	err := db.bdb.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(keyFormat))
+		if err == nil {
+			found = true
+			val, err = item.ValueCopy(nil)
+			return err
+		}
+		if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		it := txn.NewIterator(badger.IteratorOptions{})
+		defer it.Close()
+		it.Rewind()
+		empty = !it.Valid()
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reading format marker: %w", err)
+	}
+	switch {
+	case found && string(val) != formatVersion:
+		return fmt.Errorf("unsupported format %q (want %q)", val, formatVersion)
+	case found:
+		return nil
+	case !empty:
+		return errors.New("data directory holds a Badger database not written by understudy")
+	}
+	if err := db.bdb.Update(func(txn *badger.Txn) error {
+		return txn.Set([]byte(keyFormat), []byte(formatVersion))
+	}); err != nil {
+		return fmt.Errorf("writing format marker: %w", err)
+	}
+	return nil
+}
+
+func (db *DB) loadDomains() error {
+	return db.bdb.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixDomain), PrefetchValues: false})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			name := string(item.Key()[len(prefixDomain):])
+			var rec domainRecord
+			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &rec) }); err != nil {
+				return fmt.Errorf("loading domain %s: %w", name, err)
+			}
+			db.domains[name] = &domainEntry{rec: rec}
+		}
+		return nil
+	})
+}
+
+// Log enqueues p for the writer without blocking. It returns false when the
+// pair is dropped: the queue is full, the log is closed, or the pair is
+// invalid (bad domain name or ID); each is counted in
+// understudy_storage_pairs_dropped_total. A pair whose caller-given ID is
+// already stored is dropped later, by the writer (reason duplicate).
+func (db *DB) Log(p Pair) bool {
+	q := &queued{p: p}
+	if !ValidDomain(p.Domain) {
+		db.m.dropped.WithLabelValues(reasonInvalid).Inc()
+		return false
+	}
+	var err error
+	switch {
+	case p.ID == "":
+		if q.p.Time.IsZero() {
+			q.p.Time = time.Now()
+		}
+		q.id, err = ulid.New(ulid.Timestamp(q.p.Time), ulid.DefaultEntropy())
+		q.p.ID = q.id.String()
+	default:
+		q.given = true
+		q.id, err = ulid.ParseStrict(p.ID)
+		if err == nil && q.p.Time.IsZero() {
+			q.p.Time = ulid.Time(q.id.Time())
+		}
+	}
+	if err != nil {
+		db.m.dropped.WithLabelValues(reasonInvalid).Inc()
+		return false
+	}
+
+	db.logMu.Lock()
+	if db.closed {
+		db.logMu.Unlock()
+		db.m.dropped.WithLabelValues(reasonClosed).Inc()
+		return false
+	}
+	select {
+	case db.queue <- q:
+		db.enqueued.Add(1)
+		db.logMu.Unlock()
+		return true
+	default:
+		db.logMu.Unlock()
+		db.m.dropped.WithLabelValues(reasonQueueFull).Inc()
+		return false
+	}
+}
+
+// QueueLen returns the number of pairs accepted by Log and not yet written.
+func (db *DB) QueueLen() int {
+	// Read written first: the writer may take a pair off the queue before
+	// Log has counted it, never the other way round.
+	w := db.writtenA.Load()
+	return int(max(int64(db.enqueued.Load())-int64(w), 0))
+}
+
+// Flush waits until every pair enqueued before the call has been written to
+// Badger. It returns the error of a failed batch among them, if any.
+func (db *DB) Flush(ctx context.Context) error {
+	target := db.enqueued.Load()
+	db.progMu.Lock()
+	start := db.written
+	db.progMu.Unlock()
+	select {
+	case db.flushNow <- struct{}{}:
+	default:
+	}
+	for {
+		db.progMu.Lock()
+		written, ch, lastErr, lastErrAt := db.written, db.progress, db.lastErr, db.lastErrAt
+		db.progMu.Unlock()
+		if written >= target {
+			if lastErr != nil && lastErrAt > start {
+				return fmt.Errorf("flushing pair log: %w", lastErr)
+			}
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-db.writerDone:
+			db.progMu.Lock()
+			done := db.written >= target
+			db.progMu.Unlock()
+			if !done {
+				return fmt.Errorf("flushing pair log: %w", ErrClosed)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("flushing pair log: %w", ctx.Err())
+		}
+	}
+}
+
+// Close stops accepting pairs, writes everything queued, stops the loops and
+// closes Badger. It is safe to call more than once.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		db.logMu.Lock()
+		db.closed = true
+		db.logMu.Unlock()
+		db.cancel()
+		db.wg.Wait()
+
+		db.lifeMu.Lock()
+		db.bdbClosed = true
+		err := db.bdb.Close()
+		db.lifeMu.Unlock()
+		if db.opts.Registry != nil {
+			db.m.unregister(db.opts.Registry)
+		}
+		if err != nil {
+			db.closeErr = fmt.Errorf("closing pair log at %s: %w", db.opts.Dir, err)
+		}
+	})
+	return db.closeErr
+}
+
+// acquire guards a read against a concurrent Close; release must follow.
+func (db *DB) acquire() error {
+	db.lifeMu.RLock()
+	if db.bdbClosed {
+		db.lifeMu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+func (db *DB) release() { db.lifeMu.RUnlock() }

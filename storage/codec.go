@@ -187,6 +187,7 @@ type domainRecord struct {
 	FirstSeen time.Time         `json:"first_seen"`
 	LastSeen  time.Time         `json:"last_seen"`
 	Pairs     int64             `json:"pairs"`
+	Logged    int64             `json:"logged"`
 	State     string            `json:"state"`
 	Settings  map[string]string `json:"settings,omitempty"`
 }

@@ -19,6 +19,7 @@ type Domain struct {
 	FirstSeen time.Time
 	LastSeen  time.Time
 	Pairs     int64             // pairs stored now (after retention)
+	Logged    int64             // pairs ever logged; retention does not lower it
 	Labels    map[string]int64  // stored pairs per label
 	State     string            // routing state, "collecting" until the router sets another
 	Settings  map[string]string // free-form per-domain settings
@@ -124,6 +125,7 @@ func readDomain(txn *badger.Txn, name string, rec domainRecord) (Domain, error) 
 		FirstSeen: rec.FirstSeen,
 		LastSeen:  rec.LastSeen,
 		Pairs:     rec.Pairs,
+		Logged:    rec.Logged,
 		Labels:    make(map[string]int64),
 		State:     rec.State,
 		Settings:  rec.Settings,

@@ -230,9 +230,9 @@ func TestDomainRecords(t *testing.T) {
 	flush(t, db)
 
 	want := []Domain{
-		{Name: "sentiment", FirstSeen: t0, LastSeen: t0, Pairs: 1, Labels: map[string]int64{"positive": 1},
+		{Name: "sentiment", FirstSeen: t0, LastSeen: t0, Pairs: 1, Logged: 1, Labels: map[string]int64{"positive": 1},
 			State: "collecting", Settings: map[string]string{}},
-		{Name: "spam", FirstSeen: t0, LastSeen: t0.Add(time.Hour), Pairs: 7,
+		{Name: "spam", FirstSeen: t0, LastSeen: t0.Add(time.Hour), Pairs: 7, Logged: 7,
 			Labels: map[string]int64{"spam": 3, "ham": 3, "unsure": 1},
 			State:  "shadowing", Settings: map[string]string{"threshold": "0.97"}},
 	}
@@ -456,6 +456,9 @@ func TestRetentionCap(t *testing.T) {
 			}
 			checkCounts(t, db, "d")
 			checkCounts(t, db, "other")
+			if d, err := db.Domain("d"); err != nil || d.Logged != int64(tt.n) {
+				t.Errorf("Logged = %d (%v), want %d: retention must not lower it", d.Logged, err, tt.n)
+			}
 			if got := metric(t, reg, "understudy_storage_retention_deleted_total", "reason", "cap"); got != float64(2*(tt.n-tt.kept)) {
 				t.Errorf("retention_deleted_total{cap} = %v, want %d", got, 2*(tt.n-tt.kept))
 			}

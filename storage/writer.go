@@ -161,6 +161,7 @@ func (db *DB) writeChunk(chunk []*queued) (int, error) {
 			rec.LastSeen = p.Time
 		}
 		rec.Pairs++
+		rec.Logged++
 		recs[p.Domain] = rec
 		labelDelta[labelRef{p.Domain, p.Label}]++
 	}

@@ -32,6 +32,8 @@ const requestTimeout = 10 * time.Second
 type bench struct {
 	o       options
 	ds      *dataset
+	dir     string // temporary directory: data set, logs, gateway data
+	sim     *proc
 	gw      *proc
 	clients map[string]*fasthttp.HostClient
 	urls    map[string]string
@@ -47,6 +49,9 @@ type results struct {
 	// Gateway memory when the load ended, and its peak over the whole run.
 	FinalMemory memory `json:"gateway_final_memory"`
 	PeakRSS     int64  `json:"gateway_peak_rss_bytes"`
+	// Logging is the pair-logging comparison, run after the phases, each
+	// run on a fresh gateway (-logging-compare).
+	Logging []loggingRun `json:"logging_compare,omitempty"`
 }
 
 // phaseResult is one run of one phase against one target.
@@ -92,11 +97,13 @@ type conditions struct {
 	BodyBytes     int     `json:"body_bytes"`
 	Examples      int     `json:"examples"`
 	Conns         int     `json:"conns"`
+	// LoggingCompare: the pair-logging comparison ran, at goalRate.
+	LoggingCompare bool `json:"logging_compare"`
 }
 
-func newBench(o options, ds *dataset, sim, gw *proc, stderr io.Writer) *bench {
+func newBench(o options, ds *dataset, dir string, sim, gw *proc, stderr io.Writer) *bench {
 	b := &bench{
-		o: o, ds: ds, gw: gw, stderr: stderr,
+		o: o, ds: ds, dir: dir, sim: sim, gw: gw, stderr: stderr,
 		clients: map[string]*fasthttp.HostClient{},
 		urls: map[string]string{
 			direct:  "http://" + sim.addr + "/v1/chat/completions",
@@ -105,16 +112,21 @@ func newBench(o options, ds *dataset, sim, gw *proc, stderr io.Writer) *bench {
 		ctl: &fasthttp.Client{ReadTimeout: requestTimeout, WriteTimeout: requestTimeout},
 	}
 	for name, p := range map[string]*proc{direct: sim, gateway: gw} {
-		b.clients[name] = &fasthttp.HostClient{
-			Addr:               p.addr,
-			MaxConns:           o.conns,
-			MaxConnWaitTimeout: requestTimeout,
-			ReadTimeout:        requestTimeout,
-			WriteTimeout:       requestTimeout,
-		}
+		b.clients[name] = newClient(p.addr, o.conns)
 	}
 	b.res = &results{Conditions: currentConditions(o)}
 	return b
+}
+
+// newClient returns the load's client for a server: conns connections.
+func newClient(addr string, conns int) *fasthttp.HostClient {
+	return &fasthttp.HostClient{
+		Addr:               addr,
+		MaxConns:           conns,
+		MaxConnWaitTimeout: requestTimeout,
+		ReadTimeout:        requestTimeout,
+		WriteTimeout:       requestTimeout,
+	}
 }
 
 // close closes the client connections.
@@ -133,21 +145,28 @@ func (b *bench) preflight() error {
 			if stream && !b.o.stream {
 				continue
 			}
-			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-			req.SetRequestURI(b.urls[t])
-			req.Header.SetMethod(fasthttp.MethodPost)
-			req.Header.SetContentType("application/json")
-			req.SetBodyRaw(b.bodies(stream)[0])
-			err := b.ctl.Do(req, resp)
-			if err == nil && (resp.StatusCode() != fasthttp.StatusOK || !bytes.Contains(resp.Body(), b.ds.want[0])) {
-				err = fmt.Errorf("status %d, want 200 and %s in %.300q", resp.StatusCode(), b.ds.want[0], resp.Body())
-			}
-			fasthttp.ReleaseRequest(req)
-			fasthttp.ReleaseResponse(resp)
-			if err != nil {
+			if err := b.check(b.urls[t], b.bodies(stream)[0], b.ds.want[0]); err != nil {
 				return fmt.Errorf("checking %s (stream %t) at %s: %w", t, stream, b.urls[t], err)
 			}
 		}
+	}
+	return nil
+}
+
+// check sends one request and wants a 200 whose body contains want.
+func (b *bench) check(url string, body, want []byte) error {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI(url)
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.Header.SetContentType("application/json")
+	req.SetBodyRaw(body)
+	if err := b.ctl.Do(req, resp); err != nil {
+		return err
+	}
+	if resp.StatusCode() != fasthttp.StatusOK || !bytes.Contains(resp.Body(), want) {
+		return fmt.Errorf("status %d, want 200 and %s in %.300q", resp.StatusCode(), want, resp.Body())
 	}
 	return nil
 }
@@ -204,36 +223,15 @@ func (b *bench) runPhase(ctx context.Context, repeat int, ph phase, t string) (p
 	}
 	l := startLoad(ctx, b.clients[t], b.urls[t], b.bodies(ph.Stream), b.ds.want,
 		ph.Rate, b.o.warmup, b.o.duration, b.o.conns)
-	var before histogram
-	var scrapeErr error
-	if isGW {
-		select {
-		case <-time.After(time.Until(l.measureStart())):
-			before, scrapeErr = b.scrapeOverhead()
-		case <-ctx.Done():
-		}
-	}
-	res, err := l.wait(ctx)
-	if err != nil {
-		return pr, err
-	}
-	if scrapeErr != nil {
-		return pr, scrapeErr
-	}
-	pr.loadResult = res
 	if !isGW {
-		return pr, nil
-	}
-	after, err := b.scrapeOverhead()
-	if err != nil {
+		res, err := l.wait(ctx)
+		pr.loadResult = res
 		return pr, err
 	}
-	d, err := after.sub(before)
-	if err != nil {
+	var err error
+	if pr.loadResult, pr.Overhead, err = b.waitOverhead(ctx, l, b.gw.addr); err != nil {
 		return pr, err
 	}
-	pr.Overhead = &overhead{Histogram: d, Count: d.count(),
-		P50: number(d.quantile(.50) * 1e6), P99: number(d.quantile(.99) * 1e6), P999: number(d.quantile(.999) * 1e6)}
 	m, err := readMemory(b.gw.pid())
 	if err != nil {
 		return pr, err
@@ -243,15 +241,54 @@ func (b *bench) runPhase(ctx context.Context, repeat int, ph phase, t string) (p
 	return pr, nil
 }
 
-// scrapeOverhead reads the overhead histogram from the gateway's /metrics.
-func (b *bench) scrapeOverhead() (histogram, error) {
-	url := "http://" + b.gw.addr + "/metrics"
+// waitOverhead waits for a load against the gateway at addr and returns
+// its result with the overhead histogram over its measured requests,
+// scraped when they start and when the load ends.
+func (b *bench) waitOverhead(ctx context.Context, l *load, addr string) (loadResult, *overhead, error) {
+	var before histogram
+	var scrapeErr error
+	select {
+	case <-time.After(time.Until(l.measureStart())):
+		before, scrapeErr = b.scrapeOverhead(addr)
+	case <-ctx.Done():
+	}
+	res, err := l.wait(ctx)
+	if err != nil {
+		return res, nil, err
+	}
+	if scrapeErr != nil {
+		return res, nil, scrapeErr
+	}
+	after, err := b.scrapeOverhead(addr)
+	if err != nil {
+		return res, nil, err
+	}
+	d, err := after.sub(before)
+	if err != nil {
+		return res, nil, err
+	}
+	return res, &overhead{Histogram: d, Count: d.count(),
+		P50: number(d.quantile(.50) * 1e6), P99: number(d.quantile(.99) * 1e6), P999: number(d.quantile(.999) * 1e6)}, nil
+}
+
+// scrape reads the /metrics page of the gateway at addr.
+func (b *bench) scrape(addr string) ([]byte, error) {
+	url := "http://" + addr + "/metrics"
 	status, body, err := b.ctl.GetTimeout(nil, url, requestTimeout)
 	if err == nil && status != fasthttp.StatusOK {
 		err = fmt.Errorf("status %d", status)
 	}
 	if err != nil {
-		return histogram{}, fmt.Errorf("scraping %s: %w", url, err)
+		return nil, fmt.Errorf("scraping %s: %w", url, err)
+	}
+	return body, nil
+}
+
+// scrapeOverhead reads the overhead histogram from the gateway at addr.
+func (b *bench) scrapeOverhead(addr string) (histogram, error) {
+	body, err := b.scrape(addr)
+	if err != nil {
+		return histogram{}, err
 	}
 	return parseHistogram(body, overheadMetric, overheadLabel)
 }
@@ -288,6 +325,8 @@ func currentConditions(o options) conditions {
 		BodyBytes:     o.bodyBytes,
 		Examples:      o.examples,
 		Conns:         o.conns,
+
+		LoggingCompare: o.loggingCompare,
 	}
 	if o.stream {
 		c.StreamRate = streamRate

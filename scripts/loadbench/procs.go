@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -140,17 +141,20 @@ func (p *proc) waitReady(ctx context.Context, url string) error {
 	}
 }
 
+// gatewayEnv is the environment of every gateway the benchmark starts.
+// The background trainer is off: it would train students on the benchmark's
+// own traffic and take CPU from the request path this measures.
+var gatewayEnv = []string{"OPENAI_API_KEY=sk-bench", "UNDERSTUDY_LOG_LEVEL=warn", "UNDERSTUDY_TRAINER_ENABLED=false"}
+
 // startServers starts teacher-sim on the data set and the gateway in front
-// of it, and waits until both are ready. On error nothing is left running.
+// of it, with its data under dir/data, and waits until both are ready. On
+// error nothing is left running.
 func startServers(ctx context.Context, bin, dir, dataPath string) (sim, gw *proc, err error) {
-	ports, err := freePorts(3)
+	ports, err := freePorts(1)
 	if err != nil {
 		return nil, nil, err
 	}
 	simAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	gwAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
-	adminAddr := "127.0.0.1:" + strconv.Itoa(ports[2])
-
 	sim, err = startProc("teacher-sim", simAddr, dir, bin, nil,
 		"teacher-sim", "--listen", simAddr, "--task", "bench="+dataPath, "--latency", "0s")
 	if err != nil {
@@ -159,17 +163,33 @@ func startServers(ctx context.Context, bin, dir, dataPath string) (sim, gw *proc
 	if err := sim.waitReady(ctx, "http://"+simAddr+"/v1/models"); err != nil {
 		return nil, nil, errors.Join(err, sim.stop())
 	}
-	gw, err = startProc("gateway", gwAddr, dir, bin,
-		[]string{"OPENAI_API_KEY=sk-bench", "UNDERSTUDY_LOG_LEVEL=warn"},
-		"serve", "--listen", gwAddr, "--admin-listen", adminAddr,
-		"--data-dir", filepath.Join(dir, "data"), "--teacher-url", "http://"+simAddr+"/v1")
+	gw, err = startGateway(ctx, bin, "gateway", dir, filepath.Join(dir, "data"), simAddr, nil)
 	if err != nil {
 		return nil, nil, errors.Join(err, sim.stop())
 	}
-	if err := gw.waitReady(ctx, "http://"+gwAddr+"/readyz"); err != nil {
-		return nil, nil, errors.Join(err, gw.stop(), sim.stop())
-	}
 	return sim, gw, nil
+}
+
+// startGateway starts a gateway in front of the teacher at simAddr, with
+// its data under dataDir, its log in dir/name.log and env added to
+// gatewayEnv, and waits until it is ready. On error it is not running.
+func startGateway(ctx context.Context, bin, name, dir, dataDir, simAddr string, env []string) (*proc, error) {
+	ports, err := freePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	gwAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
+	adminAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
+	gw, err := startProc(name, gwAddr, dir, bin, append(slices.Clip(gatewayEnv), env...),
+		"serve", "--listen", gwAddr, "--admin-listen", adminAddr,
+		"--data-dir", dataDir, "--teacher-url", "http://"+simAddr+"/v1")
+	if err != nil {
+		return nil, err
+	}
+	if err := gw.waitReady(ctx, "http://"+gwAddr+"/readyz"); err != nil {
+		return nil, errors.Join(err, gw.stop())
+	}
+	return gw, nil
 }
 
 // freePorts asks the kernel for n free loopback ports. They are released

@@ -187,3 +187,35 @@ func (h histogram) quantile(q float64) float64 {
 	}
 	return start + (h.Bounds[b]-start)*(rank-prev)/(h.Counts[b]-prev)
 }
+
+// parseSamples reads every sample of the counter or gauge name in
+// Prometheus text exposition format, keyed by its label set as written
+// between the braces ("" for none). A metric without samples gives an
+// empty map.
+func parseSamples(text []byte, name string) (map[string]float64, error) {
+	out := map[string]float64{}
+	for line := range bytes.SplitSeq(text, []byte{'\n'}) {
+		rest, ok := bytes.CutPrefix(line, []byte(name))
+		if !ok || len(rest) == 0 || rest[0] != '{' && rest[0] != ' ' {
+			continue
+		}
+		var labels []byte
+		if rest[0] == '{' {
+			end := bytes.LastIndexByte(rest, '}')
+			if end < 0 {
+				return nil, fmt.Errorf("parsing %s: bad line %q", name, line)
+			}
+			labels, rest = rest[1:end], rest[end+1:]
+		}
+		fields := bytes.Fields(rest)
+		if len(fields) == 0 {
+			return nil, fmt.Errorf("parsing %s: bad line %q", name, line)
+		}
+		v, err := strconv.ParseFloat(string(fields[0]), 64)
+		if err != nil {
+			return nil, fmt.Errorf("parsing %s: %w", name, err)
+		}
+		out[string(labels)] = v
+	}
+	return out, nil
+}

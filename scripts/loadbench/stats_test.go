@@ -1,6 +1,7 @@
 package main
 
 import (
+	"maps"
 	"math"
 	"testing"
 	"time"
@@ -80,5 +81,39 @@ func TestSummarize(t *testing.T) {
 	}
 	if m := median([]float64{3, 1, 2, 10}); m != 2.5 {
 		t.Errorf("median = %g, want 2.5", m)
+	}
+}
+
+func TestParseSamples(t *testing.T) {
+	const text = `# HELP understudy_storage_pairs_logged_total Pairs written.
+# TYPE understudy_storage_pairs_logged_total counter
+understudy_storage_pairs_logged_total 24001
+understudy_storage_pairs_logged_total_extra 5
+understudy_storage_pairs_dropped_total{reason="closed"} 0
+understudy_storage_pairs_dropped_total{reason="queue_full"} 12
+understudy_storage_queue_length 3
+`
+	tests := []struct {
+		name string
+		want map[string]float64
+	}{
+		{pairsLoggedMetric, map[string]float64{"": 24001}},
+		{pairsDroppedMetric, map[string]float64{`reason="closed"`: 0, `reason="queue_full"`: 12}},
+		{queueLengthMetric, map[string]float64{"": 3}},
+		{"understudy_absent", map[string]float64{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseSamples([]byte(text), tt.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !maps.Equal(got, tt.want) {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if _, err := parseSamples([]byte("understudy_storage_queue_length x\n"), queueLengthMetric); err == nil {
+		t.Error("bad value: no error")
 	}
 }

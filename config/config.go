@@ -32,7 +32,10 @@ type Config struct {
 	Teacher Teacher `yaml:"teacher"`
 	Storage Storage `yaml:"storage"`
 	Labels  Labels  `yaml:"labels"`
-	Log     Log     `yaml:"log"`
+	Trainer Trainer `yaml:"trainer"`
+
+	ONNXRuntime ONNXRuntime `yaml:"onnxruntime"`
+	Log         Log         `yaml:"log"`
 
 	// Domains are explicit task domains with the rules that match requests to
 	// them. Requests that match none get an automatic domain. Default none.
@@ -146,6 +149,49 @@ type Labels struct {
 	StripTrailingPeriod bool `yaml:"strip_trailing_period"`
 }
 
+// Trainer configures background training of students.
+type Trainer struct {
+	// Enabled turns background training on. Default true.
+	Enabled bool `yaml:"enabled"`
+	// MinPairs a domain needs before its first student. Default 200.
+	MinPairs int `yaml:"min_pairs"`
+	// RetrainEvery is how many new pairs since the last version trigger the
+	// next. Default 500.
+	RetrainEvery int `yaml:"retrain_every"`
+	// MaxTrainPairs caps a run's data to a domain's newest pairs.
+	// Default 20000.
+	MaxTrainPairs int `yaml:"max_train_pairs"`
+	// Threads ONNX Runtime may use for training, so serving keeps its
+	// cores. Default 1.
+	Threads int `yaml:"threads"`
+	// Interval is how often domains are checked for training. Default 5s.
+	Interval time.Duration `yaml:"interval"`
+	// Cooldown is the least time between two runs of one domain, so a busy
+	// domain is not retrained back to back. Default 1m.
+	Cooldown time.Duration `yaml:"cooldown"`
+	// Dim is the students' embedding width. Default 32.
+	Dim int `yaml:"dim"`
+	// Hidden is the width of an optional hidden layer; 0 is none. Default 0.
+	Hidden int `yaml:"hidden"`
+	// MaxEpochs bounds a run (early stopping usually ends it first).
+	// Default 30.
+	MaxEpochs int `yaml:"max_epochs"`
+	// TargetAgreement is the selective agreement with the teacher a
+	// student's confidence threshold τ is chosen for on its holdout set
+	// (plus a 0.01 margin). Default 0.95.
+	TargetAgreement float64 `yaml:"target_agreement"`
+}
+
+// ONNXRuntime locates the ONNX Runtime shared library.
+type ONNXRuntime struct {
+	// Library is the path of libonnxruntime.so. Default "": $UNDERSTUDY_ORT_LIB,
+	// else the copy scripts/fetch-onnxruntime.sh puts in .cache/.
+	Library string `yaml:"library"`
+	// CUDA uses the CUDA execution provider when it is available, else the
+	// CPU. Default false.
+	CUDA bool `yaml:"cuda"`
+}
+
 // Log configures structured logging.
 type Log struct {
 	// Level is one of debug, info, warn, error. Default "info".
@@ -203,7 +249,11 @@ func Default() *Config {
 			RetentionInterval: 5 * time.Minute,
 		},
 		Labels: Labels{FoldCase: true, StripTrailingPeriod: true},
-		Log:    Log{Level: "info", Format: "text"},
+		Trainer: Trainer{
+			Enabled: true, MinPairs: 200, RetrainEvery: 500, MaxTrainPairs: 20000, Threads: 1,
+			Interval: 5 * time.Second, Cooldown: time.Minute, Dim: 32, MaxEpochs: 30, TargetAgreement: 0.95,
+		},
+		Log: Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -329,6 +379,30 @@ func (c *Config) Validate() error {
 		if _, err := os.Stat(f); err != nil {
 			bad("storage.encryption_key_file", "cannot read %s: %v", f, errors.Unwrap(err))
 		}
+	}
+
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"trainer.min_pairs", c.Trainer.MinPairs}, {"trainer.retrain_every", c.Trainer.RetrainEvery},
+		{"trainer.max_train_pairs", c.Trainer.MaxTrainPairs}, {"trainer.threads", c.Trainer.Threads},
+		{"trainer.dim", c.Trainer.Dim}, {"trainer.max_epochs", c.Trainer.MaxEpochs}} {
+		if f.v < 1 {
+			bad(f.name, "must be at least 1, got %d", f.v)
+		}
+	}
+	if c.Trainer.MinPairs < 20 {
+		bad("trainer.min_pairs", "must be at least 20 (a holdout set needs pairs), got %d", c.Trainer.MinPairs)
+	}
+	if c.Trainer.Hidden < 0 {
+		bad("trainer.hidden", "must not be negative, got %d", c.Trainer.Hidden)
+	}
+	positive("trainer.interval", c.Trainer.Interval)
+	if c.Trainer.Cooldown < 0 {
+		bad("trainer.cooldown", "must not be negative, got %s", c.Trainer.Cooldown)
+	}
+	if t := c.Trainer.TargetAgreement; t <= 0 || t >= 1 {
+		bad("trainer.target_agreement", "must be in (0,1), got %v", t)
 	}
 
 	switch c.Log.Level {

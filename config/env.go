@@ -27,6 +27,9 @@ func (c *Config) applyEnv(getenv func(string) (string, bool)) error {
 	if v, ok := getenv("OPENAI_API_KEY"); ok && v != "" {
 		c.Teacher.APIKey = v
 	}
+	if v, ok := getenv("UNDERSTUDY_ORT_LIB"); ok && v != "" {
+		c.ONNXRuntime.Library = v
+	}
 	return walkEnv(reflect.ValueOf(c).Elem(), "", getenv)
 }
 

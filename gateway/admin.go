@@ -28,6 +28,13 @@ type AdminStore interface {
 	Domains() ([]storage.Domain, error)
 	Domain(name string) (storage.Domain, error)
 	ExportJSONL(ctx context.Context, domain string, w io.Writer) (int, error)
+	StudentVersions(domain string) ([]storage.StudentVersion, error)
+}
+
+// Trainer is what the admin API asks of the background trainer.
+type Trainer interface {
+	// Trigger queues a training run of a domain now.
+	Trigger(domain string) error
 }
 
 var _ AdminStore = (*storage.DB)(nil)
@@ -37,28 +44,31 @@ var _ AdminStore = (*storage.DB)(nil)
 //	GET /admin/domains                 every domain with its pair and label counts
 //	GET /admin/domains/{name}          one domain in more detail
 //	GET /admin/domains/{name}/export   its pairs as OpenAI fine-tuning JSONL
+//	POST /admin/domains/{name}/train   train a student version now
 //	GET /healthz, GET /debug/pprof/... for operators
 //
 // Every path needs "Authorization: Bearer <admin.token>" when a token is
 // configured (config requires one unless the listener is loopback-only).
 type Admin struct {
-	cfg   *config.Config
-	store AdminStore
-	log   *slog.Logger
-	token [sha256.Size]byte
-	srv   *fasthttp.Server
-	pprof fasthttp.RequestHandler
+	cfg     *config.Config
+	store   AdminStore
+	trainer Trainer
+	log     *slog.Logger
+	token   [sha256.Size]byte
+	srv     *fasthttp.Server
+	pprof   fasthttp.RequestHandler
 	// stop ends exports in progress when the server shuts down.
 	stop       context.Context
 	cancelStop context.CancelFunc
 }
 
-// NewAdmin builds the admin API server from validated config.
-func NewAdmin(cfg *config.Config, store AdminStore, log *slog.Logger) *Admin {
+// NewAdmin builds the admin API server from validated config. trainer may
+// be nil (training disabled).
+func NewAdmin(cfg *config.Config, store AdminStore, trainer Trainer, log *slog.Logger) *Admin {
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &Admin{cfg: cfg, store: store, log: log, pprof: fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)}
+	a := &Admin{cfg: cfg, store: store, trainer: trainer, log: log, pprof: fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)}
 	a.token = sha256.Sum256([]byte(cfg.Admin.Token))
 	a.stop, a.cancelStop = context.WithCancel(context.Background())
 	a.srv = &fasthttp.Server{
@@ -154,6 +164,10 @@ func (a *Admin) route(ctx *fasthttp.RequestCtx) {
 			if onlyMethod(ctx, fasthttp.MethodGet) {
 				a.export(ctx, name)
 			}
+		case "train":
+			if onlyMethod(ctx, fasthttp.MethodPost) {
+				a.train(ctx, name)
+			}
 		default:
 			a.notFound(ctx)
 		}
@@ -192,6 +206,13 @@ type DomainView struct {
 	FirstSeen time.Time         `json:"first_seen"`
 	LastSeen  time.Time         `json:"last_seen"`
 	Settings  map[string]string `json:"settings,omitempty"`
+	// OpenEndedReason says why no student serves an open_ended domain.
+	OpenEndedReason string `json:"open_ended_reason,omitempty"`
+	// Versions are the trained student versions, oldest first, with their
+	// holdout metrics (detail view only).
+	Versions []json.RawMessage `json:"versions,omitempty"`
+	// LatestVersion is the newest trained version, 0 when none.
+	LatestVersion int `json:"latest_version"`
 }
 
 // LabelCount is one label and how many stored pairs carry it.
@@ -200,13 +221,27 @@ type LabelCount struct {
 	Count int64  `json:"count"`
 }
 
-func viewOf(d storage.Domain, topN int) DomainView {
+func (a *Admin) viewOf(d storage.Domain, topN int, detail bool) (DomainView, error) {
 	v := DomainView{Name: d.Name, State: d.State, Pairs: d.Pairs, Labels: len(d.Labels),
-		FirstSeen: d.FirstSeen, LastSeen: d.LastSeen, TopLabels: []LabelCount{}}
+		FirstSeen: d.FirstSeen, LastSeen: d.LastSeen, TopLabels: []LabelCount{},
+		OpenEndedReason: d.Settings["open_ended_reason"]}
+	versions, err := a.store.StudentVersions(d.Name)
+	if err != nil {
+		return v, err
+	}
+	if n := len(versions); n > 0 {
+		v.LatestVersion = versions[n-1].Version
+	}
+	if detail {
+		v.Settings = d.Settings
+		for _, sv := range versions {
+			v.Versions = append(v.Versions, json.RawMessage(sv.Meta))
+		}
+	}
 	for _, lc := range d.TopLabels(topN) {
 		v.TopLabels = append(v.TopLabels, LabelCount{Label: lc.Label, Count: lc.Count})
 	}
-	return v
+	return v, nil
 }
 
 func (a *Admin) domains(ctx *fasthttp.RequestCtx) {
@@ -219,7 +254,12 @@ func (a *Admin) domains(ctx *fasthttp.RequestCtx) {
 		Domains []DomainView `json:"domains"`
 	}{Domains: make([]DomainView, 0, len(ds))}
 	for _, d := range ds {
-		out.Domains = append(out.Domains, viewOf(d, 5))
+		v, err := a.viewOf(d, 5, false)
+		if err != nil {
+			a.storeError(ctx, err)
+			return
+		}
+		out.Domains = append(out.Domains, v)
 	}
 	writeJSON(ctx, out)
 }
@@ -230,9 +270,27 @@ func (a *Admin) domain(ctx *fasthttp.RequestCtx, name string) {
 		a.storeError(ctx, err)
 		return
 	}
-	v := viewOf(d, 50)
-	v.Settings = d.Settings
+	v, err := a.viewOf(d, 50, true)
+	if err != nil {
+		a.storeError(ctx, err)
+		return
+	}
 	writeJSON(ctx, v)
+}
+
+// train queues a training run: 202 Accepted.
+func (a *Admin) train(ctx *fasthttp.RequestCtx, name string) {
+	if a.trainer == nil {
+		writeError(ctx, &apiError{Status: fasthttp.StatusServiceUnavailable, Type: "server_error", Code: "training_disabled",
+			Message: "Training is disabled (trainer.enabled: false)."})
+		return
+	}
+	if err := a.trainer.Trigger(name); err != nil {
+		a.storeError(ctx, err)
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusAccepted)
+	writeJSON(ctx, map[string]string{"status": "queued", "domain": name})
 }
 
 // export streams a domain's pairs as JSONL. X-Understudy-Pairs carries the

@@ -131,16 +131,30 @@ func domainsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DOMAIN\tSTATE\tPAIRS\tLABELS\tTOP LABELS\tLAST SEEN")
+	fmt.Fprintln(tw, "DOMAIN\tSTATE\tPAIRS\tLABELS\tSTUDENT\tTOP LABELS\tLAST SEEN")
+	var notes []string
 	for _, d := range out.Domains {
 		var top []string
 		for _, l := range d.TopLabels {
 			top = append(top, fmt.Sprintf("%s (%d)", truncate(l.Label, 24), l.Count))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", d.Name, d.State, d.Pairs, d.Labels,
+		version := "-"
+		if d.LatestVersion > 0 {
+			version = fmt.Sprintf("v%d", d.LatestVersion)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", d.Name, d.State, d.Pairs, d.Labels, version,
 			truncate(strings.Join(top, ", "), 60), ago(d.LastSeen))
+		if d.OpenEndedReason != "" {
+			notes = append(notes, d.Name+": "+d.OpenEndedReason)
+		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, n := range notes {
+		fmt.Fprintln(stdout, n)
+	}
+	return nil
 }
 
 func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {

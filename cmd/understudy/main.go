@@ -4,6 +4,7 @@
 //	understudy serve [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--data-dir DIR] [--teacher-url URL]
 //	understudy domains
 //	understudy export --domain NAME [--out FILE]
+//	understudy train --data FILE.jsonl [--json]
 //	understudy config check FILE
 //	understudy teacher-sim --task NAME=FILE.jsonl [...]
 //	understudy version
@@ -32,6 +33,7 @@ Usage:
   understudy serve [--config FILE] [flags]   run the gateway (the main job)
   understudy domains                         list the task domains of a running server
   understudy export --domain NAME [--out F]  export a domain's pairs as OpenAI fine-tuning JSONL
+  understudy train --data FILE.jsonl [--json] train a student offline and print its holdout metrics
   understudy config check FILE               validate a config file and print the effective config
   understudy teacher-sim [flags]             run an OpenAI-compatible teacher simulator
   understudy version                         print the version
@@ -80,6 +82,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return domainsCmd(ctx, rest, stdout, stderr)
 	case "export":
 		return exportCmd(ctx, rest, stdout, stderr)
+	case "train":
+		return trainCmd(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "understudy", version)
 		return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"path/filepath"
 
@@ -14,6 +15,8 @@ import (
 	"github.com/understudy-dev/understudy/config"
 	"github.com/understudy-dev/understudy/gateway"
 	"github.com/understudy-dev/understudy/storage"
+	"github.com/understudy-dev/understudy/student"
+	"github.com/understudy-dev/understudy/trainer"
 )
 
 // serveFlags are the common settings that also take flags, each named like
@@ -76,11 +79,29 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		db.Close()
 		return err
 	}
-	admin := gateway.NewAdmin(cfg, db, log)
+	var sched *trainer.Scheduler
+	var adminTrainer gateway.Trainer
+	if cfg.Trainer.Enabled {
+		if err := student.InitRuntime(cfg.ONNXRuntime.Library); err != nil {
+			db.Close()
+			return fmt.Errorf("%w\n(or set trainer.enabled: false to run without students)", err)
+		}
+		sched = trainer.NewScheduler(db, trainer.SchedulerConfig{
+			MinPairs: cfg.Trainer.MinPairs, RetrainEvery: cfg.Trainer.RetrainEvery,
+			MaxTrainPairs: cfg.Trainer.MaxTrainPairs, Interval: cfg.Trainer.Interval,
+			Cooldown: cfg.Trainer.Cooldown,
+			Options:  trainerOptions(cfg),
+		}, log, reg)
+		adminTrainer = sched
+	}
+	admin := gateway.NewAdmin(cfg, db, adminTrainer, log)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return gw.Run(gctx) })
 	g.Go(func() error { return admin.Run(gctx) })
+	if sched != nil {
+		g.Go(func() error { return sched.Run(gctx) })
+	}
 	err = g.Wait()
 	// The gateway has stopped and finished its requests: every pair it
 	// accepted is queued. Close writes them all before closing Badger.

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"text/tabwriter"
+
+	"github.com/understudy-dev/understudy/config"
+	"github.com/understudy-dev/understudy/student"
+	"github.com/understudy-dev/understudy/trainer"
+)
+
+// trainerOptions are the training options the config describes, the same
+// for the background trainer and `understudy train`.
+func trainerOptions(cfg *config.Config) trainer.Options {
+	o := trainer.DefaultOptions()
+	o.Dim, o.Hidden, o.MaxEpochs = cfg.Trainer.Dim, cfg.Trainer.Hidden, cfg.Trainer.MaxEpochs
+	o.Threads = cfg.Trainer.Threads
+	o.Target = cfg.Trainer.TargetAgreement
+	o.UseCUDA = cfg.ONNXRuntime.CUDA
+	return o
+}
+
+func trainCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("train", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, `Usage: understudy train --data FILE.jsonl [--json] [--save FILE]
+
+Trains a student offline on {"text": ..., "label": ...} lines exactly as the
+background trainer would on logged pairs (labels are normalized the same
+way), and prints its holdout metrics: size a task before putting traffic
+through the gateway.`)
+		fs.PrintDefaults()
+	}
+	path := fs.String("config", "", "config `file` (trainer, labels and onnxruntime settings)")
+	data := fs.String("data", "", "labelled `file`: one {\"text\",\"label\"} JSON object per line")
+	asJSON := fs.Bool("json", false, "print the metrics as JSON")
+	save := fs.String("save", "", "also write the trained artifact to `file`")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *data == "" {
+		fs.Usage()
+		return usageError{"train needs --data"}
+	}
+	cfg, err := loadConfig(*path, fs, nil)
+	if err != nil {
+		return err
+	}
+	if err := student.InitRuntime(cfg.ONNXRuntime.Library); err != nil {
+		return err
+	}
+	norm := student.Normalizer{FoldCase: cfg.Labels.FoldCase, StripTrailingPeriod: cfg.Labels.StripTrailingPeriod}
+	examples, err := readExamples(*data, norm)
+	if err != nil {
+		return err
+	}
+	opts := trainerOptions(cfg)
+	opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	a, err := trainer.Train(ctx, examples, opts)
+	if err != nil {
+		return err
+	}
+	if *save != "" {
+		a.Domain, a.Version = "offline", 1
+		b, err := a.Marshal()
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*save, b, 0o644); err != nil {
+			return err
+		}
+	}
+	m := a.Metrics
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(m)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "labels\t%d\t(%s)\n", m.Labels, summarize(a.Surface, 8))
+	fmt.Fprintf(tw, "pairs\t%d train, %d holdout\n", m.TrainPairs, m.HoldoutPairs)
+	fmt.Fprintf(tw, "holdout accuracy\t%.4f\n", m.HoldoutAccuracy)
+	fmt.Fprintf(tw, "confidence threshold τ\t%.4f\t(calibrated; temperature %.3f)\n", m.Tau, m.Temperature)
+	fmt.Fprintf(tw, "coverage at τ\t%.4f\tshare of inputs the student would answer\n", m.CoverageAtTau)
+	fmt.Fprintf(tw, "selective agreement at τ\t%.4f\tagreement with the teacher on those\n", m.SelectiveAgreementAtTau)
+	fmt.Fprintf(tw, "training\t%.1f s, %d epochs, %.0f examples/s\n", m.TrainSeconds, m.Epochs, m.ExamplesPerSecond)
+	fmt.Fprintf(tw, "model\t%.1f MB\n", float64(m.ModelBytes)/1e6)
+	return tw.Flush()
+}
+
+func summarize(xs []string, n int) string {
+	s := ""
+	for i, x := range xs {
+		if i == n {
+			return s + fmt.Sprintf(", … %d more", len(xs)-n)
+		}
+		if i > 0 {
+			s += ", "
+		}
+		s += truncate(x, 20)
+	}
+	return s
+}
+
+// readExamples reads {"text","label"} lines; the label is the teacher's
+// raw answer, normalized like logged answers.
+func readExamples(path string, norm student.Normalizer) ([]trainer.Example, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []trainer.Example
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
+	for n := 1; sc.Scan(); n++ {
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		var l struct {
+			Text  *string `json:"text"`
+			Label *string `json:"label"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, n, err)
+		}
+		if l.Text == nil || l.Label == nil {
+			return nil, fmt.Errorf("%s:%d: want {\"text\": ..., \"label\": ...}", path, n)
+		}
+		out = append(out, trainer.Example{Text: *l.Text, Label: norm.Label(*l.Label), Answer: *l.Label})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if len(out) == 0 {
+		return nil, errors.New(path + ": no examples")
+	}
+	return out, nil
+}

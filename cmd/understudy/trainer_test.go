@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+)
+
+// spamData returns the path of a SpamAssassin task file, which
+// scripts/fetch-spamassassin.sh (run by make test) puts in .cache.
+func spamData(t *testing.T, name string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", "..", ".cache", "data", "spamassassin", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s is missing: run scripts/fetch-spamassassin.sh (make test does)", p)
+	}
+	return p
+}
+
+type labelled struct {
+	Text  string `json:"text"`
+	Label string `json:"label"`
+}
+
+// readLabelled reads n lines spread evenly over a task file (whose lines
+// are grouped by label).
+func readLabelled(t *testing.T, path string, n int) []labelled {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var all []labelled
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var l labelled
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, l)
+	}
+	if n >= len(all) {
+		return all
+	}
+	out := make([]labelled, n)
+	for i := range out {
+		out[i] = all[i*len(all)/n]
+	}
+	return out
+}
+
+// domainView is what the tests read of the admin API's domain view.
+type domainView struct {
+	Name            string            `json:"name"`
+	State           string            `json:"state"`
+	Pairs           int64             `json:"pairs"`
+	LatestVersion   int               `json:"latest_version"`
+	OpenEndedReason string            `json:"open_ended_reason"`
+	Versions        []json.RawMessage `json:"versions"`
+}
+
+func getDomain(t *testing.T, adminAddr, name string) (domainView, int) {
+	t.Helper()
+	resp, err := http.Get("http://" + adminAddr + "/admin/domains/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v domainView
+	_ = json.NewDecoder(resp.Body).Decode(&v)
+	return v, resp.StatusCode
+}
+
+// TestBackgroundTraining sends a closed task (spam/ham) and an open-ended
+// one (answer: the e-mail's subject) through the real binary: the first
+// gets a trained student version, the second is marked open_ended with its
+// reason, with no action from the user.
+func TestBackgroundTraining(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the binary")
+	}
+	spam := readLabelled(t, spamData(t, "spam-ham.jsonl"), 260)
+	subjects := readLabelled(t, spamData(t, "subjects.jsonl"), 260)
+	simAddr, gwAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	startChild(t, "teacher-sim", "--listen", simAddr,
+		"--task", "spam="+spamData(t, "spam-ham.jsonl"), "--system", "spam=Is this e-mail spam or ham?",
+		"--task", "subjects="+spamData(t, "subjects.jsonl"), "--system", "subjects=What is the subject of this e-mail?")
+	cfg := filepath.Join(t.TempDir(), "understudy.yaml")
+	if err := os.WriteFile(cfg, []byte("trainer:\n  min_pairs: 200\n  interval: 200ms\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startChild(t, "serve", "--config", cfg, "--listen", gwAddr, "--admin-listen", adminAddr,
+		"--data-dir", t.TempDir(), "--teacher-url", "http://"+simAddr+"/v1")
+	waitReady(t, "http://"+gwAddr+"/readyz")
+
+	client := openai.NewClient(option.WithBaseURL("http://"+gwAddr+"/v1/"), option.WithAPIKey("k"), option.WithMaxRetries(0))
+	send := func(domain, system string, ls []labelled) {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 8)
+		for _, l := range ls {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				resp, err := client.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
+					Model:    "teacher-sim",
+					Messages: []openai.ChatCompletionMessageParamUnion{openai.SystemMessage(system), openai.UserMessage(l.Text)},
+				}, option.WithHeader("X-Understudy-Domain", domain))
+				if err != nil {
+					t.Error(err)
+				} else if resp.Choices[0].Message.Content != l.Label {
+					t.Errorf("teacher answered %q, want %q", resp.Choices[0].Message.Content, l.Label)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	send("spam", "Is this e-mail spam or ham?", spam)
+	send("subjects", "What is the subject of this e-mail?", subjects)
+
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		s, _ := getDomain(t, adminAddr, "spam")
+		o, _ := getDomain(t, adminAddr, "subjects")
+		if s.LatestVersion >= 1 && o.State == "open_ended" {
+			var m struct {
+				Version int `json:"version"`
+				Metrics struct {
+					HoldoutAccuracy float64 `json:"holdout_accuracy"`
+					TrainPairs      int     `json:"train_pairs"`
+				} `json:"metrics"`
+			}
+			if err := json.Unmarshal(s.Versions[0], &m); err != nil {
+				t.Fatal(err)
+			}
+			if m.Version != 1 || m.Metrics.TrainPairs == 0 || m.Metrics.HoldoutAccuracy < 0.8 {
+				t.Errorf("version 1 metrics %s", s.Versions[0])
+			}
+			if o.OpenEndedReason == "" || o.LatestVersion != 0 {
+				t.Errorf("open-ended domain: reason %q, version %d", o.OpenEndedReason, o.LatestVersion)
+			}
+			break
+		}
+		if time.Now().After(deadline) || s.State == "open_ended" {
+			t.Fatalf("spam has version %d (state %s, %s), subjects is %q", s.LatestVersion, s.State, s.OpenEndedReason, o.State)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// A forced run makes the next version at once.
+	resp, err := http.Post("http://"+adminAddr+"/admin/domains/spam/train", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST train: %s", resp.Status)
+	}
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		if s, _ := getDomain(t, adminAddr, "spam"); s.LatestVersion == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("forced training made no version 2")
+		}
+	}
+	if _, status := getDomain(t, adminAddr, "nope"); status != http.StatusNotFound {
+		t.Errorf("unknown domain: status %d, want 404", status)
+	}
+}

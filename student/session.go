@@ -1,0 +1,221 @@
+package student
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// Names of a student model's input and output. The input is int64 [N, L]
+// hashed feature ids with 0 as padding; the output is float32 [N, classes]
+// class probabilities.
+const (
+	InputIDs    = "ids"
+	OutputProbs = "probs"
+)
+
+// ErrClosed is returned by Run on a closed Session.
+var ErrClosed = errors.New("session closed")
+
+// SessionOptions configures NewSessionWithOptions.
+type SessionOptions struct {
+	// Threads is ONNX Runtime's intra-op thread count. Default 1.
+	Threads int
+	// UseCUDA appends the CUDA execution provider before the CPU one; when
+	// CUDA is not available the session falls back to CPU and logs a
+	// warning. Default false.
+	UseCUDA bool
+	// CUDADevice is the CUDA device id used with UseCUDA. Default 0.
+	CUDADevice int
+	// Logger receives the CUDA fallback warning. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Session is an inference session over a student model. Run is safe for
+// concurrent use; Close waits for runs in flight.
+type Session struct {
+	mu      sync.RWMutex
+	sess    *ort.DynamicAdvancedSession
+	classes int
+	cuda    bool
+}
+
+// NewSession loads a student model from its ONNX bytes onto the CPU with
+// threads intra-op threads. InitRuntime("") is called first if the runtime
+// is not loaded yet.
+func NewSession(onnx []byte, threads int) (*Session, error) {
+	return NewSessionWithOptions(onnx, SessionOptions{Threads: threads})
+}
+
+// NewSessionWithOptions loads a student model from its ONNX bytes, checks
+// that it maps "ids" [N, L] to "probs" [N, classes], and returns a session.
+func NewSessionWithOptions(onnx []byte, o SessionOptions) (*Session, error) {
+	if err := InitRuntime(""); err != nil {
+		return nil, err
+	}
+	if len(onnx) == 0 {
+		return nil, errors.New("creating session: empty model")
+	}
+	if o.Threads <= 0 {
+		o.Threads = 1
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	sess, cuda, err := createSession(onnx, o)
+	if err != nil {
+		return nil, err
+	}
+	s := &Session{sess: sess, cuda: cuda}
+	if s.classes, err = s.probe(); err != nil {
+		_ = sess.Destroy()
+		return nil, err
+	}
+	return s, nil
+}
+
+// createSession creates the ORT session, on CUDA when asked and available,
+// else on CPU.
+func createSession(onnx []byte, o SessionOptions) (*ort.DynamicAdvancedSession, bool, error) {
+	if o.UseCUDA {
+		sess, err := newORTSession(onnx, o, true)
+		if err == nil {
+			return sess, true, nil
+		}
+		o.Logger.Warn("student: CUDA execution provider unavailable, using CPU", "err", err)
+	}
+	sess, err := newORTSession(onnx, o, false)
+	return sess, false, err
+}
+
+func newORTSession(onnx []byte, o SessionOptions, cuda bool) (*ort.DynamicAdvancedSession, error) {
+	opts, err := NewSessionOptions(o.Threads)
+	if err != nil {
+		return nil, err
+	}
+	defer opts.Destroy()
+	if cuda {
+		if err := appendCUDA(opts, o.CUDADevice); err != nil {
+			return nil, err
+		}
+	}
+	sess, err := ort.NewDynamicAdvancedSessionWithONNXData(onnx, []string{InputIDs}, []string{OutputProbs}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("creating onnx runtime session: %w", err)
+	}
+	return sess, nil
+}
+
+// NewSessionOptions returns ORT session options for intra-op threads
+// threads, one inter-op thread and all graph optimisations. The caller
+// destroys them. Trainer sessions use it too.
+func NewSessionOptions(threads int) (*ort.SessionOptions, error) {
+	opts, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("creating session options: %w", err)
+	}
+	if threads <= 0 {
+		threads = 1
+	}
+	for _, set := range []func() error{
+		func() error { return opts.SetIntraOpNumThreads(threads) },
+		func() error { return opts.SetInterOpNumThreads(1) },
+		func() error { return opts.SetGraphOptimizationLevel(ort.GraphOptimizationLevelEnableAll) },
+	} {
+		if err := set(); err != nil {
+			_ = opts.Destroy()
+			return nil, fmt.Errorf("setting session options: %w", err)
+		}
+	}
+	return opts, nil
+}
+
+// appendCUDA adds the CUDA execution provider on device to opts.
+func appendCUDA(opts *ort.SessionOptions, device int) error {
+	cudaOpts, err := ort.NewCUDAProviderOptions()
+	if err != nil {
+		return fmt.Errorf("creating cuda provider options: %w", err)
+	}
+	defer cudaOpts.Destroy()
+	if err := cudaOpts.Update(map[string]string{"device_id": fmt.Sprint(device)}); err != nil {
+		return fmt.Errorf("setting cuda provider options: %w", err)
+	}
+	if err := opts.AppendExecutionProviderCUDA(cudaOpts); err != nil {
+		return fmt.Errorf("appending cuda execution provider: %w", err)
+	}
+	return nil
+}
+
+// probe runs one all-padding example to learn and check the output shape.
+func (s *Session) probe() (int, error) {
+	in, err := ort.NewTensor(ort.NewShape(1, 1), []int64{0})
+	if err != nil {
+		return 0, fmt.Errorf("probing model: %w", err)
+	}
+	defer in.Destroy()
+	outs := []ort.Value{nil}
+	if err := s.sess.Run([]ort.Value{in}, outs); err != nil {
+		return 0, fmt.Errorf("probing model: %w", err)
+	}
+	defer outs[0].Destroy()
+	shape := outs[0].GetShape()
+	if _, ok := outs[0].(*ort.Tensor[float32]); !ok || len(shape) != 2 || shape[0] != 1 || shape[1] < 1 {
+		return 0, fmt.Errorf("probing model: output %q must be float32 [N, classes], got %v %v", OutputProbs, ort.TensorElementDataType(outs[0].DataType()), shape)
+	}
+	return int(shape[1]), nil
+}
+
+// Classes returns the number of classes the model scores.
+func (s *Session) Classes() int { return s.classes }
+
+// OnCUDA reports whether the session runs on the CUDA execution provider.
+func (s *Session) OnCUDA() bool { return s.cuda }
+
+// Run scores n examples of l feature ids each (ids is row-major [n, l], 0
+// is padding; ids outside the model's table count as padding) and returns
+// row-major probabilities [n, classes].
+func (s *Session) Run(ids []int64, n, l int) (probs []float32, classes int, err error) {
+	if n <= 0 || l <= 0 || n > math.MaxInt32/l || len(ids) != n*l {
+		return nil, 0, fmt.Errorf("running student: %d ids do not form [%d, %d]", len(ids), n, l)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.sess == nil {
+		return nil, 0, ErrClosed
+	}
+	in, err := ort.NewTensor(ort.NewShape(int64(n), int64(l)), ids)
+	if err != nil {
+		return nil, 0, fmt.Errorf("running student: %w", err)
+	}
+	defer in.Destroy()
+	probs = make([]float32, n*s.classes)
+	out, err := ort.NewTensor(ort.NewShape(int64(n), int64(s.classes)), probs)
+	if err != nil {
+		return nil, 0, fmt.Errorf("running student: %w", err)
+	}
+	defer out.Destroy()
+	if err := s.sess.Run([]ort.Value{in}, []ort.Value{out}); err != nil {
+		return nil, 0, fmt.Errorf("running student: %w", err)
+	}
+	return probs, s.classes, nil
+}
+
+// Close frees the ONNX Runtime session after runs in flight finish. It is
+// safe to call more than once.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sess == nil {
+		return nil
+	}
+	err := s.sess.Destroy()
+	s.sess = nil
+	if err != nil {
+		return fmt.Errorf("closing session: %w", err)
+	}
+	return nil
+}

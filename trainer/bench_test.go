@@ -1,0 +1,98 @@
+package trainer
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/understudy-dev/understudy/student"
+)
+
+// benchConfig is the default student's shape: 2^17 hashed buckets, 32-wide
+// embeddings, two classes.
+func benchConfig(hidden int) ModelConfig {
+	return ModelConfig{Buckets: 1 << 17, Dim: 32, Hidden: hidden, Classes: 2}
+}
+
+// benchExamples are n examples of 64..256 Zipf-distributed ids, like hashed
+// word and n-gram features of short documents.
+func benchExamples(cfg ModelConfig, n, maxTokens int) ([][]int64, []int32) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	zipf := rand.NewZipf(rng, 1.1, 2, uint64(cfg.Buckets-2))
+	ids := make([][]int64, n)
+	labels := make([]int32, n)
+	for i := range ids {
+		row := make([]int64, maxTokens/4+rng.IntN(maxTokens*3/4+1))
+		for j := range row {
+			row[j] = int64(1 + zipf.Uint64())
+		}
+		ids[i], labels[i] = row, int32(rng.IntN(cfg.Classes))
+	}
+	return ids, labels
+}
+
+// BenchmarkStep measures training throughput: batches of 64 examples of up
+// to 256 ids (and 512, the default featurizer's limit) through the ORT
+// train-step graph.
+func BenchmarkStep(b *testing.B) {
+	requireRuntime(b)
+	const batch = 64
+	for _, bc := range []struct {
+		hidden, threads, maxTokens int
+	}{{0, 1, 256}, {64, 1, 256}, {0, 2, 256}, {0, 1, 512}} {
+		maxTokens := bc.maxTokens
+		b.Run(fmt.Sprintf("hidden=%d/threads=%d/tokens=%d", bc.hidden, bc.threads, maxTokens), func(b *testing.B) {
+			cfg := benchConfig(bc.hidden)
+			ids, labels := benchExamples(cfg, 16*batch, maxTokens)
+			weights := make([]float32, batch)
+			for i := range weights {
+				weights[i] = 1
+			}
+			s, err := NewStepper(cfg, DefaultAdam(), batch, maxTokens, NewParams(cfg, 1), bc.threads)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			b.ResetTimer()
+			start := time.Now()
+			for i := 0; b.Loop(); i++ {
+				at := (i * batch) % len(ids)
+				if _, err := s.Step(ids[at:at+batch], labels[at:at+batch], weights); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "examples/s")
+		})
+	}
+}
+
+// BenchmarkPredict measures single-example inference through a student
+// session: one example of 128 ids, one intra-op thread.
+func BenchmarkPredict(b *testing.B) {
+	requireRuntime(b)
+	for _, hidden := range []int{0, 64} {
+		b.Run(fmt.Sprintf("hidden=%d", hidden), func(b *testing.B) {
+			cfg := benchConfig(hidden)
+			onnx, err := ExportInference(cfg, NewParams(cfg, 1), 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sess, err := student.NewSession(onnx, 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer sess.Close()
+			ids, _ := benchExamples(cfg, 1, 256)
+			row := ids[0][:min(128, len(ids[0]))]
+			b.ResetTimer()
+			start := time.Now()
+			for b.Loop() {
+				if _, _, err := sess.Run(row, 1, len(row)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(time.Since(start).Microseconds())/float64(b.N), "µs/prediction")
+		})
+	}
+}

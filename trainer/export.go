@@ -1,0 +1,69 @@
+package trainer
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/understudy-dev/understudy/internal/onnxgraph"
+	"github.com/understudy-dev/understudy/student"
+)
+
+// ExportInference returns the inference model of a trained student: its
+// weights as initializers, input "ids" int64 [N, L] (N and L dynamic, 0 is
+// padding, ids outside [1, Buckets) count as padding), outputs "probs"
+// float32 [N, Classes] = softmax(logits / temperature) and "logits"
+// [N, Classes]. It computes what Forward computes.
+func ExportInference(cfg ModelConfig, p *Params, temperature float32) ([]byte, error) {
+	if err := p.Check(cfg); err != nil {
+		return nil, fmt.Errorf("exporting inference model: %w", err)
+	}
+	t := float64(temperature)
+	if math.IsNaN(t) || math.IsInf(t, 0) || t <= 0 {
+		return nil, fmt.Errorf("exporting inference model: temperature must be positive and finite, got %v", temperature)
+	}
+	b := onnxgraph.New("understudy_student", opset)
+	n, l := onnxgraph.Sym("N"), onnxgraph.Sym("L")
+	ids := b.Input(student.InputIDs, onnxgraph.Int64, n, l)
+
+	// Valid ids select their row; everything else reads the zero row 0.
+	valid := b.Op("And", []string{
+		b.Op("Greater", []string{ids, b.ConstInt64(0)}),
+		b.Op("Less", []string{ids, b.ConstInt64(int64(cfg.Buckets))}),
+	})
+	clean := b.Op("Where", []string{valid, ids, b.ConstInt64(0)})
+	mask := b.Op("Cast", []string{valid}, onnxgraph.AttrInt("to", int64(onnxgraph.Float)))
+	axis1 := b.ConstInt64s(1)
+	count := b.Op("Max", []string{
+		b.Op("ReduceSum", []string{mask, axis1}, onnxgraph.AttrInt("keepdims", 1)),
+		b.ConstFloat32(1),
+	})
+
+	e := append([]float32(nil), p.E...)
+	clear(e[:cfg.Dim])
+	table := b.InitFloat32("E", []int64{int64(cfg.Buckets), int64(cfg.Dim)}, e)
+	rows := b.Op("Gather", []string{table, clean}, onnxgraph.AttrInt("axis", 0))
+	h := b.Op("Div", []string{
+		b.Op("ReduceSum", []string{rows, axis1}, onnxgraph.AttrInt("keepdims", 0)),
+		count,
+	})
+	if cfg.Hidden > 0 {
+		w1 := b.InitFloat32("W1", []int64{int64(cfg.Dim), int64(cfg.Hidden)}, p.W1)
+		b1 := b.InitFloat32("B1", []int64{int64(cfg.Hidden)}, p.B1)
+		h = b.Op("Relu", []string{b.Op("Gemm", []string{h, w1, b1})})
+	}
+	w2 := b.InitFloat32("W2", []int64{int64(cfg.in()), int64(cfg.Classes)}, p.W2)
+	b2 := b.InitFloat32("B2", []int64{int64(cfg.Classes)}, p.B2)
+	b.Node("Gemm", []string{h, w2, b2}, []string{"logits"})
+	scaled := b.Op("Mul", []string{"logits", b.ConstFloat32(float32(1 / t))})
+	b.Node("Softmax", []string{scaled}, []string{student.OutputProbs}, onnxgraph.AttrInt("axis", -1))
+
+	c := onnxgraph.Fixed(cfg.Classes)
+	b.Output(student.OutputProbs, onnxgraph.Float, n, c)
+	b.Output("logits", onnxgraph.Float, n, c)
+	b.Metadata("temperature", fmt.Sprint(temperature))
+	raw, err := b.Model()
+	if err != nil {
+		return nil, fmt.Errorf("exporting inference model: %w", err)
+	}
+	return raw, nil
+}

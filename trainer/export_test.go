@@ -1,0 +1,89 @@
+package trainer
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/understudy-dev/understudy/student"
+)
+
+// TestExportedModelMatchesForward loads the exported model into a student
+// session and compares its probabilities with softmax(Forward/T).
+func TestExportedModelMatchesForward(t *testing.T) {
+	requireRuntime(t)
+	ids, labels, weights := tinyBatch()
+	// Rows of [5, 6] ids, 0-padded, with ids outside the table (−3, 12, 99),
+	// which count as padding.
+	const width = 6
+	rows := [][]int64{{1, 2, 2, 5}, {5, 7, -3}, {}, {3, 1, 11, 1, 9, 12}, {99, 4, 4}}
+	flat := make([]int64, len(rows)*width)
+	for i, r := range rows {
+		copy(flat[i*width:], r)
+	}
+	for _, tc := range tinyConfigs {
+		t.Run(tc.name, func(t *testing.T) {
+			p := NewParams(tc.cfg, 5)
+			st := NewAdamState(tc.cfg)
+			for step := 1; step <= 5; step++ {
+				ReferenceStep(tc.cfg, DefaultAdam(), p, st, step, ids, labels, weights)
+			}
+			const temp = 1.7
+			onnx, err := ExportInference(tc.cfg, p, temp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sess, err := student.NewSession(onnx, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sess.Close()
+			probs, classes, err := sess.Run(flat, len(rows), width)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if classes != tc.cfg.Classes {
+				t.Fatalf("classes = %d, want %d", classes, tc.cfg.Classes)
+			}
+			for i, r := range rows {
+				want := softmaxT(Forward(tc.cfg, p, r), temp)
+				got := probs[i*classes : (i+1)*classes]
+				for c := range want {
+					if math.Abs(float64(got[c])-want[c]) > 1e-6 {
+						t.Errorf("example %d: probs %v, want %v", i, got, want)
+						break
+					}
+				}
+			}
+		})
+	}
+}
+
+func softmaxT(logits []float32, temp float64) []float64 {
+	out := make([]float64, len(logits))
+	var z float64
+	for i, v := range logits {
+		out[i] = math.Exp(float64(v) / temp)
+		z += out[i]
+	}
+	for i := range out {
+		out[i] /= z
+	}
+	return out
+}
+
+func TestExportRejectsBadArguments(t *testing.T) {
+	cfg := tinyConfigs[0].cfg
+	p := NewParams(cfg, 1)
+	for _, temp := range []float32{0, -1, float32(math.NaN()), float32(math.Inf(1))} {
+		if _, err := ExportInference(cfg, p, temp); err == nil || !strings.Contains(err.Error(), "temperature") {
+			t.Errorf("temperature %v: error = %v", temp, err)
+		}
+	}
+	if _, err := ExportInference(cfg, &Params{}, 1); err == nil {
+		t.Error("empty params exported")
+	}
+	if got := Forward(cfg, &Params{}, []int64{1}); got != nil {
+		t.Errorf("Forward with empty params = %v, want nil", got)
+	}
+}

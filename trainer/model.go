@@ -1,0 +1,294 @@
+package trainer
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+)
+
+// ModelConfig is the shape of a fastText-style student: a table of hashed
+// feature embeddings averaged per example, an optional ReLU hidden layer,
+// and a softmax over the classes.
+type ModelConfig struct {
+	// Buckets is the number of embedding rows, row 0 included: feature ids
+	// are in [1, Buckets) and id 0 is padding.
+	Buckets int
+	// Dim is the embedding width.
+	Dim int
+	// Hidden is the hidden layer's width; 0 means no hidden layer.
+	Hidden int
+	// Classes is the number of labels.
+	Classes int
+}
+
+// Limits on a ModelConfig, keeping every tensor addressable with int32.
+const (
+	maxTensorElems = 1 << 30
+	maxClasses     = 1 << 16
+)
+
+// Validate reports the first field out of range.
+func (c ModelConfig) Validate() error {
+	switch {
+	case c.Buckets < 2:
+		return fmt.Errorf("buckets: must be at least 2, got %d", c.Buckets)
+	case c.Dim < 1:
+		return fmt.Errorf("dim: must be at least 1, got %d", c.Dim)
+	case c.Hidden < 0:
+		return fmt.Errorf("hidden: must be at least 0, got %d", c.Hidden)
+	case c.Classes < 2 || c.Classes > maxClasses:
+		return fmt.Errorf("classes: must be in [2, %d], got %d", maxClasses, c.Classes)
+	case c.Buckets > maxTensorElems/c.Dim:
+		return fmt.Errorf("buckets: %d×%d embeddings exceed %d elements", c.Buckets, c.Dim, maxTensorElems)
+	case c.Hidden > 0 && c.Hidden > maxTensorElems/max(c.Dim, c.Classes):
+		return fmt.Errorf("hidden: %d is too wide", c.Hidden)
+	}
+	return nil
+}
+
+// in is the width of the output layer's input: Hidden, or Dim without a
+// hidden layer.
+func (c ModelConfig) in() int {
+	if c.Hidden > 0 {
+		return c.Hidden
+	}
+	return c.Dim
+}
+
+// Params are a student's weights, row-major: E [Buckets, Dim] (row 0 is
+// padding and stays zero), W1 [Dim, Hidden] and B1 [Hidden] (nil without a
+// hidden layer), W2 [Hidden or Dim, Classes] and B2 [Classes].
+type Params struct {
+	E, W1, B1, W2, B2 []float32
+}
+
+// NewParams initialises weights for cfg from seed: E uniform in
+// ±1/Dim with row 0 zero, W1 He-uniform (for ReLU), W2 Glorot-uniform,
+// biases zero. It returns nil when cfg is invalid.
+func NewParams(cfg ModelConfig, seed uint64) *Params {
+	if cfg.Validate() != nil {
+		return nil
+	}
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	uniform := func(n int, limit float64) []float32 {
+		out := make([]float32, n)
+		for i := range out {
+			out[i] = float32((2*rng.Float64() - 1) * limit)
+		}
+		return out
+	}
+	p := &Params{
+		E:  uniform(cfg.Buckets*cfg.Dim, 1/float64(cfg.Dim)),
+		W2: uniform(cfg.in()*cfg.Classes, math.Sqrt(6/float64(cfg.in()+cfg.Classes))),
+		B2: make([]float32, cfg.Classes),
+	}
+	clear(p.E[:cfg.Dim])
+	if cfg.Hidden > 0 {
+		p.W1 = uniform(cfg.Dim*cfg.Hidden, math.Sqrt(6/float64(cfg.Dim)))
+		p.B1 = make([]float32, cfg.Hidden)
+	}
+	return p
+}
+
+// zeroParams returns all-zero Params shaped for cfg.
+func zeroParams(cfg ModelConfig) Params {
+	p := Params{
+		E:  make([]float32, cfg.Buckets*cfg.Dim),
+		W2: make([]float32, cfg.in()*cfg.Classes),
+		B2: make([]float32, cfg.Classes),
+	}
+	if cfg.Hidden > 0 {
+		p.W1 = make([]float32, cfg.Dim*cfg.Hidden)
+		p.B1 = make([]float32, cfg.Hidden)
+	}
+	return p
+}
+
+// Check reports whether p's slices have the lengths cfg needs.
+func (p *Params) Check(cfg ModelConfig) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if p == nil {
+		return errors.New("params: nil")
+	}
+	for _, f := range []struct {
+		name string
+		got  []float32
+		n    int
+	}{
+		{"E", p.E, cfg.Buckets * cfg.Dim},
+		{"W1", p.W1, cfg.Dim * cfg.Hidden},
+		{"B1", p.B1, cfg.Hidden},
+		{"W2", p.W2, cfg.in() * cfg.Classes},
+		{"B2", p.B2, cfg.Classes},
+	} {
+		if len(f.got) != f.n {
+			return fmt.Errorf("params: %s has %d values, want %d", f.name, len(f.got), f.n)
+		}
+	}
+	return nil
+}
+
+// Clone returns a deep copy of p.
+func (p *Params) Clone() *Params {
+	clone := func(s []float32) []float32 {
+		if s == nil {
+			return nil
+		}
+		return append([]float32(nil), s...)
+	}
+	return &Params{E: clone(p.E), W1: clone(p.W1), B1: clone(p.B1), W2: clone(p.W2), B2: clone(p.B2)}
+}
+
+// AdamConfig holds the optimiser's hyperparameters.
+type AdamConfig struct {
+	// LR is the learning rate. Default 0.05.
+	LR float32
+	// Beta1 is the first-moment decay. Default 0.9.
+	Beta1 float32
+	// Beta2 is the second-moment decay. Default 0.999.
+	Beta2 float32
+	// Eps is added to the root of the second moment. Default 1e-8.
+	Eps float32
+}
+
+// DefaultAdam returns the default optimiser settings.
+func DefaultAdam() AdamConfig {
+	return AdamConfig{LR: 0.05, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}
+}
+
+// Validate reports the first setting out of range.
+func (a AdamConfig) Validate() error {
+	finite := func(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
+	switch {
+	case !finite(a.LR) || a.LR <= 0:
+		return fmt.Errorf("adam lr: must be positive, got %v", a.LR)
+	case !finite(a.Beta1) || a.Beta1 < 0 || a.Beta1 >= 1:
+		return fmt.Errorf("adam beta1: must be in [0, 1), got %v", a.Beta1)
+	case !finite(a.Beta2) || a.Beta2 < 0 || a.Beta2 >= 1:
+		return fmt.Errorf("adam beta2: must be in [0, 1), got %v", a.Beta2)
+	case !finite(a.Eps) || a.Eps <= 0:
+		return fmt.Errorf("adam eps: must be positive, got %v", a.Eps)
+	}
+	return nil
+}
+
+// stepLR is Adam's bias-corrected learning rate at step t (t ≥ 1):
+// lr·sqrt(1−β2^t)/(1−β1^t).
+func (a AdamConfig) stepLR(t int) float32 {
+	b1t := math.Pow(float64(a.Beta1), float64(t))
+	b2t := math.Pow(float64(a.Beta2), float64(t))
+	return float32(float64(a.LR) * math.Sqrt(1-b2t) / (1 - b1t))
+}
+
+// AdamState is the optimiser's first (M) and second (V) moments, shaped
+// like the Params they belong to. Embedding rows have their own moments,
+// updated only when the row is in a batch (lazy Adam).
+type AdamState struct {
+	M, V Params
+}
+
+// NewAdamState returns zero moments for cfg, or nil when cfg is invalid.
+func NewAdamState(cfg ModelConfig) *AdamState {
+	if cfg.Validate() != nil {
+		return nil
+	}
+	return &AdamState{M: zeroParams(cfg), V: zeroParams(cfg)}
+}
+
+// Forward returns the logits [Classes] of one example given by its feature
+// ids (0 and ids outside [1, Buckets) count as padding). It returns nil
+// when p does not fit cfg.
+func Forward(cfg ModelConfig, p *Params, ids []int64) []float32 {
+	if p.Check(cfg) != nil {
+		return nil
+	}
+	a := forward(cfg, p, ids)
+	out := make([]float32, cfg.Classes)
+	for c, v := range a.logits {
+		out[c] = float32(v)
+	}
+	return out
+}
+
+// activations are one example's forward values, in float64.
+type activations struct {
+	count  int       // non-padding positions
+	h0     []float64 // mean embedding [Dim]
+	z      []float64 // hidden pre-activation [Hidden]
+	h      []float64 // output layer input [in]
+	logits []float64 // [Classes]
+}
+
+// validID reports whether id names a real embedding row.
+func validID(cfg ModelConfig, id int64) bool {
+	return id >= 1 && id < int64(cfg.Buckets)
+}
+
+func forward(cfg ModelConfig, p *Params, ids []int64) activations {
+	d := cfg.Dim
+	a := activations{h0: make([]float64, d)}
+	for _, id := range ids {
+		if !validID(cfg, id) {
+			continue
+		}
+		a.count++
+		row := p.E[int(id)*d : int(id)*d+d]
+		for j, v := range row {
+			a.h0[j] += float64(v)
+		}
+	}
+	if a.count > 0 {
+		for j := range a.h0 {
+			a.h0[j] /= float64(a.count)
+		}
+	}
+	a.h = a.h0
+	if cfg.Hidden > 0 {
+		a.z = affine(a.h0, p.W1, p.B1, cfg.Hidden)
+		a.h = make([]float64, cfg.Hidden)
+		for k, v := range a.z {
+			a.h[k] = max(v, 0)
+		}
+	}
+	a.logits = affine(a.h, p.W2, p.B2, cfg.Classes)
+	return a
+}
+
+// affine returns x·W + b for x [n], W [n, m] row-major, b [m].
+func affine(x []float64, w, b []float32, m int) []float64 {
+	out := make([]float64, m)
+	for k := range out {
+		out[k] = float64(b[k])
+	}
+	for i, xi := range x {
+		if xi == 0 {
+			continue
+		}
+		row := w[i*m : i*m+m]
+		for k, v := range row {
+			out[k] += xi * float64(v)
+		}
+	}
+	return out
+}
+
+// logSoftmax returns log(softmax(v)) computed stably.
+func logSoftmax(v []float64) []float64 {
+	m := math.Inf(-1)
+	for _, x := range v {
+		m = max(m, x)
+	}
+	var s float64
+	for _, x := range v {
+		s += math.Exp(x - m)
+	}
+	lse := m + math.Log(s)
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = x - lse
+	}
+	return out
+}

@@ -1,0 +1,306 @@
+package trainer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/understudy-dev/understudy/storage"
+	"github.com/understudy-dev/understudy/student"
+)
+
+// Store is what the scheduler needs from storage.
+type Store interface {
+	Domains() ([]storage.Domain, error)
+	Domain(name string) (storage.Domain, error)
+	Pairs(ctx context.Context, domain string, fn func(storage.Pair) error) error
+	PutStudent(domain string, version int, meta, artifact []byte) error
+	StudentVersions(domain string) ([]storage.StudentVersion, error)
+	SetDomainState(name, state string) error
+	SetDomainSetting(name, key, value string) error
+}
+
+var _ Store = (*storage.DB)(nil)
+
+// Domain states the trainer sets. The router owns the others.
+const (
+	StateCollecting = "collecting"
+	StateOpenEnded  = "open_ended"
+)
+
+// Domain settings the trainer keeps.
+const (
+	settingLoggedAtRun = "trainer.logged_at_last_run"
+	SettingOpenReason  = "open_ended_reason"
+)
+
+// SchedulerConfig configures background training.
+type SchedulerConfig struct {
+	// MinPairs a domain needs before its first version. Default 200.
+	MinPairs int
+	// RetrainEvery is how many new pairs trigger the next version.
+	// Default 500.
+	RetrainEvery int
+	// MaxTrainPairs caps a run's data to the newest pairs. Default 20000.
+	MaxTrainPairs int
+	// Interval is how often domains are checked. Default 5s.
+	Interval time.Duration
+	// Cooldown is the least time between two runs of a domain that were
+	// not requested. Default 0.
+	Cooldown time.Duration
+	// Options configure each run.
+	Options Options
+}
+
+// Scheduler trains students in the background, one run at a time, when a
+// domain has enough new pairs or when asked to.
+type Scheduler struct {
+	store   Store
+	cfg     SchedulerConfig
+	log     *slog.Logger
+	trigger chan string
+
+	runs     *prometheus.CounterVec
+	duration prometheus.Histogram
+
+	mu        sync.Mutex
+	listeners []func(domain string, a *student.Artifact)
+	running   string
+	lastRun   map[string]time.Time
+}
+
+// NewScheduler builds a scheduler; reg may be nil.
+func NewScheduler(store Store, cfg SchedulerConfig, log *slog.Logger, reg prometheus.Registerer) *Scheduler {
+	if cfg.MinPairs <= 0 {
+		cfg.MinPairs = 200
+	}
+	if cfg.RetrainEvery <= 0 {
+		cfg.RetrainEvery = 500
+	}
+	if cfg.MaxTrainPairs <= 0 {
+		cfg.MaxTrainPairs = 20000
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 5 * time.Second
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	cfg.Options.Logger = log
+	s := &Scheduler{store: store, cfg: cfg, log: log, trigger: make(chan string, 64), lastRun: map[string]time.Time{},
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "understudy", Subsystem: "trainer", Name: "runs_total",
+			Help: "Training runs, by result: trained, open_ended, failed.",
+		}, []string{"result"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "understudy", Subsystem: "trainer", Name: "run_duration_seconds",
+			Help:    "Duration of training runs.",
+			Buckets: []float64{0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800},
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(s.runs, s.duration)
+	}
+	return s
+}
+
+// OnTrained registers fn to be called with every new version, from the
+// scheduler's goroutine.
+func (s *Scheduler) OnTrained(fn func(domain string, a *student.Artifact)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.listeners = append(s.listeners, fn)
+}
+
+// ErrBusy is returned by Trigger when too many runs are already queued.
+var ErrBusy = errors.New("training queue is full")
+
+// Trigger asks for a run of domain now, whatever its pair counts.
+func (s *Scheduler) Trigger(domain string) error {
+	if _, err := s.store.Domain(domain); err != nil {
+		return err
+	}
+	select {
+	case s.trigger <- domain:
+		return nil
+	default:
+		return ErrBusy
+	}
+}
+
+// Running returns the domain being trained, or "".
+func (s *Scheduler) Running() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.running
+}
+
+// Run checks domains every Interval and trains those due, one at a time,
+// until ctx is done.
+func (s *Scheduler) Run(ctx context.Context) error {
+	tick := time.NewTicker(s.cfg.Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case d := <-s.trigger:
+			s.run(ctx, d, "requested")
+		case <-tick.C:
+			for _, d := range s.due() {
+				if ctx.Err() != nil {
+					return nil
+				}
+				s.run(ctx, d, "due")
+			}
+		}
+	}
+}
+
+// due lists the domains with enough new pairs for a run.
+func (s *Scheduler) due() []string {
+	ds, err := s.store.Domains()
+	if err != nil {
+		s.log.Error("listing domains for training", "err", err)
+		return nil
+	}
+	var out []string
+	for _, d := range ds {
+		last, _ := strconv.ParseInt(d.Settings[settingLoggedAtRun], 10, 64)
+		s.mu.Lock()
+		cooling := time.Since(s.lastRun[d.Name]) < s.cfg.Cooldown
+		s.mu.Unlock()
+		switch {
+		case d.Pairs < int64(s.cfg.MinPairs), cooling:
+		case last == 0 || d.Logged-last >= int64(s.cfg.RetrainEvery):
+			out = append(out, d.Name)
+		}
+	}
+	return out
+}
+
+func (s *Scheduler) run(ctx context.Context, domain, why string) {
+	s.mu.Lock()
+	s.running = domain
+	s.lastRun[domain] = time.Now()
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.running = ""
+		s.mu.Unlock()
+	}()
+	began := time.Now()
+	a, err := s.TrainDomain(ctx, domain)
+	s.duration.Observe(time.Since(began).Seconds())
+	switch {
+	case errors.Is(err, ErrOpenEnded):
+		s.runs.WithLabelValues("open_ended").Inc()
+		s.log.Info("domain is open-ended: no student", "domain", domain, "reason", err.Error())
+	case err != nil:
+		s.runs.WithLabelValues("failed").Inc()
+		if ctx.Err() == nil {
+			s.log.Error("training failed", "domain", domain, "err", err)
+		}
+	default:
+		s.runs.WithLabelValues("trained").Inc()
+		m := a.Metrics
+		s.log.Info("trained student", "domain", domain, "version", a.Version, "why", why, "pairs", a.Pairs,
+			"labels", m.Labels, "holdout_accuracy", round(m.HoldoutAccuracy), "tau", round(a.Tau),
+			"coverage_at_tau", round(m.CoverageAtTau), "selective_agreement_at_tau", round(m.SelectiveAgreementAtTau),
+			"epochs", m.Epochs, "seconds", round(m.TrainSeconds), "examples_per_second", int(m.ExamplesPerSecond))
+		s.mu.Lock()
+		ls := append([]func(string, *student.Artifact){}, s.listeners...)
+		s.mu.Unlock()
+		for _, fn := range ls {
+			fn(domain, a)
+		}
+	}
+}
+
+func round(x float64) float64 { return float64(int(x*10000+0.5)) / 10000 }
+
+// TrainDomain runs one training of domain on its newest pairs and stores
+// the version. An open-ended domain is marked so, with the reason, and
+// ErrOpenEnded returned.
+func (s *Scheduler) TrainDomain(ctx context.Context, domain string) (*student.Artifact, error) {
+	d, err := s.store.Domain(domain)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("training student", "domain", domain, "pairs", d.Pairs)
+	examples, err := s.examples(ctx, domain)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.SetDomainSetting(domain, settingLoggedAtRun, strconv.FormatInt(max(d.Logged, 1), 10)); err != nil {
+		return nil, err
+	}
+	a, err := Train(ctx, examples, s.cfg.Options)
+	var open *OpenEndedError
+	if errors.As(err, &open) {
+		if err := s.store.SetDomainState(domain, StateOpenEnded); err != nil {
+			return nil, err
+		}
+		if err := s.store.SetDomainSetting(domain, SettingOpenReason, open.Reason); err != nil {
+			return nil, err
+		}
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	if d.State == StateOpenEnded {
+		// It has become a closed task: collect and shadow again.
+		if err := s.store.SetDomainState(domain, StateCollecting); err != nil {
+			return nil, err
+		}
+		_ = s.store.SetDomainSetting(domain, SettingOpenReason, "")
+	}
+	versions, err := s.store.StudentVersions(domain)
+	if err != nil {
+		return nil, err
+	}
+	a.Domain, a.Version = domain, 1
+	if n := len(versions); n > 0 {
+		a.Version = versions[n-1].Version + 1
+	}
+	meta, err := json.Marshal(a)
+	if err != nil {
+		return nil, err
+	}
+	blob, err := a.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.PutStudent(domain, a.Version, meta, blob); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// examples reads the newest MaxTrainPairs pairs of a domain.
+func (s *Scheduler) examples(ctx context.Context, domain string) ([]Example, error) {
+	ring := make([]Example, 0, s.cfg.MaxTrainPairs)
+	next := 0
+	err := s.store.Pairs(ctx, domain, func(p storage.Pair) error {
+		e := Example{Text: p.Input, Label: p.Label, Answer: p.Answer}
+		if len(ring) < s.cfg.MaxTrainPairs {
+			ring = append(ring, e)
+			return nil
+		}
+		ring[next] = e // oldest first: overwrite the oldest kept
+		next = (next + 1) % len(ring)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading pairs of %s: %w", domain, err)
+	}
+	return ring, nil
+}

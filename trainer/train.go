@@ -1,0 +1,446 @@
+package trainer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"github.com/understudy-dev/understudy/student"
+)
+
+// Example is one training pair: the student's input and the teacher's
+// answer, raw and normalized.
+type Example struct {
+	Text   string
+	Label  string
+	Answer string
+}
+
+// Options configure a training run. Zero values mean the documented
+// defaults (see DefaultOptions).
+type Options struct {
+	Featurizer student.FeaturizerConfig
+	// Dim is the embedding width. Default 32.
+	Dim int
+	// Hidden is the width of an optional hidden layer. Default 0 (none).
+	Hidden int
+	// Batch is the number of examples per optimisation step. Default 64.
+	Batch int
+	// MaxEpochs bounds training. Default 30.
+	MaxEpochs int
+	// Patience stops training after this many epochs without a better
+	// holdout loss. Default 3.
+	Patience int
+	Adam     AdamConfig
+	// HoldoutFraction of each label's pairs is held out for early stopping,
+	// calibration and the reported metrics. Default 0.2.
+	HoldoutFraction float64
+	// Target is the selective agreement τ must reach on the holdout set,
+	// plus Margin. Defaults 0.95 and 0.01.
+	Target, Margin float64
+	// MinCovered is the fewest holdout examples τ may be chosen on.
+	// Default 10.
+	MinCovered int
+	Rule       LabelRule
+	// Threads for ONNX Runtime. Default 1, so serving keeps its cores.
+	Threads int
+	// UseCUDA trains on the CUDA execution provider when it is available.
+	UseCUDA bool
+	Seed    uint64
+	Logger  *slog.Logger
+}
+
+// DefaultOptions are the options a zero Options means.
+func DefaultOptions() Options {
+	return Options{
+		Featurizer: student.DefaultFeaturizer(), Dim: 32, Batch: 64, MaxEpochs: 30, Patience: 3,
+		Adam: DefaultAdam(), HoldoutFraction: 0.2, Target: 0.95, Margin: 0.01, MinCovered: 10,
+		Rule: DefaultLabelRule(), Threads: 1, Seed: 1,
+	}
+}
+
+func (o Options) withDefaults() Options {
+	d := DefaultOptions()
+	if o.Featurizer == (student.FeaturizerConfig{}) {
+		o.Featurizer = d.Featurizer
+	}
+	setInt := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setInt(&o.Dim, d.Dim)
+	setInt(&o.Batch, d.Batch)
+	setInt(&o.MaxEpochs, d.MaxEpochs)
+	setInt(&o.Patience, d.Patience)
+	setInt(&o.MinCovered, d.MinCovered)
+	setInt(&o.Threads, d.Threads)
+	if o.Adam == (AdamConfig{}) {
+		o.Adam = d.Adam
+	}
+	if o.HoldoutFraction == 0 {
+		o.HoldoutFraction = d.HoldoutFraction
+	}
+	if o.Target == 0 {
+		o.Target = d.Target
+	}
+	if o.Margin == 0 {
+		o.Margin = d.Margin
+	}
+	if o.Rule == (LabelRule{}) {
+		o.Rule = d.Rule
+	}
+	if o.Seed == 0 {
+		o.Seed = d.Seed
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// OpenEndedError says a domain has no closed label space to learn.
+type OpenEndedError struct{ Reason string }
+
+func (e *OpenEndedError) Error() string { return "not distillable: " + e.Reason }
+
+// ErrOpenEnded matches every *OpenEndedError with errors.Is.
+var ErrOpenEnded = errors.New("not distillable")
+
+func (e *OpenEndedError) Is(target error) bool { return target == ErrOpenEnded }
+
+// Train trains a student on examples: label space, stratified holdout,
+// epochs of sparse-Adam steps through ONNX Runtime with early stopping on
+// the holdout loss, temperature scaling and the choice of τ on the holdout.
+// The artifact it returns has everything but Domain and Version set.
+func Train(ctx context.Context, examples []Example, opts Options) (*student.Artifact, error) {
+	opts = opts.withDefaults()
+	began := time.Now()
+	space := BuildLabelSpace(examples, opts.Rule)
+	if space.OpenEnded {
+		return nil, &OpenEndedError{Reason: space.Reason}
+	}
+	feat, err := student.NewFeaturizer(opts.Featurizer)
+	if err != nil {
+		return nil, err
+	}
+	classOf := make(map[string]int, len(space.Labels))
+	for i, l := range space.Labels {
+		classOf[l] = i
+	}
+	data := make([]sample, len(examples))
+	var ids []int64
+	for i, e := range examples {
+		c, ok := classOf[e.Label]
+		if !ok {
+			c = -1 // outside the label space: never trained on, always a miss
+		}
+		ids = feat.Featurize(ids[:0], e.Text)
+		data[i] = sample{ids: toInt32(ids), class: c}
+	}
+	rng := rand.New(rand.NewPCG(opts.Seed, 0x5eed))
+	train, holdout := split(data, len(space.Labels), opts.HoldoutFraction, rng)
+	if len(train) == 0 || len(holdout) == 0 {
+		return nil, fmt.Errorf("training: %d pairs are too few to hold any out", len(examples))
+	}
+	weights := classWeights(train, len(space.Labels))
+
+	cfg := ModelConfig{Buckets: opts.Featurizer.Buckets(), Dim: opts.Dim, Hidden: opts.Hidden, Classes: len(space.Labels)}
+	params := NewParams(cfg, opts.Seed)
+	stepper, err := NewStepper(cfg, opts.Adam, opts.Batch, opts.Featurizer.MaxTokens, params, opts.Threads)
+	if err != nil {
+		return nil, err
+	}
+	defer stepper.Close()
+
+	best, bestLoss, stale, epochs, seen := params.Clone(), math.Inf(1), 0, 0, 0
+	batch := newBatchBuf(opts.Batch, opts.Featurizer.MaxTokens)
+	labels := make([]int32, 0, opts.Batch)
+	ws := make([]float32, 0, opts.Batch)
+	for epoch := 1; epoch <= opts.MaxEpochs; epoch++ {
+		rng.Shuffle(len(train), func(i, j int) { train[i], train[j] = train[j], train[i] })
+		var sum float64
+		for start := 0; start < len(train); start += opts.Batch {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			labels, ws = labels[:0], ws[:0]
+			chunk := train[start:min(start+opts.Batch, len(train))]
+			for _, s := range chunk {
+				labels = append(labels, int32(s.class))
+				ws = append(ws, weights[s.class])
+			}
+			ids := batch.fill(chunk)
+			loss, err := stepper.Step(ids, labels, ws)
+			if err != nil {
+				return nil, fmt.Errorf("training step: %w", err)
+			}
+			sum += float64(loss) * float64(len(ids))
+			seen += len(ids)
+		}
+		epochs = epoch
+		hl := holdoutLoss(cfg, params, holdout, 1)
+		opts.Logger.Debug("epoch", "epoch", epoch, "train_loss", sum/float64(len(train)), "holdout_loss", hl)
+		if hl < bestLoss-1e-4 {
+			bestLoss, stale = hl, 0
+			copyParams(best, params)
+		} else if stale++; stale >= opts.Patience {
+			break
+		}
+	}
+	trainTime := time.Since(began)
+
+	logits := make([][]float32, len(holdout))
+	for i, s := range holdout {
+		logits[i] = Forward(cfg, best, toInt64(s.ids))
+	}
+	temp := fitTemperature(logits, holdout)
+	tau, cov, sel, acc := chooseTau(logits, holdout, temp, opts.Target+opts.Margin, opts.MinCovered)
+	onnx, err := ExportInference(cfg, best, float32(temp))
+	if err != nil {
+		return nil, err
+	}
+	return &student.Artifact{
+		CreatedAt:   time.Now().UTC(),
+		Labels:      space.Labels,
+		Surface:     space.Surface,
+		Featurizer:  opts.Featurizer,
+		Tau:         tau,
+		Temperature: temp,
+		Pairs:       len(examples),
+		Device:      "cpu",
+		ONNX:        onnx,
+		Metrics: student.Metrics{
+			Labels: len(space.Labels), TrainPairs: len(train), HoldoutPairs: len(holdout),
+			HoldoutAccuracy: acc, Tau: tau, CoverageAtTau: cov, SelectiveAgreementAtTau: sel,
+			Temperature: temp, Epochs: epochs, TrainSeconds: trainTime.Seconds(),
+			ExamplesPerSecond: float64(seen) / trainTime.Seconds(), ModelBytes: len(onnx),
+		},
+	}, nil
+}
+
+// sample is a featurized example; class -1 is outside the label space.
+// Its ids are int32 (buckets < 2^24) to halve a large training set's memory.
+type sample struct {
+	ids   []int32
+	class int
+}
+
+func toInt32(ids []int64) []int32 {
+	out := make([]int32, len(ids))
+	for i, id := range ids {
+		out[i] = int32(id)
+	}
+	return out
+}
+
+func toInt64(ids []int32) []int64 {
+	out := make([]int64, len(ids))
+	for i, id := range ids {
+		out[i] = int64(id)
+	}
+	return out
+}
+
+// batchBuf is the reused int64 id rows of one batch.
+type batchBuf struct {
+	rows [][]int64
+}
+
+func newBatchBuf(batch, maxTokens int) *batchBuf {
+	b := &batchBuf{rows: make([][]int64, batch)}
+	for i := range b.rows {
+		b.rows[i] = make([]int64, 0, maxTokens)
+	}
+	return b
+}
+
+func (b *batchBuf) fill(chunk []sample) [][]int64 {
+	for i, s := range chunk {
+		r := b.rows[i][:0]
+		for _, id := range s.ids {
+			r = append(r, int64(id))
+		}
+		b.rows[i] = r
+	}
+	return b.rows[:len(chunk)]
+}
+
+// split holds out a share of each class (at least one of a class with two
+// or more samples), and every sample outside the label space, so the
+// holdout measures what live traffic will see.
+func split(data []sample, classes int, frac float64, rng *rand.Rand) (train, holdout []sample) {
+	byClass := make([][]sample, classes+1)
+	for _, s := range data {
+		byClass[s.class+1] = append(byClass[s.class+1], s)
+	}
+	holdout = append(holdout, byClass[0]...)
+	for _, group := range byClass[1:] {
+		rng.Shuffle(len(group), func(i, j int) { group[i], group[j] = group[j], group[i] })
+		n := int(math.Round(frac * float64(len(group))))
+		if n == 0 && len(group) >= 2 {
+			n = 1
+		}
+		holdout = append(holdout, group[:n]...)
+		train = append(train, group[n:]...)
+	}
+	return train, holdout
+}
+
+// classWeights weighs each class by N / (C · n_c), so every class carries
+// the same total weight, capped at 10 so a handful of rare examples cannot
+// dominate.
+func classWeights(train []sample, classes int) []float32 {
+	n := make([]int, classes)
+	for _, s := range train {
+		n[s.class]++
+	}
+	w := make([]float32, classes)
+	for c := range w {
+		if n[c] > 0 {
+			w[c] = float32(min(10, float64(len(train))/(float64(classes)*float64(n[c]))))
+		}
+	}
+	return w
+}
+
+// holdoutLoss is the mean cross-entropy on the in-space holdout samples at
+// a temperature.
+func holdoutLoss(cfg ModelConfig, p *Params, holdout []sample, temp float64) float64 {
+	var sum float64
+	n := 0
+	for _, s := range holdout {
+		if s.class < 0 {
+			continue
+		}
+		sum += nll(Forward(cfg, p, toInt64(s.ids)), s.class, temp)
+		n++
+	}
+	return sum / float64(max(n, 1))
+}
+
+// nll is -log softmax(logits/temp)[class].
+func nll(logits []float32, class int, temp float64) float64 {
+	mx := math.Inf(-1)
+	for _, l := range logits {
+		mx = math.Max(mx, float64(l)/temp)
+	}
+	var z float64
+	for _, l := range logits {
+		z += math.Exp(float64(l)/temp - mx)
+	}
+	return mx + math.Log(z) - float64(logits[class])/temp
+}
+
+// fitTemperature finds the temperature minimising the holdout NLL
+// (temperature scaling), by golden-section search on log T in [1/20, 20].
+func fitTemperature(logits [][]float32, holdout []sample) float64 {
+	f := func(logT float64) float64 {
+		t := math.Exp(logT)
+		var sum float64
+		for i, s := range holdout {
+			if s.class >= 0 {
+				sum += nll(logits[i], s.class, t)
+			}
+		}
+		return sum
+	}
+	a, b := math.Log(1.0/20), math.Log(20)
+	const phi = 0.6180339887498949
+	c, d := b-phi*(b-a), a+phi*(b-a)
+	fc, fd := f(c), f(d)
+	for range 60 {
+		if fc < fd {
+			b, d, fd = d, c, fc
+			c = b - phi*(b-a)
+			fc = f(c)
+		} else {
+			a, c, fc = c, d, fd
+			d = a + phi*(b-a)
+			fd = f(d)
+		}
+	}
+	return math.Exp((a + b) / 2)
+}
+
+// chooseTau picks the lowest confidence threshold whose selective agreement
+// on the holdout reaches need, among thresholds covering at least
+// minCovered examples. Without one, τ is above 1: the student never
+// answers. It also returns coverage and selective agreement at τ and the
+// plain holdout accuracy.
+func chooseTau(logits [][]float32, holdout []sample, temp, need float64, minCovered int) (tau, coverage, selective, accuracy float64) {
+	type scored struct {
+		conf    float64
+		correct bool
+	}
+	s := make([]scored, len(holdout))
+	right := 0
+	for i, h := range holdout {
+		p := softmax(logits[i], temp)
+		best := 0
+		for c := range p {
+			if p[c] > p[best] {
+				best = c
+			}
+		}
+		s[i] = scored{p[best], best == h.class}
+		if s[i].correct {
+			right++
+		}
+	}
+	accuracy = float64(right) / float64(len(holdout))
+	sort.Slice(s, func(i, j int) bool { return s[i].conf > s[j].conf })
+	tau = math.Nextafter(1, 2) // never confident
+	correct := 0
+	for i, x := range s {
+		if x.correct {
+			correct++
+		}
+		n := i + 1
+		if i+1 < len(s) && s[i+1].conf == x.conf {
+			continue // a threshold takes all ties
+		}
+		if n >= minCovered && float64(correct)/float64(n) >= need {
+			tau, coverage, selective = x.conf, float64(n)/float64(len(s)), float64(correct)/float64(n)
+		}
+	}
+	return tau, coverage, selective, accuracy
+}
+
+func softmax(logits []float32, temp float64) []float64 {
+	p := make([]float64, len(logits))
+	mx := math.Inf(-1)
+	for _, l := range logits {
+		mx = math.Max(mx, float64(l)/temp)
+	}
+	var z float64
+	for i, l := range logits {
+		p[i] = math.Exp(float64(l)/temp - mx)
+		z += p[i]
+	}
+	for i := range p {
+		p[i] /= z
+	}
+	return p
+}
+
+// copyParams makes dst hold src's values, reusing dst's slices.
+func copyParams(dst, src *Params) {
+	cp := func(d *[]float32, s []float32) {
+		if s == nil {
+			*d = nil
+			return
+		}
+		*d = append((*d)[:0], s...)
+	}
+	cp(&dst.E, src.E)
+	cp(&dst.W1, src.W1)
+	cp(&dst.B1, src.B1)
+	cp(&dst.W2, src.W2)
+	cp(&dst.B2, src.B2)
+}

@@ -33,6 +33,7 @@ type Config struct {
 	Storage Storage `yaml:"storage"`
 	Labels  Labels  `yaml:"labels"`
 	Trainer Trainer `yaml:"trainer"`
+	Router  Router  `yaml:"router"`
 
 	ONNXRuntime ONNXRuntime `yaml:"onnxruntime"`
 	Log         Log         `yaml:"log"`
@@ -174,12 +175,33 @@ type Trainer struct {
 	// Hidden is the width of an optional hidden layer; 0 is none. Default 0.
 	Hidden int `yaml:"hidden"`
 	// MaxEpochs bounds a run (early stopping usually ends it first).
-	// Default 30.
+	// Default 30. A student's confidence threshold τ is chosen on its
+	// holdout set for router.agreement_threshold plus a 0.01 margin.
 	MaxEpochs int `yaml:"max_epochs"`
-	// TargetAgreement is the selective agreement with the teacher a
-	// student's confidence threshold τ is chosen for on its holdout set
-	// (plus a 0.01 margin). Default 0.95.
-	TargetAgreement float64 `yaml:"target_agreement"`
+}
+
+// Router configures shadow scoring, the promotion gate and rerouting.
+type Router struct {
+	// AgreementThreshold is the selective agreement with the teacher a
+	// student must be shown to reach (lower confidence bound) to serve, and
+	// below which it is demoted. Default 0.95.
+	AgreementThreshold float64 `yaml:"agreement_threshold"`
+	// Confidence of the bounds (1 - α). Default 0.95.
+	Confidence float64 `yaml:"confidence"`
+	// MinSamples is the fewest confident shadow samples before a promotion.
+	// Default 200.
+	MinSamples int `yaml:"min_samples"`
+	// ShadowRate is the share of a serving domain's confident requests still
+	// sent to the teacher and scored, so drift is caught. Default 0.05.
+	ShadowRate float64 `yaml:"shadow_rate"`
+	// FallbackToStudent answers with a promoted student when the teacher is
+	// down (breaker open, transport failure or 5xx). Default true.
+	FallbackToStudent bool `yaml:"fallback_to_student"`
+	// ShadowQueueSize bounds the shadow scoring queue; a full queue drops
+	// and counts. Default 4096.
+	ShadowQueueSize int `yaml:"shadow_queue_size"`
+	// ShadowWorkers score candidates in parallel. Default 1.
+	ShadowWorkers int `yaml:"shadow_workers"`
 }
 
 // ONNXRuntime locates the ONNX Runtime shared library.
@@ -249,9 +271,13 @@ func Default() *Config {
 			RetentionInterval: 5 * time.Minute,
 		},
 		Labels: Labels{FoldCase: true, StripTrailingPeriod: true},
+		Router: Router{
+			AgreementThreshold: 0.95, Confidence: 0.95, MinSamples: 200, ShadowRate: 0.05,
+			FallbackToStudent: true, ShadowQueueSize: 4096, ShadowWorkers: 1,
+		},
 		Trainer: Trainer{
 			Enabled: true, MinPairs: 200, RetrainEvery: 500, MaxTrainPairs: 20000, Threads: 1,
-			Interval: 5 * time.Second, Cooldown: time.Minute, Dim: 32, MaxEpochs: 30, TargetAgreement: 0.95,
+			Interval: 5 * time.Second, Cooldown: time.Minute, Dim: 32, MaxEpochs: 30,
 		},
 		Log: Log{Level: "info", Format: "text"},
 	}
@@ -401,8 +427,24 @@ func (c *Config) Validate() error {
 	if c.Trainer.Cooldown < 0 {
 		bad("trainer.cooldown", "must not be negative, got %s", c.Trainer.Cooldown)
 	}
-	if t := c.Trainer.TargetAgreement; t <= 0 || t >= 1 {
-		bad("trainer.target_agreement", "must be in (0,1), got %v", t)
+
+	if t := c.Router.AgreementThreshold; t <= 0 || t > 1 {
+		bad("router.agreement_threshold", "must be in (0,1], got %v", t)
+	}
+	if t := c.Router.Confidence; t <= 0.5 || t >= 1 {
+		bad("router.confidence", "must be in (0.5,1), got %v", t)
+	}
+	if c.Router.MinSamples < 1 {
+		bad("router.min_samples", "must be at least 1, got %d", c.Router.MinSamples)
+	}
+	if r := c.Router.ShadowRate; r < 0 || r > 1 {
+		bad("router.shadow_rate", "must be in [0,1], got %v", r)
+	}
+	if c.Router.ShadowQueueSize < 1 {
+		bad("router.shadow_queue_size", "must be at least 1, got %d", c.Router.ShadowQueueSize)
+	}
+	if c.Router.ShadowWorkers < 1 {
+		bad("router.shadow_workers", "must be at least 1, got %d", c.Router.ShadowWorkers)
 	}
 
 	switch c.Log.Level {

@@ -110,7 +110,7 @@ func TestBadConfigs(t *testing.T) {
 		"domain-rule.bad.yaml":          "domains[0]: needs at least one of",
 		"domain-dup.bad.yaml":           `domains[1].name: duplicate domain "a"`,
 		"storage-queue.bad.yaml":        "storage.queue_size: must be at least 1, got 0",
-		"trainer-target.bad.yaml":       "trainer.target_agreement: must be in (0,1), got 1.5",
+		"router-threshold.bad.yaml":     "router.agreement_threshold: must be in (0,1], got 1.5",
 		"storage-key.bad.yaml":          "storage.encryption_key_file: cannot read /nonexistent/key: no such file or directory",
 	}
 	files, _ := filepath.Glob("testdata/*.bad.yaml")

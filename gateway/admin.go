@@ -20,6 +20,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/understudy-dev/understudy/config"
+	"github.com/understudy-dev/understudy/router"
 	"github.com/understudy-dev/understudy/storage"
 )
 
@@ -30,6 +31,14 @@ type AdminStore interface {
 	ExportJSONL(ctx context.Context, domain string, w io.Writer) (int, error)
 	StudentVersions(domain string) ([]storage.StudentVersion, error)
 }
+
+// AdminRouter is what the admin API asks of the router.
+type AdminRouter interface {
+	View(domain string) (router.View, bool)
+	Act(domain, action string) (router.Record, error)
+}
+
+var _ AdminRouter = (*router.Router)(nil)
 
 // Trainer is what the admin API asks of the background trainer.
 type Trainer interface {
@@ -45,6 +54,7 @@ var _ AdminStore = (*storage.DB)(nil)
 //	GET /admin/domains/{name}          one domain in more detail
 //	GET /admin/domains/{name}/export   its pairs as OpenAI fine-tuning JSONL
 //	POST /admin/domains/{name}/train   train a student version now
+//	POST /admin/domains/{name}/{promote|demote|pin-teacher|pin-student|unpin}
 //	GET /healthz, GET /debug/pprof/... for operators
 //
 // Every path needs "Authorization: Bearer <admin.token>" when a token is
@@ -53,6 +63,7 @@ type Admin struct {
 	cfg     *config.Config
 	store   AdminStore
 	trainer Trainer
+	router  AdminRouter
 	log     *slog.Logger
 	token   [sha256.Size]byte
 	srv     *fasthttp.Server
@@ -64,11 +75,11 @@ type Admin struct {
 
 // NewAdmin builds the admin API server from validated config. trainer may
 // be nil (training disabled).
-func NewAdmin(cfg *config.Config, store AdminStore, trainer Trainer, log *slog.Logger) *Admin {
+func NewAdmin(cfg *config.Config, store AdminStore, trainer Trainer, rt AdminRouter, log *slog.Logger) *Admin {
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &Admin{cfg: cfg, store: store, trainer: trainer, log: log, pprof: fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)}
+	a := &Admin{cfg: cfg, store: store, trainer: trainer, router: rt, log: log, pprof: fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)}
 	a.token = sha256.Sum256([]byte(cfg.Admin.Token))
 	a.stop, a.cancelStop = context.WithCancel(context.Background())
 	a.srv = &fasthttp.Server{
@@ -168,6 +179,10 @@ func (a *Admin) route(ctx *fasthttp.RequestCtx) {
 			if onlyMethod(ctx, fasthttp.MethodPost) {
 				a.train(ctx, name)
 			}
+		case "promote", "demote", "pin-teacher", "pin-student", "unpin":
+			if onlyMethod(ctx, fasthttp.MethodPost) {
+				a.act(ctx, name, rest)
+			}
 		default:
 			a.notFound(ctx)
 		}
@@ -213,6 +228,9 @@ type DomainView struct {
 	Versions []json.RawMessage `json:"versions,omitempty"`
 	// LatestVersion is the newest trained version, 0 when none.
 	LatestVersion int `json:"latest_version"`
+	// Route is the routing state: serving and shadow versions, agreement
+	// with its bounds, coverage, samples, offload share, transitions.
+	Route *router.View `json:"route,omitempty"`
 }
 
 // LabelCount is one label and how many stored pairs carry it.
@@ -231,6 +249,20 @@ func (a *Admin) viewOf(d storage.Domain, topN int, detail bool) (DomainView, err
 	}
 	if n := len(versions); n > 0 {
 		v.LatestVersion = versions[n-1].Version
+	}
+	if a.router != nil {
+		if rv, ok := a.router.View(d.Name); ok {
+			v.State = string(rv.State)
+			if rv.Reason != "" && rv.State == router.OpenEnded {
+				v.OpenEndedReason = rv.Reason
+			}
+			if !detail {
+				if n := len(rv.Transitions); n > 3 {
+					rv.Transitions = rv.Transitions[n-3:]
+				}
+			}
+			v.Route = &rv
+		}
 	}
 	if detail {
 		v.Settings = d.Settings
@@ -276,6 +308,24 @@ func (a *Admin) domain(ctx *fasthttp.RequestCtx, name string) {
 		return
 	}
 	writeJSON(ctx, v)
+}
+
+// act applies an operator's routing action and returns the domain's view.
+func (a *Admin) act(ctx *fasthttp.RequestCtx, name, action string) {
+	if a.router == nil {
+		writeError(ctx, &apiError{Status: fasthttp.StatusServiceUnavailable, Type: "server_error", Code: "routing_disabled",
+			Message: "Routing is disabled (trainer.enabled: false)."})
+		return
+	}
+	if _, err := a.store.Domain(name); err != nil {
+		a.storeError(ctx, err)
+		return
+	}
+	if _, err := a.router.Act(name, action); err != nil {
+		writeError(ctx, &apiError{Status: fasthttp.StatusConflict, Type: "invalid_request_error", Code: "invalid_transition", Message: err.Error()})
+		return
+	}
+	a.domain(ctx, name)
 }
 
 // train queues a training run: 202 Accepted.

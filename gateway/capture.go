@@ -111,8 +111,9 @@ func (c *streamCapture) answer() (answer, bool) {
 	return a, c.seen && !c.bad
 }
 
-// logPair hands an eligible request's answer to the pair log.
-func (s *Server) logPair(info *reqInfo, r *Request, a answer, stream bool) {
+// logPair hands an eligible request's answer, with its label, to the pair
+// log.
+func (s *Server) logPair(info *reqInfo, r *Request, a answer, label string, stream bool) {
 	if s.pairs == nil || r == nil || r.Ineligible != "" {
 		return
 	}
@@ -123,7 +124,7 @@ func (s *Server) logPair(info *reqInfo, r *Request, a answer, stream bool) {
 		Input:            r.Input,
 		System:           r.System,
 		Answer:           a.text,
-		Label:            s.normalizer.Label(a.text),
+		Label:            label,
 		PromptTokens:     a.promptTokens,
 		CompletionTokens: a.completionTokens,
 		TeacherLatency:   info.teacherTime,

@@ -23,6 +23,7 @@ type metrics struct {
 	teacherTime    *prometheus.HistogramVec
 	teacherErrors  *prometheus.CounterVec
 	teacherRetries prometheus.Counter
+	studentTime    prometheus.Histogram
 
 	breakerState       prometheus.Gauge
 	breakerTransitions *prometheus.CounterVec
@@ -33,7 +34,7 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
 		log: log,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "understudy", Subsystem: "gateway", Name: "requests_total",
-			Help: "Requests answered, by endpoint, route (teacher, none) and HTTP status code.",
+			Help: "Requests answered, by endpoint, route (teacher, student, student-fallback, deferred, none) and HTTP status code.",
 		}, []string{"endpoint", "route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "understudy", Subsystem: "gateway", Name: "request_duration_seconds",
@@ -76,7 +77,12 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
 			Help: "Changes of the teacher's circuit breaker state, by the state entered.",
 		}, []string{"state"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.overhead, m.inFlight, m.teacherTTFT, m.teacherTime,
+	m.studentTime = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "understudy", Subsystem: "student", Name: "prediction_duration_seconds",
+		Help:    "Time a serving student takes to answer one request (featurizing and ONNX Runtime).",
+		Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .1},
+	})
+	reg.MustRegister(m.studentTime, m.requests, m.duration, m.overhead, m.inFlight, m.teacherTTFT, m.teacherTime,
 		m.teacherErrors, m.teacherRetries, m.breakerState, m.breakerTransitions)
 	return m
 }

@@ -31,25 +31,11 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx) {
 	s.routeRequest(ctx, r)
 }
 
-// routeRequest finds the request's domain and sends it on its route. Until
-// students exist every route is the teacher.
-func (s *Server) routeRequest(ctx *fasthttp.RequestCtx, r *Request) {
-	info := infoOf(ctx)
-	domain, err := s.domains.Resolve(string(ctx.Request.Header.Peek("X-Understudy-Domain")), r)
-	if err != nil {
-		writeError(ctx, err.(*apiError))
-		return
-	}
-	info.domain = domain
-	info.route = "teacher"
-	s.proxy(ctx, info, r)
-}
-
 // passThrough relays a request the gateway does not interpret (models,
 // embeddings) to the teacher.
 func (s *Server) passThrough(ctx *fasthttp.RequestCtx) {
 	infoOf(ctx).route = "teacher"
-	s.proxy(ctx, infoOf(ctx), nil)
+	s.proxy(ctx, infoOf(ctx), nil, nil)
 }
 
 // hopHeaders are not forwarded in either direction (RFC 9110 7.6.1), nor
@@ -63,11 +49,12 @@ var hopHeaders = map[string]bool{
 
 // proxy sends the client's request to the teacher and relays the answer:
 // status, headers and body unchanged; an event stream event by event. r is
-// the parsed request of a completion (nil for pass-through endpoints); its
-// answer goes to the pair log when the request is eligible.
-func (s *Server) proxy(ctx *fasthttp.RequestCtx, info *reqInfo, r *Request) {
+// the parsed request of a completion (nil for pass-through endpoints); the
+// answer to an eligible one is scored (sc) and logged. When the teacher
+// fails, a promoted student may answer instead.
+func (s *Server) proxy(ctx *fasthttp.RequestCtx, info *reqInfo, r *Request, sc *scoring) {
 	stream := r != nil && r.Stream
-	capture := r != nil && r.Ineligible == "" && s.pairs != nil
+	capture := r != nil && r.Ineligible == ""
 	req := fasthttp.AcquireRequest()
 	s.upstreamRequest(ctx, req)
 	resp := fasthttp.AcquireResponse()
@@ -79,8 +66,18 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, info *reqInfo, r *Request) {
 		info.teacherTime = time.Since(start)
 		fasthttp.ReleaseResponse(resp)
 		s.log.Warn("teacher exchange failed", "request_id", info.id, "endpoint", info.endpoint, "err", err)
-		writeError(ctx, s.teacher.transportError(err))
+		if !s.fallback(ctx, info, r) {
+			writeError(ctx, s.teacher.transportError(err))
+		}
 		return
+	}
+	if resp.StatusCode() >= 500 && capture {
+		info.teacherTime = time.Since(start)
+		if s.fallback(ctx, info, r) {
+			fasthttp.ReleaseResponse(resp)
+			done(nil)
+			return
+		}
 	}
 	ctx.SetStatusCode(resp.StatusCode())
 	for k, v := range resp.Header.All() {
@@ -93,19 +90,19 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, info *reqInfo, r *Request) {
 			info.streaming = true
 			ctx.Response.Header.Set("Cache-Control", "no-cache")
 			ctx.Response.Header.Set("X-Accel-Buffering", "no")
-			var sc *streamCapture
+			var tee *streamCapture
 			if capture && resp.StatusCode() == fasthttp.StatusOK {
-				sc = &streamCapture{}
+				tee = &streamCapture{}
 			}
 			ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 				status := resp.StatusCode()
-				err := s.relay(w, resp, start, sc)
+				err := s.relay(w, resp, start, tee)
 				info.teacherTime = time.Since(start)
 				fasthttp.ReleaseResponse(resp)
 				done(err)
-				if sc != nil && err == nil {
-					if a, ok := sc.answer(); ok {
-						s.logPair(info, r, a, true)
+				if tee != nil && err == nil {
+					if a, ok := tee.answer(); ok {
+						s.teacherAnswered(info, r, a, true, sc)
 					}
 				}
 				s.finish(info, status)
@@ -129,7 +126,7 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, info *reqInfo, r *Request) {
 	ctx.SetBody(resp.Body())
 	if capture && resp.StatusCode() == fasthttp.StatusOK {
 		if a, ok := parseAnswer(resp.Body()); ok {
-			s.logPair(info, r, a, false)
+			s.teacherAnswered(info, r, a, false, sc)
 		}
 	}
 	fasthttp.ReleaseResponse(resp)

@@ -29,6 +29,10 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Pairs receives the eligible teacher answers. Default: none are kept.
 	Pairs PairLog
+	// Router decides who answers eligible requests. Default: the teacher.
+	Router Router
+	// Shadow scores candidate students. Default: none are scored.
+	Shadow Shadow
 }
 
 // Server is the OpenAI-compatible API server.
@@ -39,6 +43,8 @@ type Server struct {
 	teacher *Teacher
 	domains *DomainResolver
 	pairs   PairLog
+	router  Router
+	shadow  Shadow
 	// normalizer turns answers into labels.
 	normalizer student.Normalizer
 	keys       [][sha256.Size]byte // sha256 of each gateway key
@@ -60,7 +66,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, log: opts.Logger, pairs: opts.Pairs,
+	s := &Server{cfg: cfg, log: opts.Logger, pairs: opts.Pairs, router: opts.Router, shadow: opts.Shadow,
 		normalizer: student.Normalizer{FoldCase: cfg.Labels.FoldCase, StripTrailingPeriod: cfg.Labels.StripTrailingPeriod}}
 	s.m = newMetrics(opts.Registry, s.log)
 	var err error

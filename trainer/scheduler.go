@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -72,6 +73,7 @@ type Scheduler struct {
 
 	mu        sync.Mutex
 	listeners []func(domain string, a *student.Artifact)
+	openEnded []func(domain, reason string)
 	running   string
 	lastRun   map[string]time.Time
 }
@@ -117,6 +119,15 @@ func (s *Scheduler) OnTrained(fn func(domain string, a *student.Artifact)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.listeners = append(s.listeners, fn)
+}
+
+// OnOpenEnded registers fn to be told when a run finds a domain
+// open-ended. With none registered, the scheduler marks the domain's state
+// in storage itself.
+func (s *Scheduler) OnOpenEnded(fn func(domain, reason string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.openEnded = append(s.openEnded, fn)
 }
 
 // ErrBusy is returned by Trigger when too many runs are already queued.
@@ -183,6 +194,10 @@ func (s *Scheduler) due() []string {
 			out = append(out, d.Name)
 		}
 	}
+	// Least recently trained first, so a busy domain cannot starve others.
+	s.mu.Lock()
+	sort.SliceStable(out, func(i, j int) bool { return s.lastRun[out[i]].Before(s.lastRun[out[j]]) })
+	s.mu.Unlock()
 	return out
 }
 
@@ -243,8 +258,17 @@ func (s *Scheduler) TrainDomain(ctx context.Context, domain string) (*student.Ar
 		return nil, err
 	}
 	a, err := Train(ctx, examples, s.cfg.Options)
+	s.mu.Lock()
+	openEnded := append([]func(string, string){}, s.openEnded...)
+	s.mu.Unlock()
 	var open *OpenEndedError
 	if errors.As(err, &open) {
+		for _, fn := range openEnded {
+			fn(domain, open.Reason)
+		}
+		if len(openEnded) > 0 {
+			return nil, err
+		}
 		if err := s.store.SetDomainState(domain, StateOpenEnded); err != nil {
 			return nil, err
 		}
@@ -256,7 +280,7 @@ func (s *Scheduler) TrainDomain(ctx context.Context, domain string) (*student.Ar
 	if err != nil {
 		return nil, err
 	}
-	if d.State == StateOpenEnded {
+	if d.State == StateOpenEnded && len(openEnded) == 0 {
 		// It has become a closed task: collect and shadow again.
 		if err := s.store.SetDomainState(domain, StateCollecting); err != nil {
 			return nil, err

@@ -131,19 +131,38 @@ func domainsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DOMAIN\tSTATE\tPAIRS\tLABELS\tSTUDENT\tTOP LABELS\tLAST SEEN")
+	fmt.Fprintln(tw, "DOMAIN\tSTATE\tPAIRS\tLABELS\tSTUDENT\tAGREEMENT (BOUND)\tCOVERAGE\tSAMPLES\tOFFLOAD\tTOP LABELS\tLAST SEEN")
 	var notes []string
 	for _, d := range out.Domains {
 		var top []string
 		for _, l := range d.TopLabels {
 			top = append(top, fmt.Sprintf("%s (%d)", truncate(l.Label, 24), l.Count))
 		}
-		version := "-"
+		version, agreement, coverage, samples, offload := "-", "-", "-", "-", "-"
 		if d.LatestVersion > 0 {
-			version = fmt.Sprintf("v%d", d.LatestVersion)
+			version = fmt.Sprintf("v%d trained", d.LatestVersion)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", d.Name, d.State, d.Pairs, d.Labels, version,
-			truncate(strings.Join(top, ", "), 60), ago(d.LastSeen))
+		if rv := d.Route; rv != nil {
+			st := rv.ServingStats
+			switch {
+			case rv.Serving > 0 && rv.Candidate > 0:
+				version = fmt.Sprintf("v%d (+v%d shadow)", rv.Serving, rv.Candidate)
+			case rv.Serving > 0:
+				version = fmt.Sprintf("v%d", rv.Serving)
+			case rv.Candidate > 0:
+				version, st = fmt.Sprintf("v%d shadow", rv.Candidate), rv.CandidateStats
+			}
+			if st != nil && st.Samples > 0 {
+				agreement = fmt.Sprintf("%.3f (≥%.3f)", st.SelectiveAgreement, st.LowerBound)
+				coverage = fmt.Sprintf("%.2f", st.Coverage)
+				samples = fmt.Sprint(st.Confident)
+			}
+			if len(rv.Routes) > 0 {
+				offload = fmt.Sprintf("%.0f%%", 100*rv.Offload)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.State, d.Pairs, d.Labels, version,
+			agreement, coverage, samples, offload, truncate(strings.Join(top, ", "), 40), ago(d.LastSeen))
 		if d.OpenEndedReason != "" {
 			notes = append(notes, d.Name+": "+d.OpenEndedReason)
 		}

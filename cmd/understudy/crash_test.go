@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -49,14 +50,16 @@ func buildBinary(t *testing.T) string {
 // child is a running understudy process.
 type child struct {
 	cmd  *exec.Cmd
+	mu   *sync.Mutex // guards logs
 	logs *strings.Builder
 	done chan error
 }
 
 func startChild(t *testing.T, args ...string) *child {
 	t.Helper()
-	c := &child{cmd: exec.Command(buildBinary(t), args...), logs: &strings.Builder{}, done: make(chan error, 1)}
-	c.cmd.Stdout, c.cmd.Stderr = &lockedWriter{b: c.logs}, &lockedWriter{b: c.logs}
+	c := &child{cmd: exec.Command(buildBinary(t), args...), mu: &sync.Mutex{}, logs: &strings.Builder{}, done: make(chan error, 1)}
+	w := &lockedWriter{mu: c.mu, b: c.logs}
+	c.cmd.Stdout, c.cmd.Stderr = w, w
 	c.cmd.Env = append(os.Environ(), "UNDERSTUDY_LOG_LEVEL=info", "OPENAI_API_KEY=sk-test")
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -66,10 +69,30 @@ func startChild(t *testing.T, args ...string) *child {
 		_ = c.cmd.Process.Kill()
 		<-c.done
 		if t.Failed() {
+			c.mu.Lock()
 			t.Logf("%s logs:\n%s", args[0], c.logs.String())
+			c.mu.Unlock()
 		}
 	})
 	return c
+}
+
+// listening waits for the child's log line `msg="<what> listening"` and
+// returns the address it logged. Children listen on port 0, so parallel
+// test packages cannot race for a port.
+func (c *child) listening(t *testing.T, what string) string {
+	t.Helper()
+	re := regexp.MustCompile(`msg="` + what + ` listening" addr=(\S+)`)
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		c.mu.Lock()
+		m := re.FindStringSubmatch(c.logs.String())
+		c.mu.Unlock()
+		if m != nil {
+			return m[1]
+		}
+	}
+	t.Fatalf("no %q listening line in 15s", what)
+	return ""
 }
 
 // stop sends sig and waits for the process to end.
@@ -87,7 +110,7 @@ func (c *child) stop(t *testing.T, sig os.Signal) {
 }
 
 type lockedWriter struct {
-	mu sync.Mutex
+	mu *sync.Mutex
 	b  *strings.Builder
 }
 
@@ -102,23 +125,25 @@ type crashSetup struct {
 	simAddr, gwAddr, adminAddr, dataDir string
 }
 
-func newCrashSetup(t *testing.T) crashSetup {
-	s := crashSetup{simAddr: freeAddr(t), gwAddr: freeAddr(t), adminAddr: freeAddr(t), dataDir: t.TempDir()}
-	startChild(t, "teacher-sim", "--listen", s.simAddr, "--task", "spam=testdata/spam.jsonl")
+func newCrashSetup(t *testing.T) *crashSetup {
+	s := &crashSetup{dataDir: t.TempDir()}
+	s.simAddr = startChild(t, "teacher-sim", "--listen", "127.0.0.1:0", "--task", "spam=testdata/spam.jsonl").listening(t, "teacher-sim")
 	return s
 }
 
-func (s crashSetup) startGateway(t *testing.T) *child {
+// startGateway starts the gateway on new ports and the same data dir.
+func (s *crashSetup) startGateway(t *testing.T) *child {
 	t.Helper()
-	c := startChild(t, "serve", "--listen", s.gwAddr, "--admin-listen", s.adminAddr,
+	c := startChild(t, "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 		"--data-dir", s.dataDir, "--teacher-url", "http://"+s.simAddr+"/v1")
+	s.gwAddr, s.adminAddr = c.listening(t, "gateway"), c.listening(t, "admin API")
 	waitReady(t, "http://"+s.gwAddr+"/readyz")
 	return c
 }
 
 // send sends n chat completions through the gateway, alternating streamed
 // and plain ones, 8 at a time.
-func (s crashSetup) send(t *testing.T, n int) {
+func (s *crashSetup) send(t *testing.T, n int) {
 	t.Helper()
 	client := openai.NewClient(option.WithBaseURL("http://"+s.gwAddr+"/v1/"), option.WithAPIKey("k"), option.WithMaxRetries(0))
 	texts := []string{"WIN a FREE cruise, click now!!!", "Lunch moved to 1pm, see you there."}
@@ -154,7 +179,7 @@ func (s crashSetup) send(t *testing.T, n int) {
 }
 
 // storedPairs asks the admin API how many pairs are stored in all domains.
-func (s crashSetup) storedPairs(t *testing.T) int64 {
+func (s *crashSetup) storedPairs(t *testing.T) int64 {
 	t.Helper()
 	resp, err := http.Get("http://" + s.adminAddr + "/admin/domains")
 	if err != nil {
@@ -176,7 +201,7 @@ func (s crashSetup) storedPairs(t *testing.T) int64 {
 	return n
 }
 
-func (s crashSetup) waitStored(t *testing.T, want int64) {
+func (s *crashSetup) waitStored(t *testing.T, want int64) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {

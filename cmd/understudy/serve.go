@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/understudy-dev/understudy/config"
 	"github.com/understudy-dev/understudy/gateway"
+	"github.com/understudy-dev/understudy/router"
+	"github.com/understudy-dev/understudy/shadow"
 	"github.com/understudy-dev/understudy/storage"
 	"github.com/understudy-dev/understudy/student"
 	"github.com/understudy-dev/understudy/trainer"
@@ -74,18 +77,34 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if cfg.Storage.Enabled {
 		opts.Pairs = db
 	}
-	gw, err := gateway.New(cfg, opts)
-	if err != nil {
-		db.Close()
-		return err
-	}
-	var sched *trainer.Scheduler
-	var adminTrainer gateway.Trainer
+	var (
+		sched        *trainer.Scheduler
+		adminTrainer gateway.Trainer
+		rt           *router.Router
+		pool         *shadow.Pool
+		saver        *router.Saver
+	)
 	if cfg.Trainer.Enabled {
 		if err := student.InitRuntime(cfg.ONNXRuntime.Library); err != nil {
 			db.Close()
 			return fmt.Errorf("%w\n(or set trainer.enabled: false to run without students)", err)
 		}
+		saver = router.NewSaver(func(domain string, rec router.Record) error {
+			b, err := router.MarshalRecord(rec)
+			if err != nil {
+				return err
+			}
+			if err := db.SetDomainState(domain, string(rec.State)); err != nil {
+				return err
+			}
+			return db.SetDomainSetting(domain, routerSetting, string(b))
+		}, log)
+		if rt, err = newRouter(cfg, db, saver.Save, log); err != nil {
+			db.Close()
+			return err
+		}
+		pool = shadow.NewPool(shadow.PoolConfig{QueueSize: cfg.Router.ShadowQueueSize, Workers: cfg.Router.ShadowWorkers}, rt.Observe, reg)
+		opts.Router, opts.Shadow = rt, pool
 		sched = trainer.NewScheduler(db, trainer.SchedulerConfig{
 			MinPairs: cfg.Trainer.MinPairs, RetrainEvery: cfg.Trainer.RetrainEvery,
 			MaxTrainPairs: cfg.Trainer.MaxTrainPairs, Interval: cfg.Trainer.Interval,
@@ -93,16 +112,37 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			Options:  trainerOptions(cfg),
 		}, log, reg)
 		adminTrainer = sched
+		sched.OnTrained(func(domain string, a *student.Artifact) {
+			if err := rt.AddVersion(domain, a.Version); err != nil {
+				log.Error("adding a student version to the router", "domain", domain, "err", err)
+			}
+		})
+		sched.OnOpenEnded(rt.SetOpenEnded)
+		rt.SetRetrain(func(domain string) { _ = sched.Trigger(domain) })
 	}
-	admin := gateway.NewAdmin(cfg, db, adminTrainer, log)
+	gw, err := gateway.New(cfg, opts)
+	if err != nil {
+		db.Close()
+		return err
+	}
+	var adminRouter gateway.AdminRouter
+	if rt != nil {
+		adminRouter = rt
+	}
+	admin := gateway.NewAdmin(cfg, db, adminTrainer, adminRouter, log)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return gw.Run(gctx) })
 	g.Go(func() error { return admin.Run(gctx) })
 	if sched != nil {
 		g.Go(func() error { return sched.Run(gctx) })
+		g.Go(func() error { return pool.Run(gctx) })
+		g.Go(func() error { return saver.Run(gctx) })
 	}
 	err = g.Wait()
+	if saver != nil {
+		saver.Flush() // what the last requests changed
+	}
 	// The gateway has stopped and finished its requests: every pair it
 	// accepted is queued. Close writes them all before closing Badger.
 	if cerr := db.Close(); cerr != nil {
@@ -111,4 +151,43 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("stopped")
 	return err
+}
+
+// routerSetting is the domain setting that holds a domain's routing record.
+const routerSetting = "router"
+
+// newRouter builds the router from the routing records stored with the
+// domains, so a restart keeps every domain's state and statistics.
+func newRouter(cfg *config.Config, db *storage.DB, persist func(string, router.Record) error, log *slog.Logger) (*router.Router, error) {
+	ds, err := db.Domains()
+	if err != nil {
+		return nil, err
+	}
+	records := map[string]router.Record{}
+	for _, d := range ds {
+		rec := router.Record{State: router.State(d.State)}
+		if b := d.Settings[routerSetting]; b != "" {
+			if rec, err = router.UnmarshalRecord([]byte(b)); err != nil {
+				return nil, fmt.Errorf("reading the routing record of %s: %w", d.Name, err)
+			}
+		}
+		records[d.Name] = rec
+	}
+	gate := shadow.Gate{Threshold: cfg.Router.AgreementThreshold, Confidence: cfg.Router.Confidence, MinSamples: cfg.Router.MinSamples}
+	return router.New(router.Config{Gate: gate, ShadowRate: cfg.Router.ShadowRate, FallbackToStudent: cfg.Router.FallbackToStudent},
+		router.Deps{
+			Load: func(domain string, version int) (*student.Model, error) {
+				b, err := db.StudentArtifact(domain, version)
+				if err != nil {
+					return nil, err
+				}
+				a, err := student.UnmarshalArtifact(b)
+				if err != nil {
+					return nil, err
+				}
+				return student.Load(a, 1)
+			},
+			Persist: persist,
+			Logger:  log,
+		}, records), nil
 }

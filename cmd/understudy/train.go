@@ -23,7 +23,7 @@ func trainerOptions(cfg *config.Config) trainer.Options {
 	o := trainer.DefaultOptions()
 	o.Dim, o.Hidden, o.MaxEpochs = cfg.Trainer.Dim, cfg.Trainer.Hidden, cfg.Trainer.MaxEpochs
 	o.Threads = cfg.Trainer.Threads
-	o.Target = cfg.Trainer.TargetAgreement
+	o.Target = cfg.Router.AgreementThreshold
 	o.UseCUDA = cfg.ONNXRuntime.CUDA
 	return o
 }

@@ -95,16 +95,16 @@ func TestBackgroundTraining(t *testing.T) {
 	}
 	spam := readLabelled(t, spamData(t, "spam-ham.jsonl"), 260)
 	subjects := readLabelled(t, spamData(t, "subjects.jsonl"), 260)
-	simAddr, gwAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	startChild(t, "teacher-sim", "--listen", simAddr,
+	simAddr := startChild(t, "teacher-sim", "--listen", "127.0.0.1:0",
 		"--task", "spam="+spamData(t, "spam-ham.jsonl"), "--system", "spam=Is this e-mail spam or ham?",
-		"--task", "subjects="+spamData(t, "subjects.jsonl"), "--system", "subjects=What is the subject of this e-mail?")
+		"--task", "subjects="+spamData(t, "subjects.jsonl"), "--system", "subjects=What is the subject of this e-mail?").listening(t, "teacher-sim")
 	cfg := filepath.Join(t.TempDir(), "understudy.yaml")
 	if err := os.WriteFile(cfg, []byte("trainer:\n  min_pairs: 200\n  interval: 200ms\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	startChild(t, "serve", "--config", cfg, "--listen", gwAddr, "--admin-listen", adminAddr,
+	gw := startChild(t, "serve", "--config", cfg, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 		"--data-dir", t.TempDir(), "--teacher-url", "http://"+simAddr+"/v1")
+	gwAddr, adminAddr := gw.listening(t, "gateway"), gw.listening(t, "admin API")
 	waitReady(t, "http://"+gwAddr+"/readyz")
 
 	client := openai.NewClient(option.WithBaseURL("http://"+gwAddr+"/v1/"), option.WithAPIKey("k"), option.WithMaxRetries(0))

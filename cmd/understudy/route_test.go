@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+)
+
+// outcome is what a client saw of one request.
+type outcome struct {
+	route, content, want string
+	stream               bool
+}
+
+// routeRun drives the gateway with the official SDK.
+type routeRun struct {
+	t         *testing.T
+	client    openai.Client
+	adminAddr string
+}
+
+const (
+	spamSystem     = "Is this e-mail spam or ham? Answer with one word."
+	subjectsSystem = "What is the subject of this e-mail?"
+)
+
+// send sends ls to a domain, 8 at a time, every third one streamed.
+func (r *routeRun) send(domain, system string, ls []labelled) []outcome {
+	out := make([]outcome, len(ls))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i, l := range ls {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			p := openai.ChatCompletionNewParams{Model: "teacher-sim",
+				Messages: []openai.ChatCompletionMessageParamUnion{openai.SystemMessage(system), openai.UserMessage(l.Text)}}
+			var resp *http.Response
+			opts := []option.RequestOption{option.WithHeader("X-Understudy-Domain", domain), option.WithResponseInto(&resp)}
+			o := outcome{want: l.Label, stream: i%3 == 0}
+			if o.stream {
+				p.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
+				s := r.client.Chat.Completions.NewStreaming(context.Background(), p, opts...)
+				var usage int64
+				for s.Next() {
+					if c := s.Current(); len(c.Choices) > 0 {
+						o.content += c.Choices[0].Delta.Content
+					} else {
+						usage = s.Current().Usage.TotalTokens
+					}
+				}
+				if err := s.Err(); err != nil {
+					r.t.Errorf("stream: %v", err)
+				} else if usage == 0 {
+					r.t.Errorf("stream without a usage chunk (route %s)", resp.Header.Get("X-Understudy-Route"))
+				}
+			} else {
+				c, err := r.client.Chat.Completions.New(context.Background(), p, opts...)
+				if err != nil {
+					r.t.Errorf("request: %v", err)
+					return
+				}
+				o.content = c.Choices[0].Message.Content
+			}
+			if resp != nil {
+				o.route = resp.Header.Get("X-Understudy-Route")
+			}
+			out[i] = o
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func (r *routeRun) state(domain string) string {
+	v, _ := getDomain(r.t, r.adminAddr, domain)
+	return v.State
+}
+
+// TestStudentTakesOver is the product's promise end to end, through the real
+// binary: a student learns the spam/ham task from live traffic, is promoted
+// by the gate, answers most requests (checked against the data set, not the
+// gateway's counters), keeps its state across a restart, and is demoted when
+// the teacher's answers change; an open-ended task is never served by a
+// student.
+func TestStudentTakesOver(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the binary")
+	}
+	spamPath, subjectsPath := spamData(t, "spam-ham.jsonl"), spamData(t, "subjects.jsonl")
+	spam := readLabelled(t, spamPath, 1<<20)
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(spam), func(i, j int) { spam[i], spam[j] = spam[j], spam[i] })
+	subjects := readLabelled(t, subjectsPath, 1000)
+
+	simAddr := startChild(t, "teacher-sim", "--listen", "127.0.0.1:0", "--latency", "2ms",
+		"--task", "spam="+spamPath, "--system", "spam="+spamSystem,
+		"--task", "subjects="+subjectsPath, "--system", "subjects="+subjectsSystem).listening(t, "teacher-sim")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "understudy.yaml")
+	if err := os.WriteFile(cfg, []byte("trainer:\n  min_pairs: 200\n  retrain_every: 500\n  interval: 100ms\n  cooldown: 1s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"serve", "--config", cfg, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+		"--data-dir", filepath.Join(dir, "data"), "--teacher-url", "http://" + simAddr + "/v1"}
+	r := &routeRun{t: t}
+	start := func() *child {
+		gw := startChild(t, args...)
+		gwAddr := gw.listening(t, "gateway")
+		r.adminAddr = gw.listening(t, "admin API")
+		r.client = openai.NewClient(option.WithBaseURL("http://"+gwAddr+"/v1/"), option.WithAPIKey("k"), option.WithMaxRetries(0))
+		waitReady(t, "http://"+gwAddr+"/readyz")
+		return gw
+	}
+	gw := start()
+
+	// take returns the next n e-mails, cycling through the corpus.
+	next := 0
+	take := func(n int) []labelled {
+		out := make([]labelled, n)
+		for i := range out {
+			out[i] = spam[(next+i)%len(spam)]
+		}
+		next += n
+		return out
+	}
+
+	// Phase 1: traffic until the gate promotes the spam domain.
+	promotedAt := 0
+	var openEnded []outcome
+	for next < 4000 && promotedAt == 0 {
+		openEnded = append(openEnded, r.send("subjects", subjectsSystem, subjects[(next/10)%900:(next/10)%900+10])...)
+		r.send("spam", spamSystem, take(100))
+		if r.state("spam") == "serving" {
+			promotedAt = next
+		}
+		if next%500 == 0 {
+			time.Sleep(300 * time.Millisecond) // let training and scoring keep up
+		}
+	}
+	if promotedAt == 0 {
+		v, _ := getDomain(t, r.adminAddr, "spam")
+		t.Fatalf("spam not promoted within 4,000 requests: state %s, version %d", v.State, v.LatestVersion)
+	}
+	t.Logf("promoted after %d requests", promotedAt)
+
+	// Phase 2: the student answers most requests, like the teacher.
+	checkServing := func(batch []outcome) {
+		t.Helper()
+		student, agree, streamed := 0, 0, 0
+		for _, o := range batch {
+			if o.route == "student" {
+				student++
+				if o.content == o.want {
+					agree++
+				}
+				if o.stream {
+					streamed++
+				}
+			}
+		}
+		share, agreement := float64(student)/float64(len(batch)), float64(agree)/float64(max(student, 1))
+		t.Logf("student answered %d of %d (%.1f%%, %d streamed); %.2f%% of them agree with the data", student, len(batch), 100*share, streamed, 100*agreement)
+		if share < 0.6 || agreement < 0.95 || streamed == 0 {
+			t.Errorf("student share %.3f (want ≥ 0.6), agreement %.3f (want ≥ 0.95), %d streamed", share, agreement, streamed)
+		}
+	}
+	checkServing(r.send("spam", spamSystem, take(1000)))
+
+	// Phase 3: a restart keeps the states.
+	for deadline := time.Now().Add(time.Minute); r.state("subjects") != "open_ended"; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("subjects is %s, want open_ended", r.state("subjects"))
+		}
+	}
+	gw.stop(t, syscall.SIGTERM)
+	start()
+	if s, o := r.state("spam"), r.state("subjects"); s != "serving" || o != "open_ended" {
+		t.Fatalf("after a restart: spam %s, subjects %s; want serving and open_ended", s, o)
+	}
+	checkServing(r.send("spam", spamSystem, take(500)))
+
+	// Phase 4: the teacher changes its answers; the domain is demoted.
+	body, _ := json.Marshal(map[string]any{"swap_labels": true})
+	resp, err := http.Post("http://"+simAddr+"/sim/config", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	demoted := false
+	for sent := 0; sent < 3000 && !demoted; sent += 100 {
+		r.send("spam", spamSystem, take(100))
+		demoted = r.state("spam") != "serving"
+	}
+	if !demoted {
+		t.Fatal("spam still serving 3,000 requests after the teacher changed its labels")
+	}
+	v, _ := getDomain(t, r.adminAddr, "spam")
+	t.Logf("demoted: state %s", v.State)
+
+	for _, o := range openEnded {
+		if o.route == "student" || o.route == "student-fallback" {
+			t.Fatalf("an open-ended request was answered by a student: %+v", o)
+		}
+	}
+	if s := r.state("subjects"); s != "open_ended" {
+		t.Errorf("subjects is %s, want open_ended", s)
+	}
+}

@@ -1,0 +1,546 @@
+package router
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/understudy-dev/understudy/shadow"
+	"github.com/understudy-dev/understudy/student"
+)
+
+// State is a domain's routing state.
+type State string
+
+// The states of DESIGN.md.
+const (
+	Collecting    State = "collecting"     // no student yet: the teacher answers
+	Shadowing     State = "shadowing"      // a student is scored beside the teacher
+	Serving       State = "serving"        // the student answers when confident
+	OpenEnded     State = "open_ended"     // no closed label space: never a student
+	PinnedTeacher State = "pinned_teacher" // an operator keeps the teacher
+	PinnedStudent State = "pinned_student" // an operator keeps the student
+)
+
+// Route is who answers a request.
+type Route string
+
+// Routes, as the X-Understudy-Route header and metrics name them.
+const (
+	RouteTeacher  Route = "teacher"
+	RouteStudent  Route = "student"
+	RouteDeferred Route = "deferred" // serving, but the student was not confident
+	RouteFallback Route = "student-fallback"
+)
+
+// Scores is what the router needs from the shadow statistics of one
+// student version: add a sample and learn whether the gate passed or
+// failed.
+type Scores interface {
+	Add(s shadow.Sample) shadow.Verdict
+	MarkPromoted()
+	Stats() shadow.Stats
+	Snapshot() ([]byte, error)
+}
+
+var _ Scores = (*shadow.Tracker)(nil)
+
+// Config configures routing.
+type Config struct {
+	Gate shadow.Gate
+	// ShadowRate is the share of confident requests of a serving domain
+	// still sent to the teacher and scored, so drift is caught.
+	ShadowRate float64
+	// FallbackToStudent answers with a promoted student when the teacher
+	// is unavailable.
+	FallbackToStudent bool
+}
+
+// Deps are the router's effects on the world, injected: it does no I/O
+// itself.
+type Deps struct {
+	// Load returns a servable model of a stored version.
+	Load func(domain string, version int) (*student.Model, error)
+	// Persist stores a domain's record (called on every transition and
+	// every PersistEvery samples, from the request path: it must not
+	// block; see Saver).
+	Persist func(domain string, rec Record) error
+	// Retrain asks the trainer for a new version (after a demotion); it
+	// must not block.
+	Retrain func(domain string)
+	Logger  *slog.Logger
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+// PersistEvery is how many samples of a domain pass between two saves of
+// its statistics.
+const PersistEvery = 100
+
+// Transition is one change of a domain's state.
+type Transition struct {
+	Time    time.Time `json:"time"`
+	From    State     `json:"from"`
+	To      State     `json:"to"`
+	Version int       `json:"version,omitempty"`
+	Reason  string    `json:"reason"`
+}
+
+// Record is a domain's routing record as persisted.
+type Record struct {
+	State State `json:"state"`
+	// Serving is the version that answers in serving (0: none).
+	Serving int `json:"serving,omitempty"`
+	// Candidate is the version being scored in the shadow (0: none).
+	Candidate int `json:"candidate,omitempty"`
+	// Unpinned is the state an unpin returns to.
+	Unpinned    State           `json:"unpinned,omitempty"`
+	Reason      string          `json:"reason,omitempty"`
+	Transitions []Transition    `json:"transitions,omitempty"`
+	Scores      map[int][]byte  `json:"scores,omitempty"`
+	Routes      map[Route]int64 `json:"routes,omitempty"`
+}
+
+// maxTransitions is how many transitions a record keeps.
+const maxTransitions = 20
+
+// Router holds every domain's routing state and decides, per request, who
+// answers. It is safe for concurrent use.
+type Router struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+
+	mu      sync.RWMutex
+	domains map[string]*domain
+}
+
+// domain is the live state of one domain.
+type domain struct {
+	mu        sync.Mutex
+	name      string
+	rec       Record
+	serving   *version
+	candidate *version
+	samples   int // since the last save
+}
+
+// version is a loaded student version with its scores.
+type version struct {
+	n      int
+	model  *student.Model
+	scores Scores
+}
+
+// New builds a router from persisted records; it loads the models of the
+// serving and candidate versions. A version that fails to load is dropped
+// with a logged error (the domain falls back to collecting).
+func New(cfg Config, deps Deps, records map[string]Record) *Router {
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	r := &Router{cfg: cfg, deps: deps, log: deps.Logger, domains: map[string]*domain{}}
+	for name, rec := range records {
+		d := &domain{name: name, rec: rec}
+		if d.rec.State == "" {
+			d.rec.State = Collecting
+		}
+		d.serving = r.restore(name, rec.Serving, rec.Scores, true)
+		d.candidate = r.restore(name, rec.Candidate, rec.Scores, false)
+		if d.rec.State == Serving && d.serving == nil {
+			d.rec.State = Collecting
+		}
+		if d.rec.State == Shadowing && d.candidate == nil {
+			d.rec.State = Collecting
+		}
+		r.domains[name] = d
+	}
+	return r
+}
+
+func (r *Router) restore(name string, v int, scores map[int][]byte, promoted bool) *version {
+	if v == 0 {
+		return nil
+	}
+	m, err := r.deps.Load(name, v)
+	if err != nil {
+		r.log.Error("loading student", "domain", name, "version", v, "err", err)
+		return nil
+	}
+	var sc Scores
+	if b, ok := scores[v]; ok {
+		t, err := shadow.RestoreTracker(r.cfg.Gate, b)
+		if err == nil {
+			sc = t
+		}
+	}
+	if sc == nil {
+		t := shadow.NewTracker(r.cfg.Gate)
+		if promoted {
+			t.MarkPromoted()
+		}
+		sc = t
+	}
+	return &version{n: v, model: m, scores: sc}
+}
+
+func (r *Router) get(name string) *domain {
+	r.mu.RLock()
+	d := r.domains[name]
+	r.mu.RUnlock()
+	if d != nil {
+		return d
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if d = r.domains[name]; d == nil {
+		d = &domain{name: name, rec: Record{State: Collecting}}
+		r.domains[name] = d
+	}
+	return d
+}
+
+// Decision is what the router decided for one request.
+type Decision struct {
+	State State
+	// Student, when set, is the model to ask first (serving or pinned
+	// student); Version is its version.
+	Student *student.Model
+	Version int
+	// Pinned: the student answers whatever its confidence.
+	Pinned bool
+	// ShadowRate is the share of confident answers to send to the teacher
+	// anyway, to be scored.
+	ShadowRate float64
+	// Candidate, when set, is scored in the shadow of the teacher's answer.
+	Candidate        *student.Model
+	CandidateVersion int
+}
+
+// Decide returns who should answer an eligible request of a domain.
+// Ineligible requests never reach a student; callers send them to the
+// teacher without asking.
+func (r *Router) Decide(name string) Decision {
+	d := r.get(name)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	dec := Decision{State: d.rec.State, ShadowRate: r.cfg.ShadowRate}
+	switch d.rec.State {
+	case Serving, PinnedStudent:
+		if d.serving != nil {
+			dec.Student, dec.Version = d.serving.model, d.serving.n
+			dec.Pinned = d.rec.State == PinnedStudent
+		}
+	}
+	if d.candidate != nil && d.rec.State != OpenEnded && d.rec.State != PinnedTeacher {
+		dec.Candidate, dec.CandidateVersion = d.candidate.model, d.candidate.n
+	}
+	return dec
+}
+
+// Sampled reports whether a confident answer should still go to the
+// teacher to be scored.
+func (dec Decision) Sampled() bool { return dec.ShadowRate > 0 && rand.Float64() < dec.ShadowRate }
+
+// Fallback returns the model that may answer when the teacher is down: the
+// serving version of a domain whose student passed the gate.
+func (r *Router) Fallback(name string) (*student.Model, int) {
+	if !r.cfg.FallbackToStudent {
+		return nil, 0
+	}
+	d := r.get(name)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.serving == nil || d.rec.State == OpenEnded {
+		return nil, 0
+	}
+	return d.serving.model, d.serving.n
+}
+
+// SetRetrain sets the function a demotion calls to ask for a new version.
+func (r *Router) SetRetrain(fn func(domain string)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.deps.Retrain = fn
+}
+
+// Count records who answered a request.
+func (r *Router) Count(name string, route Route) {
+	d := r.get(name)
+	d.mu.Lock()
+	if d.rec.Routes == nil {
+		d.rec.Routes = map[Route]int64{}
+	}
+	d.rec.Routes[route]++
+	d.mu.Unlock()
+}
+
+// Observe scores one sample of a version against the teacher and applies
+// the gate: a candidate that passes is promoted, a serving version shown
+// to fall below the threshold is demoted.
+func (r *Router) Observe(name string, v int, s shadow.Sample) {
+	d := r.get(name)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var ver *version
+	switch {
+	case d.candidate != nil && d.candidate.n == v:
+		ver = d.candidate
+	case d.serving != nil && d.serving.n == v:
+		ver = d.serving
+	default:
+		return // a version no longer tracked
+	}
+	verdict := ver.scores.Add(s)
+	d.samples++
+	switch {
+	case verdict == shadow.Promote && ver == d.candidate && d.rec.State != PinnedTeacher && d.rec.State != PinnedStudent && d.rec.State != OpenEnded:
+		st := ver.scores.Stats()
+		reason := fmt.Sprintf("v%d passed the gate: selective agreement %.4f, lower bound %.4f ≥ %.2f after %d confident samples (coverage %.3f)",
+			v, st.SelectiveAgreement, st.LowerBound, r.cfg.Gate.Threshold, st.Confident, st.Coverage)
+		ver.scores.MarkPromoted()
+		old := d.serving
+		d.serving, d.candidate = ver, nil
+		d.rec.Serving, d.rec.Candidate = v, 0
+		r.transition(d, Serving, v, reason)
+		if old != nil {
+			_ = old.model.Close()
+		}
+	case verdict == shadow.Demote && ver == d.serving && d.rec.State == Serving:
+		st := ver.scores.Stats()
+		reason := fmt.Sprintf("v%d drifted: recent selective agreement %.4f, upper bound %.4f < %.2f", v,
+			st.Recent.SelectiveAgreement, st.UpperBound, r.cfg.Gate.Threshold)
+		d.serving = nil
+		d.rec.Serving = 0
+		to := Shadowing
+		if d.candidate == nil {
+			to = Collecting
+		}
+		r.transition(d, to, v, reason)
+		_ = ver.model.Close()
+		r.mu.RLock()
+		retrain := r.deps.Retrain
+		r.mu.RUnlock()
+		if retrain != nil {
+			retrain(name) // must not block: the trainer queues it
+		}
+	default:
+		if d.samples >= PersistEvery {
+			r.persist(d)
+		}
+	}
+}
+
+// AddVersion makes a newly trained version the domain's candidate: it is
+// scored in the shadow (beside the serving version, if any) and replaces
+// it only through the gate.
+func (r *Router) AddVersion(name string, v int) error {
+	m, err := r.deps.Load(name, v)
+	if err != nil {
+		return fmt.Errorf("loading %s v%d: %w", name, v, err)
+	}
+	d := r.get(name)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.candidate != nil {
+		_ = d.candidate.model.Close()
+	}
+	d.candidate = &version{n: v, model: m, scores: shadow.NewTracker(r.cfg.Gate)}
+	d.rec.Candidate = v
+	switch d.rec.State {
+	case Collecting, OpenEnded:
+		r.transition(d, Shadowing, v, fmt.Sprintf("v%d trained: scoring it in the shadow of the teacher", v))
+	default:
+		r.transition(d, d.rec.State, v, fmt.Sprintf("v%d trained: shadowing beside the current route", v))
+	}
+	return nil
+}
+
+// SetOpenEnded marks a domain open-ended: no student ever serves it.
+func (r *Router) SetOpenEnded(name, reason string) {
+	d := r.get(name)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.rec.State == OpenEnded && d.rec.Reason == reason {
+		return
+	}
+	if d.serving != nil {
+		_ = d.serving.model.Close()
+		d.serving, d.rec.Serving = nil, 0
+	}
+	if d.candidate != nil {
+		_ = d.candidate.model.Close()
+		d.candidate, d.rec.Candidate = nil, 0
+	}
+	d.rec.Reason = reason
+	r.transition(d, OpenEnded, 0, reason)
+}
+
+// Errors of the manual actions.
+var (
+	ErrNoStudent = errors.New("no student version to serve")
+	ErrAction    = errors.New("unknown action")
+)
+
+// Act applies an operator's action: promote, demote, pin-teacher,
+// pin-student, unpin.
+func (r *Router) Act(name, action string) (Record, error) {
+	d := r.get(name)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch action {
+	case "promote":
+		if d.candidate == nil {
+			return d.rec, fmt.Errorf("promoting %s: %w in the shadow", name, ErrNoStudent)
+		}
+		v := d.candidate
+		v.scores.MarkPromoted()
+		if d.serving != nil {
+			_ = d.serving.model.Close()
+		}
+		d.serving, d.candidate = v, nil
+		d.rec.Serving, d.rec.Candidate = v.n, 0
+		r.transition(d, Serving, v.n, "promoted by an operator")
+	case "demote":
+		if d.serving == nil {
+			return d.rec, fmt.Errorf("demoting %s: %w", name, ErrNoStudent)
+		}
+		v := d.serving
+		d.serving, d.rec.Serving = nil, 0
+		if d.candidate == nil { // keep scoring it
+			d.candidate, d.rec.Candidate = &version{n: v.n, model: v.model, scores: shadow.NewTracker(r.cfg.Gate)}, v.n
+		} else {
+			_ = v.model.Close()
+		}
+		r.transition(d, Shadowing, v.n, "demoted by an operator")
+	case "pin-teacher":
+		if d.rec.State != PinnedTeacher && d.rec.State != PinnedStudent {
+			d.rec.Unpinned = d.rec.State
+		}
+		r.transition(d, PinnedTeacher, 0, "pinned to the teacher by an operator")
+	case "pin-student":
+		if d.serving == nil && d.candidate != nil {
+			d.serving, d.candidate = d.candidate, nil
+			d.rec.Serving, d.rec.Candidate = d.serving.n, 0
+		}
+		if d.serving == nil {
+			return d.rec, fmt.Errorf("pinning %s to its student: %w", name, ErrNoStudent)
+		}
+		if d.rec.State != PinnedTeacher && d.rec.State != PinnedStudent {
+			d.rec.Unpinned = d.rec.State
+		}
+		r.transition(d, PinnedStudent, d.serving.n, "pinned to the student by an operator")
+	case "unpin":
+		to := d.rec.Unpinned
+		switch {
+		case d.serving != nil && (to == Serving || to == PinnedStudent || to == ""):
+			to = Serving
+		case d.candidate != nil:
+			to = Shadowing
+		case to == OpenEnded:
+		default:
+			to = Collecting
+		}
+		d.rec.Unpinned = ""
+		r.transition(d, to, 0, "unpinned by an operator")
+	default:
+		return d.rec, fmt.Errorf("%w %q: want promote, demote, pin-teacher, pin-student or unpin", ErrAction, action)
+	}
+	return d.rec, nil
+}
+
+// transition records a state change (or a version change within a state)
+// and persists the record. d.mu must be held.
+func (r *Router) transition(d *domain, to State, v int, reason string) {
+	t := Transition{Time: r.deps.Now().UTC(), From: d.rec.State, To: to, Version: v, Reason: reason}
+	d.rec.State = to
+	d.rec.Transitions = append(d.rec.Transitions, t)
+	if n := len(d.rec.Transitions); n > maxTransitions {
+		d.rec.Transitions = d.rec.Transitions[n-maxTransitions:]
+	}
+	r.log.Info("domain route changed", "domain", d.name, "from", string(t.From), "to", string(to), "version", v, "reason", reason)
+	r.persist(d)
+}
+
+// persist saves a domain's record with its scores. d.mu must be held.
+func (r *Router) persist(d *domain) {
+	d.samples = 0
+	if r.deps.Persist == nil {
+		return
+	}
+	d.rec.Scores = map[int][]byte{}
+	for _, v := range []*version{d.serving, d.candidate} {
+		if v != nil {
+			if b, err := v.scores.Snapshot(); err == nil {
+				d.rec.Scores[v.n] = b
+			}
+		}
+	}
+	if err := r.deps.Persist(d.name, d.rec); err != nil {
+		r.log.Error("saving domain route", "domain", d.name, "err", err)
+	}
+}
+
+// View is a domain's routing state for display.
+type View struct {
+	State       State           `json:"state"`
+	Serving     int             `json:"serving_version,omitempty"`
+	Candidate   int             `json:"shadow_version,omitempty"`
+	Reason      string          `json:"reason,omitempty"`
+	Transitions []Transition    `json:"transitions,omitempty"`
+	Routes      map[Route]int64 `json:"routes,omitempty"`
+	// Offload is the share of eligible answers the student gave.
+	Offload        float64       `json:"offload"`
+	ServingStats   *shadow.Stats `json:"serving_stats,omitempty"`
+	CandidateStats *shadow.Stats `json:"shadow_stats,omitempty"`
+	Threshold      float64       `json:"threshold"`
+}
+
+// View returns a domain's routing state, or false when the router has
+// never seen it.
+func (r *Router) View(name string) (View, bool) {
+	r.mu.RLock()
+	d := r.domains[name]
+	r.mu.RUnlock()
+	if d == nil {
+		return View{}, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v := View{State: d.rec.State, Serving: d.rec.Serving, Candidate: d.rec.Candidate, Reason: d.rec.Reason,
+		Transitions: append([]Transition(nil), d.rec.Transitions...), Routes: map[Route]int64{}, Threshold: r.cfg.Gate.Threshold}
+	var total int64
+	for k, n := range d.rec.Routes {
+		v.Routes[k] = n
+		total += n
+	}
+	if total > 0 {
+		v.Offload = float64(d.rec.Routes[RouteStudent]+d.rec.Routes[RouteFallback]) / float64(total)
+	}
+	if d.serving != nil {
+		st := d.serving.scores.Stats()
+		v.ServingStats = &st
+	}
+	if d.candidate != nil {
+		st := d.candidate.scores.Stats()
+		v.CandidateStats = &st
+	}
+	return v, true
+}
+
+// MarshalRecord and UnmarshalRecord are the persisted form of a Record.
+func MarshalRecord(rec Record) ([]byte, error) { return json.Marshal(rec) }
+
+// UnmarshalRecord decodes what MarshalRecord produced.
+func UnmarshalRecord(b []byte) (Record, error) {
+	var rec Record
+	err := json.Unmarshal(b, &rec)
+	return rec, err
+}

@@ -1,0 +1,95 @@
+package shadow
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Defaults of a Gate's fields; a zero field means its default.
+const (
+	DefaultThreshold  = 0.95
+	DefaultConfidence = 0.95
+	DefaultMinSamples = 200
+)
+
+// ErrInvalidSnapshot is wrapped by the errors of RestoreTracker when the
+// bytes are not a snapshot it can read.
+var ErrInvalidSnapshot = errors.New("invalid tracker snapshot")
+
+// Gate configures promotion and demotion of one domain's student.
+//
+// A student is promoted when the anytime-valid lower confidence bound of its
+// selective agreement with the teacher reaches Threshold, after at least
+// MinSamples confident samples; a promoted student is demoted when a test at
+// the same confidence shows its selective agreement to be below Threshold.
+// See Tracker for the tests.
+type Gate struct {
+	// Threshold θ: the selective agreement a student must be shown to
+	// reach to be promoted, and below which it is demoted. In (0, 1];
+	// at 1 no student is ever promoted by the gate. Default 0.95.
+	Threshold float64
+	// Confidence 1−α of both tests and of the bounds in Stats. In (0, 1).
+	// Default 0.95.
+	Confidence float64
+	// MinSamples is the fewest confident samples before a promotion,
+	// counted since the promotion test (re)started. At least 0; zero means
+	// the default. Default 200.
+	MinSamples int
+}
+
+// withDefaults returns g with its zero fields set to their defaults.
+func (g Gate) withDefaults() Gate {
+	if g.Threshold == 0 {
+		g.Threshold = DefaultThreshold
+	}
+	if g.Confidence == 0 {
+		g.Confidence = DefaultConfidence
+	}
+	if g.MinSamples == 0 {
+		g.MinSamples = DefaultMinSamples
+	}
+	return g
+}
+
+// Validate reports the first field of g (zero fields taken as their
+// defaults) that is out of range, naming it.
+func (g Gate) Validate() error {
+	g = g.withDefaults()
+	switch {
+	case !(g.Threshold > 0 && g.Threshold <= 1):
+		return fmt.Errorf("gate.threshold: must be in (0,1], got %v", g.Threshold)
+	case !(g.Confidence > 0 && g.Confidence < 1):
+		return fmt.Errorf("gate.confidence: must be in (0,1), got %v", g.Confidence)
+	case g.MinSamples < 0:
+		return fmt.Errorf("gate.min_samples: must not be negative, got %d", g.MinSamples)
+	}
+	return nil
+}
+
+// Verdict is what one sample changed about a domain's routing.
+type Verdict int
+
+const (
+	// None: nothing to do.
+	None Verdict = iota
+	// Promote: the gate has passed and the tracker is not marked promoted.
+	// Add keeps returning Promote until MarkPromoted is called, so acting
+	// on it must be idempotent.
+	Promote
+	// Demote: the promoted student was shown to agree less than the
+	// threshold. Returned once: the tracker leaves the promoted state and
+	// restarts its promotion test on the samples that follow.
+	Demote
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case None:
+		return "none"
+	case Promote:
+		return "promote"
+	case Demote:
+		return "demote"
+	}
+	return fmt.Sprintf("Verdict(%d)", int(v))
+}

@@ -1,0 +1,199 @@
+package shadow
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/understudy-dev/understudy/student"
+)
+
+// Predictor is the part of a student model the pool uses.
+type Predictor interface {
+	PredictBatch(texts []string) ([]student.Prediction, error)
+}
+
+var _ Predictor = (*student.Model)(nil)
+
+// Job asks the pool to score a student version on one teacher answer.
+type Job struct {
+	Domain  string
+	Version int
+	Model   Predictor
+	Input   string
+	// Label is the teacher's normalized answer.
+	Label string
+}
+
+// Sink receives each scored sample.
+type Sink func(domain string, version int, s Sample)
+
+// PoolConfig sizes the pool.
+type PoolConfig struct {
+	// QueueSize bounds waiting jobs; a full queue drops. Default 4096.
+	QueueSize int
+	// Workers score in parallel. Default 1.
+	Workers int
+	// Batch is the most jobs predicted in one call. Default 32.
+	Batch int
+}
+
+// Pool scores students in the shadow of the teacher: a bounded queue, fixed
+// workers that batch predictions per model, and a sink for the samples. It
+// never blocks the caller: Submit drops (and counts) when the queue is full.
+type Pool struct {
+	cfg   PoolConfig
+	sink  Sink
+	queue chan Job
+
+	samples  *prometheus.CounterVec
+	dropped  prometheus.Counter
+	predTime prometheus.Histogram
+
+	closeOnce sync.Once
+	done      chan struct{}
+	wg        sync.WaitGroup
+}
+
+// NewPool builds a pool; reg may be nil.
+func NewPool(cfg PoolConfig, sink Sink, reg prometheus.Registerer) *Pool {
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 4096
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 1
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 32
+	}
+	p := &Pool{cfg: cfg, sink: sink, queue: make(chan Job, cfg.QueueSize), done: make(chan struct{}),
+		samples: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "understudy", Subsystem: "shadow", Name: "samples_total",
+			Help: "Student answers scored against the teacher's, by outcome: agree, disagree (both confident), unconfident.",
+		}, []string{"outcome"}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "understudy", Subsystem: "shadow", Name: "dropped_total",
+			Help: "Shadow scoring jobs dropped because the queue was full.",
+		}),
+		predTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "understudy", Subsystem: "shadow", Name: "batch_prediction_seconds",
+			Help:    "Duration of one batched student prediction in the shadow pool.",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .1},
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(p.samples, p.dropped, p.predTime,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Namespace: "understudy", Subsystem: "shadow", Name: "queue_length",
+				Help: "Shadow scoring jobs waiting.",
+			}, func() float64 { return float64(len(p.queue)) }))
+	}
+	return p
+}
+
+// Submit queues a job; false when it was dropped.
+func (p *Pool) Submit(j Job) bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+	}
+	select {
+	case p.queue <- j:
+		return true
+	default:
+		p.dropped.Inc()
+		return false
+	}
+}
+
+// Record counts a sample scored outside the pool (the serving student's
+// own prediction, made on the request path).
+func (p *Pool) Record(s Sample) {
+	p.samples.WithLabelValues(outcome(s)).Inc()
+}
+
+func outcome(s Sample) string {
+	switch {
+	case !s.Confident:
+		return "unconfident"
+	case s.Agree:
+		return "agree"
+	default:
+		return "disagree"
+	}
+}
+
+// Run starts the workers and waits until ctx is done; the jobs still
+// queued are then dropped.
+func (p *Pool) Run(ctx context.Context) error {
+	for range p.cfg.Workers {
+		p.wg.Add(1)
+		go p.work(ctx)
+	}
+	<-ctx.Done()
+	p.Close()
+	p.wg.Wait()
+	return nil
+}
+
+// Close stops accepting jobs. It is safe to call twice.
+func (p *Pool) Close() {
+	p.closeOnce.Do(func() { close(p.done) })
+}
+
+func (p *Pool) work(ctx context.Context) {
+	defer p.wg.Done()
+	batch := make([]Job, 0, p.cfg.Batch)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-p.queue:
+			batch = append(batch, j)
+		}
+	fill:
+		for len(batch) < p.cfg.Batch {
+			select {
+			case j := <-p.queue:
+				batch = append(batch, j)
+			default:
+				break fill
+			}
+		}
+		p.score(batch)
+	}
+}
+
+// score predicts each model's jobs in one call and sends the samples on.
+func (p *Pool) score(batch []Job) {
+	for len(batch) > 0 {
+		m := batch[0].Model
+		var same, rest []Job
+		for _, j := range batch {
+			if j.Model == m {
+				same = append(same, j)
+			} else {
+				rest = append(rest, j)
+			}
+		}
+		texts := make([]string, len(same))
+		for i, j := range same {
+			texts[i] = j.Input
+		}
+		began := time.Now()
+		preds, err := m.PredictBatch(texts)
+		p.predTime.Observe(time.Since(began).Seconds())
+		if err == nil {
+			for i, j := range same {
+				s := Sample{Confident: preds[i].Confident, Agree: preds[i].Label == j.Label, Teacher: j.Label, Student: preds[i].Label}
+				p.Record(s)
+				p.sink(j.Domain, j.Version, s)
+			}
+		}
+		batch = rest
+	}
+}

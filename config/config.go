@@ -34,6 +34,9 @@ type Config struct {
 	Labels  Labels  `yaml:"labels"`
 	Trainer Trainer `yaml:"trainer"`
 	Router  Router  `yaml:"router"`
+	Metrics Metrics `yaml:"metrics"`
+	// Pricing is the teacher's price per model, for the cost metrics.
+	Pricing Pricing `yaml:"pricing"`
 
 	ONNXRuntime ONNXRuntime `yaml:"onnxruntime"`
 	Log         Log         `yaml:"log"`
@@ -204,6 +207,38 @@ type Router struct {
 	ShadowWorkers int `yaml:"shadow_workers"`
 }
 
+// Metrics configures the Prometheus metrics.
+type Metrics struct {
+	// MaxDomains is how many domains get their own label value; later
+	// ones are counted under "_other". Default 50.
+	MaxDomains int `yaml:"max_domains"`
+}
+
+// Price is a model's price in US dollars per million tokens.
+type Price struct {
+	Input  float64 `yaml:"input"`
+	Output float64 `yaml:"output"`
+}
+
+// Pricing prices the teacher's tokens: understudy_teacher_spend_dollars_total
+// counts what teacher answers cost, understudy_saved_dollars_total what
+// student answers would have cost (at the domain's mean teacher tokens per
+// answer).
+type Pricing struct {
+	// Models maps a requested model to its price.
+	Models map[string]Price `yaml:"models"`
+	// Default prices models not listed. Default 0 (no cost counted).
+	Default Price `yaml:"default"`
+}
+
+// Of returns a model's price.
+func (p Pricing) Of(model string) Price {
+	if pr, ok := p.Models[model]; ok {
+		return pr
+	}
+	return p.Default
+}
+
 // ONNXRuntime locates the ONNX Runtime shared library.
 type ONNXRuntime struct {
 	// Library is the path of libonnxruntime.so. Default "": $UNDERSTUDY_ORT_LIB,
@@ -270,7 +305,8 @@ func Default() *Config {
 			FlushInterval:     100 * time.Millisecond,
 			RetentionInterval: 5 * time.Minute,
 		},
-		Labels: Labels{FoldCase: true, StripTrailingPeriod: true},
+		Labels:  Labels{FoldCase: true, StripTrailingPeriod: true},
+		Metrics: Metrics{MaxDomains: 50},
 		Router: Router{
 			AgreementThreshold: 0.95, Confidence: 0.95, MinSamples: 200, ShadowRate: 0.05,
 			FallbackToStudent: true, ShadowQueueSize: 4096, ShadowWorkers: 1,
@@ -445,6 +481,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Router.ShadowWorkers < 1 {
 		bad("router.shadow_workers", "must be at least 1, got %d", c.Router.ShadowWorkers)
+	}
+
+	if c.Metrics.MaxDomains < 1 {
+		bad("metrics.max_domains", "must be at least 1, got %d", c.Metrics.MaxDomains)
+	}
+	for m, pr := range c.Pricing.Models {
+		if pr.Input < 0 || pr.Output < 0 {
+			bad("pricing.models."+m, "prices must not be negative, got %v/%v", pr.Input, pr.Output)
+		}
 	}
 
 	switch c.Log.Level {

@@ -40,6 +40,13 @@ type AdminRouter interface {
 
 var _ AdminRouter = (*router.Router)(nil)
 
+// CostSource reports a domain's teacher spend and student savings.
+type CostSource interface {
+	Costs(domain string) (spent, saved float64)
+}
+
+var _ CostSource = (*Server)(nil)
+
 // Trainer is what the admin API asks of the background trainer.
 type Trainer interface {
 	// Trigger queues a training run of a domain now.
@@ -64,6 +71,7 @@ type Admin struct {
 	store   AdminStore
 	trainer Trainer
 	router  AdminRouter
+	costs   CostSource
 	log     *slog.Logger
 	token   [sha256.Size]byte
 	srv     *fasthttp.Server
@@ -75,11 +83,11 @@ type Admin struct {
 
 // NewAdmin builds the admin API server from validated config. trainer may
 // be nil (training disabled).
-func NewAdmin(cfg *config.Config, store AdminStore, trainer Trainer, rt AdminRouter, log *slog.Logger) *Admin {
+func NewAdmin(cfg *config.Config, store AdminStore, trainer Trainer, rt AdminRouter, costs CostSource, log *slog.Logger) *Admin {
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &Admin{cfg: cfg, store: store, trainer: trainer, router: rt, log: log, pprof: fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)}
+	a := &Admin{cfg: cfg, store: store, trainer: trainer, router: rt, costs: costs, log: log, pprof: fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)}
 	a.token = sha256.Sum256([]byte(cfg.Admin.Token))
 	a.stop, a.cancelStop = context.WithCancel(context.Background())
 	a.srv = &fasthttp.Server{
@@ -231,6 +239,10 @@ type DomainView struct {
 	// Route is the routing state: serving and shadow versions, agreement
 	// with its bounds, coverage, samples, offload share, transitions.
 	Route *router.View `json:"route,omitempty"`
+	// SpentDollars and SavedDollars are the teacher's cost and the
+	// student's estimated savings since the server started.
+	SpentDollars float64 `json:"spent_dollars"`
+	SavedDollars float64 `json:"saved_dollars"`
 }
 
 // LabelCount is one label and how many stored pairs carry it.
@@ -249,6 +261,9 @@ func (a *Admin) viewOf(d storage.Domain, topN int, detail bool) (DomainView, err
 	}
 	if n := len(versions); n > 0 {
 		v.LatestVersion = versions[n-1].Version
+	}
+	if a.costs != nil {
+		v.SpentDollars, v.SavedDollars = a.costs.Costs(d.Name)
 	}
 	if a.router != nil {
 		if rv, ok := a.router.View(d.Name); ok {

@@ -34,8 +34,8 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
 		log: log,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "understudy", Subsystem: "gateway", Name: "requests_total",
-			Help: "Requests answered, by endpoint, route (teacher, student, student-fallback, deferred, none) and HTTP status code.",
-		}, []string{"endpoint", "route", "code"}),
+			Help: "Requests answered, by endpoint, domain, route (teacher, student, student-fallback, deferred, none) and HTTP status code.",
+		}, []string{"endpoint", "domain", "route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "understudy", Subsystem: "gateway", Name: "request_duration_seconds",
 			Help:    "Time from receiving a request to the end of its response, streams included.",

@@ -25,7 +25,6 @@ type Router interface {
 // Shadow scores candidate students off the request path.
 type Shadow interface {
 	Submit(j shadow.Job) bool
-	Record(s shadow.Sample)
 }
 
 var (
@@ -88,13 +87,11 @@ func (s *Server) teacherAnswered(info *reqInfo, r *Request, a answer, stream boo
 	if s.router != nil {
 		s.router.Count(info.domain, router.Route(info.route))
 	}
+	s.costs.teacher(info.domain, r.Model, info.route, a.promptTokens, a.completionTokens)
 	if sc != nil && label != "" {
 		if sc.pred != nil {
 			sample := shadow.Sample{Confident: sc.pred.Confident, Agree: sc.pred.Label == label, Teacher: label, Student: sc.pred.Label}
 			s.router.Observe(info.domain, sc.version, sample)
-			if s.shadow != nil {
-				s.shadow.Record(sample)
-			}
 		}
 		if sc.candidate != nil && s.shadow != nil {
 			s.shadow.Submit(shadow.Job{Domain: info.domain, Version: sc.candidateVersion, Model: sc.candidate, Input: r.Input, Label: label})
@@ -139,6 +136,7 @@ func (s *Server) answerWithStudent(ctx *fasthttp.RequestCtx, info *reqInfo, r *R
 	created := time.Now().Unix()
 	usage := usageOut{PromptTokens: estimateTokens(r.System) + estimateTokens(r.Input), CompletionTokens: estimateTokens(p.Answer)}
 	usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
+	s.costs.student(domain, r.Model, string(route), usage.PromptTokens, usage.CompletionTokens)
 	fingerprint := "understudy-" + domain + "-v" + strconv.Itoa(version)
 	if !r.Stream {
 		body := answerOut{ID: id, Object: object, Created: created, Model: r.Model, Usage: &usage, SystemFingerprint: fingerprint}

@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/understudy-dev/understudy/config"
+	"github.com/understudy-dev/understudy/router"
 	"github.com/understudy-dev/understudy/student"
 )
 
@@ -33,6 +34,9 @@ type Options struct {
 	Router Router
 	// Shadow scores candidate students. Default: none are scored.
 	Shadow Shadow
+	// DomainLabels bounds the domain label of metrics; share the router's.
+	// Default: metrics.max_domains domains.
+	DomainLabels *router.DomainLabels
 }
 
 // Server is the OpenAI-compatible API server.
@@ -40,6 +44,8 @@ type Server struct {
 	cfg     *config.Config
 	log     *slog.Logger
 	m       *metrics
+	costs   *costs
+	labels  *router.DomainLabels
 	teacher *Teacher
 	domains *DomainResolver
 	pairs   PairLog
@@ -69,6 +75,11 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s := &Server{cfg: cfg, log: opts.Logger, pairs: opts.Pairs, router: opts.Router, shadow: opts.Shadow,
 		normalizer: student.Normalizer{FoldCase: cfg.Labels.FoldCase, StripTrailingPeriod: cfg.Labels.StripTrailingPeriod}}
 	s.m = newMetrics(opts.Registry, s.log)
+	if opts.DomainLabels == nil {
+		opts.DomainLabels = router.NewDomainLabels(cfg.Metrics.MaxDomains)
+	}
+	s.labels = opts.DomainLabels
+	s.costs = newCosts(opts.Registry, cfg.Pricing, s.labels)
 	var err error
 	if s.teacher, err = newTeacher(cfg.Teacher, s.m); err != nil {
 		return nil, err
@@ -217,7 +228,7 @@ func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		writeError(ctx, &apiError{Status: fasthttp.StatusRequestEntityTooLarge, Type: "invalid_request_error",
 			Code: "request_too_large", Message: fmt.Sprintf("Request body too large: the limit is %s.", s.cfg.Gateway.MaxBodySize)})
-		s.m.requests.WithLabelValues("unknown", "none", "413").Inc()
+		s.m.requests.WithLabelValues("unknown", router.NoDomain, "none", "413").Inc()
 		return
 	}
 	var netErr net.Error

@@ -75,6 +75,9 @@ type Deps struct {
 	Logger  *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// Labels bounds the domain label of the router's metrics. Default: 50
+	// domains.
+	Labels *DomainLabels
 }
 
 // PersistEvery is how many samples of a domain pass between two saves of
@@ -114,6 +117,7 @@ type Router struct {
 	cfg  Config
 	deps Deps
 	log  *slog.Logger
+	m    *metrics
 
 	mu      sync.RWMutex
 	domains map[string]*domain
@@ -146,7 +150,10 @@ func New(cfg Config, deps Deps, records map[string]Record) *Router {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	r := &Router{cfg: cfg, deps: deps, log: deps.Logger, domains: map[string]*domain{}}
+	if deps.Labels == nil {
+		deps.Labels = NewDomainLabels(50)
+	}
+	r := &Router{cfg: cfg, deps: deps, log: deps.Logger, domains: map[string]*domain{}, m: newMetrics(deps.Labels)}
 	for name, rec := range records {
 		d := &domain{name: name, rec: rec}
 		if d.rec.State == "" {
@@ -299,6 +306,7 @@ func (r *Router) Observe(name string, v int, s shadow.Sample) {
 		return // a version no longer tracked
 	}
 	verdict := ver.scores.Add(s)
+	r.m.samples.WithLabelValues(r.m.labels.Label(name), outcome(s)).Inc()
 	d.samples++
 	switch {
 	case verdict == shadow.Promote && ver == d.candidate && d.rec.State != PinnedTeacher && d.rec.State != PinnedStudent && d.rec.State != OpenEnded:
@@ -461,6 +469,9 @@ func (r *Router) Act(name, action string) (Record, error) {
 func (r *Router) transition(d *domain, to State, v int, reason string) {
 	t := Transition{Time: r.deps.Now().UTC(), From: d.rec.State, To: to, Version: v, Reason: reason}
 	d.rec.State = to
+	if t.From != to {
+		r.m.transitions.WithLabelValues(r.m.labels.Label(d.name), string(to)).Inc()
+	}
 	d.rec.Transitions = append(d.rec.Transitions, t)
 	if n := len(d.rec.Transitions); n > maxTransitions {
 		d.rec.Transitions = d.rec.Transitions[n-maxTransitions:]

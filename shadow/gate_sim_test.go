@@ -83,14 +83,14 @@ func TestSimGoodStudentPromotedWithin600(t *testing.T) {
 // after 300–1000 samples and counts the samples after the drop until it is
 // demoted.
 //
-// The target was demotion within 150 samples in 95% of streams. That is out
-// of reach of a valid test at α = 0.05 as far as I can tell: a test told
-// exactly when the drop happens, betting the best fixed stake from then on,
-// demotes within 150 samples in 98% of streams; one that may only start
-// betting at the third disagreement after the drop, in 96%. A real test must
-// also notice the drop — a disagreement comes every 50 samples before it and
-// every 7 after — without betting (and losing) on the many false alarms a
-// quick detector raises at 0.98. This one demotes within 150 samples in
+// The target was demotion within 150 samples in 95% of streams. That looks
+// out of reach of any valid test at α = 0.05: a test told exactly when the
+// drop happens, betting the best fixed stake from then on, demotes within
+// 150 samples in 98% of streams; one allowed to start betting only after
+// the third disagreement that follows the drop, in 96%. A real test must
+// also notice the drop — a disagreement comes every 50 samples before it
+// and every 7 after — without betting (and losing) on the many false alarms
+// a quick detector raises at 0.98. This one demotes within 150 samples in
 // about 90% of streams and within 200 in about 98%; the test asserts those
 // with some room.
 func TestSimDriftDemoted(t *testing.T) {

@@ -48,7 +48,6 @@ type Pool struct {
 	sink  Sink
 	queue chan Job
 
-	samples  *prometheus.CounterVec
 	dropped  prometheus.Counter
 	predTime prometheus.Histogram
 
@@ -69,10 +68,6 @@ func NewPool(cfg PoolConfig, sink Sink, reg prometheus.Registerer) *Pool {
 		cfg.Batch = 32
 	}
 	p := &Pool{cfg: cfg, sink: sink, queue: make(chan Job, cfg.QueueSize), done: make(chan struct{}),
-		samples: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "understudy", Subsystem: "shadow", Name: "samples_total",
-			Help: "Student answers scored against the teacher's, by outcome: agree, disagree (both confident), unconfident.",
-		}, []string{"outcome"}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "understudy", Subsystem: "shadow", Name: "dropped_total",
 			Help: "Shadow scoring jobs dropped because the queue was full.",
@@ -84,7 +79,7 @@ func NewPool(cfg PoolConfig, sink Sink, reg prometheus.Registerer) *Pool {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(p.samples, p.dropped, p.predTime,
+		reg.MustRegister(p.dropped, p.predTime,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Namespace: "understudy", Subsystem: "shadow", Name: "queue_length",
 				Help: "Shadow scoring jobs waiting.",
@@ -106,23 +101,6 @@ func (p *Pool) Submit(j Job) bool {
 	default:
 		p.dropped.Inc()
 		return false
-	}
-}
-
-// Record counts a sample scored outside the pool (the serving student's
-// own prediction, made on the request path).
-func (p *Pool) Record(s Sample) {
-	p.samples.WithLabelValues(outcome(s)).Inc()
-}
-
-func outcome(s Sample) string {
-	switch {
-	case !s.Confident:
-		return "unconfident"
-	case s.Agree:
-		return "agree"
-	default:
-		return "disagree"
 	}
 }
 
@@ -190,7 +168,6 @@ func (p *Pool) score(batch []Job) {
 		if err == nil {
 			for i, j := range same {
 				s := Sample{Confident: preds[i].Confident, Agree: preds[i].Label == j.Label, Teacher: j.Label, Student: preds[i].Label}
-				p.Record(s)
 				p.sink(j.Domain, j.Version, s)
 			}
 		}

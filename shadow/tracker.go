@@ -51,10 +51,11 @@ type Stats struct {
 	// SelectiveAgreement = ConfidentAgree/Confident, Coverage =
 	// Confident/Samples, Agreement = Agree/Samples; 0 when undefined.
 	SelectiveAgreement, Coverage, Agreement float64
-	// LowerBound and UpperBound of selective agreement, each one-sided at
-	// Gate.Confidence and valid at any time (a confidence sequence; see
-	// bounds). They cover the samples since the promotion test last
-	// (re)started: creation, or the last demotion. They assume the
+	// LowerBound and UpperBound of selective agreement: a confidence
+	// sequence, valid at any time, each bound one-sided at
+	// Gate.Confidence (so both hold together with probability at least
+	// 1 − 2α). They cover the samples since the promotion test last
+	// (re)started: creation, or the last demotion, and assume the
 	// agreement does not change meanwhile; after a drift they may cross.
 	LowerBound, UpperBound float64
 	// Recent covers the last RecentSize samples.
@@ -80,11 +81,11 @@ type confusionKey struct{ teacher, student string }
 // martingale for H0: p ≤ θ, and every one below θ on the grid, has reached
 // 1/α — and MinSamples confident samples have been seen since the test
 // started. Demotion: after MarkPromoted, a betting martingale for
-// H0: p ≥ θ reaches 1/α (see drift). Both are test supermartingales under
-// their null hypotheses, so by Ville's inequality each wrongly fires with
-// probability at most α however long and however often it is watched.
-// Unconfident samples count in Samples, Coverage and Agreement, never in
-// the tests.
+// H0: p ≥ θ reaches 1/α. Both are test supermartingales under their null
+// hypotheses, so by Ville's inequality each wrongly fires with probability
+// at most α however long and however often it is watched; evidence.go
+// explains them and their stakes. Unconfident samples count in Samples,
+// Coverage and Agreement, never in the tests.
 type Tracker struct {
 	mu sync.Mutex
 

@@ -2,6 +2,7 @@
 // it builds each component from config and runs it.
 //
 //	understudy serve [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--data-dir DIR] [--teacher-url URL]
+//	understudy status [--watch]
 //	understudy domains
 //	understudy export --domain NAME [--out FILE]
 //	understudy train --data FILE.jsonl [--json]
@@ -31,6 +32,7 @@ const usage = `Understudy: an OpenAI-compatible gateway that distills its teache
 
 Usage:
   understudy serve [--config FILE] [flags]   run the gateway (the main job)
+  understudy status [--watch]                summary of every domain: state, agreement, offload, savings
   understudy domains                         list the task domains of a running server
   understudy export --domain NAME [--out F]  export a domain's pairs as OpenAI fine-tuning JSONL
   understudy train --data FILE.jsonl [--json] train a student offline and print its holdout metrics
@@ -80,6 +82,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return teacherSim(ctx, rest, stderr)
 	case "domains":
 		return domainsCmd(ctx, rest, stdout, stderr)
+	case "status":
+		return statusCmd(ctx, rest, stdout, stderr)
 	case "export":
 		return exportCmd(ctx, rest, stdout, stderr)
 	case "train":

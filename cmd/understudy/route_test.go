@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -28,6 +30,7 @@ type routeRun struct {
 	t         *testing.T
 	client    openai.Client
 	adminAddr string
+	gwAddr    string
 }
 
 const (
@@ -109,7 +112,8 @@ func TestStudentTakesOver(t *testing.T) {
 		"--task", "subjects="+subjectsPath, "--system", "subjects="+subjectsSystem).listening(t, "teacher-sim")
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "understudy.yaml")
-	if err := os.WriteFile(cfg, []byte("trainer:\n  min_pairs: 200\n  retrain_every: 500\n  interval: 100ms\n  cooldown: 1s\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("trainer:\n  min_pairs: 200\n  retrain_every: 500\n  interval: 100ms\n  cooldown: 1s\n"+
+		"pricing:\n  models:\n    teacher-sim: {input: 2.5, output: 10}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	args := []string{"serve", "--config", cfg, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
@@ -117,10 +121,10 @@ func TestStudentTakesOver(t *testing.T) {
 	r := &routeRun{t: t}
 	start := func() *child {
 		gw := startChild(t, args...)
-		gwAddr := gw.listening(t, "gateway")
+		r.gwAddr = gw.listening(t, "gateway")
 		r.adminAddr = gw.listening(t, "admin API")
-		r.client = openai.NewClient(option.WithBaseURL("http://"+gwAddr+"/v1/"), option.WithAPIKey("k"), option.WithMaxRetries(0))
-		waitReady(t, "http://"+gwAddr+"/readyz")
+		r.client = openai.NewClient(option.WithBaseURL("http://"+r.gwAddr+"/v1/"), option.WithAPIKey("k"), option.WithMaxRetries(0))
+		waitReady(t, "http://"+r.gwAddr+"/readyz")
 		return gw
 	}
 	gw := start()
@@ -178,10 +182,34 @@ func TestStudentTakesOver(t *testing.T) {
 	}
 	checkServing(r.send("spam", spamSystem, take(1000)))
 
+	// What an operator sees: the status command, the domain view, metrics.
+	var status bytes.Buffer
+	if err := run(context.Background(), []string{"status", "--admin-url", "http://" + r.adminAddr}, &status, &status); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("understudy status:\n%s", status.String())
+	if !regexp.MustCompile(`(?m)^spam +serving +v\d+ +0\.9\d\d -0\.\d+ .*\$0\.\d*[1-9]`).MatchString(status.String()) {
+		t.Errorf("status does not show spam serving with agreement and savings:\n%s", status.String())
+	}
+	metrics := get(t, "http://"+r.gwAddr+"/metrics")
+	for _, want := range []string{`understudy_router_domain_state{domain="spam",state="serving"} 1`, `understudy_saved_dollars_total{domain="spam",model="teacher-sim"}`,
+		`understudy_gateway_requests_total{code="200",domain="spam",endpoint="chat_completions",route="student"}`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
 	// Phase 3: a restart keeps the states.
-	for deadline := time.Now().Add(time.Minute); r.state("subjects") != "open_ended"; time.Sleep(100 * time.Millisecond) {
+	// The open-ended domain needs trainer.min_pairs pairs before the trainer
+	// looks at it.
+	for i, deadline := 0, time.Now().Add(time.Minute); r.state("subjects") != "open_ended"; i++ {
 		if time.Now().After(deadline) {
 			t.Fatalf("subjects is %s, want open_ended", r.state("subjects"))
+		}
+		if v, _ := getDomain(t, r.adminAddr, "subjects"); v.Pairs < 200 {
+			openEnded = append(openEnded, r.send("subjects", subjectsSystem, subjects[(i*20)%900:(i*20)%900+20])...)
+		} else {
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	gw.stop(t, syscall.SIGTERM)
@@ -217,4 +245,18 @@ func TestStudentTakesOver(t *testing.T) {
 	if s := r.state("subjects"); s != "open_ended" {
 		t.Errorf("subjects is %s, want open_ended", s)
 	}
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }

@@ -73,7 +73,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	opts := gateway.Options{Logger: log, Registry: reg}
+	labels := router.NewDomainLabels(cfg.Metrics.MaxDomains)
+	opts := gateway.Options{Logger: log, Registry: reg, DomainLabels: labels}
 	if cfg.Storage.Enabled {
 		opts.Pairs = db
 	}
@@ -99,10 +100,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			}
 			return db.SetDomainSetting(domain, routerSetting, string(b))
 		}, log)
-		if rt, err = newRouter(cfg, db, saver.Save, log); err != nil {
+		if rt, err = newRouter(cfg, db, saver.Save, labels, log); err != nil {
 			db.Close()
 			return err
 		}
+		reg.MustRegister(rt)
 		pool = shadow.NewPool(shadow.PoolConfig{QueueSize: cfg.Router.ShadowQueueSize, Workers: cfg.Router.ShadowWorkers}, rt.Observe, reg)
 		opts.Router, opts.Shadow = rt, pool
 		sched = trainer.NewScheduler(db, trainer.SchedulerConfig{
@@ -129,7 +131,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if rt != nil {
 		adminRouter = rt
 	}
-	admin := gateway.NewAdmin(cfg, db, adminTrainer, adminRouter, log)
+	admin := gateway.NewAdmin(cfg, db, adminTrainer, adminRouter, gw, log)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return gw.Run(gctx) })
@@ -158,7 +160,7 @@ const routerSetting = "router"
 
 // newRouter builds the router from the routing records stored with the
 // domains, so a restart keeps every domain's state and statistics.
-func newRouter(cfg *config.Config, db *storage.DB, persist func(string, router.Record) error, log *slog.Logger) (*router.Router, error) {
+func newRouter(cfg *config.Config, db *storage.DB, persist func(string, router.Record) error, labels *router.DomainLabels, log *slog.Logger) (*router.Router, error) {
 	ds, err := db.Domains()
 	if err != nil {
 		return nil, err
@@ -188,6 +190,7 @@ func newRouter(cfg *config.Config, db *storage.DB, persist func(string, router.R
 				return student.Load(a, 1)
 			},
 			Persist: persist,
+			Labels:  labels,
 			Logger:  log,
 		}, records), nil
 }

@@ -1,0 +1,59 @@
+package router
+
+import "sync"
+
+// Label values for domains that metrics do not name one by one.
+const (
+	OtherDomain = "_other" // domains past the limit
+	NoDomain    = "_none"  // requests without a domain (models, embeddings)
+)
+
+// DomainLabels bounds the domain label of metrics: the first Max domains
+// seen keep their name, later ones fold into "_other", so an application
+// sending endless distinct system prompts cannot grow the series without
+// bound. It is safe for concurrent use.
+type DomainLabels struct {
+	max  int
+	mu   sync.RWMutex
+	seen map[string]struct{}
+}
+
+// NewDomainLabels admits up to max domains.
+func NewDomainLabels(max int) *DomainLabels {
+	return &DomainLabels{max: max, seen: map[string]struct{}{}}
+}
+
+// Label returns the label value for a domain.
+func (l *DomainLabels) Label(domain string) string {
+	if domain == "" {
+		return NoDomain
+	}
+	l.mu.RLock()
+	_, ok := l.seen[domain]
+	n := len(l.seen)
+	l.mu.RUnlock()
+	if ok {
+		return domain
+	}
+	if n >= l.max {
+		return OtherDomain
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.seen) < l.max {
+		l.seen[domain] = struct{}{}
+		return domain
+	}
+	if _, ok := l.seen[domain]; ok {
+		return domain
+	}
+	return OtherDomain
+}
+
+// Named reports whether a domain has its own label.
+func (l *DomainLabels) Named(domain string) bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	_, ok := l.seen[domain]
+	return ok
+}

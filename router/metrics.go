@@ -1,0 +1,101 @@
+package router
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/understudy-dev/understudy/shadow"
+)
+
+// metrics are the router's: counters it increments, and gauges of every
+// domain's statistics read at scrape time.
+type metrics struct {
+	labels      *DomainLabels
+	samples     *prometheus.CounterVec
+	transitions *prometheus.CounterVec
+
+	selective, lower, coverage, threshold, state *prometheus.Desc
+}
+
+func newMetrics(labels *DomainLabels) *metrics {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("understudy_router_"+name, help, labels, nil)
+	}
+	return &metrics{
+		labels: labels,
+		samples: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "understudy", Subsystem: "shadow", Name: "samples_total",
+			Help: "Student answers scored against the teacher's, by domain and outcome: agree, disagree (both confident), unconfident.",
+		}, []string{"domain", "outcome"}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "understudy", Subsystem: "router", Name: "transitions_total",
+			Help: "Changes of a domain's routing state, by the state entered.",
+		}, []string{"domain", "to"}),
+		selective: d("selective_agreement", "Selective agreement with the teacher (among confident answers) of a domain's student version, all time.", "domain", "version", "role"),
+		lower:     d("agreement_lower_bound", "Anytime-valid lower confidence bound of the selective agreement.", "domain", "version", "role"),
+		coverage:  d("coverage", "Share of scored requests on which the student version was confident.", "domain", "version", "role"),
+		threshold: d("agreement_threshold", "Selective agreement a student must be shown to reach to serve.", "domain"),
+		state:     d("domain_state", "1 for a domain's current routing state.", "domain", "state"),
+	}
+}
+
+func outcome(s shadow.Sample) string {
+	switch {
+	case !s.Confident:
+		return "unconfident"
+	case s.Agree:
+		return "agree"
+	default:
+		return "disagree"
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (r *Router) Describe(ch chan<- *prometheus.Desc) {
+	r.m.samples.Describe(ch)
+	r.m.transitions.Describe(ch)
+	for _, d := range []*prometheus.Desc{r.m.selective, r.m.lower, r.m.coverage, r.m.threshold, r.m.state} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector: the counters, and the gauges of
+// every domain that has its own label.
+func (r *Router) Collect(ch chan<- prometheus.Metric) {
+	r.m.samples.Collect(ch)
+	r.m.transitions.Collect(ch)
+	r.mu.RLock()
+	ds := make([]*domain, 0, len(r.domains))
+	for _, d := range r.domains {
+		ds = append(ds, d)
+	}
+	r.mu.RUnlock()
+	gauge := func(desc *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
+	}
+	for _, d := range ds {
+		if !r.m.labels.Named(d.name) {
+			continue
+		}
+		d.mu.Lock()
+		gauge(r.m.threshold, r.cfg.Gate.Threshold, d.name)
+		gauge(r.m.state, 1, d.name, string(d.rec.State))
+		for _, v := range []struct {
+			ver  *version
+			role string
+		}{{d.serving, "serving"}, {d.candidate, "shadow"}} {
+			if v.ver == nil {
+				continue
+			}
+			st := v.ver.scores.Stats()
+			n := strconv.Itoa(v.ver.n)
+			gauge(r.m.selective, st.SelectiveAgreement, d.name, n, v.role)
+			gauge(r.m.lower, st.LowerBound, d.name, n, v.role)
+			gauge(r.m.coverage, st.Coverage, d.name, n, v.role)
+		}
+		d.mu.Unlock()
+	}
+}
+
+var _ prometheus.Collector = (*Router)(nil)

@@ -91,7 +91,7 @@ func NewAdmin(cfg *config.Config, store AdminStore, trainer Trainer, rt AdminRou
 	a.token = sha256.Sum256([]byte(cfg.Admin.Token))
 	a.stop, a.cancelStop = context.WithCancel(context.Background())
 	a.srv = &fasthttp.Server{
-		Handler:               a.recover(a.auth(a.route)),
+		Handler:               chain(a.route, recoverWith(log), a.auth),
 		Name:                  "understudy-admin",
 		NoDefaultServerHeader: true,
 		ReadTimeout:           time.Minute,
@@ -131,18 +131,6 @@ func (a *Admin) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("shutting down admin API: %w", err)
 	}
 	return nil
-}
-
-func (a *Admin) recover(next fasthttp.RequestHandler) fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) {
-		defer func() {
-			if v := recover(); v != nil {
-				a.log.Error("panic serving admin request", "path", string(ctx.Path()), "panic", fmt.Sprint(v))
-				writeError(ctx, &apiError{Status: fasthttp.StatusInternalServerError, Type: "server_error", Message: "internal error"})
-			}
-		}()
-		next(ctx)
-	}
 }
 
 func (a *Admin) auth(next fasthttp.RequestHandler) fasthttp.RequestHandler {

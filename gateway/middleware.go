@@ -52,15 +52,22 @@ func infoOf(ctx *fasthttp.RequestCtx) *reqInfo {
 
 // recover turns a panic into a 500 with the OpenAI error object.
 func (s *Server) recover(next fasthttp.RequestHandler) fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) {
-		defer func() {
-			if v := recover(); v != nil {
-				s.log.Error("panic serving request", "path", string(ctx.Path()), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-				writeError(ctx, &apiError{Status: fasthttp.StatusInternalServerError, Type: "server_error",
-					Message: "The gateway had an internal error handling the request."})
-			}
-		}()
-		next(ctx)
+	return recoverWith(s.log)(next)
+}
+
+// recoverWith is the recover middleware of both servers.
+func recoverWith(log *slog.Logger) middleware {
+	return func(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+		return func(ctx *fasthttp.RequestCtx) {
+			defer func() {
+				if v := recover(); v != nil {
+					log.Error("panic serving request", "path", string(ctx.Path()), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+					writeError(ctx, &apiError{Status: fasthttp.StatusInternalServerError, Type: "server_error",
+						Message: "The gateway had an internal error handling the request."})
+				}
+			}()
+			next(ctx)
+		}
 	}
 }
 

@@ -219,6 +219,26 @@ func TestStudentTakesOver(t *testing.T) {
 	}
 	checkServing(r.send("spam", spamSystem, take(500)))
 
+	// An operator pins the domain to the teacher, then unpins it.
+	act := func(action, want string) {
+		t.Helper()
+		resp, err := http.Post("http://"+r.adminAddr+"/admin/domains/spam/"+action, "application/json", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || r.state("spam") != want {
+			t.Fatalf("%s: %s, state %s; want %s", action, resp.Status, r.state("spam"), want)
+		}
+	}
+	act("pin-teacher", "pinned_teacher")
+	for _, o := range r.send("spam", spamSystem, take(50)) {
+		if o.route != "teacher" {
+			t.Fatalf("pinned to the teacher, a request went to %q", o.route)
+		}
+	}
+	act("unpin", "serving")
+
 	// Phase 4: the teacher changes its answers; the domain is demoted.
 	body, _ := json.Marshal(map[string]any{"swap_labels": true})
 	resp, err := http.Post("http://"+simAddr+"/sim/config", "application/json", bytes.NewReader(body))

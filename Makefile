@@ -18,6 +18,7 @@ build:
 deps: npm
 	scripts/fetch-onnxruntime.sh
 	scripts/fetch-spamassassin.sh
+	@command -v prometheus >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
 
 npm:
 	@command -v npm >/dev/null 2>&1 || { echo "installing npm with apt-get"; \

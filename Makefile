@@ -7,7 +7,7 @@ PKGS      := ./...
 FUZZTIME  ?= 10s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build deps npm test unit fuzz lint bench loadbench clean
+.PHONY: all build deps npm test unit fuzz lint bench loadbench demo clean
 
 all: build
 
@@ -65,6 +65,13 @@ loadbench: build
 	@mkdir -p $(BENCH_DIR)
 	@echo "== load benchmark -> $(BENCH_DIR)/loadbench.txt, $(BENCH_DIR)/loadbench.json"
 	$(GO) run ./scripts/loadbench -bin $(BIN) -json $(BENCH_DIR)/loadbench.json 2>&1 | tee $(BENCH_DIR)/loadbench.txt
+
+## demo: a student taking over replayed traffic, end to end (under a
+## minute; fetches what it needs). Its report and chart go to bin/; pass
+## more flags with DEMO_FLAGS (see bin/understudy demo -h).
+DEMO_FLAGS ?=
+demo: deps build
+	$(BIN) demo --report bin/demo-report.json --chart bin/demo-chart.png $(DEMO_FLAGS)
 
 clean:
 	rm -rf bin $(BENCH_DIR)

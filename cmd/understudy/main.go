@@ -8,6 +8,7 @@
 //	understudy train --data FILE.jsonl [--json]
 //	understudy config check FILE
 //	understudy teacher-sim --task NAME=FILE.jsonl [...]
+//	understudy demo [--requests N] [--report FILE.json] [--chart FILE.png] [...]
 //	understudy version
 package main
 
@@ -38,6 +39,7 @@ Usage:
   understudy train --data FILE.jsonl [--json] train a student offline and print its holdout metrics
   understudy config check FILE               validate a config file and print the effective config
   understudy teacher-sim [flags]             run an OpenAI-compatible teacher simulator
+  understudy demo [flags]                    watch a student take over replayed traffic (data: make deps)
   understudy version                         print the version
 
 Run "understudy COMMAND -h" for a command's flags.
@@ -88,6 +90,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return exportCmd(ctx, rest, stdout, stderr)
 	case "train":
 		return trainCmd(ctx, rest, stdout, stderr)
+	case "demo":
+		return demoCmd(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "understudy", version)
 		return nil

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"runtime/debug"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -51,6 +53,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(cfg.Gateway.GCPercent)
+	}
 	if cfg.Teacher.APIKey == "" && !cfg.Teacher.PassClientAuthorization {
 		log.Warn("no teacher API key: set OPENAI_API_KEY or teacher.api_key, or teacher.pass_client_authorization to forward the client's", "teacher", cfg.Teacher.URL)
 	}

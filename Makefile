@@ -7,7 +7,7 @@ PKGS      := ./...
 FUZZTIME  ?= 10s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build deps npm test unit fuzz lint bench loadbench demo clean
+.PHONY: all build deps npm prometheus test unit fuzz lint bench loadbench demo clean
 
 all: build
 
@@ -18,16 +18,20 @@ build:
 deps: npm
 	scripts/fetch-onnxruntime.sh
 	scripts/fetch-spamassassin.sh
-	@command -v prometheus >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+
+## prometheus: Debian's Prometheus (and promtool), for the dashboard test.
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || { echo "installing prometheus with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
 
 npm:
 	@command -v npm >/dev/null 2>&1 || { echo "installing npm with apt-get"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
 
 ## test: vet, unit and integration tests (race detector on), a short fuzz run.
-test: deps lint unit fuzz
+test: deps prometheus lint unit fuzz
 
-unit: deps
+unit: deps prometheus
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 fuzz:

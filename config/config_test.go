@@ -174,3 +174,28 @@ func TestSize(t *testing.T) {
 		}
 	}
 }
+
+// TestREADMEExample keeps the README's configuration example loadable.
+func TestREADMEExample(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const start = "```yaml\nlisten:"
+	i := strings.Index(string(b), start)
+	if i < 0 {
+		t.Fatal("README has no configuration example")
+	}
+	rest := string(b)[i+len("```yaml\n"):]
+	path := filepath.Join(t.TempDir(), "readme.yaml")
+	if err := os.WriteFile(path, []byte(rest[:strings.Index(rest, "```")]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path, env(nil))
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		t.Errorf("README's example: %v", err)
+	}
+}

@@ -1,8 +1,8 @@
 // Package router owns the per-domain routing state machine (collecting,
-// shadowing, serving, open_ended, pinned) and the per-request decision of
-// who answers: the teacher, the student, or the teacher with the student
-// scored in its shadow. It does no I/O itself.
-//
-// Until students exist (see the students and shadow issues), every request
-// goes to the teacher; the gateway marks it "X-Understudy-Route: teacher".
+// shadowing, serving, open_ended, pinned_teacher, pinned_student) and the
+// per-request decision of who answers: the serving student when it is
+// confident, else the teacher, with candidate versions scored in the
+// teacher's shadow. Its effects on the world — loading models, persisting
+// records, asking for retraining — are injected (Deps); it does no I/O
+// itself. It also exports each domain's routing metrics.
 package router

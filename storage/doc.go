@@ -1,6 +1,6 @@
 // Package storage owns Understudy's Badger database: the pair log (teacher
-// answers logged per task domain), domain records with their label counts,
-// and later student versions and statistics; retention; export as OpenAI
+// answers logged per task domain), domain records with their label counts
+// and routing settings, student versions (students.go); retention; export as OpenAI
 // fine-tuning JSONL. Only domain methods are exported: *badger.DB never
 // leaves the package.
 //
@@ -19,7 +19,7 @@
 //
 // Keys start with their kind and domain so that one domain iterates alone
 // (see keys.go): pair/<domain>/<ulid>, domain/<domain>, label/<domain>/<label>,
-// meta/format. Pairs are a compact binary record (codec.go), domain records
+// student/<domain>/<version>, studentmeta/<domain>/<version>, meta/format. Pairs are a compact binary record (codec.go), domain records
 // JSON. A ULID orders pairs oldest first and dates them for TTL.
 //
 // # Retention

@@ -2,8 +2,11 @@
 // speaks the OpenAI API to applications, its middleware (recover, request
 // id, metrics, auth), request parsing with task-domain and eligibility
 // detection, the teacher client (keep-alive, timeouts, dial retries, one
-// circuit breaker) and the SSE relay that streams teacher answers to the
-// client as they arrive.
+// circuit breaker), the SSE relay that streams teacher answers to the
+// client as they arrive, student answers rendered as OpenAI responses,
+// token and cost accounting, and the admin API. Routing policy is the
+// router's: the gateway asks it who answers and tells it what the teacher
+// said.
 //
 // Errors become an HTTP status and the OpenAI error object
 // {"error":{"message","type","param","code"}} in one place: writeError.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Request is what the gateway learns from an OpenAI request body before it
@@ -235,6 +236,12 @@ func contentText(raw json.RawMessage) (text, media string, err error) {
 	}
 	switch raw[0] {
 	case '"':
+		// The body was validated as a whole: a string without escapes is
+		// the bytes between its quotes (if they are valid UTF-8, which
+		// encoding/json would otherwise repair).
+		if s := raw[1 : len(raw)-1]; bytes.IndexByte(s, '\\') < 0 && utf8.Valid(s) {
+			return string(s), "", nil
+		}
 		err = json.Unmarshal(raw, &text)
 		return text, "", err
 	case '[':

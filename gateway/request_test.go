@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -157,4 +158,19 @@ func FuzzParseCompletionRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestContentTextFastPath checks the no-escape shortcut reads strings as
+// encoding/json does.
+func TestContentTextFastPath(t *testing.T) {
+	for _, raw := range []string{`"plain"`, `"with \"quotes\" and \\n"`, `"héllo wörld ✓"`, `""`, "\"bad \xff utf8\"", `"tab\tescaped"`} {
+		var want string
+		if err := json.Unmarshal([]byte(raw), &want); err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := contentText(json.RawMessage(raw))
+		if err != nil || got != want {
+			t.Errorf("contentText(%q) = %q, %v; want %q", raw, got, err, want)
+		}
+	}
 }

@@ -93,11 +93,14 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	s.stop, s.cancelStop = context.WithCancel(context.Background())
 	s.srv = &fasthttp.Server{
-		Handler:                       chain(s.route, s.recover, s.requestID, s.observe, s.auth),
-		ErrorHandler:                  s.transportError,
-		Name:                          "understudy",
-		NoDefaultServerHeader:         true,
-		MaxRequestBodySize:            int(cfg.Gateway.MaxBodySize),
+		Handler:               chain(s.route, s.recover, s.requestID, s.observe, s.auth),
+		ErrorHandler:          s.transportError,
+		Name:                  "understudy",
+		NoDefaultServerHeader: true,
+		// Bodies up to twice the limit are read whole and refused by the
+		// handler, so the client gets its 413 instead of a connection
+		// reset mid-upload; only larger ones are cut off while arriving.
+		MaxRequestBodySize:            int(2 * cfg.Gateway.MaxBodySize),
 		ReadTimeout:                   5 * time.Minute,
 		IdleTimeout:                   2 * time.Minute,
 		DisablePreParseMultipartForm:  true,
@@ -149,6 +152,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	path := string(ctx.Path())
 	info := infoOf(ctx)
+	if len(ctx.Request.Body()) > int(s.cfg.Gateway.MaxBodySize) {
+		info.endpoint = "unknown"
+		writeError(ctx, s.tooLarge())
+		return
+	}
 	switch path {
 	case "/v1/chat/completions":
 		info.endpoint = "chat_completions"
@@ -226,8 +234,7 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.Response.Header.Set("X-Request-Id", newRequestID())
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-		writeError(ctx, &apiError{Status: fasthttp.StatusRequestEntityTooLarge, Type: "invalid_request_error",
-			Code: "request_too_large", Message: fmt.Sprintf("Request body too large: the limit is %s.", s.cfg.Gateway.MaxBodySize)})
+		writeError(ctx, s.tooLarge())
 		s.m.requests.WithLabelValues("unknown", router.NoDomain, "none", "413").Inc()
 		return
 	}
@@ -244,4 +251,10 @@ type slogPrinter struct{ log *slog.Logger }
 
 func (p slogPrinter) Printf(format string, args ...any) {
 	p.log.Debug("fasthttp", "msg", fmt.Sprintf(format, args...))
+}
+
+// tooLarge is the 413 for a body over gateway.max_body_size.
+func (s *Server) tooLarge() *apiError {
+	return &apiError{Status: fasthttp.StatusRequestEntityTooLarge, Type: "invalid_request_error",
+		Code: "request_too_large", Message: fmt.Sprintf("Request body too large: the limit is %s.", s.cfg.Gateway.MaxBodySize)}
 }

@@ -141,6 +141,10 @@ type Storage struct {
 	// pair is dropped and counted rather than delaying a request.
 	// Default 65536.
 	QueueSize int `yaml:"queue_size"`
+	// QueueBytes bounds the memory of the pairs waiting to be written (a
+	// pair carries its request when keep_requests is on); beyond it a pair is
+	// dropped and counted. Default 32MiB.
+	QueueBytes Size `yaml:"queue_bytes"`
 	// BatchSize writes a batch once this many pairs wait. Default 1024.
 	BatchSize int `yaml:"batch_size"`
 	// FlushInterval writes waiting pairs at least this often. Default 100ms.
@@ -307,6 +311,7 @@ func Default() *Config {
 			TTL:               720 * time.Hour,
 			MaxPairsPerDomain: 200000,
 			QueueSize:         65536,
+			QueueBytes:        32 * MiB,
 			BatchSize:         1024,
 			FlushInterval:     100 * time.Millisecond,
 			RetentionInterval: 5 * time.Minute,
@@ -443,6 +448,9 @@ func (c *Config) Validate() error {
 		if f.v < 1 {
 			bad(f.name, "must be at least 1, got %d", f.v)
 		}
+	}
+	if c.Storage.QueueBytes < MiB {
+		bad("storage.queue_bytes", "must be at least 1MiB, got %s", c.Storage.QueueBytes)
 	}
 	positive("storage.flush_interval", c.Storage.FlushInterval)
 	positive("storage.retention_interval", c.Storage.RetentionInterval)

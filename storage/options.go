@@ -20,6 +20,7 @@ const (
 	DefaultTTL               = 720 * time.Hour // 30 days
 	DefaultMaxPairsPerDomain = 200000
 	DefaultQueueSize         = 65536
+	DefaultQueueBytes        = 32 << 20
 	DefaultBatchSize         = 1024
 	DefaultFlushInterval     = 100 * time.Millisecond
 	DefaultRetentionInterval = 5 * time.Minute
@@ -46,6 +47,12 @@ type Options struct {
 	// QueueSize is the capacity of the asynchronous writer's queue; Log drops
 	// a pair when it is full. Default 65536.
 	QueueSize int
+	// QueueBytes bounds the memory the queue holds: Log drops a pair when
+	// the pairs accepted and not yet written (counted by their encoded size)
+	// would exceed it. A pair alone in the queue is always accepted. With
+	// keep_requests on a pair carries the whole request, so a count alone
+	// would not bound memory. Default 32 MiB.
+	QueueBytes int64
 	// BatchSize flushes the queue to Badger when this many pairs are waiting.
 	// Default 1024.
 	BatchSize int
@@ -75,6 +82,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.QueueSize == 0 {
 		o.QueueSize = DefaultQueueSize
 	}
+	if o.QueueBytes == 0 {
+		o.QueueBytes = DefaultQueueBytes
+	}
 	if o.BatchSize == 0 {
 		o.BatchSize = DefaultBatchSize
 	}
@@ -90,6 +100,8 @@ func (o Options) withDefaults() (Options, error) {
 	switch {
 	case o.QueueSize < 0:
 		return o, fmt.Errorf("storage.queue_size: must be positive, got %d", o.QueueSize)
+	case o.QueueBytes < 0:
+		return o, fmt.Errorf("storage.queue_bytes: must be positive, got %d", o.QueueBytes)
 	case o.BatchSize < 0:
 		return o, fmt.Errorf("storage.batch_size: must be positive, got %d", o.BatchSize)
 	case o.FlushInterval < 0:

@@ -46,7 +46,8 @@ type Pair struct {
 type queued struct {
 	p     Pair
 	id    ulid.ULID
-	given bool // the caller set the ID: it may repeat one already stored
+	given bool  // the caller set the ID: it may repeat one already stored
+	size  int64 // its share of Options.QueueBytes
 }
 
 // DB is the pair log: an embedded Badger database written by one batching
@@ -65,6 +66,7 @@ type DB struct {
 	closed   bool
 	queue    chan *queued
 	enqueued atomic.Uint64
+	queued   atomic.Int64 // bytes accepted and not yet written, see Options.QueueBytes
 	flushNow chan struct{}
 
 	// Writer progress, for Flush.
@@ -88,6 +90,9 @@ type DB struct {
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
 	writerDone chan struct{}
+
+	unreleased atomic.Int64  // value bytes written since the releaser last ran
+	releaseNow chan struct{} // wakes runReleaser
 
 	lifeMu    sync.RWMutex // readers hold it shared; Close takes it to close Badger
 	bdbClosed bool
@@ -137,6 +142,7 @@ func Open(opts Options) (*DB, error) {
 		progress:   make(chan struct{}),
 		domains:    make(map[string]*domainEntry),
 		writerDone: make(chan struct{}),
+		releaseNow: make(chan struct{}, 1),
 	}
 	if err := db.checkFormat(); err != nil {
 		_ = bdb.Close()
@@ -154,9 +160,10 @@ func Open(opts Options) (*DB, error) {
 		}
 	}
 	db.ctx, db.cancel = context.WithCancel(context.Background())
-	db.wg.Add(2)
+	db.wg.Add(3)
 	go db.runWriter()
 	go db.runRetention()
+	go db.runReleaser()
 	return db, nil
 }
 
@@ -288,15 +295,24 @@ func (db *DB) Log(p Pair) bool {
 		return false
 	}
 
+	// The encoded size plus the Pair struct and its ULID, roughly.
+	q.size = int64(pairSize(&q.p)) + 256
+
 	db.logMu.Lock()
 	if db.closed {
 		db.logMu.Unlock()
 		db.m.dropped.WithLabelValues(reasonClosed).Inc()
 		return false
 	}
+	if used := db.queued.Load(); used > 0 && used+q.size > db.opts.QueueBytes {
+		db.logMu.Unlock()
+		db.m.dropped.WithLabelValues(reasonQueueFull).Inc()
+		return false
+	}
 	select {
 	case db.queue <- q:
 		db.enqueued.Add(1)
+		db.queued.Add(q.size)
 		db.logMu.Unlock()
 		return true
 	default:

@@ -726,6 +726,29 @@ func TestLogDrops(t *testing.T) {
 			}
 		}
 	})
+	t.Run("queue bytes", func(t *testing.T) {
+		big := strings.Repeat("x", 600<<10)
+		db, reg := open(t, Options{QueueBytes: 1 << 20, BatchSize: 1, FlushInterval: time.Hour})
+		db.mu.Lock() // hold the writer: nothing leaves the queue
+		mustLog(t, db, Pair{Domain: "d", Input: big}) // alone: accepted whatever its size
+		if db.Log(Pair{Domain: "d", Input: big}) {
+			t.Error("Log beyond queue_bytes returned true")
+		}
+		mustLog(t, db, Pair{Domain: "d", Input: "small"}) // still fits
+		db.mu.Unlock()
+		flush(t, db)
+		mustLog(t, db, Pair{Domain: "d", Input: big}) // written pairs free their bytes
+		flush(t, db)
+		if got := len(allPairs(t, db, "d")); got != 3 {
+			t.Errorf("stored %d pairs, want 3", got)
+		}
+		if got := metric(t, reg, "understudy_storage_pairs_dropped_total", "reason", "queue_full"); got != 1 {
+			t.Errorf("dropped{queue_full} = %v, want 1", got)
+		}
+		if got := db.queued.Load(); got != 0 {
+			t.Errorf("%d bytes still counted as queued after Flush", got)
+		}
+	})
 	t.Run("invalid", func(t *testing.T) {
 		db, reg := open(t, Options{})
 		for _, p := range []Pair{

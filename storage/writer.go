@@ -82,6 +82,11 @@ func (db *DB) runWriter() {
 // to Flush.
 func (db *DB) writePairs(batch []*queued) {
 	total := uint64(len(batch))
+	var size int64
+	for _, q := range batch {
+		size += q.size
+	}
+	defer db.queued.Add(-size)
 	var firstErr error
 	for len(batch) > 0 {
 		n := chunkLen(batch)
@@ -220,6 +225,7 @@ func (db *DB) writeChunk(chunk []*queued) (int, error) {
 		e.rec = rec
 	}
 	db.cacheLabels(counts)
+	db.noteWritten(size)
 	return len(chunk), nil
 }
 

@@ -69,6 +69,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		TTL:               cfg.Storage.TTL,
 		MaxPairsPerDomain: cfg.Storage.MaxPairsPerDomain,
 		QueueSize:         cfg.Storage.QueueSize,
+		QueueBytes:        int64(cfg.Storage.QueueBytes),
 		BatchSize:         cfg.Storage.BatchSize,
 		FlushInterval:     cfg.Storage.FlushInterval,
 		RetentionInterval: cfg.Storage.RetentionInterval,

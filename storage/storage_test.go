@@ -729,7 +729,7 @@ func TestLogDrops(t *testing.T) {
 	t.Run("queue bytes", func(t *testing.T) {
 		big := strings.Repeat("x", 600<<10)
 		db, reg := open(t, Options{QueueBytes: 1 << 20, BatchSize: 1, FlushInterval: time.Hour})
-		db.mu.Lock() // hold the writer: nothing leaves the queue
+		db.mu.Lock()                                  // hold the writer: nothing leaves the queue
 		mustLog(t, db, Pair{Domain: "d", Input: big}) // alone: accepted whatever its size
 		if db.Log(Pair{Domain: "d", Input: big}) {
 			t.Error("Log beyond queue_bytes returned true")

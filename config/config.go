@@ -198,8 +198,13 @@ type Router struct {
 	// student must be shown to reach (lower confidence bound) to serve, and
 	// below which it is demoted. Default 0.95.
 	AgreementThreshold float64 `yaml:"agreement_threshold"`
-	// Confidence of the bounds (1 - α). Default 0.95.
+	// Confidence of the promotion test and the bounds (1 - α). Default 0.95.
 	Confidence float64 `yaml:"confidence"`
+	// DemotionConfidence of the demotion test (1 - α). Lower than
+	// Confidence by default: a wrong demotion only sends traffic back to the
+	// teacher, while a drift noticed late serves wrong answers (see
+	// shadow.Gate). Default 0.85.
+	DemotionConfidence float64 `yaml:"demotion_confidence"`
 	// MinSamples is the fewest confident shadow samples before a promotion.
 	// Default 200.
 	MinSamples int `yaml:"min_samples"`
@@ -319,7 +324,7 @@ func Default() *Config {
 		Labels:  Labels{FoldCase: true, StripTrailingPeriod: true},
 		Metrics: Metrics{MaxDomains: 50},
 		Router: Router{
-			AgreementThreshold: 0.95, Confidence: 0.95, MinSamples: 200, ShadowRate: 0.05,
+			AgreementThreshold: 0.95, Confidence: 0.95, DemotionConfidence: 0.85, MinSamples: 200, ShadowRate: 0.05,
 			FallbackToStudent: true, ShadowQueueSize: 4096, ShadowWorkers: 1,
 		},
 		Trainer: Trainer{
@@ -486,6 +491,9 @@ func (c *Config) Validate() error {
 	}
 	if t := c.Router.Confidence; t <= 0.5 || t >= 1 {
 		bad("router.confidence", "must be in (0.5,1), got %v", t)
+	}
+	if t := c.Router.DemotionConfidence; t <= 0.5 || t >= 1 {
+		bad("router.demotion_confidence", "must be in (0.5,1), got %v", t)
 	}
 	if c.Router.MinSamples < 1 {
 		bad("router.min_samples", "must be at least 1, got %d", c.Router.MinSamples)

@@ -111,6 +111,8 @@ func TestBadConfigs(t *testing.T) {
 		"domain-dup.bad.yaml":           `domains[1].name: duplicate domain "a"`,
 		"storage-queue.bad.yaml":        "storage.queue_size: must be at least 1, got 0",
 		"router-threshold.bad.yaml":     "router.agreement_threshold: must be in (0,1], got 1.5",
+		"router-demotion.bad.yaml":      "router.demotion_confidence: must be in (0.5,1), got 1",
+		"storage-queue-bytes.bad.yaml":  "storage.queue_bytes: must be at least 1MiB, got 1KiB",
 		"storage-key.bad.yaml":          "storage.encryption_key_file: cannot read /nonexistent/key: no such file or directory",
 	}
 	files, _ := filepath.Glob("testdata/*.bad.yaml")

@@ -7,8 +7,10 @@ import (
 	"slices"
 )
 
-// snapshotVersion is written in every snapshot; RestoreTracker reads only it.
-const snapshotVersion = 1
+// snapshotVersion is written in every snapshot. RestoreTracker also reads
+// version 1, whose drift detector (a CUSUM) it restarts: the detector only
+// sizes the demotion test's stakes, so the test stays valid.
+const snapshotVersion = 2
 
 // snapshot is the JSON form of a Tracker.
 type snapshot struct {
@@ -42,8 +44,8 @@ type snapshotTest struct {
 }
 
 type snapshotDrift struct {
-	LogE  float64 `json:"log_e"`
-	Cusum float64 `json:"cusum"`
+	LogE   float64 `json:"log_e"`
+	Change float64 `json:"change"` // log(1 + R), see drift; absent in version 1
 }
 
 // Snapshot returns the tracker's statistics and test states as JSON, for
@@ -66,7 +68,7 @@ func (t *Tracker) Snapshot() ([]byte, error) {
 			Lower: slices.Clone(t.b.lower),
 			Upper: slices.Clone(t.b.upper),
 		},
-		Drift: snapshotDrift{LogE: t.d.logE, Cusum: t.d.cusum},
+		Drift: snapshotDrift{LogE: t.d.logE, Change: t.d.change},
 	}
 	for i := range t.recentN {
 		s.Recent = append(s.Recent, t.recent[(t.next-t.recentN+i+RecentSize)%RecentSize])
@@ -124,7 +126,7 @@ func RestoreTracker(g Gate, b []byte) (*Tracker, error) {
 	}
 	t.b.settle(t.reject)
 	if s.Threshold == t.gate.Threshold {
-		t.d = drift{logE: s.Drift.LogE, cusum: s.Drift.Cusum}
+		t.d = drift{logE: s.Drift.LogE, change: s.Drift.Change}
 	}
 	return t, nil
 }
@@ -133,7 +135,7 @@ func RestoreTracker(g Gate, b []byte) (*Tracker, error) {
 func (s *snapshot) check() error {
 	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 	switch {
-	case s.Version != snapshotVersion:
+	case s.Version != snapshotVersion && s.Version != 1:
 		return fmt.Errorf("version %d, want %d", s.Version, snapshotVersion)
 	case s.Samples < 0 || s.Confident < 0 || s.ConfidentAgree < 0 || s.Agree < 0:
 		return fmt.Errorf("negative count")
@@ -148,8 +150,8 @@ func (s *snapshot) check() error {
 	case len(s.Test.Lower) != len(s.Test.Grid) || len(s.Test.Upper) != len(s.Test.Grid):
 		return fmt.Errorf("grid of %d values with %d and %d martingales",
 			len(s.Test.Grid), len(s.Test.Lower), len(s.Test.Upper))
-	case !finite(s.Drift.LogE) || !finite(s.Drift.Cusum) || s.Drift.Cusum < 0:
-		return fmt.Errorf("demotion test state %v, %v", s.Drift.LogE, s.Drift.Cusum)
+	case !finite(s.Drift.LogE) || !finite(s.Drift.Change) || s.Drift.Change < 0:
+		return fmt.Errorf("demotion test state %v, %v", s.Drift.LogE, s.Drift.Change)
 	}
 	for _, f := range s.Recent {
 		if f > flagConfident|flagAgree {

@@ -68,7 +68,8 @@ type Stats struct {
 	// PromotionEvidence is the e-value of H0: p ≤ θ (it promotes at
 	// 1/α = 1/(1−Confidence), and stays there once it has). DemotionEvidence
 	// is the e-value of H0: p ≥ θ since the last MarkPromoted (1 before;
-	// it demotes at 1/α and keeps its last value after a demotion).
+	// it demotes at 1/(1−DemotionConfidence) and keeps its last value after
+	// a demotion).
 	PromotionEvidence, DemotionEvidence float64
 }
 
@@ -81,9 +82,10 @@ type confusionKey struct{ teacher, student string }
 // martingale for H0: p ≤ θ, and every one below θ on the grid, has reached
 // 1/α — and MinSamples confident samples have been seen since the test
 // started. Demotion: after MarkPromoted, a betting martingale for
-// H0: p ≥ θ reaches 1/α. Both are test supermartingales under their null
-// hypotheses, so by Ville's inequality each wrongly fires with probability
-// at most α however long and however often it is watched; evidence.go
+// H0: p ≥ θ reaches 1/α_d, α_d = 1 − DemotionConfidence. Both are test
+// supermartingales under their null hypotheses, so by Ville's inequality
+// each wrongly fires with probability at most its α however long and
+// however often it is watched; evidence.go
 // explains them and their stakes. Unconfident samples count in Samples,
 // Coverage and Agreement, never in the tests.
 type Tracker struct {
@@ -123,7 +125,7 @@ func NewTracker(g Gate) *Tracker {
 	t := &Tracker{
 		gate:       g,
 		reject:     1 / (1 - g.Confidence),
-		dp:         newDriftParams(g.Threshold, 1-g.Confidence),
+		dp:         newDriftParams(g.Threshold, 1-g.DemotionConfidence),
 		confusions: make(map[confusionKey]int64),
 		b:          newBounds(g.Threshold),
 	}

@@ -24,6 +24,7 @@ func TestGateValidate(t *testing.T) {
 		{Gate{Threshold: -0.1}, "gate.threshold: must be in (0,1], got -0.1"},
 		{Gate{Threshold: 1.5}, "gate.threshold: must be in (0,1], got 1.5"},
 		{Gate{Confidence: 1}, "gate.confidence: must be in (0,1), got 1"},
+		{Gate{DemotionConfidence: -0.5}, "gate.demotion_confidence: must be in (0,1), got -0.5"},
 		{Gate{MinSamples: -1}, "gate.min_samples: must not be negative, got -1"},
 	} {
 		t.Run(fmt.Sprintf("%+v", tc.gate), func(t *testing.T) {
@@ -33,7 +34,7 @@ func TestGateValidate(t *testing.T) {
 			}
 		})
 	}
-	if g := NewTracker(Gate{}).Gate(); g != (Gate{Threshold: 0.95, Confidence: 0.95, MinSamples: 200}) {
+	if g := NewTracker(Gate{}).Gate(); g != (Gate{Threshold: 0.95, Confidence: 0.95, DemotionConfidence: 0.85, MinSamples: 200}) {
 		t.Errorf("defaults: %+v", g)
 	}
 	defer func() {
@@ -142,7 +143,7 @@ func TestVerdicts(t *testing.T) {
 		v = tr.Add(confidentSample(false))
 	}
 	s := tr.Stats()
-	if s.Promoted || s.DemotionEvidence < 20 || s.LowerBound != 0 || s.PromotionEvidence != 1 {
+	if s.Promoted || s.DemotionEvidence < 1/(1-DefaultDemotionConfidence) || s.LowerBound != 0 || s.PromotionEvidence != 1 {
 		t.Errorf("after Demote: %+v", s)
 	}
 	if v := tr.Add(confidentSample(false)); v != None {
@@ -451,6 +452,38 @@ func TestRestoreUnderAnotherGate(t *testing.T) {
 	}
 }
 
+// TestRestoreVersion1 reads a snapshot written before the drift detector
+// changed: everything but the detector is kept, the detector restarts.
+func TestRestoreVersion1(t *testing.T) {
+	tr := NewTracker(Gate{MinSamples: 10})
+	for tr.Add(confidentSample(true)) != Promote {
+	}
+	tr.MarkPromoted()
+	for _, a := range []bool{false, true, false} {
+		tr.Add(confidentSample(a))
+	}
+	snap, err := tr.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := string(snap)
+	v1 := strings.Replace(strings.Replace(v2, `"version":2`, `"version":1`, 1), `"change":`, `"cusum":`, 1)
+	if v1 == v2 || !strings.Contains(v1, `"cusum":`) {
+		t.Fatalf("could not make a version 1 snapshot from %s", snap)
+	}
+	old, err := RestoreTracker(Gate{MinSamples: 10}, []byte(v1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, got := tr.Stats(), old.Stats()
+	if got.DemotionEvidence != want.DemotionEvidence || got.Samples != want.Samples || !got.Promoted || got.LowerBound != want.LowerBound {
+		t.Errorf("restored from version 1: %+v, want %+v", got, want)
+	}
+	if old.d.change != 0 || tr.d.change == 0 {
+		t.Errorf("change statistic %v after a version 1 restore (was %v), want 0", old.d.change, tr.d.change)
+	}
+}
+
 func TestRestoreInvalid(t *testing.T) {
 	good, err := NewTracker(Gate{}).Snapshot()
 	if err != nil {
@@ -465,14 +498,14 @@ func TestRestoreInvalid(t *testing.T) {
 	for _, tc := range []struct{ name, json string }{
 		{"not json", "{"},
 		{"empty", ""},
-		{"version", edit(`"version":1`, `"version":2`)},
+		{"version", edit(`"version":2`, `"version":3`)},
 		{"negative", edit(`"samples":0`, `"samples":-1`)},
 		{"nesting", edit(`"confident":0`, `"confident":5`)},
 		{"test counts", edit(`"n":0`, `"n":3`)},
 		{"grid order", edit(`"grid":[0.01,0.02`, `"grid":[0.02,0.01`)},
 		{"grid length", edit(`"grid":[0.01,`, `"grid":[`)},
 		{"wealth", edit(`"lower":[1,`, `"lower":[-1,`)},
-		{"cusum", edit(`"cusum":0`, `"cusum":-1`)},
+		{"change", edit(`"change":0`, `"change":-1`)},
 		{"recent", edit(`"recent":""`, `"recent":"AQ=="`)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -181,7 +181,12 @@ func newRouter(cfg *config.Config, db *storage.DB, persist func(string, router.R
 		}
 		records[d.Name] = rec
 	}
-	gate := shadow.Gate{Threshold: cfg.Router.AgreementThreshold, Confidence: cfg.Router.Confidence, MinSamples: cfg.Router.MinSamples}
+	gate := shadow.Gate{
+		Threshold:          cfg.Router.AgreementThreshold,
+		Confidence:         cfg.Router.Confidence,
+		DemotionConfidence: cfg.Router.DemotionConfidence,
+		MinSamples:         cfg.Router.MinSamples,
+	}
 	return router.New(router.Config{Gate: gate, ShadowRate: cfg.Router.ShadowRate, FallbackToStudent: cfg.Router.FallbackToStudent},
 		router.Deps{
 			Load: func(domain string, version int) (*student.Model, error) {

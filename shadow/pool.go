@@ -38,6 +38,14 @@ type PoolConfig struct {
 	Workers int
 	// Batch is the most jobs predicted in one call. Default 32.
 	Batch int
+	// Linger is how long a worker that has taken a job waits for more
+	// before it predicts, unless Batch jobs come first. Default 20ms.
+	//
+	// Scoring is not on any request's path, so a sample may wait; a
+	// worker woken for every job would instead cost a thread wake-up per
+	// teacher answer, which at 1,000 req/s took more CPU than the
+	// predictions themselves.
+	Linger time.Duration
 }
 
 // Pool scores students in the shadow of the teacher: a bounded queue, fixed
@@ -47,6 +55,7 @@ type Pool struct {
 	cfg   PoolConfig
 	sink  Sink
 	queue chan Job
+	full  chan struct{} // a batch is waiting: wakes a lingering worker
 
 	dropped  prometheus.Counter
 	predTime prometheus.Histogram
@@ -67,7 +76,10 @@ func NewPool(cfg PoolConfig, sink Sink, reg prometheus.Registerer) *Pool {
 	if cfg.Batch <= 0 {
 		cfg.Batch = 32
 	}
-	p := &Pool{cfg: cfg, sink: sink, queue: make(chan Job, cfg.QueueSize), done: make(chan struct{}),
+	if cfg.Linger <= 0 {
+		cfg.Linger = 20 * time.Millisecond
+	}
+	p := &Pool{cfg: cfg, sink: sink, queue: make(chan Job, cfg.QueueSize), full: make(chan struct{}, 1), done: make(chan struct{}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "understudy", Subsystem: "shadow", Name: "dropped_total",
 			Help: "Shadow scoring jobs dropped because the queue was full.",
@@ -97,6 +109,12 @@ func (p *Pool) Submit(j Job) bool {
 	}
 	select {
 	case p.queue <- j:
+		if len(p.queue) >= p.cfg.Batch {
+			select {
+			case p.full <- struct{}{}:
+			default:
+			}
+		}
 		return true
 	default:
 		p.dropped.Inc()
@@ -125,6 +143,8 @@ func (p *Pool) Close() {
 func (p *Pool) work(ctx context.Context) {
 	defer p.wg.Done()
 	batch := make([]Job, 0, p.cfg.Batch)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for {
 		batch = batch[:0]
 		select {
@@ -132,6 +152,20 @@ func (p *Pool) work(ctx context.Context) {
 			return
 		case j := <-p.queue:
 			batch = append(batch, j)
+		}
+		// Wait for more on a timer, not on the queue: a worker waiting on
+		// the queue would be woken by every Submit. Submit signals full
+		// when a batch is waiting.
+		if len(p.queue) < p.cfg.Batch-1 {
+			linger.Reset(p.cfg.Linger)
+			select {
+			case <-linger.C:
+			case <-p.full:
+				linger.Stop()
+			case <-ctx.Done():
+				linger.Stop()
+				return
+			}
 		}
 	fill:
 		for len(batch) < p.cfg.Batch {

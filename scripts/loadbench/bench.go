@@ -52,6 +52,9 @@ type results struct {
 	// Logging is the pair-logging comparison, run after the phases, each
 	// run on a fresh gateway (-logging-compare).
 	Logging []loggingRun `json:"logging_compare,omitempty"`
+	// Student is the student comparison, run last on its own teacher-sim
+	// and gateway (-student-compare).
+	Student []studentRun `json:"student_compare,omitempty"`
 }
 
 // phaseResult is one run of one phase against one target.
@@ -99,6 +102,8 @@ type conditions struct {
 	Conns         int     `json:"conns"`
 	// LoggingCompare: the pair-logging comparison ran, at goalRate.
 	LoggingCompare bool `json:"logging_compare"`
+	// StudentCompare: the student comparison ran, at studentRate.
+	StudentCompare bool `json:"student_compare"`
 }
 
 func newBench(o options, ds *dataset, dir string, sim, gw *proc, stderr io.Writer) *bench {
@@ -327,6 +332,7 @@ func currentConditions(o options) conditions {
 		Conns:         o.conns,
 
 		LoggingCompare: o.loggingCompare,
+		StudentCompare: o.studentCompare,
 	}
 	if o.stream {
 		c.StreamRate = streamRate

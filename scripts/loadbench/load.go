@@ -50,9 +50,16 @@ type chatRequest struct {
 }
 
 // writeDataset writes n examples with texts of about textBytes bytes to
-// dir/bench.jsonl and builds their requests. The texts are deterministic.
+// dir/bench.jsonl and builds their requests. The texts are deterministic
+// and say nothing about their labels, which take turns.
 func writeDataset(dir string, n, textBytes int) (*dataset, error) {
-	ds := &dataset{path: filepath.Join(dir, "bench.jsonl")}
+	return writeTexts(filepath.Join(dir, "bench.jsonl"), n, textBytes, makeText)
+}
+
+// writeTexts writes n examples made by text to path and builds their
+// requests; labels take turns.
+func writeTexts(path string, n, textBytes int, text func(rng *rand.Rand, i, size int, label string) string) (*dataset, error) {
+	ds := &dataset{path: path}
 	f, err := os.Create(ds.path)
 	if err != nil {
 		return nil, fmt.Errorf("writing data set: %w", err)
@@ -61,7 +68,8 @@ func writeDataset(dir string, n, textBytes int) (*dataset, error) {
 	enc := json.NewEncoder(w)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range n {
-		text, label := makeText(rng, i, textBytes), labels[i%len(labels)]
+		label := labels[i%len(labels)]
+		text := text(rng, i, textBytes, label)
 		if err := enc.Encode(map[string]string{"text": text, "label": label}); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("writing data set: %w", err)
@@ -86,7 +94,7 @@ func writeDataset(dir string, n, textBytes int) (*dataset, error) {
 }
 
 // makeText returns a unique text of about size bytes.
-func makeText(rng *rand.Rand, i, size int) string {
+func makeText(rng *rand.Rand, i, size int, _ string) string {
 	var b strings.Builder
 	b.Grow(size + 16)
 	b.WriteString("Ticket " + strconv.Itoa(i) + ":")
@@ -111,6 +119,7 @@ type load struct {
 	next    atomic.Int64    // next request index to send
 	lat     []time.Duration // per measured request; failed for errors
 	lag     []time.Duration // per measured request: send time − scheduled time
+	student []bool          // per measured request: answered by the student
 	workers []workerStats
 	wg      sync.WaitGroup
 }
@@ -138,6 +147,7 @@ func startLoad(ctx context.Context, client *fasthttp.HostClient, url string, bod
 	l.total = l.warmupN + measured
 	l.lat = make([]time.Duration, measured)
 	l.lag = make([]time.Duration, measured)
+	l.student = make([]bool, measured)
 	l.start = time.Now().Add(time.Millisecond)
 	l.wg.Add(conns)
 	for i := range l.workers {
@@ -221,6 +231,7 @@ func (l *load) work(ctx context.Context, st *workerStats) {
 			st.ok++
 		}
 		l.lat[i-l.warmupN] = lat
+		l.student[i-l.warmupN] = string(resp.Header.Peek(routeHeader)) == routeStudent
 		st.lastDone = done
 	}
 }
@@ -245,7 +256,23 @@ type loadResult struct {
 	Latency latencySummary `json:"latency_us"`
 	// SendLag is how late requests were sent after their scheduled time.
 	SendLag latencySummary `json:"send_lag_us"`
+	// Successful requests answered by the student (X-Understudy-Route:
+	// student) and by the teacher, with their latencies; only when some
+	// request was answered by a student.
+	Student *routeLatency `json:"by_route,omitempty"`
 }
+
+// routeLatency splits a load's latencies by who answered.
+type routeLatency struct {
+	Student latencySummary `json:"student_us"`
+	Other   latencySummary `json:"teacher_us"`
+}
+
+// X-Understudy-Route of a student's answer.
+const (
+	routeHeader  = "X-Understudy-Route"
+	routeStudent = "student"
+)
 
 func (r loadResult) errors() int { return r.Status + r.Transport + r.Mismatch }
 
@@ -275,6 +302,19 @@ func (l *load) wait(ctx context.Context) (loadResult, error) {
 	if el > 0 {
 		r.Elapsed = el.Seconds()
 		r.Throughput = float64(r.OK) / r.Elapsed
+	}
+	var byStudent, byOther []time.Duration
+	for i, d := range l.lat {
+		switch {
+		case d == failed:
+		case l.student[i]:
+			byStudent = append(byStudent, d)
+		default:
+			byOther = append(byOther, d)
+		}
+	}
+	if len(byStudent) > 0 {
+		r.Student = &routeLatency{Student: summarize(byStudent), Other: summarize(byOther)}
 	}
 	ok := l.lat[:0]
 	for _, d := range l.lat {

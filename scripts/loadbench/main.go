@@ -32,13 +32,18 @@
 // 10% of the p99 without (medians over the repeats; noisy on a small
 // machine).
 //
+// Last, unless -student-compare=false, the student comparison (student.go)
+// trains a student on a learnable data set and measures, at 1,000 req/s,
+// the gateway's CPU with and without shadow scoring and the latency of the
+// requests the promoted student answers.
+//
 // Run it with
 //
 //	make loadbench
 //
 // or, after make build,
 //
-//	go run ./scripts/loadbench -bin bin/understudy [-rates 1000,2000,5000] [-duration 10s] [-json results.json] [-logging-compare=false]
+//	go run ./scripts/loadbench -bin bin/understudy [-rates 1000,2000,5000] [-duration 10s] [-json results.json] [-logging-compare=false] [-student-compare=false]
 package main
 
 import (
@@ -69,6 +74,8 @@ type options struct {
 	examples  int
 	// loggingCompare runs the pair-logging comparison after the phases.
 	loggingCompare bool
+	// studentCompare runs the student comparison last.
+	studentCompare bool
 }
 
 // streamRate is the rate of the streaming phase.
@@ -108,6 +115,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.examples, "examples", 500, "texts in the generated data set, sent round-robin")
 	fs.BoolVar(&o.loggingCompare, "logging-compare", true,
 		fmt.Sprintf("also compare fresh gateways with pair logging on and off at %d req/s non-streaming", goalRate))
+	fs.BoolVar(&o.studentCompare, "student-compare", true,
+		fmt.Sprintf("also measure a trained student at %d req/s: shadow scoring's CPU against teacher-only, and student-served latency", studentRate))
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
@@ -211,6 +220,14 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (err error) {
 			return err
 		}
 		if err := b.runLoggingCompare(ctx); err != nil {
+			return err
+		}
+	}
+	if o.studentCompare {
+		if err := gw.stop(); err != nil {
+			return err
+		}
+		if err := b.runStudentCompare(ctx); err != nil {
 			return err
 		}
 	}

@@ -28,6 +28,7 @@ const (
 type proc struct {
 	name    string
 	addr    string // host:port it serves on
+	admin   string // host:port of a gateway's admin API
 	logPath string
 	cmd     *exec.Cmd
 	done    chan struct{} // closed when the process has exited
@@ -186,6 +187,7 @@ func startGateway(ctx context.Context, bin, name, dir, dataDir, simAddr string, 
 	if err != nil {
 		return nil, err
 	}
+	gw.admin = adminAddr
 	if err := gw.waitReady(ctx, "http://"+gwAddr+"/readyz"); err != nil {
 		return nil, errors.Join(err, gw.stop())
 	}

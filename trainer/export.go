@@ -41,10 +41,15 @@ func ExportInference(cfg ModelConfig, p *Params, temperature float32) ([]byte, e
 	e := append([]float32(nil), p.E...)
 	clear(e[:cfg.Dim])
 	table := b.InitFloat32("E", []int64{int64(cfg.Buckets), int64(cfg.Dim)}, e)
-	rows := b.Op("Gather", []string{table, clean}, onnxgraph.AttrInt("axis", 0))
-	h := b.Op("Div", []string{
-		b.Op("ReduceSum", []string{rows, axis1}, onnxgraph.AttrInt("keepdims", 0)),
-		count,
+	rows := b.Op("Gather", []string{table, clean}, onnxgraph.AttrInt("axis", 0)) // [N, L, Dim]
+	// The mean of the rows as one batched product, coef [N, 1, L] × rows:
+	// ONNX Runtime's ReduceSum over the middle axis is a scalar loop, a
+	// chain of dependent adds that took most of a prediction's time (20 of
+	// 28 µs for 512 ids); MatMul runs on its vectorised GEMM.
+	coef := b.Op("Unsqueeze", []string{b.Op("Div", []string{mask, count}), axis1})
+	h := b.Op("Reshape", []string{
+		b.Op("MatMul", []string{coef, rows}),
+		b.ConstInt64s(-1, int64(cfg.Dim)),
 	})
 	if cfg.Hidden > 0 {
 		w1 := b.InitFloat32("W1", []int64{int64(cfg.Dim), int64(cfg.Hidden)}, p.W1)

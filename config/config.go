@@ -211,6 +211,11 @@ type Router struct {
 	// ShadowRate is the share of a serving domain's confident requests still
 	// sent to the teacher and scored, so drift is caught. Default 0.05.
 	ShadowRate float64 `yaml:"shadow_rate"`
+	// ShadowMaxRate caps, per domain, the requests per second scored
+	// against a shadowing student (each costs a featurization and a
+	// prediction); 0 scores every one. The gate needs a few hundred
+	// samples, which this still gathers in seconds. Default 200.
+	ShadowMaxRate float64 `yaml:"shadow_max_rate"`
 	// FallbackToStudent answers with a promoted student when the teacher is
 	// down (breaker open, transport failure or 5xx). Default true.
 	FallbackToStudent bool `yaml:"fallback_to_student"`
@@ -324,7 +329,7 @@ func Default() *Config {
 		Labels:  Labels{FoldCase: true, StripTrailingPeriod: true},
 		Metrics: Metrics{MaxDomains: 50},
 		Router: Router{
-			AgreementThreshold: 0.95, Confidence: 0.95, DemotionConfidence: 0.85, MinSamples: 200, ShadowRate: 0.05,
+			AgreementThreshold: 0.95, Confidence: 0.95, DemotionConfidence: 0.85, MinSamples: 200, ShadowRate: 0.05, ShadowMaxRate: 200,
 			FallbackToStudent: true, ShadowQueueSize: 4096, ShadowWorkers: 1,
 		},
 		Trainer: Trainer{
@@ -500,6 +505,9 @@ func (c *Config) Validate() error {
 	}
 	if r := c.Router.ShadowRate; r < 0 || r > 1 {
 		bad("router.shadow_rate", "must be in [0,1], got %v", r)
+	}
+	if r := c.Router.ShadowMaxRate; r < 0 {
+		bad("router.shadow_max_rate", "must not be negative, got %v", r)
 	}
 	if c.Router.ShadowQueueSize < 1 {
 		bad("router.shadow_queue_size", "must be at least 1, got %d", c.Router.ShadowQueueSize)

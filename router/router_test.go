@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/understudy-dev/understudy/router"
 	"github.com/understudy-dev/understudy/shadow"
@@ -145,5 +146,39 @@ func TestActions(t *testing.T) {
 	}
 	if s.records["d"].State != router.OpenEnded {
 		t.Errorf("persisted state %s", s.records["d"].State)
+	}
+}
+
+// TestShadowMaxRate: a shadowing candidate is offered for scoring on at most
+// about ShadowMaxRate requests per second of its domain, each domain on its
+// own budget; the teacher still answers them all.
+func TestShadowMaxRate(t *testing.T) {
+	s := &saved{records: map[string]router.Record{}}
+	r := router.New(router.Config{Gate: shadow.Gate{MinSamples: 50}, ShadowMaxRate: 20},
+		router.Deps{Load: loader(t), Persist: s.persist}, nil)
+	for _, d := range []string{"a", "b"} {
+		if err := r.AddVersion(d, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	offered := map[string]int{}
+	for range 1000 {
+		for _, d := range []string{"a", "b"} {
+			dec := r.Decide(d)
+			if dec.State != router.Shadowing {
+				t.Fatalf("%s: %+v", d, dec)
+			}
+			if dec.Candidate != nil {
+				offered[d]++
+			}
+		}
+	}
+	// The burst (20) plus what refills while the loop runs.
+	limit := 20 + int(20*time.Since(start).Seconds()) + 1
+	for _, d := range []string{"a", "b"} {
+		if offered[d] < 20 || offered[d] > limit {
+			t.Errorf("%s: candidate offered on %d of 1000 requests, want 20..%d", d, offered[d], limit)
+		}
 	}
 }

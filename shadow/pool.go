@@ -39,7 +39,7 @@ type PoolConfig struct {
 	// Batch is the most jobs predicted in one call. Default 32.
 	Batch int
 	// Linger is how long a worker that has taken a job waits for more
-	// before it predicts, unless Batch jobs come first. Default 20ms.
+	// before it predicts, unless Batch jobs come first. Default 100ms.
 	//
 	// Scoring is not on any request's path, so a sample may wait; a
 	// worker woken for every job would instead cost a thread wake-up per
@@ -77,7 +77,7 @@ func NewPool(cfg PoolConfig, sink Sink, reg prometheus.Registerer) *Pool {
 		cfg.Batch = 32
 	}
 	if cfg.Linger <= 0 {
-		cfg.Linger = 20 * time.Millisecond
+		cfg.Linger = 100 * time.Millisecond
 	}
 	p := &Pool{cfg: cfg, sink: sink, queue: make(chan Job, cfg.QueueSize), full: make(chan struct{}, 1), done: make(chan struct{}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{

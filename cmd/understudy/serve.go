@@ -187,7 +187,7 @@ func newRouter(cfg *config.Config, db *storage.DB, persist func(string, router.R
 		DemotionConfidence: cfg.Router.DemotionConfidence,
 		MinSamples:         cfg.Router.MinSamples,
 	}
-	return router.New(router.Config{Gate: gate, ShadowRate: cfg.Router.ShadowRate, FallbackToStudent: cfg.Router.FallbackToStudent},
+	return router.New(router.Config{Gate: gate, ShadowRate: cfg.Router.ShadowRate, ShadowMaxRate: cfg.Router.ShadowMaxRate, FallbackToStudent: cfg.Router.FallbackToStudent},
 		router.Deps{
 			Load: func(domain string, version int) (*student.Model, error) {
 				b, err := db.StudentArtifact(domain, version)

@@ -68,6 +68,8 @@ type DB struct {
 	enqueued atomic.Uint64
 	queued   atomic.Int64 // bytes accepted and not yet written, see Options.QueueBytes
 	flushNow chan struct{}
+	// batchReady wakes the writer when BatchSize pairs wait (see runWriter).
+	batchReady chan struct{}
 
 	// Writer progress, for Flush.
 	progMu    sync.Mutex
@@ -139,6 +141,7 @@ func Open(opts Options) (*DB, error) {
 		grace:      max(time.Hour, 3*o.RetentionInterval),
 		queue:      make(chan *queued, o.QueueSize),
 		flushNow:   make(chan struct{}, 1),
+		batchReady: make(chan struct{}, 1),
 		progress:   make(chan struct{}),
 		domains:    make(map[string]*domainEntry),
 		writerDone: make(chan struct{}),
@@ -313,6 +316,12 @@ func (db *DB) Log(p Pair) bool {
 	case db.queue <- q:
 		db.enqueued.Add(1)
 		db.queued.Add(q.size)
+		if len(db.queue) >= db.opts.BatchSize {
+			select {
+			case db.batchReady <- struct{}{}:
+			default:
+			}
+		}
 		db.logMu.Unlock()
 		return true
 	default:

@@ -30,6 +30,11 @@ func entrySize(key, val int) int64 {
 
 // runWriter is the writer goroutine: it batches queued pairs and writes them
 // on BatchSize, FlushInterval, a Flush call, and, draining the queue, on Close.
+//
+// It waits on those events, never on the queue itself: a writer blocked on
+// the queue would be woken by every Log, a thread wake-up per request that
+// showed in the request path's p99 at 2,000 req/s. Log signals batchReady
+// when BatchSize pairs are waiting.
 func (db *DB) runWriter() {
 	defer db.wg.Done()
 	defer close(db.writerDone)
@@ -60,13 +65,10 @@ func (db *DB) runWriter() {
 	}
 	for {
 		select {
-		case q := <-db.queue:
-			batch = append(batch, q)
-			if len(batch) >= db.opts.BatchSize {
-				write()
-			}
+		case <-db.batchReady:
+			drain()
 		case <-ticker.C:
-			write()
+			drain()
 		case <-db.flushNow:
 			drain()
 		case <-db.ctx.Done():

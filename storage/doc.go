@@ -6,14 +6,20 @@
 //
 // # Writing
 //
-// Log never blocks: it puts the pair on a bounded queue, or drops it and
-// counts the drop. One writer goroutine, owned by DB, takes pairs off the
-// queue and writes them every BatchSize pairs or FlushInterval, whichever
-// comes first. Each write is a Badger WriteBatch sized to be a single Badger
+// Log never blocks: it puts the pair on a queue bounded in pairs and in
+// bytes, or drops it and counts the drop. One writer goroutine, owned by DB,
+// takes pairs off the queue and writes them every BatchSize pairs or
+// FlushInterval, whichever comes first. Each write is a Badger WriteBatch sized to be a single Badger
 // transaction and carries, besides the pairs, the updated records of the
 // domains and labels they count: after a crash (kill -9) a pair is either
 // stored and counted or neither. Close stops Log, drains the queue, writes
 // it and closes Badger.
+//
+// # Memory
+//
+// Badger maps its files and writes the value log through the mapping; a
+// releaser goroutine keeps those pages out of the process's resident set
+// (resident.go), so RSS does not grow with the pairs stored.
 //
 // # Layout
 //

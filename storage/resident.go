@@ -16,6 +16,9 @@ const (
 	releaseInterval = 10 * time.Second
 )
 
+// errUnsupported is releaseMapped's error where the platform cannot do it.
+var errUnsupported = errors.New("not supported on this platform")
+
 // noteWritten counts n bytes committed to the value log and wakes the
 // releaser every releaseEvery bytes.
 func (db *DB) noteWritten(n int) {
@@ -51,7 +54,7 @@ func (db *DB) runReleaser() {
 		case <-db.releaseNow:
 		case <-t.C:
 		}
-		if _, err := releaseMapped(dir); err != nil {
+		if err := releaseMapped(dir); err != nil {
 			if !errors.Is(err, errUnsupported) {
 				db.log.Warn("pair log: cannot release value-log pages; they stay resident until the kernel reclaims them", "err", err)
 			}

@@ -3,7 +3,6 @@ package storage
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"os"
 	"strconv"
 	"strings"
@@ -12,8 +11,7 @@ import (
 )
 
 // releaseMapped asks the kernel to reclaim the resident pages of this
-// process's shared mappings of the value-log files in dir, and returns how
-// many mappings it advised.
+// process's shared mappings of the value-log files in dir.
 //
 // Badger maps its value-log, table and write-ahead-log files and writes the
 // value log through the mapping, so every value-log page written stays
@@ -26,13 +24,12 @@ import (
 // is harmless: the advice then applies to nothing, or to memory that is
 // simply faulted back. Tables and write-ahead logs are left alone: they hold
 // keys only, are small (see options.go) and are read on every lookup.
-func releaseMapped(dir string) (int, error) {
+func releaseMapped(dir string) error {
 	maps, err := os.ReadFile("/proc/self/maps")
 	if err != nil {
-		return 0, err
+		return err
 	}
 	prefix := strings.TrimSuffix(dir, "/") + "/"
-	n := 0
 	sc := bufio.NewScanner(bytes.NewReader(maps))
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for sc.Scan() {
@@ -52,11 +49,8 @@ func releaseMapped(dir string) (int, error) {
 		}
 		_, _, errno := unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_PAGEOUT)
 		if errno != 0 && errno != unix.ENOMEM {
-			return n, errno
+			return errno
 		}
-		n++
 	}
-	return n, sc.Err()
+	return sc.Err()
 }
-
-var errUnsupported = errors.New("not supported on this platform")

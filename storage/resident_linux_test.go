@@ -54,7 +54,7 @@ func TestValueLogLeavesResidentSet(t *testing.T) {
 	for i := range n {
 		written += int64(len(inputs[i%len(inputs)]))
 	}
-	if _, err := releaseMapped(dir); err != nil {
+	if err := releaseMapped(dir); err != nil {
 		t.Fatalf("releaseMapped: %v", err)
 	}
 	res := vlogResident(t, dir)

@@ -153,6 +153,7 @@ func (b *bench) runStudentCompare(ctx context.Context) (err error) {
 
 	pinned, serving := false, false
 	run := func(repeat int, mode string) error {
+		var err error
 		switch {
 		case mode == modeTeacher && !pinned:
 			err = b.act(gw, domain, "pin-teacher")

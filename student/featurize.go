@@ -2,6 +2,7 @@ package student
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"unicode"
@@ -59,14 +60,15 @@ func (c FeaturizerConfig) Validate() error {
 // kept. It is safe for concurrent use.
 type Featurizer struct {
 	cfg     FeaturizerConfig
-	mod     uint64
+	mod     uint64    // buckets − 1: the non-padding ones
 	scratch sync.Pool // *scratch reused across calls
 }
 
 // scratch is one call's working memory.
 type scratch struct {
 	seen idSet
-	toks []string
+	low  []byte     // the lower-cased text
+	toks [][2]int32 // tokens as [start, end) offsets into low
 	buf  []byte
 	offs []int
 }
@@ -119,28 +121,88 @@ func NewFeaturizer(cfg FeaturizerConfig) (*Featurizer, error) {
 func (f *Featurizer) Config() FeaturizerConfig { return f.cfg }
 
 // Tokens splits text into the featurizer's tokens.
-func Tokens(text string) []string { return appendTokens(nil, strings.ToLower(text)) }
+func Tokens(text string) []string {
+	low := appendLower(nil, text)
+	var toks []string
+	for _, t := range appendTokens(nil, low) {
+		toks = append(toks, string(low[t[0]:t[1]]))
+	}
+	return toks
+}
 
-// appendTokens appends the tokens of lower-cased text, as substrings of it.
-func appendTokens(toks []string, text string) []string {
+// appendLower appends text lower-cased as strings.ToLower does, without
+// its allocation when text is ASCII.
+func appendLower(dst []byte, text string) []byte {
+	for i := 0; i < len(text); i++ {
+		if text[i] >= utf8.RuneSelf {
+			return append(dst, strings.ToLower(text)...)
+		}
+	}
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// ASCII character classes of the tokenizer, as unicode classifies them.
+const (
+	asciiSkip  = iota // white space and control characters
+	asciiWord         // letters and digits
+	asciiPunct        // any other printable character: a token of its own
+)
+
+var asciiClass = func() (t [utf8.RuneSelf]uint8) {
+	for c := range rune(utf8.RuneSelf) {
+		switch {
+		case unicode.IsLetter(c) || unicode.IsDigit(c):
+			t[c] = asciiWord
+		case !unicode.IsSpace(c) && unicode.IsPrint(c):
+			t[c] = asciiPunct
+		}
+	}
+	return t
+}()
+
+// appendTokens appends the offsets of the tokens of lower-cased text, which
+// is valid UTF-8 (strings.ToLower makes it so).
+func appendTokens(toks [][2]int32, text []byte) [][2]int32 {
 	start := -1
-	for i, r := range text {
-		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+	for i := 0; i < len(text); {
+		class, size := asciiClass[text[i]&(utf8.RuneSelf-1)], 1
+		if text[i] >= utf8.RuneSelf {
+			var r rune
+			r, size = utf8.DecodeRune(text[i:])
+			switch {
+			case unicode.IsLetter(r) || unicode.IsDigit(r):
+				class = asciiWord
+			case !unicode.IsSpace(r) && unicode.IsPrint(r):
+				class = asciiPunct
+			default:
+				class = asciiSkip
+			}
+		}
+		if class == asciiWord {
 			if start < 0 {
 				start = i
 			}
+			i += size
 			continue
 		}
 		if start >= 0 {
-			toks = append(toks, text[start:i])
+			toks = append(toks, [2]int32{int32(start), int32(i)})
 			start = -1
 		}
-		if !unicode.IsSpace(r) && unicode.IsPrint(r) {
-			toks = append(toks, text[i:i+utf8.RuneLen(r)])
+		if class == asciiPunct {
+			toks = append(toks, [2]int32{int32(i), int32(i + size)})
 		}
+		i += size
 	}
 	if start >= 0 {
-		toks = append(toks, text[start:])
+		toks = append(toks, [2]int32{int32(start), int32(len(text))})
 	}
 	return toks
 }
@@ -149,7 +211,13 @@ func appendTokens(toks []string, text string) []string {
 func (f *Featurizer) Featurize(dst []int64, text string) []int64 {
 	sc := f.scratch.Get().(*scratch)
 	defer func() { sc.seen.reset(); f.scratch.Put(sc) }()
-	sc.toks = appendTokens(sc.toks[:0], strings.ToLower(text))
+	if len(text) > math.MaxInt32 {
+		text = text[:math.MaxInt32] // offsets are int32; MaxTokens stops long before
+	}
+	sc.low = appendLower(sc.low[:0], text)
+	sc.toks = appendTokens(sc.toks[:0], sc.low)
+	low, toks := sc.low, sc.toks
+	tok := func(i int) []byte { return low[toks[i][0]:toks[i][1]] }
 	n := 0
 	add := func(id int64) bool {
 		if sc.seen.add(id) {
@@ -158,37 +226,51 @@ func (f *Featurizer) Featurize(dst []int64, text string) []int64 {
 		}
 		return n < f.cfg.MaxTokens
 	}
-	toks := sc.toks
-	for i, tok := range toks {
-		if !add(f.hash('w', tok, "", "")) {
+	for i := range toks {
+		t := tok(i)
+		if !add(f.hash('w', t, nil, nil)) {
 			return dst
 		}
-		if f.cfg.WordNgrams >= 2 && i >= 1 && !add(f.hash('2', toks[i-1], tok, "")) {
+		if f.cfg.WordNgrams >= 2 && i >= 1 && !add(f.hash('2', tok(i-1), t, nil)) {
 			return dst
 		}
-		if f.cfg.WordNgrams >= 3 && i >= 2 && !add(f.hash('3', toks[i-2], toks[i-1], tok)) {
+		if f.cfg.WordNgrams >= 3 && i >= 2 && !add(f.hash('3', tok(i-2), tok(i-1), t)) {
 			return dst
 		}
 		if f.cfg.CharNgramMax == 0 {
 			continue
 		}
 		// Character n-grams of "<tok>", by rune.
-		sc.buf = append(append(append(sc.buf[:0], '<'), tok...), '>')
-		sc.offs = sc.offs[:0]
-		for j := range string(sc.buf) {
-			sc.offs = append(sc.offs, j)
+		sc.buf = append(append(append(sc.buf[:0], '<'), t...), '>')
+		gram := func(j, k int) []byte { return sc.buf[j:k] }
+		runes := len(sc.buf)
+		if !isASCII(t) {
+			sc.offs = sc.offs[:0]
+			for j := range string(sc.buf) {
+				sc.offs = append(sc.offs, j)
+			}
+			runes = len(sc.offs)
+			sc.offs = append(sc.offs, len(sc.buf))
+			gram = func(j, k int) []byte { return sc.buf[sc.offs[j]:sc.offs[k]] }
 		}
-		runes := len(sc.offs)
-		sc.offs = append(sc.offs, len(sc.buf))
 		for size := f.cfg.CharNgramMin; size <= f.cfg.CharNgramMax && size < runes; size++ {
 			for j := 0; j+size <= runes; j++ {
-				if !add(f.hashBytes('c', sc.buf[sc.offs[j]:sc.offs[j+size]])) {
+				if !add(f.hash('c', gram(j, j+size), nil, nil)) {
 					return dst
 				}
 			}
 		}
 	}
 	return dst
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // FNV-1a 64 parameters.
@@ -199,31 +281,24 @@ const (
 
 // hash maps a word feature to its bucket in [1, 2^BucketBits): FNV-1a 64
 // of kind, ':', and the non-empty words joined by spaces.
-func (f *Featurizer) hash(kind byte, a, b, c string) int64 {
+func (f *Featurizer) hash(kind byte, a, b, c []byte) int64 {
 	h := uint64(fnvOffset)
 	h = (h ^ uint64(kind)) * fnvPrime
 	h = (h ^ ':') * fnvPrime
-	for i, p := range [3]string{a, b, c} {
-		if p == "" {
-			break
-		}
-		if i > 0 {
-			h = (h ^ ' ') * fnvPrime
-		}
-		for j := 0; j < len(p); j++ {
-			h = (h ^ uint64(p[j])) * fnvPrime
-		}
+	for _, ch := range a {
+		h = (h ^ uint64(ch)) * fnvPrime
 	}
-	return int64(1 + h%f.mod)
-}
-
-// hashBytes is hash for one feature held in bytes.
-func (f *Featurizer) hashBytes(kind byte, p []byte) int64 {
-	h := uint64(fnvOffset)
-	h = (h ^ uint64(kind)) * fnvPrime
-	h = (h ^ ':') * fnvPrime
-	for _, c := range p {
-		h = (h ^ uint64(c)) * fnvPrime
+	if len(b) > 0 {
+		h = (h ^ ' ') * fnvPrime
+		for _, ch := range b {
+			h = (h ^ uint64(ch)) * fnvPrime
+		}
+		if len(c) > 0 {
+			h = (h ^ ' ') * fnvPrime
+			for _, ch := range c {
+				h = (h ^ uint64(ch)) * fnvPrime
+			}
+		}
 	}
 	return int64(1 + h%f.mod)
 }

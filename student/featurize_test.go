@@ -7,8 +7,11 @@ import (
 	"hash/fnv"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -116,4 +119,83 @@ func BenchmarkFeaturize(b *testing.B) {
 	for b.Loop() {
 		dst = f.Featurize(dst[:0], text)
 	}
+}
+
+// referenceFeaturize is the featurizer written plainly: strings.ToLower,
+// a range over runes, "<tok>" split by rune, and a division for the bucket.
+// Featurize must give exactly its output.
+func referenceFeaturize(cfg FeaturizerConfig, text string) []int64 {
+	var toks []string
+	low := strings.ToLower(text)
+	start := -1
+	for i, r := range low {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			if start < 0 {
+				start = i
+			}
+			continue
+		}
+		if start >= 0 {
+			toks = append(toks, low[start:i])
+			start = -1
+		}
+		if !unicode.IsSpace(r) && unicode.IsPrint(r) {
+			toks = append(toks, low[i:i+utf8.RuneLen(r)])
+		}
+	}
+	if start >= 0 {
+		toks = append(toks, low[start:])
+	}
+	bucket := func(kind byte, parts ...string) int64 {
+		h := fnv.New64a()
+		h.Write([]byte{kind, ':'})
+		h.Write([]byte(strings.Join(parts, " ")))
+		return int64(1 + h.Sum64()%uint64(cfg.Buckets()-1))
+	}
+	var ids []int64
+	seen := map[int64]bool{}
+	add := func(id int64) bool {
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+		return len(ids) < cfg.MaxTokens
+	}
+	for i, tok := range toks {
+		if !add(bucket('w', tok)) ||
+			cfg.WordNgrams >= 2 && i >= 1 && !add(bucket('2', toks[i-1], tok)) ||
+			cfg.WordNgrams >= 3 && i >= 2 && !add(bucket('3', toks[i-2], toks[i-1], tok)) {
+			return ids
+		}
+		runes := []rune("<" + tok + ">")
+		for size := cfg.CharNgramMin; cfg.CharNgramMax > 0 && size <= cfg.CharNgramMax && size < len(runes); size++ {
+			for j := 0; j+size <= len(runes); j++ {
+				if !add(bucket('c', string(runes[j:j+size]))) {
+					return ids
+				}
+			}
+		}
+	}
+	return ids
+}
+
+func FuzzFeaturize(f *testing.F) {
+	for _, s := range []string{"WIN a FREE cruise!!! Click now", "Héllo Wörld — ça va?", "İstanbul ǅ \xff\xfe x", "a\tb\nc\x00d\u00a0e", ""} {
+		f.Add(s, uint8(17), uint8(2), uint8(4))
+	}
+	f.Fuzz(func(t *testing.T, text string, bits, ngrams, chars uint8) {
+		cfg := FeaturizerConfig{BucketBits: 8 + int(bits)%17, WordNgrams: 1 + int(ngrams)%3,
+			CharNgramMin: int(chars) % 5, CharNgramMax: int(chars)%5 + int(chars)/5%3, MaxTokens: 1 + len(text)%600}
+		if cfg.CharNgramMin == 0 {
+			cfg.CharNgramMax = 0
+		}
+		fz, err := NewFeaturizer(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, want := fz.Featurize(nil, text), referenceFeaturize(cfg, text)
+		if !slices.Equal(got, want) {
+			t.Fatalf("config %+v, text %q:\n got %v\nwant %v", cfg, text, got, want)
+		}
+	})
 }

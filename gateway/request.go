@@ -1,12 +1,12 @@
 package gateway
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/valyala/fastjson"
 )
 
 // Request is what the gateway learns from an OpenAI request body before it
@@ -25,76 +25,67 @@ type Request struct {
 	// Ineligible, when not "", says why no student may answer this request
 	// (tools, image_input, audio_input, file_input, n>1, logprobs).
 	Ineligible string
-	// Messages is the request's messages array as sent (chat only).
-	Messages json.RawMessage
+	// Messages is the request's messages array, as sent but for
+	// whitespace (chat only).
+	Messages []byte
 	// Chat is true for chat completions, false for legacy completions.
 	Chat bool
 }
 
-// chatWire holds the fields of a chat completion request the gateway reads.
-// Every other field passes through to the teacher untouched, since the
-// original body is forwarded.
-type chatWire struct {
-	Model         *string         `json:"model"`
-	Messages      json.RawMessage `json:"messages"`
-	Stream        *bool           `json:"stream"`
-	StreamOptions *struct {
-		IncludeUsage *bool `json:"include_usage"`
-	} `json:"stream_options"`
-	Metadata  map[string]string `json:"metadata"`
-	N         *int              `json:"n"`
-	Logprobs  *bool             `json:"logprobs"`
-	Tools     json.RawMessage   `json:"tools"`
-	Functions json.RawMessage   `json:"functions"`
-}
-
-type messageWire struct {
-	Role    *string         `json:"role"`
-	Content json.RawMessage `json:"content"`
-}
-
-type partWire struct {
-	Type string `json:"type"`
-	Text string `json:"text"`
-}
+// parsers are reused across requests: a fastjson parser keeps its memory.
+var parsers fastjson.ParserPool
 
 // ParseChatRequest reads a /v1/chat/completions body. Malformed JSON, wrong
 // JSON types and missing model or messages are errors carrying status 400
-// and the offending parameter.
+// and the offending parameter. Keys match exactly, as OpenAI's API matches
+// them; every other field passes through to the teacher untouched, since
+// the original body is forwarded.
 func ParseChatRequest(body []byte) (*Request, error) {
-	var w chatWire
-	if err := decode(body, &w, ""); err != nil {
+	p := parsers.Get()
+	defer parsers.Put(p)
+	o, r, err := parseCommon(p, body)
+	if err != nil {
 		return nil, err
 	}
-	if w.Model == nil || *w.Model == "" {
-		return nil, invalidRequest("model", "you must provide a model parameter")
-	}
-	if len(w.Messages) == 0 || string(w.Messages) == "null" {
+	r.Chat = true
+	msgs := o.Get("messages")
+	if msgs == nil || msgs.Type() == fastjson.TypeNull {
 		return nil, invalidRequest("messages", "Missing required parameter: 'messages'.")
 	}
-	if w.Messages[0] != '[' {
-		return nil, invalidRequest("messages", "Invalid type for 'messages': expected an array, but got %s instead.", jsonValueKind(w.Messages[0]))
-	}
-	var messages []messageWire
-	if err := decode(w.Messages, &messages, "messages"); err != nil {
-		return nil, err
+	messages, err := msgs.Array()
+	if err != nil {
+		return nil, typeError("messages", "an array", msgs)
 	}
 	if len(messages) == 0 {
 		return nil, invalidRequest("messages", "Invalid 'messages': empty array. Expected an array with minimum length 1.")
 	}
-	r := &Request{Model: *w.Model, Task: w.Metadata["task"], Messages: w.Messages, Chat: true}
-	if w.Stream != nil {
-		r.Stream = *w.Stream
-	}
-	if w.StreamOptions != nil && w.StreamOptions.IncludeUsage != nil {
-		r.IncludeUsage = *w.StreamOptions.IncludeUsage
+	r.Messages = msgs.MarshalTo(nil)
+	if meta := o.Get("metadata"); meta != nil && meta.Type() != fastjson.TypeNull {
+		mo, err := meta.Object()
+		if err != nil {
+			return nil, typeError("metadata", "an object", meta)
+		}
+		if task := mo.Get("task"); task != nil && task.Type() != fastjson.TypeNull {
+			if task.Type() != fastjson.TypeString {
+				return nil, typeError("metadata.task", "a string", task)
+			}
+			r.Task = validUTF8(string(task.GetStringBytes()))
+		}
 	}
 	var system, input strings.Builder
 	for i, m := range messages {
-		if m.Role == nil {
+		mo, err := m.Object()
+		if err != nil {
+			return nil, typeError(fmt.Sprintf("messages[%d]", i), "an object", m)
+		}
+		role := mo.Get("role")
+		if role == nil || role.Type() == fastjson.TypeNull {
 			return nil, invalidRequest(fmt.Sprintf("messages[%d].role", i), "Missing required parameter: 'messages[%d].role'.", i)
 		}
-		text, media, err := contentText(m.Content)
+		if role.Type() != fastjson.TypeString {
+			return nil, typeError(fmt.Sprintf("messages[%d].role", i), "a string", role)
+		}
+		text, media, err := contentText(mo.Get("content"))
 		if err != nil {
 			return nil, invalidRequest(fmt.Sprintf("messages[%d].content", i), "Invalid 'messages[%d].content': %v", i, err)
 		}
@@ -102,161 +93,264 @@ func ParseChatRequest(body []byte) (*Request, error) {
 			r.Ineligible = media
 		}
 		dst := &input
-		if *m.Role == "system" || *m.Role == "developer" {
+		if rb := role.GetStringBytes(); string(rb) == "system" || string(rb) == "developer" {
 			dst = &system
 		}
-		if dst.Len() > 0 && text != "" {
+		if dst.Len() > 0 && len(text) > 0 {
 			dst.WriteByte('\n')
 		}
-		dst.WriteString(text)
+		dst.Write(text)
 	}
-	r.System, r.Input = system.String(), input.String()
+	r.System, r.Input = validUTF8(system.String()), validUTF8(input.String())
+	n, err := optionalInt(o, "n")
+	if err != nil {
+		return nil, err
+	}
+	logprobs, err := optionalBool(o, "logprobs")
+	if err != nil {
+		return nil, err
+	}
 	switch {
 	case r.Ineligible != "":
-	case hasValue(w.Tools) || hasValue(w.Functions):
+	case hasValue(o.Get("tools")) || hasValue(o.Get("functions")):
 		r.Ineligible = "tools"
-	case w.N != nil && *w.N > 1:
+	case n > 1:
 		r.Ineligible = "n>1"
-	case w.Logprobs != nil && *w.Logprobs:
+	case logprobs:
 		r.Ineligible = "logprobs"
 	}
 	return r, nil
-}
-
-// completionWire holds the fields of a legacy completion request the
-// gateway reads.
-type completionWire struct {
-	Model         *string         `json:"model"`
-	Prompt        json.RawMessage `json:"prompt"`
-	Stream        *bool           `json:"stream"`
-	N             *int            `json:"n"`
-	BestOf        *int            `json:"best_of"`
-	Logprobs      *int            `json:"logprobs"`
-	Echo          *bool           `json:"echo"`
-	StreamOptions *struct {
-		IncludeUsage *bool `json:"include_usage"`
-	} `json:"stream_options"`
 }
 
 // ParseCompletionRequest reads a /v1/completions body. Only a single string
 // prompt is eligible for distillation.
 func ParseCompletionRequest(body []byte) (*Request, error) {
-	var w completionWire
-	if err := decode(body, &w, ""); err != nil {
+	p := parsers.Get()
+	defer parsers.Put(p)
+	o, r, err := parseCommon(p, body)
+	if err != nil {
 		return nil, err
 	}
-	if w.Model == nil || *w.Model == "" {
-		return nil, invalidRequest("model", "you must provide a model parameter")
+	n, err := optionalInt(o, "n")
+	if err != nil {
+		return nil, err
 	}
-	r := &Request{Model: *w.Model}
-	if w.Stream != nil {
-		r.Stream = *w.Stream
+	bestOf, err := optionalInt(o, "best_of")
+	if err != nil {
+		return nil, err
 	}
-	if w.StreamOptions != nil && w.StreamOptions.IncludeUsage != nil {
-		r.IncludeUsage = *w.StreamOptions.IncludeUsage
+	echo, err := optionalBool(o, "echo")
+	if err != nil {
+		return nil, err
 	}
-	if len(w.Prompt) > 0 && w.Prompt[0] == '"' {
-		if err := json.Unmarshal(w.Prompt, &r.Input); err != nil {
-			return nil, invalidRequest("prompt", "Invalid 'prompt': %v", err)
-		}
+	if prompt := o.Get("prompt"); prompt != nil && prompt.Type() == fastjson.TypeString {
+		r.Input = validUTF8(string(prompt.GetStringBytes()))
 	} else {
 		r.Ineligible = "prompt_not_string"
 	}
 	switch {
 	case r.Ineligible != "":
-	case (w.N != nil && *w.N > 1) || (w.BestOf != nil && *w.BestOf > 1):
+	case n > 1 || bestOf > 1:
 		r.Ineligible = "n>1"
-	case w.Logprobs != nil:
+	case hasValue(o.Get("logprobs")):
 		r.Ineligible = "logprobs"
-	case w.Echo != nil && *w.Echo:
+	case echo:
 		r.Ineligible = "echo"
 	}
 	return r, nil
 }
 
-// decode unmarshals a request body (or, with prefix, a part of it), turning
-// decoding errors into 400s that name the parameter.
-func decode(body []byte, v any, prefix string) error {
-	err := json.Unmarshal(body, v)
-	if err == nil {
+// parseCommon reads what both endpoints' bodies share: a JSON object with
+// a model and the stream settings.
+func parseCommon(p *fastjson.Parser, body []byte) (*fastjson.Object, *Request, error) {
+	o, err := parseObject(p, body)
+	if err != nil {
+		return nil, nil, err
+	}
+	model, err := requireModel(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := &Request{Model: model}
+	if err := readStreamFields(o, r); err != nil {
+		return nil, nil, err
+	}
+	return o, r, nil
+}
+
+// parseObject parses a request body that must be a JSON object (or null,
+// read as an empty one). fastjson's parser is lenient (it reads "+" as a
+// number); its validator, and a check for raw control characters in
+// strings that the validator lets through, make it strict JSON. Nesting
+// deeper than fastjson.MaxDepth (300) is refused too.
+func parseObject(p *fastjson.Parser, body []byte) (*fastjson.Object, error) {
+	err := fastjson.ValidateBytes(body)
+	var v *fastjson.Value
+	if err == nil && stringsWithoutControls(body) {
+		v, err = p.ParseBytes(body)
+	}
+	if v == nil || err != nil {
+		return nil, invalidRequest("", "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)")
+	}
+	if v.Type() == fastjson.TypeNull {
+		return &fastjson.Object{}, nil
+	}
+	o, err := v.Object()
+	if err != nil {
+		return nil, invalidRequest("", "The request body must be a JSON object.")
+	}
+	return o, nil
+}
+
+// stringsWithoutControls reports whether no string in a parsed JSON text
+// holds a raw control character, which JSON forbids (fastjson lets them
+// through).
+func stringsWithoutControls(b []byte) bool {
+	in := false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case !in:
+			in = c == '"'
+		case c == '\\':
+			i++
+		case c == '"':
+			in = false
+		case c < 0x20:
+			return false
+		}
+	}
+	return true
+}
+
+// requireModel returns the body's model, which must be a non-empty string.
+func requireModel(o *fastjson.Object) (string, error) {
+	v := o.Get("model")
+	if v == nil || v.Type() == fastjson.TypeNull {
+		return "", invalidRequest("model", "you must provide a model parameter")
+	}
+	if v.Type() != fastjson.TypeString {
+		return "", typeError("model", "a string", v)
+	}
+	if len(v.GetStringBytes()) == 0 {
+		return "", invalidRequest("model", "you must provide a model parameter")
+	}
+	return validUTF8(string(v.GetStringBytes())), nil
+}
+
+// validUTF8 replaces invalid UTF-8 in a string read from JSON, as
+// encoding/json does, so that what the gateway stores and featurizes is
+// text.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+// readStreamFields reads stream and stream_options.include_usage.
+func readStreamFields(o *fastjson.Object, r *Request) error {
+	var err error
+	if r.Stream, err = optionalBool(o, "stream"); err != nil {
+		return err
+	}
+	so := o.Get("stream_options")
+	if so == nil || so.Type() == fastjson.TypeNull {
 		return nil
 	}
-	var typeErr *json.UnmarshalTypeError
-	if errors.As(err, &typeErr) {
-		param := typeErr.Field
-		if prefix != "" {
-			param = strings.TrimSuffix(prefix+"[]."+param, ".")
-		}
-		if param == "" {
-			return invalidRequest("", "The request body must be a JSON object.")
-		}
-		return invalidRequest(param, "Invalid type for '%s': expected %s, but got %s instead.", param, jsonKind(typeErr.Type.String()), typeErr.Value)
+	opts, err := so.Object()
+	if err != nil {
+		return typeError("stream_options", "an object", so)
 	}
-	return invalidRequest("", "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)")
+	v := opts.Get("include_usage")
+	if v == nil || v.Type() == fastjson.TypeNull {
+		return nil
+	}
+	if r.IncludeUsage, err = v.Bool(); err != nil {
+		return typeError("stream_options.include_usage", "a boolean", v)
+	}
+	return nil
 }
 
-// jsonValueKind names the JSON kind of a value starting with c.
-func jsonValueKind(c byte) string {
-	switch c {
-	case '{':
+// optionalBool reads a boolean field; absent or null is false.
+func optionalBool(o *fastjson.Object, key string) (bool, error) {
+	v := o.Get(key)
+	if v == nil || v.Type() == fastjson.TypeNull {
+		return false, nil
+	}
+	b, err := v.Bool()
+	if err != nil {
+		return false, typeError(key, "a boolean", v)
+	}
+	return b, nil
+}
+
+// optionalInt reads an integer field; absent or null is 0.
+func optionalInt(o *fastjson.Object, key string) (int, error) {
+	v := o.Get(key)
+	if v == nil || v.Type() == fastjson.TypeNull {
+		return 0, nil
+	}
+	n, err := v.Int()
+	if err != nil {
+		return 0, typeError(key, "an integer", v)
+	}
+	return n, nil
+}
+
+// typeError is the 400 for a parameter of the wrong JSON type.
+func typeError(param, want string, got *fastjson.Value) error {
+	return invalidRequest(param, "Invalid type for '%s': expected %s, but got %s instead.", param, want, jsonTypeName(got))
+}
+
+// jsonTypeName names a value's JSON type the way a JSON user thinks of it.
+func jsonTypeName(v *fastjson.Value) string {
+	switch v.Type() {
+	case fastjson.TypeObject:
 		return "an object"
-	case '"':
-		return "a string"
-	case 't', 'f':
-		return "a boolean"
-	default:
-		return "a number"
-	}
-}
-
-// jsonKind names a Go type the way a JSON user thinks of it.
-func jsonKind(goType string) string {
-	goType = strings.TrimLeft(goType, "*")
-	switch {
-	case goType == "string":
-		return "a string"
-	case goType == "bool":
-		return "a boolean"
-	case goType == "int" || goType == "float64":
-		return "a number"
-	case strings.HasPrefix(goType, "[]"):
+	case fastjson.TypeArray:
 		return "an array"
+	case fastjson.TypeString:
+		return "a string"
+	case fastjson.TypeNumber:
+		return "a number"
+	case fastjson.TypeTrue, fastjson.TypeFalse:
+		return "a boolean"
 	default:
-		return "an object"
+		return "null"
 	}
 }
 
 // contentText returns the text of a message's content (a string, an array
 // of parts, or null) and, if it holds a part no student can take, that
-// part's kind.
-func contentText(raw json.RawMessage) (text, media string, err error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
-		return "", "", nil
+// part's kind. The text is valid until the parser's next use.
+func contentText(v *fastjson.Value) (text []byte, media string, err error) {
+	if v == nil {
+		return nil, "", nil
 	}
-	switch raw[0] {
-	case '"':
-		// The body was validated as a whole: a string without escapes is
-		// the bytes between its quotes (if they are valid UTF-8, which
-		// encoding/json would otherwise repair).
-		if s := raw[1 : len(raw)-1]; bytes.IndexByte(s, '\\') < 0 && utf8.Valid(s) {
-			return string(s), "", nil
-		}
-		err = json.Unmarshal(raw, &text)
-		return text, "", err
-	case '[':
-		var parts []partWire
-		if err := json.Unmarshal(raw, &parts); err != nil {
-			return "", "", errors.New("expected an array of content parts")
-		}
-		var b strings.Builder
+	switch v.Type() {
+	case fastjson.TypeNull:
+		return nil, "", nil
+	case fastjson.TypeString:
+		return v.GetStringBytes(), "", nil
+	case fastjson.TypeArray:
+		parts, _ := v.Array()
 		for _, p := range parts {
-			switch p.Type {
+			po, err := p.Object()
+			if err != nil {
+				return nil, "", errors.New("expected an array of content parts")
+			}
+			kind, txt := po.Get("type"), po.Get("text")
+			if (kind != nil && kind.Type() != fastjson.TypeString && kind.Type() != fastjson.TypeNull) ||
+				(txt != nil && txt.Type() != fastjson.TypeString && txt.Type() != fastjson.TypeNull) {
+				return nil, "", errors.New("expected an array of content parts")
+			}
+			switch string(kind.GetStringBytes()) {
 			case "text", "input_text":
-				if b.Len() > 0 {
-					b.WriteByte('\n')
+				if len(text) > 0 {
+					text = append(text, '\n')
 				}
-				b.WriteString(p.Text)
+				text = append(text, txt.GetStringBytes()...)
 			case "image_url", "input_image":
 				media = "image_input"
 			case "input_audio":
@@ -265,13 +359,17 @@ func contentText(raw json.RawMessage) (text, media string, err error) {
 				media = "file_input"
 			}
 		}
-		return b.String(), media, nil
+		return text, media, nil
 	default:
-		return "", "", errors.New("expected a string or an array of content parts")
+		return nil, "", errors.New("expected a string or an array of content parts")
 	}
 }
 
-func hasValue(raw json.RawMessage) bool {
-	raw = bytes.TrimSpace(raw)
-	return len(raw) > 0 && string(raw) != "null" && string(raw) != "[]"
+// hasValue reports whether v is there and neither null nor an empty array.
+func hasValue(v *fastjson.Value) bool {
+	if v == nil || v.Type() == fastjson.TypeNull {
+		return false
+	}
+	a, err := v.Array()
+	return err != nil || len(a) > 0
 }

@@ -63,11 +63,16 @@ func TestParseChatRequestErrors(t *testing.T) {
 		{"not an object", `[1,2]`, "", "must be a JSON object"},
 		{"missing model", `{"messages":[{"role":"user","content":"x"}]}`, "model", "must provide a model"},
 		{"missing messages", `{"model":"m"}`, "model", ""},
-		{"model not a string", `{"model":5,"messages":[]}`, "model", "expected a string, but got number"},
+		{"model not a string", `{"model":5,"messages":[]}`, "model", "expected a string, but got a number"},
+		{"control character in a string", "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\tb\"}]}", "", "could not parse the JSON body"},
+		{"trailing garbage", `{"model":"m","messages":[{"role":"user","content":"x"}]} x`, "", "could not parse the JSON body"},
+		{"n not an integer", `{"model":"m","n":1.5,"messages":[{"role":"user","content":"x"}]}`, "n", "expected an integer"},
+		{"task not a string", `{"model":"m","metadata":{"task":3},"messages":[{"role":"user","content":"x"}]}`, "metadata.task", "expected a string"},
+		{"part not an object", `{"model":"m","messages":[{"role":"user","content":["x"]}]}`, "messages[0].content", "content parts"},
 		{"stream not a bool", `{"model":"m","stream":"yes","messages":[{"role":"user","content":"x"}]}`, "stream", "expected a boolean"},
 		{"messages not an array", `{"model":"m","messages":{}}`, "messages", "expected an array"},
-		{"message not an object", `{"model":"m","messages":["hi"]}`, "messages[]", "expected an object"},
-		{"role not a string", `{"model":"m","messages":[{"role":1,"content":"x"}]}`, "messages[].role", "expected a string"},
+		{"message not an object", `{"model":"m","messages":["hi"]}`, "messages[0]", "expected an object"},
+		{"role not a string", `{"model":"m","messages":[{"role":1,"content":"x"}]}`, "messages[0].role", "expected a string"},
 		{"empty messages", `{"model":"m","messages":[]}`, "messages", "empty array"},
 		{"missing role", `{"model":"m","messages":[{"content":"x"}]}`, "messages[0].role", "Missing required parameter"},
 		{"content a number", `{"model":"m","messages":[{"role":"user","content":5}]}`, "messages[0].content", "expected a string or an array"},
@@ -131,6 +136,13 @@ func FuzzParseChatRequest(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r, err := ParseChatRequest(body)
+		if valid := json.Valid(body); err == nil && !valid {
+			t.Fatalf("accepted a body that is not JSON")
+		} else if !valid {
+			if ae, ok := err.(*apiError); !ok || !strings.Contains(ae.Message, "could not parse") {
+				t.Fatalf("invalid JSON: error %v, want the parse error", err)
+			}
+		}
 		if err != nil {
 			if _, ok := err.(*apiError); !ok {
 				t.Fatalf("error %T is not an *apiError", err)
@@ -160,17 +172,17 @@ func FuzzParseCompletionRequest(f *testing.F) {
 	})
 }
 
-// TestContentTextFastPath checks the no-escape shortcut reads strings as
-// encoding/json does.
-func TestContentTextFastPath(t *testing.T) {
-	for _, raw := range []string{`"plain"`, `"with \"quotes\" and \\n"`, `"héllo wörld ✓"`, `""`, "\"bad \xff utf8\"", `"tab\tescaped"`} {
+// TestParseChatRequestStrings checks strings are read as encoding/json
+// reads them: escapes decoded, invalid UTF-8 replaced.
+func TestParseChatRequestStrings(t *testing.T) {
+	for _, raw := range []string{`"plain"`, `"with \"quotes\" and \\n"`, `"héllo wörld ✓"`, `""`, "\"bad \xff utf8\"", `"tab\tescaped \u00e9 \ud83d\ude00"`} {
 		var want string
 		if err := json.Unmarshal([]byte(raw), &want); err != nil {
 			t.Fatal(err)
 		}
-		got, _, err := contentText(json.RawMessage(raw))
-		if err != nil || got != want {
-			t.Errorf("contentText(%q) = %q, %v; want %q", raw, got, err, want)
+		r, err := ParseChatRequest([]byte(`{"model":"m","messages":[{"role":"user","content":` + raw + `}]}`))
+		if err != nil || r.Input != want {
+			t.Errorf("content %s: read %q, %v; want %q", raw, r.Input, err, want)
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
+	"strconv"
 	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -16,6 +18,9 @@ import (
 const (
 	InputIDs    = "ids"
 	OutputProbs = "probs"
+	// MetadataBuckets, in a model's custom metadata, is its embedding
+	// table's row count. A model that has it leaves checking ids to Run.
+	MetadataBuckets = "buckets"
 )
 
 // ErrClosed is returned by Run on a closed Session.
@@ -42,6 +47,9 @@ type Session struct {
 	sess    *ort.DynamicAdvancedSession
 	classes int
 	cuda    bool
+	// buckets, when not 0, is the model's table size: Run turns ids
+	// outside [0, buckets) into padding, which the graph does not do.
+	buckets int64
 }
 
 // NewSession loads a student model from its ONNX bytes onto the CPU with
@@ -71,6 +79,10 @@ func NewSessionWithOptions(onnx []byte, o SessionOptions) (*Session, error) {
 		return nil, err
 	}
 	s := &Session{sess: sess, cuda: cuda}
+	if s.buckets, err = readBuckets(sess); err != nil {
+		_ = sess.Destroy()
+		return nil, err
+	}
 	if s.classes, err = s.probe(); err != nil {
 		_ = sess.Destroy()
 		return nil, err
@@ -150,6 +162,27 @@ func appendCUDA(opts *ort.SessionOptions, device int) error {
 	return nil
 }
 
+// readBuckets returns the model's MetadataBuckets, 0 when it has none.
+func readBuckets(sess *ort.DynamicAdvancedSession) (int64, error) {
+	meta, err := sess.GetModelMetadata()
+	if err != nil {
+		return 0, fmt.Errorf("reading model metadata: %w", err)
+	}
+	defer meta.Destroy()
+	v, ok, err := meta.LookupCustomMetadataMap(MetadataBuckets)
+	if err != nil {
+		return 0, fmt.Errorf("reading model metadata: %w", err)
+	}
+	if !ok {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("reading model metadata: %s %q is not a row count", MetadataBuckets, v)
+	}
+	return n, nil
+}
+
 // probe runs one all-padding example to learn and check the output shape.
 func (s *Session) probe() (int, error) {
 	in, err := ort.NewTensor(ort.NewShape(1, 1), []int64{0})
@@ -182,6 +215,7 @@ func (s *Session) Run(ids []int64, n, l int) (probs []float32, classes int, err 
 	if n <= 0 || l <= 0 || n > math.MaxInt32/l || len(ids) != n*l {
 		return nil, 0, fmt.Errorf("running student: %d ids do not form [%d, %d]", len(ids), n, l)
 	}
+	ids = s.inTable(ids)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.sess == nil {
@@ -202,6 +236,26 @@ func (s *Session) Run(ids []int64, n, l int) (probs []float32, classes int, err 
 		return nil, 0, fmt.Errorf("running student: %w", err)
 	}
 	return probs, s.classes, nil
+}
+
+// inTable returns ids, or a copy with the ids outside the model's table
+// turned into padding when the graph leaves that to Run.
+func (s *Session) inTable(ids []int64) []int64 {
+	if s.buckets == 0 {
+		return ids
+	}
+	for i, id := range ids {
+		if uint64(id) >= uint64(s.buckets) {
+			out := slices.Clone(ids)
+			for j := i; j < len(out); j++ {
+				if uint64(out[j]) >= uint64(s.buckets) {
+					out[j] = 0
+				}
+			}
+			return out
+		}
+	}
+	return ids
 }
 
 // Close frees the ONNX Runtime session after runs in flight finish. It is

@@ -3,6 +3,7 @@ package trainer
 import (
 	"fmt"
 	"math"
+	"strconv"
 
 	"github.com/understudy-dev/understudy/internal/onnxgraph"
 	"github.com/understudy-dev/understudy/student"
@@ -10,9 +11,11 @@ import (
 
 // ExportInference returns the inference model of a trained student: its
 // weights as initializers, input "ids" int64 [N, L] (N and L dynamic, 0 is
-// padding, ids outside [1, Buckets) count as padding), outputs "probs"
-// float32 [N, Classes] = softmax(logits / temperature) and "logits"
-// [N, Classes]. It computes what Forward computes.
+// padding), output "probs" float32 [N, Classes] = softmax(logits /
+// temperature). It computes what Forward computes. The graph does not check
+// that ids lie in [0, Buckets): the model's metadata "buckets" tells
+// student.Session, which turns the ids outside into padding before a run.
+// Graphs exported before that check them themselves, with three more nodes.
 func ExportInference(cfg ModelConfig, p *Params, temperature float32) ([]byte, error) {
 	if err := p.Check(cfg); err != nil {
 		return nil, fmt.Errorf("exporting inference model: %w", err)
@@ -21,17 +24,14 @@ func ExportInference(cfg ModelConfig, p *Params, temperature float32) ([]byte, e
 	if math.IsNaN(t) || math.IsInf(t, 0) || t <= 0 {
 		return nil, fmt.Errorf("exporting inference model: temperature must be positive and finite, got %v", temperature)
 	}
+	// Every node costs a kernel dispatch in every run, which for a single
+	// prediction is most of the time: the graph keeps as few as it can.
 	b := onnxgraph.New("understudy_student", opset)
 	n, l := onnxgraph.Sym("N"), onnxgraph.Sym("L")
 	ids := b.Input(student.InputIDs, onnxgraph.Int64, n, l)
 
-	// Valid ids select their row; everything else reads the zero row 0.
-	valid := b.Op("And", []string{
-		b.Op("Greater", []string{ids, b.ConstInt64(0)}),
-		b.Op("Less", []string{ids, b.ConstInt64(int64(cfg.Buckets))}),
-	})
-	clean := b.Op("Where", []string{valid, ids, b.ConstInt64(0)})
-	mask := b.Op("Cast", []string{valid}, onnxgraph.AttrInt("to", int64(onnxgraph.Float)))
+	// Padding (id 0) reads the zero row 0 and is left out of the mean.
+	mask := b.Op("Cast", []string{b.Op("Greater", []string{ids, b.ConstInt64(0)})}, onnxgraph.AttrInt("to", int64(onnxgraph.Float)))
 	axis1 := b.ConstInt64s(1)
 	count := b.Op("Max", []string{
 		b.Op("ReduceSum", []string{mask, axis1}, onnxgraph.AttrInt("keepdims", 1)),
@@ -41,7 +41,7 @@ func ExportInference(cfg ModelConfig, p *Params, temperature float32) ([]byte, e
 	e := append([]float32(nil), p.E...)
 	clear(e[:cfg.Dim])
 	table := b.InitFloat32("E", []int64{int64(cfg.Buckets), int64(cfg.Dim)}, e)
-	rows := b.Op("Gather", []string{table, clean}, onnxgraph.AttrInt("axis", 0)) // [N, L, Dim]
+	rows := b.Op("Gather", []string{table, ids}, onnxgraph.AttrInt("axis", 0)) // [N, L, Dim]
 	// The mean of the rows as one batched product, coef [N, 1, L] × rows:
 	// ONNX Runtime's ReduceSum over the middle axis is a scalar loop, a
 	// chain of dependent adds that took most of a prediction's time (20 of
@@ -58,14 +58,15 @@ func ExportInference(cfg ModelConfig, p *Params, temperature float32) ([]byte, e
 	}
 	w2 := b.InitFloat32("W2", []int64{int64(cfg.in()), int64(cfg.Classes)}, p.W2)
 	b2 := b.InitFloat32("B2", []int64{int64(cfg.Classes)}, p.B2)
-	b.Node("Gemm", []string{h, w2, b2}, []string{"logits"})
-	scaled := b.Op("Mul", []string{"logits", b.ConstFloat32(float32(1 / t))})
+	// Gemm's alpha and beta divide the logits by the temperature.
+	inv := float32(1 / t)
+	scaled := b.Op("Gemm", []string{h, w2, b2}, onnxgraph.AttrFloat("alpha", inv), onnxgraph.AttrFloat("beta", inv))
 	b.Node("Softmax", []string{scaled}, []string{student.OutputProbs}, onnxgraph.AttrInt("axis", -1))
 
 	c := onnxgraph.Fixed(cfg.Classes)
 	b.Output(student.OutputProbs, onnxgraph.Float, n, c)
-	b.Output("logits", onnxgraph.Float, n, c)
 	b.Metadata("temperature", fmt.Sprint(temperature))
+	b.Metadata(student.MetadataBuckets, strconv.Itoa(cfg.Buckets))
 	raw, err := b.Model()
 	if err != nil {
 		return nil, fmt.Errorf("exporting inference model: %w", err)

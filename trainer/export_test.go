@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -38,9 +39,13 @@ func TestExportedModelMatchesForward(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer sess.Close()
+			sent := slices.Clone(flat)
 			probs, classes, err := sess.Run(flat, len(rows), width)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if !slices.Equal(flat, sent) {
+				t.Errorf("Run changed the caller's ids: %v, sent %v", flat, sent)
 			}
 			if classes != tc.cfg.Classes {
 				t.Fatalf("classes = %d, want %d", classes, tc.cfg.Classes)

@@ -182,7 +182,7 @@ type Trainer struct {
 	// Cooldown is the least time between two runs of one domain, so a busy
 	// domain is not retrained back to back. Default 1m.
 	Cooldown time.Duration `yaml:"cooldown"`
-	// Dim is the students' embedding width. Default 32.
+	// Dim is the students' embedding width. Default 16.
 	Dim int `yaml:"dim"`
 	// Hidden is the width of an optional hidden layer; 0 is none. Default 0.
 	Hidden int `yaml:"hidden"`
@@ -334,7 +334,7 @@ func Default() *Config {
 		},
 		Trainer: Trainer{
 			Enabled: true, MinPairs: 200, RetrainEvery: 500, MaxTrainPairs: 20000, Threads: 1,
-			Interval: 5 * time.Second, Cooldown: time.Minute, Dim: 32, MaxEpochs: 30,
+			Interval: 5 * time.Second, Cooldown: time.Minute, Dim: 16, MaxEpochs: 30,
 		},
 		Log: Log{Level: "info", Format: "text"},
 	}

@@ -9,10 +9,10 @@ import (
 	"github.com/understudy-dev/understudy/student"
 )
 
-// benchConfig is the default student's shape: 2^17 hashed buckets, 32-wide
+// benchConfig is the default student's shape: 2^17 hashed buckets, 16-wide
 // embeddings, two classes.
 func benchConfig(hidden int) ModelConfig {
-	return ModelConfig{Buckets: 1 << 17, Dim: 32, Hidden: hidden, Classes: 2}
+	return ModelConfig{Buckets: 1 << 17, Dim: 16, Hidden: hidden, Classes: 2}
 }
 
 // benchExamples are n examples of 64..256 Zipf-distributed ids, like hashed

@@ -25,7 +25,7 @@ type Example struct {
 // defaults (see DefaultOptions).
 type Options struct {
 	Featurizer student.FeaturizerConfig
-	// Dim is the embedding width. Default 32.
+	// Dim is the embedding width. Default 16.
 	Dim int
 	// Hidden is the width of an optional hidden layer. Default 0 (none).
 	Hidden int
@@ -58,7 +58,7 @@ type Options struct {
 // DefaultOptions are the options a zero Options means.
 func DefaultOptions() Options {
 	return Options{
-		Featurizer: student.DefaultFeaturizer(), Dim: 32, Batch: 64, MaxEpochs: 30, Patience: 3,
+		Featurizer: student.DefaultFeaturizer(), Dim: 16, Batch: 64, MaxEpochs: 30, Patience: 3,
 		Adam: DefaultAdam(), HoldoutFraction: 0.2, Target: 0.95, Margin: 0.01, MinCovered: 10,
 		Rule: DefaultLabelRule(), Threads: 1, Seed: 1,
 	}

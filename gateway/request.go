@@ -49,7 +49,7 @@ func ParseChatRequest(body []byte) (*Request, error) {
 	}
 	r.Chat = true
 	msgs := o.Get("messages")
-	if msgs == nil || msgs.Type() == fastjson.TypeNull {
+	if absent(msgs) {
 		return nil, invalidRequest("messages", "Missing required parameter: 'messages'.")
 	}
 	messages, err := msgs.Array()
@@ -60,12 +60,12 @@ func ParseChatRequest(body []byte) (*Request, error) {
 		return nil, invalidRequest("messages", "Invalid 'messages': empty array. Expected an array with minimum length 1.")
 	}
 	r.Messages = msgs.MarshalTo(nil)
-	if meta := o.Get("metadata"); meta != nil && meta.Type() != fastjson.TypeNull {
+	if meta := o.Get("metadata"); !absent(meta) {
 		mo, err := meta.Object()
 		if err != nil {
 			return nil, typeError("metadata", "an object", meta)
 		}
-		if task := mo.Get("task"); task != nil && task.Type() != fastjson.TypeNull {
+		if task := mo.Get("task"); !absent(task) {
 			if task.Type() != fastjson.TypeString {
 				return nil, typeError("metadata.task", "a string", task)
 			}
@@ -79,7 +79,7 @@ func ParseChatRequest(body []byte) (*Request, error) {
 			return nil, typeError(fmt.Sprintf("messages[%d]", i), "an object", m)
 		}
 		role := mo.Get("role")
-		if role == nil || role.Type() == fastjson.TypeNull {
+		if absent(role) {
 			return nil, invalidRequest(fmt.Sprintf("messages[%d].role", i), "Missing required parameter: 'messages[%d].role'.", i)
 		}
 		if role.Type() != fastjson.TypeString {
@@ -102,11 +102,11 @@ func ParseChatRequest(body []byte) (*Request, error) {
 		dst.Write(text)
 	}
 	r.System, r.Input = validUTF8(system.String()), validUTF8(input.String())
-	n, err := optionalInt(o, "n")
+	n, err := intParam(o.Get("n"), "n")
 	if err != nil {
 		return nil, err
 	}
-	logprobs, err := optionalBool(o, "logprobs")
+	logprobs, err := boolParam(o.Get("logprobs"), "logprobs")
 	if err != nil {
 		return nil, err
 	}
@@ -131,15 +131,15 @@ func ParseCompletionRequest(body []byte) (*Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := optionalInt(o, "n")
+	n, err := intParam(o.Get("n"), "n")
 	if err != nil {
 		return nil, err
 	}
-	bestOf, err := optionalInt(o, "best_of")
+	bestOf, err := intParam(o.Get("best_of"), "best_of")
 	if err != nil {
 		return nil, err
 	}
-	echo, err := optionalBool(o, "echo")
+	echo, err := boolParam(o.Get("echo"), "echo")
 	if err != nil {
 		return nil, err
 	}
@@ -226,16 +226,14 @@ func stringsWithoutControls(b []byte) bool {
 // requireModel returns the body's model, which must be a non-empty string.
 func requireModel(o *fastjson.Object) (string, error) {
 	v := o.Get("model")
-	if v == nil || v.Type() == fastjson.TypeNull {
-		return "", invalidRequest("model", "you must provide a model parameter")
-	}
-	if v.Type() != fastjson.TypeString {
+	if !absent(v) && v.Type() != fastjson.TypeString {
 		return "", typeError("model", "a string", v)
 	}
-	if len(v.GetStringBytes()) == 0 {
+	model := v.GetStringBytes()
+	if len(model) == 0 {
 		return "", invalidRequest("model", "you must provide a model parameter")
 	}
-	return validUTF8(string(v.GetStringBytes())), nil
+	return validUTF8(string(model)), nil
 }
 
 // validUTF8 replaces invalid UTF-8 in a string read from JSON, as
@@ -251,49 +249,45 @@ func validUTF8(s string) string {
 // readStreamFields reads stream and stream_options.include_usage.
 func readStreamFields(o *fastjson.Object, r *Request) error {
 	var err error
-	if r.Stream, err = optionalBool(o, "stream"); err != nil {
+	if r.Stream, err = boolParam(o.Get("stream"), "stream"); err != nil {
 		return err
 	}
 	so := o.Get("stream_options")
-	if so == nil || so.Type() == fastjson.TypeNull {
+	if absent(so) {
 		return nil
 	}
 	opts, err := so.Object()
 	if err != nil {
 		return typeError("stream_options", "an object", so)
 	}
-	v := opts.Get("include_usage")
-	if v == nil || v.Type() == fastjson.TypeNull {
-		return nil
-	}
-	if r.IncludeUsage, err = v.Bool(); err != nil {
-		return typeError("stream_options.include_usage", "a boolean", v)
-	}
-	return nil
+	r.IncludeUsage, err = boolParam(opts.Get("include_usage"), "stream_options.include_usage")
+	return err
 }
 
-// optionalBool reads a boolean field; absent or null is false.
-func optionalBool(o *fastjson.Object, key string) (bool, error) {
-	v := o.Get(key)
-	if v == nil || v.Type() == fastjson.TypeNull {
+// absent reports whether a field is missing or null; OpenAI's API treats
+// the two alike.
+func absent(v *fastjson.Value) bool { return v == nil || v.Type() == fastjson.TypeNull }
+
+// boolParam reads an optional boolean parameter; absent is false.
+func boolParam(v *fastjson.Value, param string) (bool, error) {
+	if absent(v) {
 		return false, nil
 	}
 	b, err := v.Bool()
 	if err != nil {
-		return false, typeError(key, "a boolean", v)
+		return false, typeError(param, "a boolean", v)
 	}
 	return b, nil
 }
 
-// optionalInt reads an integer field; absent or null is 0.
-func optionalInt(o *fastjson.Object, key string) (int, error) {
-	v := o.Get(key)
-	if v == nil || v.Type() == fastjson.TypeNull {
+// intParam reads an optional integer parameter; absent is 0.
+func intParam(v *fastjson.Value, param string) (int, error) {
+	if absent(v) {
 		return 0, nil
 	}
 	n, err := v.Int()
 	if err != nil {
-		return 0, typeError(key, "an integer", v)
+		return 0, typeError(param, "an integer", v)
 	}
 	return n, nil
 }
@@ -325,12 +319,10 @@ func jsonTypeName(v *fastjson.Value) string {
 // of parts, or null) and, if it holds a part no student can take, that
 // part's kind. The text is valid until the parser's next use.
 func contentText(v *fastjson.Value) (text []byte, media string, err error) {
-	if v == nil {
+	if absent(v) {
 		return nil, "", nil
 	}
 	switch v.Type() {
-	case fastjson.TypeNull:
-		return nil, "", nil
 	case fastjson.TypeString:
 		return v.GetStringBytes(), "", nil
 	case fastjson.TypeArray:
@@ -341,8 +333,7 @@ func contentText(v *fastjson.Value) (text []byte, media string, err error) {
 				return nil, "", errors.New("expected an array of content parts")
 			}
 			kind, txt := po.Get("type"), po.Get("text")
-			if (kind != nil && kind.Type() != fastjson.TypeString && kind.Type() != fastjson.TypeNull) ||
-				(txt != nil && txt.Type() != fastjson.TypeString && txt.Type() != fastjson.TypeNull) {
+			if !absent(kind) && kind.Type() != fastjson.TypeString || !absent(txt) && txt.Type() != fastjson.TypeString {
 				return nil, "", errors.New("expected an array of content parts")
 			}
 			switch string(kind.GetStringBytes()) {
@@ -367,7 +358,7 @@ func contentText(v *fastjson.Value) (text []byte, media string, err error) {
 
 // hasValue reports whether v is there and neither null nor an empty array.
 func hasValue(v *fastjson.Value) bool {
-	if v == nil || v.Type() == fastjson.TypeNull {
+	if absent(v) {
 		return false
 	}
 	a, err := v.Array()

@@ -244,18 +244,20 @@ func (s *Session) inTable(ids []int64) []int64 {
 	if s.buckets == 0 {
 		return ids
 	}
+	var out []int64 // a copy, once an id needs changing
 	for i, id := range ids {
-		if uint64(id) >= uint64(s.buckets) {
-			out := slices.Clone(ids)
-			for j := i; j < len(out); j++ {
-				if uint64(out[j]) >= uint64(s.buckets) {
-					out[j] = 0
-				}
-			}
-			return out
+		if uint64(id) < uint64(s.buckets) {
+			continue
 		}
+		if out == nil {
+			out = slices.Clone(ids)
+		}
+		out[i] = 0
 	}
-	return ids
+	if out == nil {
+		return ids
+	}
+	return out
 }
 
 // Close frees the ONNX Runtime session after runs in flight finish. It is

@@ -2,7 +2,6 @@ package student
 
 import (
 	"fmt"
-	"math"
 	"strings"
 	"sync"
 	"unicode"
@@ -23,13 +22,19 @@ type FeaturizerConfig struct {
 	CharNgramMin int `json:"char_ngram_min"`
 	CharNgramMax int `json:"char_ngram_max"`
 	// MaxTokens caps the distinct features of one input, taken in text
-	// order, so the beginning of a long input counts. Default 512.
+	// order, so the beginning of a long input counts. Default 256.
 	MaxTokens int `json:"max_tokens"`
+	// WordsFirst takes the word n-grams of the whole input before any
+	// character n-gram, so that character n-grams fill only the room the
+	// words leave under MaxTokens. Without it each token's character
+	// n-grams follow its word n-grams (models trained before this setting
+	// existed). Default true.
+	WordsFirst bool `json:"words_first"`
 }
 
 // DefaultFeaturizer is the featurizer new students use.
 func DefaultFeaturizer() FeaturizerConfig {
-	return FeaturizerConfig{BucketBits: 17, WordNgrams: 2, CharNgramMin: 4, CharNgramMax: 4, MaxTokens: 512}
+	return FeaturizerConfig{BucketBits: 17, WordNgrams: 2, CharNgramMin: 4, CharNgramMax: 4, MaxTokens: 256, WordsFirst: true}
 }
 
 // Buckets is the number of embedding rows the featurizer addresses,
@@ -54,9 +59,10 @@ func (c FeaturizerConfig) Validate() error {
 // Featurizer turns text into feature ids: the text is lower-cased and split
 // into tokens (runs of letters and digits; every other non-space character
 // is a token of its own), then each token in order contributes its word
-// unigram, the word n-grams ending at it, and the character n-grams of
-// "<token>" — each hashed (FNV-1a 64, with a prefix per kind) into a bucket
-// in [1, 2^BucketBits). Repeated features count once; at most MaxTokens are
+// unigram and the word n-grams ending at it, and afterwards (or right after
+// them, without WordsFirst) each token the character n-grams of "<token>" —
+// each hashed (FNV-1a 64, with a prefix per kind) into a bucket in
+// [1, 2^BucketBits). Repeated features count once; at most MaxTokens are
 // kept. It is safe for concurrent use.
 type Featurizer struct {
 	cfg     FeaturizerConfig
@@ -67,8 +73,8 @@ type Featurizer struct {
 // scratch is one call's working memory.
 type scratch struct {
 	seen idSet
-	low  []byte     // the lower-cased text
-	toks [][2]int32 // tokens as [start, end) offsets into low
+	low  []byte   // the lower-cased text
+	toks [][2]int // tokens as offsets into low, kept for character n-grams
 	buf  []byte
 	offs []int
 }
@@ -124,8 +130,8 @@ func (f *Featurizer) Config() FeaturizerConfig { return f.cfg }
 func Tokens(text string) []string {
 	low := appendLower(nil, text)
 	var toks []string
-	for _, t := range appendTokens(nil, low) {
-		toks = append(toks, string(low[t[0]:t[1]]))
+	for start, end := nextToken(low, 0); start < len(low); start, end = nextToken(low, end) {
+		toks = append(toks, string(low[start:end]))
 	}
 	return toks
 }
@@ -167,101 +173,129 @@ var asciiClass = func() (t [utf8.RuneSelf]uint8) {
 	return t
 }()
 
-// appendTokens appends the offsets of the tokens of lower-cased text, which
-// is valid UTF-8 (strings.ToLower makes it so).
-func appendTokens(toks [][2]int32, text []byte) [][2]int32 {
-	start := -1
-	for i := 0; i < len(text); {
-		class, size := asciiClass[text[i]&(utf8.RuneSelf-1)], 1
-		if text[i] >= utf8.RuneSelf {
-			var r rune
-			r, size = utf8.DecodeRune(text[i:])
-			switch {
-			case unicode.IsLetter(r) || unicode.IsDigit(r):
-				class = asciiWord
-			case !unicode.IsSpace(r) && unicode.IsPrint(r):
-				class = asciiPunct
-			default:
-				class = asciiSkip
+// nextToken returns the offsets [start, end) of the first token of
+// lower-cased text at or after byte i; start is len(text) when there is
+// none. text is valid UTF-8 (strings.ToLower makes it so). Tokens are found
+// one at a time because MaxTokens usually stops before the end of the text.
+func nextToken(text []byte, i int) (start, end int) {
+	for i < len(text) {
+		class, size := classAt(text, i)
+		switch class {
+		case asciiPunct:
+			return i, i + size
+		case asciiWord:
+			start = i
+			for i += size; i < len(text); i += size {
+				if class, size = classAt(text, i); class != asciiWord {
+					break
+				}
 			}
-		}
-		if class == asciiWord {
-			if start < 0 {
-				start = i
-			}
-			i += size
-			continue
-		}
-		if start >= 0 {
-			toks = append(toks, [2]int32{int32(start), int32(i)})
-			start = -1
-		}
-		if class == asciiPunct {
-			toks = append(toks, [2]int32{int32(i), int32(i + size)})
+			return start, i
 		}
 		i += size
 	}
-	if start >= 0 {
-		toks = append(toks, [2]int32{int32(start), int32(len(text))})
+	return len(text), len(text)
+}
+
+// classAt returns the class of the character at text[i] and its length.
+func classAt(text []byte, i int) (class uint8, size int) {
+	if text[i] < utf8.RuneSelf {
+		return asciiClass[text[i]], 1
 	}
-	return toks
+	r, size := utf8.DecodeRune(text[i:])
+	switch {
+	case unicode.IsLetter(r) || unicode.IsDigit(r):
+		return asciiWord, size
+	case !unicode.IsSpace(r) && unicode.IsPrint(r):
+		return asciiPunct, size
+	}
+	return asciiSkip, size
 }
 
 // Featurize appends text's feature ids to dst and returns it.
 func (f *Featurizer) Featurize(dst []int64, text string) []int64 {
 	sc := f.scratch.Get().(*scratch)
 	defer func() { sc.seen.reset(); f.scratch.Put(sc) }()
-	if len(text) > math.MaxInt32 {
-		text = text[:math.MaxInt32] // offsets are int32; MaxTokens stops long before
-	}
 	sc.low = appendLower(sc.low[:0], text)
-	sc.toks = appendTokens(sc.toks[:0], sc.low)
-	low, toks := sc.low, sc.toks
-	tok := func(i int) []byte { return low[toks[i][0]:toks[i][1]] }
-	n := 0
-	add := func(id int64) bool {
-		if sc.seen.add(id) {
-			dst = append(dst, id)
-			n++
+	r := featurizing{f: f, sc: sc, dst: dst}
+	chars := f.cfg.CharNgramMax > 0
+	later := chars && f.cfg.WordsFirst // character n-grams after all words
+	sc.toks = sc.toks[:0]
+	var t, prev1, prev2 []byte // the token, and the two before it
+	for i, start, end := 0, 0, 0; ; i++ {
+		if start, end = nextToken(sc.low, end); start == len(sc.low) {
+			break
 		}
-		return n < f.cfg.MaxTokens
-	}
-	for i := range toks {
-		t := tok(i)
-		if !add(f.hash('w', t, nil, nil)) {
-			return dst
+		t, prev1, prev2 = sc.low[start:end], t, prev1
+		if !r.words(i, t, prev1, prev2) || (chars && !later && !r.chars(t)) {
+			return r.dst
 		}
-		if f.cfg.WordNgrams >= 2 && i >= 1 && !add(f.hash('2', tok(i-1), t, nil)) {
-			return dst
-		}
-		if f.cfg.WordNgrams >= 3 && i >= 2 && !add(f.hash('3', tok(i-2), tok(i-1), t)) {
-			return dst
-		}
-		if f.cfg.CharNgramMax == 0 {
-			continue
-		}
-		// Character n-grams of "<tok>", by rune.
-		sc.buf = append(append(append(sc.buf[:0], '<'), t...), '>')
-		gram := func(j, k int) []byte { return sc.buf[j:k] }
-		runes := len(sc.buf)
-		if !isASCII(t) {
-			sc.offs = sc.offs[:0]
-			for j := range string(sc.buf) {
-				sc.offs = append(sc.offs, j)
-			}
-			runes = len(sc.offs)
-			sc.offs = append(sc.offs, len(sc.buf))
-			gram = func(j, k int) []byte { return sc.buf[sc.offs[j]:sc.offs[k]] }
-		}
-		for size := f.cfg.CharNgramMin; size <= f.cfg.CharNgramMax && size < runes; size++ {
-			for j := 0; j+size <= runes; j++ {
-				if !add(f.hash('c', gram(j, j+size), nil, nil)) {
-					return dst
-				}
-			}
+		if later {
+			sc.toks = append(sc.toks, [2]int{start, end})
 		}
 	}
-	return dst
+	for _, tok := range sc.toks {
+		if !r.chars(sc.low[tok[0]:tok[1]]) {
+			break
+		}
+	}
+	return r.dst
+}
+
+// featurizing is one Featurize call's state.
+type featurizing struct {
+	f   *Featurizer
+	sc  *scratch
+	dst []int64
+	n   int // distinct ids appended
+}
+
+// add appends id unless it was seen and reports whether there is room for
+// more.
+func (r *featurizing) add(id int64) bool {
+	if r.sc.seen.add(id) {
+		r.dst = append(r.dst, id)
+		r.n++
+	}
+	return r.n < r.f.cfg.MaxTokens
+}
+
+// words adds the word n-grams that end at token i, t; prev1 and prev2 are
+// the tokens before it. It reports whether there is room for more.
+func (r *featurizing) words(i int, t, prev1, prev2 []byte) bool {
+	f := r.f
+	return r.add(f.hash(prefixWord, t, nil, nil)) &&
+		(f.cfg.WordNgrams < 2 || i < 1 || r.add(f.hash(prefixBigram, prev1, t, nil))) &&
+		(f.cfg.WordNgrams < 3 || i < 2 || r.add(f.hash(prefixTrigram, prev2, prev1, t)))
+}
+
+// chars adds the character n-grams of "<t>", by rune, and reports whether
+// there is room for more.
+func (r *featurizing) chars(t []byte) bool {
+	sc, cfg := r.sc, r.f.cfg
+	sc.buf = append(append(append(sc.buf[:0], '<'), t...), '>')
+	ascii := isASCII(t)
+	runes := len(sc.buf)
+	if !ascii {
+		sc.offs = sc.offs[:0]
+		for j := range string(sc.buf) {
+			sc.offs = append(sc.offs, j)
+		}
+		runes = len(sc.offs)
+		sc.offs = append(sc.offs, len(sc.buf))
+	}
+	for size := cfg.CharNgramMin; size <= cfg.CharNgramMax && size < runes; size++ {
+		for j := 0; j+size <= runes; j++ {
+			gram := sc.buf[j : j+size]
+			if !ascii {
+				gram = sc.buf[sc.offs[j]:sc.offs[j+size]]
+			}
+			if !r.add(r.f.hash(prefixChar, gram, nil, nil)) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func isASCII(b []byte) bool {
@@ -279,12 +313,23 @@ const (
 	fnvPrime  = 1099511628211
 )
 
-// hash maps a word feature to its bucket in [1, 2^BucketBits): FNV-1a 64
-// of kind, ':', and the non-empty words joined by spaces.
-func (f *Featurizer) hash(kind byte, a, b, c []byte) int64 {
-	h := uint64(fnvOffset)
-	h = (h ^ uint64(kind)) * fnvPrime
-	h = (h ^ ':') * fnvPrime
+// The FNV-1a 64 states after each kind's prefix "<kind>:", which every
+// feature of that kind starts with.
+var (
+	prefixWord    = fnvPrefix('w')
+	prefixBigram  = fnvPrefix('2')
+	prefixTrigram = fnvPrefix('3')
+	prefixChar    = fnvPrefix('c')
+)
+
+func fnvPrefix(kind byte) uint64 {
+	return ((fnvOffset^uint64(kind))*fnvPrime ^ ':') * fnvPrime
+}
+
+// hash maps a feature to its bucket in [1, 2^BucketBits): FNV-1a 64 of its
+// kind's prefix (h is the state after it), then the non-empty words joined
+// by spaces.
+func (f *Featurizer) hash(h uint64, a, b, c []byte) int64 {
 	for _, ch := range a {
 		h = (h ^ uint64(ch)) * fnvPrime
 	}

@@ -25,16 +25,23 @@ func TestFeaturizerGolden(t *testing.T) {
 		IDs    []int64          `json:"ids"`
 	}
 	small := FeaturizerConfig{BucketBits: 10, WordNgrams: 2, CharNgramMin: 3, CharNgramMax: 4, MaxTokens: 64}
+	// legacy is the default before WordsFirst: models trained with it
+	// must keep their features.
+	legacy := FeaturizerConfig{BucketBits: 17, WordNgrams: 2, CharNgramMin: 4, CharNgramMax: 4, MaxTokens: 512}
+	wordsFirst := small
+	wordsFirst.WordsFirst, wordsFirst.MaxTokens = true, 12
 	inputs := []struct {
 		cfg  FeaturizerConfig
 		text string
 	}{
-		{DefaultFeaturizer(), "WIN a FREE cruise!!! Click now"},
-		{DefaultFeaturizer(), "Lunch moved to 1pm, see you there."},
+		{legacy, "WIN a FREE cruise!!! Click now"},
+		{legacy, "Lunch moved to 1pm, see you there."},
 		{small, "Héllo Wörld — ça va?"},
 		{small, ""},
 		{FeaturizerConfig{BucketBits: 8, WordNgrams: 1, MaxTokens: 3}, "a b c d e f"},
 		{FeaturizerConfig{BucketBits: 12, WordNgrams: 3, MaxTokens: 100}, "the cat the cat sat"},
+		{DefaultFeaturizer(), "WIN a FREE cruise!!! Click now"},
+		{wordsFirst, "Lunch moved to 1pm, see you there."},
 	}
 	var got []vector
 	for _, in := range inputs {
@@ -93,8 +100,8 @@ func TestFeaturizerProperties(t *testing.T) {
 		words = append(words, fmt.Sprintf("word%d", i))
 	}
 	long := f.Featurize(nil, strings.Join(words, " "))
-	if len(long) != 512 {
-		t.Errorf("long input has %d features, want the cap 512", len(long))
+	if len(long) != DefaultFeaturizer().MaxTokens {
+		t.Errorf("long input has %d features, want the cap %d", len(long), DefaultFeaturizer().MaxTokens)
 	}
 	// The hash is FNV-1a 64 of "w:" + token.
 	h := fnv.New64a()
@@ -161,19 +168,30 @@ func referenceFeaturize(cfg FeaturizerConfig, text string) []int64 {
 		}
 		return len(ids) < cfg.MaxTokens
 	}
+	chars := func(tok string) bool {
+		runes := []rune("<" + tok + ">")
+		for size := cfg.CharNgramMin; cfg.CharNgramMax > 0 && size <= cfg.CharNgramMax && size < len(runes); size++ {
+			for j := 0; j+size <= len(runes); j++ {
+				if !add(bucket('c', string(runes[j:j+size]))) {
+					return false
+				}
+			}
+		}
+		return true
+	}
 	for i, tok := range toks {
 		if !add(bucket('w', tok)) ||
 			cfg.WordNgrams >= 2 && i >= 1 && !add(bucket('2', toks[i-1], tok)) ||
 			cfg.WordNgrams >= 3 && i >= 2 && !add(bucket('3', toks[i-2], toks[i-1], tok)) {
 			return ids
 		}
-		runes := []rune("<" + tok + ">")
-		for size := cfg.CharNgramMin; cfg.CharNgramMax > 0 && size <= cfg.CharNgramMax && size < len(runes); size++ {
-			for j := 0; j+size <= len(runes); j++ {
-				if !add(bucket('c', string(runes[j:j+size]))) {
-					return ids
-				}
-			}
+		if !cfg.WordsFirst && !chars(tok) {
+			return ids
+		}
+	}
+	for _, tok := range toks {
+		if !cfg.WordsFirst || !chars(tok) {
+			break
 		}
 	}
 	return ids
@@ -185,7 +203,8 @@ func FuzzFeaturize(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, text string, bits, ngrams, chars uint8) {
 		cfg := FeaturizerConfig{BucketBits: 8 + int(bits)%17, WordNgrams: 1 + int(ngrams)%3,
-			CharNgramMin: int(chars) % 5, CharNgramMax: int(chars)%5 + int(chars)/5%3, MaxTokens: 1 + len(text)%600}
+			CharNgramMin: int(chars) % 5, CharNgramMax: int(chars)%5 + int(chars)/5%3, MaxTokens: 1 + len(text)%600,
+			WordsFirst: bits/17%2 == 1}
 		if cfg.CharNgramMin == 0 {
 			cfg.CharNgramMax = 0
 		}

@@ -2,6 +2,7 @@ package shadow
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"time"
 
@@ -59,6 +60,7 @@ type Pool struct {
 
 	dropped  prometheus.Counter
 	predTime prometheus.Histogram
+	cpu      prometheus.Counter
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -89,9 +91,13 @@ func NewPool(cfg PoolConfig, sink Sink, reg prometheus.Registerer) *Pool {
 			Help:    "Duration of one batched student prediction in the shadow pool.",
 			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .1},
 		}),
+		cpu: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "understudy", Subsystem: "shadow", Name: "cpu_seconds_total",
+			Help: "CPU time the shadow pool's workers spent scoring: featurizing, predicting and recording the samples (Linux only).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(p.dropped, p.predTime,
+		reg.MustRegister(p.dropped, p.predTime, p.cpu,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Namespace: "understudy", Subsystem: "shadow", Name: "queue_length",
 				Help: "Shadow scoring jobs waiting.",
@@ -142,6 +148,10 @@ func (p *Pool) Close() {
 
 func (p *Pool) work(ctx context.Context) {
 	defer p.wg.Done()
+	// A worker keeps its thread, so the thread's CPU clock is the
+	// scoring's own cost: what the shadow adds over the teacher alone.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	batch := make([]Job, 0, p.cfg.Batch)
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
@@ -176,7 +186,11 @@ func (p *Pool) work(ctx context.Context) {
 				break fill
 			}
 		}
+		began, ok := threadCPU()
 		p.score(batch)
+		if ended, ok2 := threadCPU(); ok && ok2 {
+			p.cpu.Add(float64(ended-began) / 1e9)
+		}
 	}
 }
 

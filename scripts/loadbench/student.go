@@ -37,6 +37,7 @@ import (
 
 const (
 	scoringCPUMetric = "understudy_shadow_cpu_seconds_total"
+	predictionMetric = "understudy_student_prediction_duration_seconds"
 	studentRate      = 1000
 	// studentLatencyGoal is the goal for the p50 of student-served
 	// requests, end to end through the gateway, in microseconds.
@@ -108,6 +109,16 @@ type studentRun struct {
 	// requests (understudy_shadow_cpu_seconds_total) divided by their
 	// duration.
 	ScoringCores float64 `json:"shadow_scoring_cores"`
+	// PredictionP50 is the median time of the serving student's
+	// predictions over the measured requests, in µs, from the gateway's
+	// own histogram (predictionMetric); 0 when it made none.
+	PredictionP50 float64 `json:"prediction_p50_us"`
+}
+
+// studentMetrics is what a student run reads from the gateway's metrics.
+type studentMetrics struct {
+	scoringCPU float64 // seconds
+	prediction histogram
 }
 
 // runStudentCompare runs the comparison and adds its runs to the results.
@@ -207,12 +218,14 @@ func (b *bench) runStudentMode(ctx context.Context, gw *proc, client *fasthttp.H
 	sr := studentRun{Repeat: repeat, Mode: mode, Rate: studentRate}
 	l := startLoad(ctx, client, url, ds.bodies, ds.want, studentRate, b.o.warmup, b.o.duration, b.o.conns)
 	var before time.Duration
-	var scoringBefore float64
-	var cpuErr, scoringErr error
+	var mBefore studentMetrics
+	var beforeErr error
 	select {
 	case <-time.After(time.Until(l.measureStart())):
-		before, cpuErr = readCPU(gw.pid())
-		scoringBefore, scoringErr = b.scrapeScoringCPU(gw.addr)
+		before, beforeErr = readCPU(gw.pid())
+		if beforeErr == nil {
+			mBefore, beforeErr = b.scrapeStudent(gw.addr)
+		}
 	case <-ctx.Done():
 	}
 	res, err := l.wait(ctx)
@@ -220,30 +233,45 @@ func (b *bench) runStudentMode(ctx context.Context, gw *proc, client *fasthttp.H
 		return sr, err
 	}
 	after, err := readCPU(gw.pid())
-	scoringAfter, err2 := b.scrapeScoringCPU(gw.addr)
-	if err = errors.Join(cpuErr, scoringErr, err, err2); err != nil {
+	if err = errors.Join(beforeErr, err); err != nil {
+		return sr, err
+	}
+	mAfter, err := b.scrapeStudent(gw.addr)
+	if err != nil {
+		return sr, err
+	}
+	pred, err := mAfter.prediction.sub(mBefore.prediction)
+	if err != nil {
 		return sr, err
 	}
 	sr.loadResult = res
 	sr.CPUSeconds = (after - before).Seconds()
 	if res.Elapsed > 0 {
 		sr.CPUCores = sr.CPUSeconds / res.Elapsed
-		sr.ScoringCores = (scoringAfter - scoringBefore) / res.Elapsed
+		sr.ScoringCores = (mAfter.scoringCPU - mBefore.scoringCPU) / res.Elapsed
+	}
+	if pred.count() > 0 {
+		sr.PredictionP50 = pred.quantile(.50) * 1e6
 	}
 	return sr, nil
 }
 
-// scrapeScoringCPU reads the shadow pool's CPU seconds from the gateway.
-func (b *bench) scrapeScoringCPU(addr string) (float64, error) {
+// scrapeStudent reads the shadow pool's CPU seconds and the serving
+// student's prediction times from the gateway at addr.
+func (b *bench) scrapeStudent(addr string) (studentMetrics, error) {
 	body, err := b.scrape(addr)
 	if err != nil {
-		return 0, err
+		return studentMetrics{}, err
 	}
-	v, err := parseSamples(body, scoringCPUMetric)
+	cpu, err := parseSamples(body, scoringCPUMetric)
 	if err != nil {
-		return 0, err
+		return studentMetrics{}, err
 	}
-	return v[""], nil
+	pred, err := parseHistogram(body, predictionMetric, "")
+	if err != nil {
+		return studentMetrics{}, err
+	}
+	return studentMetrics{scoringCPU: cpu[""], prediction: pred}, nil
 }
 
 // waitStudent waits until the gateway's one domain has a student in the
@@ -341,8 +369,8 @@ func (b *bench) studentProgress(r studentRun) {
 	line := fmt.Sprintf("student: repeat %d %-12s %5d req/s: %5.0f req/s, p50 %s, p99 %s, errors %d, gateway CPU %.3f cores (scoring %.4f)",
 		r.Repeat, r.Mode, r.Rate, r.Throughput, fmtUS(r.Latency.P50), fmtUS(r.Latency.P99), r.errors(), r.CPUCores, r.ScoringCores)
 	if r.Student != nil {
-		line += fmt.Sprintf(", student answered %.1f%% (p50 %s, p99 %s)", 100*r.studentShare(),
-			fmtUS(r.Student.Student.P50), fmtUS(r.Student.Student.P99))
+		line += fmt.Sprintf(", student answered %.1f%% (p50 %s, p99 %s; prediction p50 %s)", 100*r.studentShare(),
+			fmtUS(r.Student.Student.P50), fmtUS(r.Student.Student.P99), fmtUS(r.PredictionP50))
 	}
 	if r.FirstError != "" {
 		line += "\n    first error: " + r.FirstError
@@ -395,7 +423,9 @@ func writeStudent(w io.Writer, res *results) {
 
 	if rs := by[modeServing]; len(rs) > 0 && rs[0].Student != nil {
 		p50 := med(rs, func(r studentRun) float64 { return r.Student.Student.P50 })
-		fmt.Fprintf(w, "\nStudent-served p50 ≤ %d µs end to end: %s (%s).\n", studentLatencyGoal, holds(p50 <= studentLatencyGoal), fmtUS(p50))
+		pred := med(rs, func(r studentRun) float64 { return r.PredictionP50 })
+		fmt.Fprintf(w, "\nStudent-served p50 ≤ %d µs end to end: %s (%s; the prediction in it, featurizing and ONNX Runtime, p50 %s by the gateway's `%s`).\n",
+			studentLatencyGoal, holds(p50 <= studentLatencyGoal), fmtUS(p50), fmtUS(pred), predictionMetric)
 	}
 	if t, s := by[modeTeacher], by[modeShadow]; len(t) > 0 && len(s) > 0 {
 		ct := med(t, func(r studentRun) float64 { return r.CPUCores })

@@ -28,7 +28,10 @@ import (
 //     each one in the background;
 //   - serving: promoted through the admin API: the student answers the
 //     requests it is confident about, a shadow_rate share of them still go
-//     to the teacher.
+//     to the teacher;
+//   - direct: the same load straight to teacher-sim, interleaved with the
+//     serving runs: what answering from memory costs over this loopback
+//     in the same minutes.
 //
 // The first two interleave over -repeat on the same gateway process, so the
 // only difference between them is shadow scoring; the gateway's CPU time
@@ -58,6 +61,9 @@ const (
 	modeTeacher = "teacher-only"
 	modeShadow  = "shadowing"
 	modeServing = "serving"
+	// modeDirect sends the same load straight to teacher-sim, between the
+	// serving runs: the floor a student answer is measured against.
+	modeDirect = "direct"
 )
 
 // studentEnv trains one student and never promotes it by the gate.
@@ -204,9 +210,29 @@ func (b *bench) runStudentCompare(ctx context.Context) (err error) {
 			}
 		}
 	}
+	simClient := newClient(simAddr, b.o.conns)
+	defer simClient.CloseIdleConnections()
+	direct := func(repeat int) error {
+		sr := studentRun{Repeat: repeat, Mode: modeDirect, Rate: studentRate}
+		l := startLoad(ctx, simClient, "http://"+simAddr+"/v1/chat/completions", ds.bodies, ds.want, studentRate, b.o.warmup, b.o.duration, b.o.conns)
+		res, err := l.wait(ctx)
+		if err != nil {
+			return fmt.Errorf("student comparison, direct (repeat %d): %w", repeat, err)
+		}
+		sr.loadResult = res
+		b.res.Student = append(b.res.Student, sr)
+		b.studentProgress(sr)
+		return nil
+	}
 	for r := range b.o.repeat {
-		if err := run(r+1, modeServing); err != nil {
-			return err
+		steps := []func() error{func() error { return run(r+1, modeServing) }, func() error { return direct(r + 1) }}
+		if r%2 == 1 {
+			steps[0], steps[1] = steps[1], steps[0]
+		}
+		for _, step := range steps {
+			if err := step(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -366,8 +392,11 @@ func (r studentRun) studentShare() float64 {
 }
 
 func (b *bench) studentProgress(r studentRun) {
-	line := fmt.Sprintf("student: repeat %d %-12s %5d req/s: %5.0f req/s, p50 %s, p99 %s, errors %d, gateway CPU %.3f cores (scoring %.4f)",
-		r.Repeat, r.Mode, r.Rate, r.Throughput, fmtUS(r.Latency.P50), fmtUS(r.Latency.P99), r.errors(), r.CPUCores, r.ScoringCores)
+	line := fmt.Sprintf("student: repeat %d %-12s %5d req/s: %5.0f req/s, p50 %s, p99 %s, errors %d",
+		r.Repeat, r.Mode, r.Rate, r.Throughput, fmtUS(r.Latency.P50), fmtUS(r.Latency.P99), r.errors())
+	if r.Mode != modeDirect {
+		line += fmt.Sprintf(", gateway CPU %.3f cores (scoring %.4f)", r.CPUCores, r.ScoringCores)
+	}
 	if r.Student != nil {
 		line += fmt.Sprintf(", student answered %.1f%% (p50 %s, p99 %s; prediction p50 %s)", 100*r.studentShare(),
 			fmtUS(r.Student.Student.P50), fmtUS(r.Student.Student.P99), fmtUS(r.PredictionP50))
@@ -389,12 +418,12 @@ func writeStudent(w io.Writer, res *results) {
 		by[r.Mode] = append(by[r.Mode], r)
 	}
 	fmt.Fprintf(w, "\n### Student at %d req/s non-streaming (median of %d)\n\n", studentRate, c.Repeat)
-	fmt.Fprintf(w, "One gateway with a trained student on a learnable %d-label data set (texts of ~%d bytes), its own teacher-sim; teacher-only = domain pinned to the teacher (no shadow scoring), shadowing = every request answered by the teacher and scored by the student, serving = promoted by the admin API (`shadow_rate` 0.05). teacher-only and shadowing interleave. CPU: the gateway's utime + stime over the measured requests; scoring: the part of it the shadow pool's workers spent scoring, read from their threads' own CPU clocks (`understudy_shadow_cpu_seconds_total`). Errors include student answers that differ from the data set's label.\n\n",
+	fmt.Fprintf(w, "One gateway with a trained student on a learnable %d-label data set (texts of ~%d bytes), its own teacher-sim; teacher-only = domain pinned to the teacher (no shadow scoring), shadowing = every request answered by the teacher and scored by the student, serving = promoted by the admin API (`shadow_rate` 0.05), direct = the same load straight to teacher-sim. teacher-only and shadowing interleave, and so do serving and direct. CPU: the gateway's utime + stime over the measured requests; scoring: the part of it the shadow pool's workers spent scoring, read from their threads' own CPU clocks (`understudy_shadow_cpu_seconds_total`). Errors include student answers that differ from the data set's label.\n\n",
 		len(labels), c.BodyBytes)
 	fmt.Fprintln(w, "| mode | req/s | p50 | p99 | student answered | student p50 | student p99 | teacher p50 | teacher p99 | gateway CPU (cores) | CPU min–max | scoring (cores) | errors |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	med := func(rs []studentRun, f func(studentRun) float64) float64 { return medianOf(rs, f) }
-	for _, m := range []string{modeTeacher, modeShadow, modeServing} {
+	for _, m := range []string{modeTeacher, modeShadow, modeServing, modeDirect} {
 		rs := by[m]
 		if len(rs) == 0 {
 			continue
@@ -405,27 +434,35 @@ func writeStudent(w io.Writer, res *results) {
 		}
 		stud, teach := "–", "–"
 		sp50, sp99, tp50, tp99 := stud, stud, teach, teach
-		if rs[0].Student != nil {
+		if rs[0].Student != nil && m != modeDirect {
 			stud = fmt.Sprintf("%.1f%%", 100*med(rs, studentRun.studentShare))
 			sp50 = fmtUS(med(rs, func(r studentRun) float64 { return r.Student.Student.P50 }))
 			sp99 = fmtUS(med(rs, func(r studentRun) float64 { return r.Student.Student.P99 }))
 			tp50 = fmtUS(med(rs, func(r studentRun) float64 { return r.Student.Other.P50 }))
 			tp99 = fmtUS(med(rs, func(r studentRun) float64 { return r.Student.Other.P99 }))
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %.3f | %s | %.4f | %d |\n", m,
+		cpu, cpus, scoring := "–", "–", "–"
+		if m != modeDirect {
+			cpu = fmt.Sprintf("%.3f", med(rs, func(r studentRun) float64 { return r.CPUCores }))
+			cpus = cpuRange(rs)
+			scoring = fmt.Sprintf("%.4f", med(rs, func(r studentRun) float64 { return r.ScoringCores }))
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", m,
 			med(rs, func(r studentRun) float64 { return r.Throughput }),
 			fmtUS(med(rs, func(r studentRun) float64 { return r.Latency.P50 })),
 			fmtUS(med(rs, func(r studentRun) float64 { return r.Latency.P99 })),
-			stud, sp50, sp99, tp50, tp99,
-			med(rs, func(r studentRun) float64 { return r.CPUCores }),
-			cpuRange(rs), med(rs, func(r studentRun) float64 { return r.ScoringCores }), errs)
+			stud, sp50, sp99, tp50, tp99, cpu, cpus, scoring, errs)
 	}
 
 	if rs := by[modeServing]; len(rs) > 0 && rs[0].Student != nil {
 		p50 := med(rs, func(r studentRun) float64 { return r.Student.Student.P50 })
 		pred := med(rs, func(r studentRun) float64 { return r.PredictionP50 })
-		fmt.Fprintf(w, "\nStudent-served p50 ≤ %d µs end to end: %s (%s; the prediction in it, featurizing and ONNX Runtime, p50 %s by the gateway's `%s`).\n",
-			studentLatencyGoal, holds(p50 <= studentLatencyGoal), fmtUS(p50), fmtUS(pred), predictionMetric)
+		floor := "not measured"
+		if d := by[modeDirect]; len(d) > 0 {
+			floor = fmtUS(med(d, func(r studentRun) float64 { return r.Latency.P50 }))
+		}
+		fmt.Fprintf(w, "\nStudent-served p50 ≤ %d µs end to end: %s (%s; straight to teacher-sim in the same minutes %s; the prediction, featurizing and ONNX Runtime, p50 %s by the gateway's `%s`).\n",
+			studentLatencyGoal, holds(p50 <= studentLatencyGoal), fmtUS(p50), floor, fmtUS(pred), predictionMetric)
 	}
 	if t, s := by[modeTeacher], by[modeShadow]; len(t) > 0 && len(s) > 0 {
 		ct := med(t, func(r studentRun) float64 { return r.CPUCores })

@@ -32,7 +32,7 @@ func Load(a *Artifact, threads int) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading %s@v%d: %w", a.Domain, a.Version, err)
 	}
-	sess, err := NewSession(a.ONNX, threads)
+	sess, err := NewSessionWithOptions(a.ONNX, SessionOptions{Threads: threads, RowWidth: a.Featurizer.MaxTokens})
 	if err != nil {
 		return nil, fmt.Errorf("loading %s@v%d: %w", a.Domain, a.Version, err)
 	}
@@ -69,9 +69,14 @@ func (m *Model) PredictBatch(texts []string) ([]Prediction, error) {
 		rows[i] = flat[start:len(flat):len(flat)]
 		width = max(width, len(rows[i]))
 	}
-	ids := make([]int64, len(texts)*width) // zero = padding
-	for i, r := range rows {
-		copy(ids[i*width:], r)
+	ids := flat
+	if len(texts) > 1 {
+		ids = make([]int64, len(texts)*width) // zero = padding
+		for i, r := range rows {
+			copy(ids[i*width:], r)
+		}
+	} else if len(flat) == 0 {
+		ids = []int64{0} // an input without features: one padding id
 	}
 	*bp = flat
 	probs, classes, err := m.sess.Run(ids, len(texts), width)

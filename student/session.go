@@ -38,6 +38,12 @@ type SessionOptions struct {
 	CUDADevice int
 	// Logger receives the CUDA fallback warning. Default slog.Default().
 	Logger *slog.Logger
+	// RowWidth, when not 0, is the width single examples are padded to
+	// (with 0, padding) so that Run reuses their input and output tensors
+	// instead of creating and freeing two through cgo on every call. A
+	// single example wider than RowWidth takes the general path. Load sets
+	// it to the featurizer's MaxTokens. Default 0: no reuse.
+	RowWidth int
 }
 
 // Session is an inference session over a student model. Run is safe for
@@ -50,7 +56,24 @@ type Session struct {
 	// buckets, when not 0, is the model's table size: Run turns ids
 	// outside [0, buckets) into padding, which the graph does not do.
 	buckets int64
+	// rowWidth is SessionOptions.RowWidth; rows are the idle tensor pairs
+	// of single examples, at most maxIdleRows of them, freed by Close.
+	rowWidth int
+	rowsMu   sync.Mutex
+	rows     []*row
 }
+
+// row is a reusable single-example input [1, width] and output [1, classes].
+type row struct {
+	ids   []int64
+	probs []float32
+	in    *ort.Tensor[int64]
+	out   *ort.Tensor[float32]
+}
+
+// maxIdleRows bounds the idle tensor pairs a Session keeps: more than the
+// predictions that can run at once on a few cores.
+const maxIdleRows = 64
 
 // NewSession loads a student model from its ONNX bytes onto the CPU with
 // threads intra-op threads. InitRuntime("") is called first if the runtime
@@ -78,7 +101,7 @@ func NewSessionWithOptions(onnx []byte, o SessionOptions) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{sess: sess, cuda: cuda}
+	s := &Session{sess: sess, cuda: cuda, rowWidth: max(o.RowWidth, 0)}
 	if s.buckets, err = readBuckets(sess); err != nil {
 		_ = sess.Destroy()
 		return nil, err
@@ -215,6 +238,9 @@ func (s *Session) Run(ids []int64, n, l int) (probs []float32, classes int, err 
 	if n <= 0 || l <= 0 || n > math.MaxInt32/l || len(ids) != n*l {
 		return nil, 0, fmt.Errorf("running student: %d ids do not form [%d, %d]", len(ids), n, l)
 	}
+	if n == 1 && l <= s.rowWidth {
+		return s.runRow(ids)
+	}
 	ids = s.inTable(ids)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -236,6 +262,74 @@ func (s *Session) Run(ids []int64, n, l int) (probs []float32, classes int, err 
 		return nil, 0, fmt.Errorf("running student: %w", err)
 	}
 	return probs, s.classes, nil
+}
+
+// runRow scores one example on a reused tensor pair, padded to rowWidth.
+func (s *Session) runRow(ids []int64) ([]float32, int, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.sess == nil {
+		return nil, 0, ErrClosed
+	}
+	r, err := s.getRow()
+	if err != nil {
+		return nil, 0, fmt.Errorf("running student: %w", err)
+	}
+	defer s.putRow(r)
+	copy(r.ids, ids)
+	clear(r.ids[len(ids):])
+	if s.buckets != 0 {
+		for i, id := range r.ids[:len(ids)] {
+			if uint64(id) >= uint64(s.buckets) {
+				r.ids[i] = 0
+			}
+		}
+	}
+	if err := s.sess.Run([]ort.Value{r.in}, []ort.Value{r.out}); err != nil {
+		return nil, 0, fmt.Errorf("running student: %w", err)
+	}
+	return slices.Clone(r.probs), s.classes, nil
+}
+
+// getRow takes an idle tensor pair or makes one. The caller holds s.mu.
+func (s *Session) getRow() (*row, error) {
+	s.rowsMu.Lock()
+	if n := len(s.rows); n > 0 {
+		r := s.rows[n-1]
+		s.rows = s.rows[:n-1]
+		s.rowsMu.Unlock()
+		return r, nil
+	}
+	s.rowsMu.Unlock()
+	r := &row{ids: make([]int64, s.rowWidth), probs: make([]float32, s.classes)}
+	var err error
+	if r.in, err = ort.NewTensor(ort.NewShape(1, int64(s.rowWidth)), r.ids); err != nil {
+		return nil, err
+	}
+	if r.out, err = ort.NewTensor(ort.NewShape(1, int64(s.classes)), r.probs); err != nil {
+		_ = r.in.Destroy()
+		return nil, err
+	}
+	return r, nil
+}
+
+// putRow keeps r for the next single example, or frees it when enough
+// are idle.
+func (s *Session) putRow(r *row) {
+	s.rowsMu.Lock()
+	if len(s.rows) < maxIdleRows {
+		s.rows = append(s.rows, r)
+		r = nil
+	}
+	s.rowsMu.Unlock()
+	if r != nil {
+		r.destroy()
+	}
+}
+
+func (r *row) destroy() {
+	_ = r.in.Destroy()
+	_ = r.out.Destroy()
 }
 
 // inTable returns ids, or a copy with the ids outside the model's table
@@ -268,6 +362,12 @@ func (s *Session) Close() error {
 	if s.sess == nil {
 		return nil
 	}
+	s.rowsMu.Lock()
+	for _, r := range s.rows {
+		r.destroy()
+	}
+	s.rows = nil
+	s.rowsMu.Unlock()
 	err := s.sess.Destroy()
 	s.sess = nil
 	if err != nil {

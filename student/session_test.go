@@ -3,6 +3,7 @@ package student
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"strings"
@@ -110,7 +111,19 @@ func TestNewSessionRejectsBadModels(t *testing.T) {
 // TestSessionConcurrentRuns runs one session from many goroutines; run
 // with -race.
 func TestSessionConcurrentRuns(t *testing.T) {
-	s := newSumSession(t)
+	for _, width := range []int{0, 4} {
+		t.Run(fmt.Sprintf("row width %d", width), func(t *testing.T) {
+			s, err := NewSessionWithOptions(sumModel(t, OutputProbs), SessionOptions{Threads: 1, RowWidth: width})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			concurrentRuns(t, s)
+		})
+	}
+}
+
+func concurrentRuns(t *testing.T, s *Session) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for g := range 8 {
@@ -137,8 +150,11 @@ func TestSessionConcurrentRuns(t *testing.T) {
 }
 
 func TestSessionClose(t *testing.T) {
-	s, err := NewSession(sumModel(t, OutputProbs), 1)
+	s, err := NewSessionWithOptions(sumModel(t, OutputProbs), SessionOptions{Threads: 1, RowWidth: 4})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Run([]int64{1, 2}, 1, 2); err != nil { // leaves an idle tensor pair to free
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {

@@ -1,13 +1,13 @@
 package gateway
 
 import (
-	"encoding/json"
 	"strconv"
 	"time"
 	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/understudy-dev/understudy/internal/wire"
 	"github.com/understudy-dev/understudy/router"
 	"github.com/understudy-dev/understudy/shadow"
 	"github.com/understudy-dev/understudy/student"
@@ -128,98 +128,34 @@ func (s *Server) answerWithStudent(ctx *fasthttp.RequestCtx, info *reqInfo, r *R
 	h := &ctx.Response.Header
 	h.Set("X-Understudy-Student", domain+"@v"+strconv.Itoa(version))
 	h.Set("X-Understudy-Confidence", strconv.FormatFloat(p.Confidence, 'f', 4, 64))
-	id := "chatcmpl-" + info.id
-	object := "chat.completion"
+	c := wire.Completion{ID: "chatcmpl-" + info.id, Chat: r.Chat, Created: time.Now().Unix(), Model: r.Model,
+		Fingerprint:  "understudy-" + domain + "-v" + strconv.Itoa(version),
+		PromptTokens: estimateTokens(r.System) + estimateTokens(r.Input), CompletionTokens: estimateTokens(p.Answer),
+		IncludeUsage: r.Stream && r.IncludeUsage}
 	if !r.Chat {
-		id, object = "cmpl-"+info.id, "text_completion"
+		c.ID = "cmpl-" + info.id
 	}
-	created := time.Now().Unix()
-	usage := usageOut{PromptTokens: estimateTokens(r.System) + estimateTokens(r.Input), CompletionTokens: estimateTokens(p.Answer)}
-	usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
-	s.costs.student(domain, r.Model, string(route), usage.PromptTokens, usage.CompletionTokens)
-	fingerprint := "understudy-" + domain + "-v" + strconv.Itoa(version)
+	s.costs.student(domain, r.Model, string(route), c.PromptTokens, c.CompletionTokens)
+	// The body is written straight into the response's own buffer.
+	b := ctx.Response.SwapBody(nil)[:0]
+	defer func() { ctx.Response.SwapBody(b) }()
 	if !r.Stream {
-		body := answerOut{ID: id, Object: object, Created: created, Model: r.Model, Usage: &usage, SystemFingerprint: fingerprint}
-		c := choiceOut{Index: 0, FinishReason: ptr("stop")}
-		if r.Chat {
-			c.Message = &messageOut{Role: "assistant", Content: p.Answer}
-		} else {
-			c.Text = ptr(p.Answer)
-		}
-		body.Choices = []choiceOut{c}
-		b, _ := json.Marshal(body)
 		ctx.SetContentType("application/json")
-		ctx.SetBody(b)
+		b = c.AppendJSON(b, p.Answer)
 		return
-	}
-	object += ".chunk"
-	if !r.Chat {
-		object = "text_completion"
-	}
-	chunk := func(c choiceOut, u *usageOut, choices bool) []byte {
-		w := answerOut{ID: id, Object: object, Created: created, Model: r.Model, SystemFingerprint: fingerprint, Usage: u}
-		if choices {
-			w.Choices = []choiceOut{c}
-		} else {
-			w.Choices = []choiceOut{}
-		}
-		b, _ := json.Marshal(w)
-		return b
-	}
-	var events [][]byte
-	if r.Chat {
-		events = append(events,
-			chunk(choiceOut{Delta: &messageOut{Role: "assistant", Content: ""}}, nil, true),
-			chunk(choiceOut{Delta: &messageOut{Content: p.Answer}}, nil, true),
-			chunk(choiceOut{Delta: &messageOut{}, FinishReason: ptr("stop")}, nil, true))
-	} else {
-		events = append(events, chunk(choiceOut{Text: ptr(p.Answer), FinishReason: ptr("stop")}, nil, true))
-	}
-	if r.IncludeUsage {
-		events = append(events, chunk(choiceOut{}, &usage, false))
 	}
 	ctx.SetContentType("text/event-stream")
 	h.Set("Cache-Control", "no-cache")
-	for _, e := range events {
-		ctx.Response.AppendBodyString("data: ")
-		ctx.Response.AppendBody(e)
-		ctx.Response.AppendBodyString("\n\n")
+	if r.Chat {
+		b = c.AppendChunk(b, wire.ChunkRole, "")
 	}
-	ctx.Response.AppendBodyString("data: [DONE]\n\n")
+	b = c.AppendChunk(b, wire.ChunkContent, p.Answer)
+	b = c.AppendChunk(b, wire.ChunkStop, "")
+	if c.IncludeUsage {
+		b = c.AppendChunk(b, wire.ChunkUsage, "")
+	}
+	b = append(b, wire.Done...)
 }
-
-// The wire shapes of student answers, the fields OpenAI's SDKs read.
-type answerOut struct {
-	ID                string      `json:"id"`
-	Object            string      `json:"object"`
-	Created           int64       `json:"created"`
-	Model             string      `json:"model"`
-	Choices           []choiceOut `json:"choices"`
-	Usage             *usageOut   `json:"usage"`
-	SystemFingerprint string      `json:"system_fingerprint"`
-}
-
-type choiceOut struct {
-	Index        int         `json:"index"`
-	Message      *messageOut `json:"message,omitempty"`
-	Delta        *messageOut `json:"delta,omitempty"`
-	Text         *string     `json:"text,omitempty"`
-	Logprobs     *struct{}   `json:"logprobs"`
-	FinishReason *string     `json:"finish_reason"`
-}
-
-type messageOut struct {
-	Role    string `json:"role,omitempty"`
-	Content string `json:"content"`
-}
-
-type usageOut struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
-}
-
-func ptr[T any](v T) *T { return &v }
 
 // estimateTokens approximates a tokenizer: about four characters a token.
 func estimateTokens(s string) int {

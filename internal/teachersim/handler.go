@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/understudy-dev/understudy/internal/wire"
 )
 
 // scratch is the per-request working memory of the handler, pooled.
@@ -66,9 +68,9 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, e *apiError) {
 	sc := s.getScratch()
 	defer s.putScratch(sc)
 	b := append(sc.out[:0], `{"error":{"message":`...)
-	b = appendString(b, e.message)
+	b = wire.AppendString(b, e.message)
 	b = append(b, `,"type":`...)
-	b = appendString(b, e.typ)
+	b = wire.AppendString(b, e.typ)
 	b = append(b, `,"param":`...)
 	b = appendNullable(b, e.param)
 	b = append(b, `,"code":`...)
@@ -96,7 +98,7 @@ func appendNullable(dst []byte, s string) []byte {
 	if s == "" {
 		return append(dst, "null"...)
 	}
-	return appendString(dst, s)
+	return wire.AppendString(dst, s)
 }
 
 func (s *Server) writeJSON(ctx *fasthttp.RequestCtx, body []byte) {
@@ -293,13 +295,15 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, n uint64) {
 		return
 	}
 	a, found := s.ix.chat(sc.system, sc.text)
-	r := newReply(n, req.Model, set.answer(a, found), utf8.RuneCount(sc.system)+utf8.RuneCount(sc.text))
+	text := set.answer(a, found)
+	r := newReply("chatcmpl-sim-", n, req.Model, text, utf8.RuneCount(sc.system)+utf8.RuneCount(sc.text))
+	r.Chat = true
 	if req.Stream {
-		r.includeUsage = req.StreamOptions.IncludeUsage
-		s.stream(ctx, r, set.ChunkDelay)
+		r.IncludeUsage = req.StreamOptions.IncludeUsage
+		s.stream(ctx, r, text, set.ChunkDelay)
 		return
 	}
-	sc.out = r.appendChat(sc.out[:0])
+	sc.out = r.AppendJSON(sc.out[:0], text)
 	s.writeJSON(ctx, sc.out)
 }
 
@@ -330,14 +334,14 @@ func (s *Server) completion(ctx *fasthttp.RequestCtx, n uint64) {
 		return
 	}
 	a, found := s.ix.completion(sc.text)
-	r := newReply(n, req.Model, set.answer(a, found), utf8.RuneCount(sc.text))
-	r.completionEndpoint = true
+	text := set.answer(a, found)
+	r := newReply("cmpl-sim-", n, req.Model, text, utf8.RuneCount(sc.text))
 	if req.Stream {
-		r.includeUsage = req.StreamOptions.IncludeUsage
-		s.stream(ctx, r, set.ChunkDelay)
+		r.IncludeUsage = req.StreamOptions.IncludeUsage
+		s.stream(ctx, r, text, set.ChunkDelay)
 		return
 	}
-	sc.out = r.appendCompletion(sc.out[:0])
+	sc.out = r.AppendJSON(sc.out[:0], text)
 	s.writeJSON(ctx, sc.out)
 }
 
@@ -353,20 +357,25 @@ func (set *settings) answer(a answer, found bool) string {
 	}
 }
 
-func newReply(n uint64, model, text string, promptRunes int) reply {
-	return reply{
-		n:                n,
-		created:          time.Now().Unix(),
-		model:            model,
-		text:             text,
-		promptTokens:     estimateTokens(promptRunes),
-		completionTokens: estimateTokens(utf8.RuneCountInString(text)),
+// fingerprint is teacher-sim's system_fingerprint.
+const fingerprint = "fp_teachersim"
+
+// newReply returns the completion answering text: id prefix + n, created
+// now, token counts estimated from the prompt's runes and the answer.
+func newReply(prefix string, n uint64, model, text string, promptRunes int) *wire.Completion {
+	return &wire.Completion{
+		ID:               prefix + strconv.FormatUint(n, 10),
+		Created:          time.Now().Unix(),
+		Model:            model,
+		Fingerprint:      fingerprint,
+		PromptTokens:     estimateTokens(promptRunes),
+		CompletionTokens: estimateTokens(utf8.RuneCountInString(text)),
 	}
 }
 
 // stream answers r as server-sent events, each flushed as it is written,
 // the content chunks after the first delay apart.
-func (s *Server) stream(ctx *fasthttp.RequestCtx, r reply, delay time.Duration) {
+func (s *Server) stream(ctx *fasthttp.RequestCtx, r *wire.Completion, text string, delay time.Duration) {
 	ctx.SetContentType("text/event-stream")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	done := ctx.Done()
@@ -382,38 +391,38 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx, r reply, delay time.Duration) 
 		}()
 		sc := s.getScratch()
 		defer s.putScratch(sc)
-		emit := func(kind int, piece string) bool {
-			sc.out = r.appendChunk(sc.out[:0], kind, piece)
+		emit := func(kind wire.ChunkKind, piece string) bool {
+			sc.out = r.AppendChunk(sc.out[:0], kind, piece)
 			if _, err := w.Write(sc.out); err != nil {
 				return false
 			}
 			return w.Flush() == nil
 		}
 		first := true
-		if !r.completionEndpoint {
-			if !emit(chunkRole, "") {
+		if r.Chat {
+			if !emit(wire.ChunkRole, "") {
 				return
 			}
 			first = false
 		}
-		for rest := r.text; rest != ""; {
+		for rest := text; rest != ""; {
 			n := nextPiece(rest)
 			if !first && delay > 0 && !s.sleep(done, delay) {
 				delay = 0 // shutting down: finish the stream at once
 			}
 			first = false
-			if !emit(chunkContent, rest[:n]) {
+			if !emit(wire.ChunkContent, rest[:n]) {
 				return
 			}
 			rest = rest[n:]
 		}
-		if !emit(chunkStop, "") {
+		if !emit(wire.ChunkStop, "") {
 			return
 		}
-		if r.includeUsage && !emit(chunkUsage, "") {
+		if r.IncludeUsage && !emit(wire.ChunkUsage, "") {
 			return
 		}
-		if _, err := w.WriteString("data: [DONE]\n\n"); err == nil {
+		if _, err := w.WriteString(wire.Done); err == nil {
 			_ = w.Flush()
 		}
 	})
@@ -484,7 +493,7 @@ func (s *Server) embeddings(ctx *fasthttp.RequestCtx) {
 		b = append(b, '}')
 	}
 	b = append(b, `],"model":`...)
-	b = appendString(b, req.Model)
+	b = wire.AppendString(b, req.Model)
 	b = append(b, `,"usage":{"prompt_tokens":`...)
 	b = strconv.AppendInt(b, int64(tokens), 10)
 	b = append(b, `,"total_tokens":`...)
@@ -499,7 +508,7 @@ func (s *Server) buildModels() {
 	s.models = make(map[string][]byte, len(s.cfg.Models))
 	list := []byte(`{"object":"list","data":[`)
 	for i, id := range s.cfg.Models {
-		m := appendString([]byte(`{"id":`), id)
+		m := wire.AppendString([]byte(`{"id":`), id)
 		m = append(m, `,"object":"model","created":`...)
 		m = strconv.AppendInt(m, s.created, 10)
 		m = append(m, `,"owned_by":"teacher-sim"}`...)

@@ -42,41 +42,6 @@ func TestNextPiece(t *testing.T) {
 	}
 }
 
-func TestAppendString(t *testing.T) {
-	tests := []string{"", "plain", `quote " backslash \`, "ctl \x00\x01\x1f\n\r\t", "ünïcode ✓", "bad \xff utf8", "sep \u2028\u2029", "<html>&"}
-	for _, s := range tests {
-		t.Run(s, func(t *testing.T) {
-			checkAppendString(t, s)
-		})
-	}
-}
-
-func checkAppendString(t *testing.T, s string) {
-	t.Helper()
-	b := appendString(nil, s)
-	if !json.Valid(b) {
-		t.Fatalf("appendString(%q) = %s, not valid JSON", s, b)
-	}
-	var got, want string
-	if err := json.Unmarshal(b, &got); err != nil {
-		t.Fatal(err)
-	}
-	std, _ := json.Marshal(s)
-	if err := json.Unmarshal(std, &want); err != nil {
-		t.Fatal(err)
-	}
-	if got != want {
-		t.Errorf("appendString(%q) decodes to %q, encoding/json's to %q", s, got, want)
-	}
-}
-
-func FuzzAppendString(f *testing.F) {
-	for _, s := range []string{"", "a\"b\\c", "\x00\xff\u2028é"} {
-		f.Add(s)
-	}
-	f.Fuzz(checkAppendString)
-}
-
 // FuzzAppendContent checks that message content decoding agrees with
 // encoding/json on every string literal.
 func FuzzAppendContent(f *testing.F) {

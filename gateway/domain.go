@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/understudy-dev/understudy/config"
 )
@@ -14,7 +15,17 @@ import (
 // else an automatic name fingerprinting model and normalized system prompt.
 type DomainResolver struct {
 	rules []domainRule
+	// autos caches automatic names by model and raw system prompt: a
+	// client sends the same few prompts again and again, and hashing one
+	// cost more than the rest of resolving. At most maxAutos are kept;
+	// prompts beyond them are fingerprinted each time.
+	autosMu sync.RWMutex
+	autos   map[string]map[string]string
+	nAutos  int
 }
+
+// maxAutos bounds the automatic names a DomainResolver caches.
+const maxAutos = 4096
 
 type domainRule struct {
 	name, prefix, model string
@@ -67,7 +78,33 @@ func (d *DomainResolver) Resolve(header string, r *Request) (string, error) {
 		}
 		return rule.name, nil
 	}
-	return Fingerprint(r.Model, r.System), nil
+	return d.auto(r.Model, r.System), nil
+}
+
+// auto returns Fingerprint(model, system), from the cache when it can.
+func (d *DomainResolver) auto(model, system string) string {
+	d.autosMu.RLock()
+	name, ok := d.autos[model][system]
+	d.autosMu.RUnlock()
+	if ok {
+		return name
+	}
+	name = Fingerprint(model, system)
+	d.autosMu.Lock()
+	defer d.autosMu.Unlock()
+	if d.nAutos < maxAutos {
+		if d.autos == nil {
+			d.autos = map[string]map[string]string{}
+		}
+		if d.autos[model] == nil {
+			d.autos[model] = map[string]string{}
+		}
+		if _, ok := d.autos[model][system]; !ok {
+			d.autos[model][system] = name
+			d.nAutos++
+		}
+	}
+	return name
 }
 
 // Fingerprint names an automatic domain: "auto-" and 12 hex digits of a hash

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -183,6 +184,24 @@ func TestParseChatRequestStrings(t *testing.T) {
 		r, err := ParseChatRequest([]byte(`{"model":"m","messages":[{"role":"user","content":` + raw + `}]}`))
 		if err != nil || r.Input != want {
 			t.Errorf("content %s: read %q, %v; want %q", raw, r.Input, err, want)
+		}
+	}
+}
+
+// TestResolveAutomaticNames resolves more distinct prompts than the
+// resolver caches, twice: every name, cached or not, is the fingerprint.
+func TestResolveAutomaticNames(t *testing.T) {
+	d, err := NewDomainResolver(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 2 {
+		for i := range maxAutos + 100 {
+			r := &Request{Model: "m" + strconv.Itoa(i%3), System: "Task  number " + strconv.Itoa(i)}
+			got, err := d.Resolve("", r)
+			if want := Fingerprint(r.Model, r.System); err != nil || got != want {
+				t.Fatalf("round %d, prompt %d: Resolve = %q, %v; want %q", round, i, got, err, want)
+			}
 		}
 	}
 }

@@ -23,6 +23,39 @@ type costs struct {
 
 	mu    sync.Mutex
 	means map[string]*tokenMean
+	// series caches the counters of each label combination seen:
+	// WithLabelValues hashes its labels on every call, three times per
+	// answer. It holds what the vectors hold, no more.
+	series map[seriesKey]*costSeries
+}
+
+type seriesKey struct {
+	domain, route, model string
+	student              bool // dollars are saved, not spent
+}
+
+type costSeries struct {
+	prompt, completion, dollars prometheus.Counter
+}
+
+// seriesOf returns the counters of a domain label, route and model for a
+// teacher or a student answer; c.mu must be held.
+func (c *costs) seriesOf(d, route, model string, student bool) *costSeries {
+	k := seriesKey{d, route, model, student}
+	cs := c.series[k]
+	if cs == nil {
+		dollars := c.spend
+		if student {
+			dollars = c.saved
+		}
+		cs = &costSeries{
+			prompt:     c.tokens.WithLabelValues(d, route, "prompt"),
+			completion: c.tokens.WithLabelValues(d, route, "completion"),
+			dollars:    dollars.WithLabelValues(d, model),
+		}
+		c.series[k] = cs
+	}
+	return cs
 }
 
 type tokenMean struct {
@@ -32,7 +65,7 @@ type tokenMean struct {
 }
 
 func newCosts(reg prometheus.Registerer, pricing config.Pricing, labels *router.DomainLabels) *costs {
-	c := &costs{pricing: pricing, labels: labels, means: map[string]*tokenMean{},
+	c := &costs{pricing: pricing, labels: labels, means: map[string]*tokenMean{}, series: map[seriesKey]*costSeries{},
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "understudy", Name: "tokens_total",
 			Help: "Tokens by domain, route and kind (prompt, completion); the teacher's from its usage, the student's estimated.",
@@ -58,27 +91,27 @@ func (c *costs) price(model string, prompt, completion float64) float64 {
 // teacher counts a teacher answer's tokens and cost.
 func (c *costs) teacher(domain, model, route string, prompt, completion int) {
 	d := c.labels.Label(domain)
-	c.tokens.WithLabelValues(d, route, "prompt").Add(float64(prompt))
-	c.tokens.WithLabelValues(d, route, "completion").Add(float64(completion))
 	spent := c.price(model, float64(prompt), float64(completion))
-	c.spend.WithLabelValues(d, model).Add(spent)
 	c.mu.Lock()
+	cs := c.seriesOf(d, route, model, false)
 	m := c.mean(domain)
 	m.spent += spent
 	m.n++
 	m.prompt += (float64(prompt) - m.prompt) / m.n
 	m.completion += (float64(completion) - m.completion) / m.n
 	c.mu.Unlock()
+	cs.prompt.Add(float64(prompt))
+	cs.completion.Add(float64(completion))
+	cs.dollars.Add(spent)
 }
 
 // student counts a student answer's estimated tokens and the teacher spend
 // it avoided.
 func (c *costs) student(domain, model, route string, prompt, completion int) {
 	d := c.labels.Label(domain)
-	c.tokens.WithLabelValues(d, route, "prompt").Add(float64(prompt))
-	c.tokens.WithLabelValues(d, route, "completion").Add(float64(completion))
 	p, q := float64(prompt), float64(completion)
 	c.mu.Lock()
+	cs := c.seriesOf(d, route, model, true)
 	m := c.mean(domain)
 	if m.n > 0 {
 		p, q = m.prompt, m.completion
@@ -86,7 +119,9 @@ func (c *costs) student(domain, model, route string, prompt, completion int) {
 	saved := c.price(model, p, q)
 	m.saved += saved
 	c.mu.Unlock()
-	c.saved.WithLabelValues(d, model).Add(saved)
+	cs.prompt.Add(float64(prompt))
+	cs.completion.Add(float64(completion))
+	cs.dollars.Add(saved)
 }
 
 // mean returns a domain's running figures; c.mu must be held.

@@ -303,11 +303,11 @@ func TestDashboard(t *testing.T) {
 	}
 	prometheusBin, err := exec.LookPath("prometheus")
 	if err != nil {
-		t.Fatal("prometheus is not installed: make deps installs it (Debian's prometheus package: apt-get install prometheus, which brings promtool)")
+		t.Fatal("prometheus is not installed: make prometheus (or make test) installs it (Debian's prometheus package: apt-get install prometheus, which brings promtool)")
 	}
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		t.Fatal("promtool is not installed: make deps installs it (Debian's prometheus package: apt-get install prometheus)")
+		t.Fatal("promtool is not installed: make prometheus (or make test) installs it (Debian's prometheus package: apt-get install prometheus)")
 	}
 	if out, err := exec.Command(promtool, "check", "config", filepath.Join(deployDir, "prometheus", "prometheus.yml")).CombinedOutput(); err != nil {
 		t.Errorf("promtool check config deploy/prometheus/prometheus.yml: %v\n%s", err, out)

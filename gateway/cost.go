@@ -27,7 +27,17 @@ type costs struct {
 	// WithLabelValues hashes its labels on every call, three times per
 	// answer. It holds what the vectors hold, no more.
 	series map[seriesKey]*costSeries
+	// models are the model label values admitted so far: the model is
+	// whatever the client sent, and a student answers any of them.
+	models map[string]bool
 }
+
+// maxModelLabels bounds the model label of the cost metrics: the first
+// ones seen keep their name, later ones count under otherModel.
+const (
+	maxModelLabels = 64
+	otherModel     = "_other"
+)
 
 type seriesKey struct {
 	domain, route, model string
@@ -41,6 +51,13 @@ type costSeries struct {
 // seriesOf returns the counters of a domain label, route and model for a
 // teacher or a student answer; c.mu must be held.
 func (c *costs) seriesOf(d, route, model string, student bool) *costSeries {
+	if !c.models[model] {
+		if len(c.models) >= maxModelLabels {
+			model = otherModel
+		} else {
+			c.models[model] = true
+		}
+	}
 	k := seriesKey{d, route, model, student}
 	cs := c.series[k]
 	if cs == nil {
@@ -65,7 +82,7 @@ type tokenMean struct {
 }
 
 func newCosts(reg prometheus.Registerer, pricing config.Pricing, labels *router.DomainLabels) *costs {
-	c := &costs{pricing: pricing, labels: labels, means: map[string]*tokenMean{}, series: map[seriesKey]*costSeries{},
+	c := &costs{pricing: pricing, labels: labels, means: map[string]*tokenMean{}, series: map[seriesKey]*costSeries{}, models: map[string]bool{},
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "understudy", Name: "tokens_total",
 			Help: "Tokens by domain, route and kind (prompt, completion); the teacher's from its usage, the student's estimated.",

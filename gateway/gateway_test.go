@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -499,4 +500,48 @@ func readAll(t *testing.T, resp *http.Response) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// TestCostModelLabelsBounded sends more distinct model names than the cost
+// metrics name one by one: the first 64 keep their label, the rest count
+// under "_other", and no spend is lost.
+func TestCostModelLabelsBounded(t *testing.T) {
+	const maxModels, extra = 64, 6 // gateway's maxModelLabels
+	h := start(t, teachersim.Config{}, func(c *config.Config) {
+		c.Pricing.Default = config.Price{Input: 1e6, Output: 1e6} // a dollar a token
+	})
+	var tokens int64
+	for i := range maxModels + extra {
+		p := chatParams(spamTask.Examples[0].Text)
+		p.Model = shared.ChatModel("model-" + strconv.Itoa(i))
+		c, err := h.gw.Chat.Completions.New(context.Background(), p, option.WithHeader("X-Understudy-Domain", "spam"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens += c.Usage.TotalTokens
+	}
+	families, err := h.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	models := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "understudy_teacher_spend_dollars_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "model" {
+					models[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	var spent float64
+	for _, v := range models {
+		spent += v
+	}
+	if len(models) != maxModels+1 || models["_other"] == 0 || spent != float64(tokens) {
+		t.Errorf("%d model labels (want %d), _other $%v, $%v spent in all for %d tokens", len(models), maxModels+1, models["_other"], spent, tokens)
+	}
 }

@@ -87,6 +87,66 @@ func (r *routeRun) send(domain, system string, ls []labelled) []outcome {
 	return out
 }
 
+// checkOtherShapes sends ls to the serving spam domain as legacy
+// completions, streamed and not, and as chat streams without a usage
+// chunk: the SDK must parse what the student answers, and the student
+// must answer most of them with the data set's label.
+func (r *routeRun) checkOtherShapes(ls []labelled) {
+	r.t.Helper()
+	ctx := context.Background()
+	student, agree := 0, 0
+	for i, l := range ls {
+		var resp *http.Response
+		opts := []option.RequestOption{option.WithHeader("X-Understudy-Domain", "spam"), option.WithResponseInto(&resp)}
+		text := ""
+		var err error
+		switch i % 3 {
+		case 0:
+			p := openai.CompletionNewParams{Model: "teacher-sim", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String(l.Text)}}
+			var c *openai.Completion
+			if c, err = r.client.Completions.New(ctx, p, opts...); err == nil {
+				text = c.Choices[0].Text
+			}
+		case 1:
+			p := openai.CompletionNewParams{Model: "teacher-sim", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String(l.Text)}}
+			s := r.client.Completions.NewStreaming(ctx, p, opts...)
+			for s.Next() {
+				if c := s.Current(); len(c.Choices) > 0 {
+					text += c.Choices[0].Text
+				}
+			}
+			err = s.Err()
+		case 2:
+			p := openai.ChatCompletionNewParams{Model: "teacher-sim",
+				Messages: []openai.ChatCompletionMessageParamUnion{openai.SystemMessage(spamSystem), openai.UserMessage(l.Text)}}
+			s := r.client.Chat.Completions.NewStreaming(ctx, p, opts...)
+			for s.Next() {
+				c := s.Current()
+				if len(c.Choices) == 0 {
+					r.t.Errorf("a chunk without choices though no usage was asked for: %s", c.RawJSON())
+					continue
+				}
+				text += c.Choices[0].Delta.Content
+			}
+			err = s.Err()
+		}
+		if err != nil {
+			r.t.Errorf("request %d: %v", i, err)
+			continue
+		}
+		if resp.Header.Get("X-Understudy-Route") == "student" {
+			student++
+			if text == l.Label {
+				agree++
+			}
+		}
+	}
+	r.t.Logf("completions and chat streams without usage: the student answered %d of %d, %d with the data's label", student, len(ls), agree)
+	if student < len(ls)/2 || float64(agree) < 0.9*float64(student) {
+		r.t.Errorf("the student answered %d of %d, %d of them with the data's label", student, len(ls), agree)
+	}
+}
+
 func (r *routeRun) state(domain string) string {
 	v, _ := getDomain(r.t, r.adminAddr, domain)
 	return v.State
@@ -186,6 +246,7 @@ func TestStudentTakesOver(t *testing.T) {
 		}
 	}
 	checkServing(r.send("spam", spamSystem, take(1000)))
+	r.checkOtherShapes(take(40))
 
 	// What an operator sees: the status command, the domain view, metrics.
 	var status bytes.Buffer

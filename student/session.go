@@ -278,13 +278,7 @@ func (s *Session) runRow(ids []int64) ([]float32, int, error) {
 	defer s.putRow(r)
 	copy(r.ids, ids)
 	clear(r.ids[len(ids):])
-	if s.buckets != 0 {
-		for i, id := range r.ids[:len(ids)] {
-			if uint64(id) >= uint64(s.buckets) {
-				r.ids[i] = 0
-			}
-		}
-	}
+	s.padOutside(r.ids[:len(ids)])
 	if err := s.sess.Run([]ort.Value{r.in}, []ort.Value{r.out}); err != nil {
 		return nil, 0, fmt.Errorf("running student: %w", err)
 	}
@@ -335,23 +329,26 @@ func (r *row) destroy() {
 // inTable returns ids, or a copy with the ids outside the model's table
 // turned into padding when the graph leaves that to Run.
 func (s *Session) inTable(ids []int64) []int64 {
-	if s.buckets == 0 {
+	if !slices.ContainsFunc(ids, s.outside) {
 		return ids
 	}
-	var out []int64 // a copy, once an id needs changing
-	for i, id := range ids {
-		if uint64(id) < uint64(s.buckets) {
-			continue
-		}
-		if out == nil {
-			out = slices.Clone(ids)
-		}
-		out[i] = 0
-	}
-	if out == nil {
-		return ids
-	}
+	out := slices.Clone(ids)
+	s.padOutside(out)
 	return out
+}
+
+// padOutside turns the ids outside the model's table into padding, in
+// place, when the graph leaves that to Run.
+func (s *Session) padOutside(ids []int64) {
+	for i, id := range ids {
+		if s.outside(id) {
+			ids[i] = 0
+		}
+	}
+}
+
+func (s *Session) outside(id int64) bool {
+	return s.buckets != 0 && uint64(id) >= uint64(s.buckets)
 }
 
 // Close frees the ONNX Runtime session after runs in flight finish. It is

@@ -296,8 +296,7 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, n uint64) {
 	}
 	a, found := s.ix.chat(sc.system, sc.text)
 	text := set.answer(a, found)
-	r := newReply("chatcmpl-sim-", n, req.Model, text, utf8.RuneCount(sc.system)+utf8.RuneCount(sc.text))
-	r.Chat = true
+	r := newReply(true, n, req.Model, text, utf8.RuneCount(sc.system)+utf8.RuneCount(sc.text))
 	if req.Stream {
 		r.IncludeUsage = req.StreamOptions.IncludeUsage
 		s.stream(ctx, r, text, set.ChunkDelay)
@@ -335,7 +334,7 @@ func (s *Server) completion(ctx *fasthttp.RequestCtx, n uint64) {
 	}
 	a, found := s.ix.completion(sc.text)
 	text := set.answer(a, found)
-	r := newReply("cmpl-sim-", n, req.Model, text, utf8.RuneCount(sc.text))
+	r := newReply(false, n, req.Model, text, utf8.RuneCount(sc.text))
 	if req.Stream {
 		r.IncludeUsage = req.StreamOptions.IncludeUsage
 		s.stream(ctx, r, text, set.ChunkDelay)
@@ -360,11 +359,17 @@ func (set *settings) answer(a answer, found bool) string {
 // fingerprint is teacher-sim's system_fingerprint.
 const fingerprint = "fp_teachersim"
 
-// newReply returns the completion answering text: id prefix + n, created
-// now, token counts estimated from the prompt's runes and the answer.
-func newReply(prefix string, n uint64, model, text string, promptRunes int) *wire.Completion {
+// newReply returns the chat or text completion answering text: its id
+// ends in n, created now, token counts estimated from the prompt's runes
+// and the answer.
+func newReply(chat bool, n uint64, model, text string, promptRunes int) *wire.Completion {
+	prefix := "cmpl-sim-"
+	if chat {
+		prefix = "chatcmpl-sim-"
+	}
 	return &wire.Completion{
 		ID:               prefix + strconv.FormatUint(n, 10),
+		Chat:             chat,
 		Created:          time.Now().Unix(),
 		Model:            model,
 		Fingerprint:      fingerprint,

@@ -7,8 +7,8 @@ import (
 	"unicode/utf8"
 )
 
-// This file holds the OpenAI wire format: the request bodies the simulator
-// reads, and appenders that write its responses without reflection.
+// This file holds the request side of the OpenAI wire format: the bodies
+// the simulator reads. Its responses are written by internal/wire.
 
 type chatRequest struct {
 	Model         string        `json:"model"`

@@ -98,6 +98,9 @@ func NewAdmin(cfg *config.Config, store AdminStore, trainer Trainer, rt AdminRou
 		IdleTimeout:           2 * time.Minute,
 		CloseOnShutdown:       true,
 		Logger:                slogPrinter{log},
+		// fasthttp otherwise quotes a malformed request, headers and all,
+		// in the error it logs: Authorization and the admin token with it.
+		SecureErrorLogMessage: true,
 	}
 	return a
 }

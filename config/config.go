@@ -22,7 +22,10 @@ import (
 
 // Config is the whole configuration of an Understudy process.
 type Config struct {
-	// Listen is the address of the OpenAI-compatible API. Default ":8080".
+	// Listen is the address of the OpenAI-compatible API. Default
+	// "127.0.0.1:8080": reachable from this machine only. Any other address
+	// needs gateway.api_keys (or gateway.allow_unauthenticated), so that a
+	// gateway is never an open relay spending the teacher's key.
 	Listen string `yaml:"listen"`
 	// DataDir is where Understudy keeps its database. Default "./understudy-data".
 	DataDir string `yaml:"data_dir"`
@@ -58,8 +61,28 @@ type Admin struct {
 // Gateway configures the client-facing API.
 type Gateway struct {
 	// APIKeys, when set, are the keys clients must present as
-	// "Authorization: Bearer KEY". Default none: no client authentication.
+	// "Authorization: Bearer KEY". Default none: no client authentication,
+	// which Validate allows only while Listen is a loopback address.
 	APIKeys []string `yaml:"api_keys" secret:"true"`
+	// AllowUnauthenticated lets a gateway without APIKeys listen on a
+	// non-loopback address: for a gateway behind a proxy or mesh that
+	// authenticates clients itself. Default false.
+	AllowUnauthenticated bool `yaml:"allow_unauthenticated"`
+	// ReadHeaderTimeout bounds the time from a connection's first byte of a
+	// request (or its opening) to the end of the request's headers. Default
+	// 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds reading a request's body, after its headers.
+	// Default 60s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// IdleTimeout closes a keep-alive connection with no request for this
+	// long. Default 60s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxConns caps the client connections open at once; past it a new
+	// connection is answered 503 (an OpenAI error object, Retry-After) and
+	// closed. Default 0: the process's open-file limit less what the teacher
+	// connections, the pair log and the admin listener need, at most 65536.
+	MaxConns int `yaml:"max_conns"`
 	// MaxBodySize is the largest request body accepted. Default 8MiB.
 	MaxBodySize Size `yaml:"max_body_size"`
 	// ShutdownTimeout bounds how long a stopping server waits for requests
@@ -92,11 +115,22 @@ type Teacher struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// MaxConns caps open connections to the teacher. Default 1024.
 	MaxConns int `yaml:"max_conns"`
-	// MaxIdleConnDuration closes keep-alive connections idle this long.
-	// Default 30s.
+	// QueueTimeout is how long a request waits for one of the MaxConns
+	// connections when all are busy. Waiting is back-pressure, not a
+	// teacher failure: past it the client gets 503 with Retry-After and the
+	// breaker counts nothing. Default 10s.
+	QueueTimeout time.Duration `yaml:"queue_timeout"`
+	// MaxIdleConnDuration closes keep-alive connections idle this long. It
+	// must stay below the teacher's own keep-alive timeout (uvicorn, and so
+	// vLLM, and Node.js close idle connections after 5s; gunicorn after 2s),
+	// or the gateway sends requests on connections the teacher is closing.
+	// Default 4s.
 	MaxIdleConnDuration time.Duration `yaml:"max_idle_conn_duration"`
-	// Retries is how many times a request that failed to connect is tried
-	// again. Only dial errors are retried. Default 2.
+	// Retries is how many times a request is tried again when it failed
+	// before reaching the teacher: a failed connect, or a kept-alive
+	// connection the teacher had closed (the first such retry is at once, on
+	// a new connection). A request the teacher began to answer is never
+	// sent again. Default 2.
 	Retries int `yaml:"retries"`
 	// RetryWindow bounds the total time spent retrying. Default 3s.
 	RetryWindow time.Duration `yaml:"retry_window"`
@@ -104,15 +138,32 @@ type Teacher struct {
 	Breaker Breaker `yaml:"breaker"`
 }
 
-// Breaker configures the teacher's circuit breaker.
+// Breaker configures the teacher's circuit breaker. It opens when the
+// teacher fails a share of the requests of the last Window (FailureRatio,
+// once MinRequests were seen), or, while fewer were seen, on
+// ConsecutiveFailures in a row. Failures are transport errors, timeouts and
+// 5xx answers; 4xx answers, clients that hang up and requests that waited
+// for a connection in vain are not. A teacher failing some requests keeps
+// serving the others.
 type Breaker struct {
-	// ConsecutiveFailures opens the breaker. Default 5.
+	// FailureRatio of the window's requests that opens the breaker, in
+	// (0,1]. Default 0.5.
+	FailureRatio float64 `yaml:"failure_ratio"`
+	// MinRequests is how many requests the window must hold before
+	// FailureRatio applies. Default 20.
+	MinRequests int `yaml:"min_requests"`
+	// Window is the rolling window the ratio is taken over (in 1s buckets).
+	// Default 10s.
+	Window time.Duration `yaml:"window"`
+	// ConsecutiveFailures opens the breaker while the window holds fewer
+	// than MinRequests requests (low traffic). Default 5.
 	ConsecutiveFailures int `yaml:"consecutive_failures"`
 	// OpenTimeout is how long the breaker stays open before it lets probe
 	// requests through. Default 30s.
 	OpenTimeout time.Duration `yaml:"open_timeout"`
-	// HalfOpenRequests is how many probe requests a half-open breaker allows.
-	// Default 1.
+	// HalfOpenRequests is how many probe requests a half-open breaker lets
+	// through at once; that many successes close it, one failure opens it
+	// again. Default 5.
 	HalfOpenRequests int `yaml:"half_open_requests"`
 }
 
@@ -292,13 +343,16 @@ type Domain struct {
 // Default returns the configuration used when nothing is set.
 func Default() *Config {
 	return &Config{
-		Listen:  ":8080",
+		Listen:  "127.0.0.1:8080",
 		DataDir: "./understudy-data",
 		Admin:   Admin{Listen: "127.0.0.1:8081"},
 		Gateway: Gateway{
-			MaxBodySize:     8 * MiB,
-			ShutdownTimeout: 30 * time.Second,
-			GCPercent:       200,
+			MaxBodySize:       8 * MiB,
+			ShutdownTimeout:   30 * time.Second,
+			GCPercent:         200,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       60 * time.Second,
+			IdleTimeout:       60 * time.Second,
 		},
 		Teacher: Teacher{
 			URL:                 "https://api.openai.com/v1",
@@ -306,13 +360,17 @@ func Default() *Config {
 			FirstByteTimeout:    120 * time.Second,
 			Timeout:             600 * time.Second,
 			MaxConns:            1024,
-			MaxIdleConnDuration: 30 * time.Second,
+			QueueTimeout:        10 * time.Second,
+			MaxIdleConnDuration: 4 * time.Second,
 			Retries:             2,
 			RetryWindow:         3 * time.Second,
 			Breaker: Breaker{
+				FailureRatio:        0.5,
+				MinRequests:         20,
+				Window:              10 * time.Second,
 				ConsecutiveFailures: 5,
 				OpenTimeout:         30 * time.Second,
-				HalfOpenRequests:    1,
+				HalfOpenRequests:    5,
 			},
 		},
 		Storage: Storage{
@@ -411,6 +469,15 @@ func (c *Config) Validate() error {
 	if c.Admin.Token == "" && !loopbackOnly(c.Admin.Listen) {
 		bad("admin.token", "is required when admin.listen (%q) is not a loopback address", c.Admin.Listen)
 	}
+	if len(c.Gateway.APIKeys) == 0 && !c.Gateway.AllowUnauthenticated && !loopbackOnly(c.Listen) {
+		bad("gateway.api_keys", "are required when listen (%q) is not a loopback address: without them anyone who reaches the port spends the teacher's key (set gateway.allow_unauthenticated: true only behind a proxy that authenticates clients)", c.Listen)
+	}
+	positive("gateway.read_header_timeout", c.Gateway.ReadHeaderTimeout)
+	positive("gateway.read_timeout", c.Gateway.ReadTimeout)
+	positive("gateway.idle_timeout", c.Gateway.IdleTimeout)
+	if c.Gateway.MaxConns < 0 {
+		bad("gateway.max_conns", "must not be negative, got %d", c.Gateway.MaxConns)
+	}
 	for i, k := range c.Gateway.APIKeys {
 		if strings.TrimSpace(k) == "" {
 			bad(fmt.Sprintf("gateway.api_keys[%d]", i), "must not be empty")
@@ -431,6 +498,7 @@ func (c *Config) Validate() error {
 	positive("teacher.first_byte_timeout", c.Teacher.FirstByteTimeout)
 	positive("teacher.timeout", c.Teacher.Timeout)
 	positive("teacher.max_idle_conn_duration", c.Teacher.MaxIdleConnDuration)
+	positive("teacher.queue_timeout", c.Teacher.QueueTimeout)
 	if c.Teacher.MaxConns < 1 {
 		bad("teacher.max_conns", "must be at least 1, got %d", c.Teacher.MaxConns)
 	}
@@ -439,6 +507,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Teacher.RetryWindow < 0 {
 		bad("teacher.retry_window", "must not be negative, got %s", c.Teacher.RetryWindow)
+	}
+	if r := c.Teacher.Breaker.FailureRatio; !(r > 0 && r <= 1) {
+		bad("teacher.breaker.failure_ratio", "must be in (0,1], got %v", r)
+	}
+	if c.Teacher.Breaker.MinRequests < 1 {
+		bad("teacher.breaker.min_requests", "must be at least 1, got %d", c.Teacher.Breaker.MinRequests)
+	}
+	if c.Teacher.Breaker.Window < time.Second {
+		bad("teacher.breaker.window", "must be at least 1s, got %s", c.Teacher.Breaker.Window)
 	}
 	if c.Teacher.Breaker.ConsecutiveFailures < 1 {
 		bad("teacher.breaker.consecutive_failures", "must be at least 1, got %d", c.Teacher.Breaker.ConsecutiveFailures)

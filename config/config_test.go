@@ -20,7 +20,7 @@ func TestDefaultIsValid(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("default config is invalid: %v", err)
 	}
-	if cfg.Listen != ":8080" || cfg.Teacher.URL != "https://api.openai.com/v1" || cfg.Gateway.MaxBodySize != 8*MiB {
+	if cfg.Listen != "127.0.0.1:8080" || cfg.Teacher.URL != "https://api.openai.com/v1" || cfg.Gateway.MaxBodySize != 8*MiB {
 		t.Errorf("unexpected defaults: %+v", cfg)
 	}
 }
@@ -41,6 +41,18 @@ func TestLoadFull(t *testing.T) {
 	}
 	if len(cfg.Domains) != 2 || cfg.Domains[1].Model != "gpt-4o-mini" {
 		t.Errorf("domains = %+v", cfg.Domains)
+	}
+}
+
+// TestOpenRelayOptIn: a gateway without keys on a public address loads only
+// when the operator says so.
+func TestOpenRelayOptIn(t *testing.T) {
+	cfg, err := Load("testdata/open-relay-allowed.yaml", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("allow_unauthenticated: %v", err)
 	}
 }
 
@@ -114,6 +126,8 @@ func TestBadConfigs(t *testing.T) {
 		"router-demotion.bad.yaml":      "router.demotion_confidence: must be in (0.5,1), got 1",
 		"storage-queue-bytes.bad.yaml":  "storage.queue_bytes: must be at least 1MiB, got 1KiB",
 		"storage-key.bad.yaml":          "storage.encryption_key_file: cannot read /nonexistent/key: no such file or directory",
+		"open-relay.bad.yaml":           `gateway.api_keys: are required when listen ("0.0.0.0:8080") is not a loopback address`,
+		"breaker-ratio.bad.yaml":        "teacher.breaker.failure_ratio: must be in (0,1], got 1.5",
 	}
 	files, _ := filepath.Glob("testdata/*.bad.yaml")
 	if len(files) != len(want) {

@@ -38,7 +38,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "YAML config `file` (optional: defaults work without one)")
-	fs.String("listen", "", "API listen `address` (default \":8080\"; env UNDERSTUDY_LISTEN)")
+	fs.String("listen", "", "API listen `address` (default \"127.0.0.1:8080\"; any other needs gateway.api_keys; env UNDERSTUDY_LISTEN)")
 	fs.String("admin-listen", "", "admin API listen `address` (default \"127.0.0.1:8081\"; env UNDERSTUDY_ADMIN_LISTEN)")
 	fs.String("data-dir", "", "data `directory` (default \"./understudy-data\"; env UNDERSTUDY_DATA_DIR)")
 	fs.String("teacher-url", "", "teacher base `URL` (default \"https://api.openai.com/v1\"; env UNDERSTUDY_TEACHER_URL or OPENAI_BASE_URL)")

@@ -322,8 +322,11 @@ func TestBreaker(t *testing.T) {
 
 	h.simConfig(map[string]any{"error_rate": 0})
 	time.Sleep(600 * time.Millisecond) // past open_timeout: half-open
-	if _, err := h.gw.Chat.Completions.New(ctx, chatParams(spamTask.Examples[0].Text)); err != nil {
-		t.Fatalf("after recovery: %v", err)
+	// half_open_requests probes, all answered, close it.
+	for range h.cfg.Teacher.Breaker.HalfOpenRequests {
+		if _, err := h.gw.Chat.Completions.New(ctx, chatParams(spamTask.Examples[0].Text)); err != nil {
+			t.Fatalf("after recovery: %v", err)
+		}
 	}
 	if s := h.metric("understudy_teacher_breaker_state", nil); s != 0 {
 		t.Errorf("breaker_state = %v, want 0 (closed)", s)

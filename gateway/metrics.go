@@ -22,7 +22,7 @@ type metrics struct {
 	teacherTTFT    prometheus.Histogram
 	teacherTime    *prometheus.HistogramVec
 	teacherErrors  *prometheus.CounterVec
-	teacherRetries prometheus.Counter
+	teacherRetries *prometheus.CounterVec
 	studentTime    prometheus.Histogram
 
 	breakerState       prometheus.Gauge
@@ -62,12 +62,12 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
 		}, []string{"endpoint"}),
 		teacherErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "understudy", Subsystem: "teacher", Name: "errors_total",
-			Help: "Teacher exchanges that failed without an answer, by reason (connect, timeout, transport, stream, breaker_open).",
+			Help: "Teacher exchanges that failed without an answer, by reason (connect, timeout, transport, stream, incomplete_stream, breaker_open, busy).",
 		}, []string{"reason"}),
-		teacherRetries: prometheus.NewCounter(prometheus.CounterOpts{
+		teacherRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "understudy", Subsystem: "teacher", Name: "retries_total",
-			Help: "Requests sent again after failing to connect to the teacher.",
-		}),
+			Help: "Requests sent again because they never reached the teacher, by reason (connect: the connect failed; stale_connection: the teacher had closed the kept-alive connection).",
+		}, []string{"reason"}),
 		breakerState: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "understudy", Subsystem: "teacher", Name: "breaker_state",
 			Help: "State of the teacher's circuit breaker: 0 closed, 1 half-open, 2 open.",

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"sync"
 	"time"
@@ -167,32 +168,69 @@ func (s *Server) upstreamRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
 
+// maxEventLine bounds one SSE line the relay holds whole. OpenAI's chunks
+// are a few hundred bytes; a longer line is passed on in pieces, and its
+// answer is not kept.
+const maxEventLine = 1 << 20
+
+// errIncompleteStream: the teacher's stream ended (EOF) without its final
+// "data: [DONE]". Its answer is torn: the client is told, nothing is logged.
+var errIncompleteStream = errors.New("teacher stream ended before data: [DONE]")
+
+// doneLine is the data line that ends a chat or completions stream.
+var doneLine = []byte("data: [DONE]")
+
 // relay copies an SSE stream from the teacher to the client, flushing after
 // every event so each reaches the client as soon as the teacher sent it. It
-// returns nil when the stream ended normally, errClientGone when the client
-// went away (the teacher's stream is then abandoned), or the teacher's read
-// error, after telling the client in a final error event.
+// returns nil when the stream ended complete, with "data: [DONE]";
+// errClientGone when the client went away (the teacher's stream is then
+// abandoned); or, after telling the client in a final error event, the
+// teacher's read error or errIncompleteStream.
+//
+// Only whole lines reach the client: a line the teacher tore off is
+// dropped, so the error event that follows parses, and the SDK raises an
+// API error instead of a JSON syntax error.
 //
 // When sc is not nil, every line also goes to it, to rebuild the answer.
 func (s *Server) relay(w *bufio.Writer, resp *fasthttp.Response, start time.Time, sc *streamCapture) error {
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(resp.BodyStream())
 	defer func() { br.Reset(nil); readerPool.Put(br) }()
-	first := true
+	var long []byte // a line longer than br's buffer, being assembled
+	first, complete, midEvent, passing := true, false, false, false
 	for {
 		line, err := br.ReadSlice('\n')
-		if sc != nil {
-			if err == nil {
-				sc.line(line)
-			} else if err == bufio.ErrBufferFull {
-				sc.bad = true // an event too long to read whole: keep no pair
+		if len(long) > 0 || err == bufio.ErrBufferFull {
+			long = append(long, line...)
+			if err == bufio.ErrBufferFull {
+				if len(long) >= maxEventLine {
+					// Too long to hold: pass it on as it comes.
+					if sc != nil {
+						sc.bad = true
+					}
+					if _, werr := w.Write(long); werr != nil {
+						return errClientGone
+					}
+					long, midEvent, passing = long[:0], true, true
+				}
+				continue
 			}
+			line = long
 		}
-		if len(line) > 0 {
+		if err == nil {
+			text := bytes.TrimRight(line, "\r\n")
+			if sc != nil && !passing {
+				sc.line(line)
+			}
 			if _, werr := w.Write(line); werr != nil {
 				return errClientGone
 			}
-			if len(bytes.TrimRight(line, "\r\n")) == 0 { // blank line: end of an event
+			midEvent = len(text) > 0 || passing
+			passing = false
+			if bytes.Equal(text, doneLine) {
+				complete = true
+			}
+			if !midEvent { // blank line: end of an event
 				if werr := w.Flush(); werr != nil {
 					return errClientGone
 				}
@@ -202,24 +240,40 @@ func (s *Server) relay(w *bufio.Writer, resp *fasthttp.Response, start time.Time
 				}
 			}
 		}
-		switch err {
-		case nil, bufio.ErrBufferFull:
+		long = long[:0]
+		switch {
+		case err == nil:
 			continue
-		case io.EOF:
+		case err == io.EOF && complete:
 			if werr := w.Flush(); werr != nil {
 				return errClientGone
 			}
 			return nil
+		case err == io.EOF:
+			err = errIncompleteStream
+			s.m.teacherErrors.WithLabelValues("incomplete_stream").Inc()
 		default:
 			s.m.teacherErrors.WithLabelValues("stream").Inc()
-			msg, _ := json.Marshal(errorBody{Error: errorObject{
-				Message: "The teacher's stream broke off: " + errorReason(err), Type: "server_error",
-			}})
-			_, _ = w.WriteString("\n\ndata: ")
-			_, _ = w.Write(msg)
-			_, _ = w.WriteString("\n\n")
-			_ = w.Flush()
-			return err
 		}
+		if midEvent {
+			_, _ = w.WriteString("\n") // end the event the torn line was part of
+		}
+		msg, _ := json.Marshal(errorBody{Error: errorObject{
+			Message: "The teacher's stream broke off before the answer was complete (" + streamFailure(err) + ").",
+			Type:    "server_error", Code: nullable("teacher_stream_incomplete"),
+		}})
+		_, _ = w.WriteString("data: ")
+		_, _ = w.Write(msg)
+		_, _ = w.WriteString("\n\n")
+		_ = w.Flush()
+		return err
 	}
+}
+
+// streamFailure says in a few words how a teacher stream failed.
+func streamFailure(err error) string {
+	if errors.Is(err, errIncompleteStream) {
+		return "it ended without data: [DONE]"
+	}
+	return errorReason(err)
 }

@@ -9,7 +9,6 @@ import (
 	"net"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -56,6 +55,8 @@ type Server struct {
 	keys       [][sha256.Size]byte // sha256 of each gateway key
 	metrics    fasthttp.RequestHandler
 	srv        *fasthttp.Server
+	reg        *prometheus.Registry
+	maxConns   int // client connections open at once
 
 	ready atomic.Bool
 	// stop is cancelled when the server begins shutting down, ending waits
@@ -72,7 +73,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, log: opts.Logger, pairs: opts.Pairs, router: opts.Router, shadow: opts.Shadow,
+	s := &Server{cfg: cfg, log: opts.Logger, pairs: opts.Pairs, router: opts.Router, shadow: opts.Shadow, reg: opts.Registry,
 		normalizer: student.Normalizer{FoldCase: cfg.Labels.FoldCase, StripTrailingPeriod: cfg.Labels.StripTrailingPeriod}}
 	s.m = newMetrics(opts.Registry, s.log)
 	if opts.DomainLabels == nil {
@@ -100,16 +101,45 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		// Bodies up to twice the limit are read whole and refused by the
 		// handler, so the client gets its 413 instead of a connection
 		// reset mid-upload; only larger ones are cut off while arriving.
-		MaxRequestBodySize:            int(2 * cfg.Gateway.MaxBodySize),
-		ReadTimeout:                   5 * time.Minute,
-		IdleTimeout:                   2 * time.Minute,
+		MaxRequestBodySize: int(2 * cfg.Gateway.MaxBodySize),
+		// ReadTimeout runs from a connection's opening, or a kept-alive
+		// one's next first byte, to the end of the headers; HeaderReceived
+		// then gives the body its own time. A client that trickles its
+		// headers (slowloris) is cut off after read_header_timeout.
+		ReadTimeout: cfg.Gateway.ReadHeaderTimeout,
+		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+			return fasthttp.RequestConfig{ReadTimeout: cfg.Gateway.ReadTimeout}
+		},
+		IdleTimeout:                   cfg.Gateway.IdleTimeout,
 		DisablePreParseMultipartForm:  true,
 		CloseOnShutdown:               true,
 		Logger:                        slogPrinter{s.log},
 		SecureErrorLogMessage:         true,
 		DisableHeaderNamesNormalizing: false,
 	}
+	s.maxConns = connCap(cfg, s.log)
 	return s, nil
+}
+
+// connCap is gateway.max_conns, or when it is 0 the open-file limit less
+// what the process needs besides client connections: the teacher's
+// connections and 1024 for the pair log, ONNX Runtime and the admin
+// listener; at least 64, at most 65536.
+func connCap(cfg *config.Config, log *slog.Logger) int {
+	limit := openFileLimit()
+	reserve := uint64(cfg.Teacher.MaxConns) + 1024
+	if n := cfg.Gateway.MaxConns; n > 0 {
+		if limit > 0 && uint64(n)+reserve > limit {
+			log.Warn("gateway.max_conns leaves too few file descriptors: clients may exhaust them",
+				"max_conns", n, "open_file_limit", limit, "reserved", reserve)
+		}
+		return n
+	}
+	n := uint64(65536)
+	if limit > 0 {
+		n = min(n, max(64, limit-min(limit, reserve)))
+	}
+	return int(n)
 }
 
 // Run listens on the configured address and serves until ctx is done.
@@ -124,9 +154,15 @@ func (s *Server) Run(ctx context.Context) error {
 // Serve serves on ln until ctx is done, then stops accepting, waits up to
 // gateway.shutdown_timeout for requests in flight, and returns.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	s.log.Info("gateway listening", "addr", ln.Addr().String(), "teacher", s.teacher.base)
+	if len(s.keys) == 0 && !loopback(ln.Addr()) {
+		s.log.Warn("gateway listening on a non-loopback address without gateway.api_keys: anyone who reaches it spends the teacher's key",
+			"addr", ln.Addr().String())
+	}
+	s.log.Info("gateway listening", "addr", ln.Addr().String(), "teacher", s.teacher.base, "max_conns", s.maxConns)
+	lln := newLimitListener(ln, s.maxConns, s.log, s.reg)
+	defer lln.Close()
 	errc := make(chan error, 1)
-	go func() { errc <- s.srv.Serve(ln) }()
+	go func() { errc <- s.srv.Serve(lln) }()
 	s.ready.Store(true)
 	select {
 	case err := <-errc:
@@ -146,6 +182,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("shutting down: %w", err)
 	}
 	return nil
+}
+
+// loopback reports whether addr is a loopback TCP address.
+func loopback(addr net.Addr) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
 
 // route dispatches by path and method.

@@ -27,6 +27,10 @@ var (
 	errClientGone = errors.New("client closed the connection")
 	// errTeacherStatus marks a 5xx answer for the breaker.
 	errTeacherStatus = errors.New("teacher answered with a server error")
+	// errTeacherBusy: every one of teacher.max_conns connections stayed
+	// busy for teacher.queue_timeout; the request was not sent. This is the
+	// gateway's own back-pressure, not a teacher failure.
+	errTeacherBusy = errors.New("no free teacher connection within teacher.queue_timeout")
 )
 
 // breaker is the part of gobreaker the teacher client uses: one call per
@@ -82,8 +86,9 @@ func newTeacher(cfg config.Teacher, m *metrics) (*Teacher, error) {
 		IsTLS:                         isTLS,
 		TLSConfig:                     &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12},
 		MaxConns:                      cfg.MaxConns,
+		MaxConnWaitTimeout:            cfg.QueueTimeout,
 		MaxIdleConnDuration:           cfg.MaxIdleConnDuration,
-		MaxIdemponentCallAttempts:     1, // retries are ours: dial errors only
+		MaxIdemponentCallAttempts:     1, // retries are ours, see Do
 		DisableHeaderNamesNormalizing: false,
 		DisablePathNormalizing:        true,
 		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
@@ -97,14 +102,17 @@ func newTeacher(cfg config.Teacher, m *metrics) (*Teacher, error) {
 			return &firstByteConn{Conn: c, firstByte: firstByte}, nil
 		},
 	}
+	b := cfg.Breaker
 	t.breaker = gobreaker.NewTwoStepCircuitBreaker[any](gobreaker.Settings{
-		Name:        "teacher",
-		MaxRequests: uint32(cfg.Breaker.HalfOpenRequests),
-		Timeout:     cfg.Breaker.OpenTimeout,
-		ReadyToTrip: func(c gobreaker.Counts) bool {
-			return c.ConsecutiveFailures >= uint32(cfg.Breaker.ConsecutiveFailures)
+		Name:         "teacher",
+		MaxRequests:  uint32(b.HalfOpenRequests),
+		Interval:     b.Window,
+		BucketPeriod: time.Second,
+		Timeout:      b.OpenTimeout,
+		ReadyToTrip:  func(c gobreaker.Counts) bool { return readyToTrip(b, c) },
+		IsExcluded: func(err error) bool {
+			return errors.Is(err, errClientGone) || errors.Is(err, errTeacherBusy)
 		},
-		IsExcluded: func(err error) bool { return errors.Is(err, errClientGone) },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			if to == gobreaker.StateOpen {
 				t.openedAt.Store(time.Now().UnixNano())
@@ -119,6 +127,18 @@ func newTeacher(cfg config.Teacher, m *metrics) (*Teacher, error) {
 		},
 	})
 	return t, nil
+}
+
+// readyToTrip is the breaker's rule: a failure ratio over the rolling
+// window once it holds min_requests, consecutive failures below that. With
+// a consecutive-failures rule alone, a teacher failing 30% of requests at
+// high throughput trips within a second and the breaker turns partial
+// failure into a total outage.
+func readyToTrip(b config.Breaker, c gobreaker.Counts) bool {
+	if c.Requests < uint32(b.MinRequests) {
+		return c.ConsecutiveFailures >= uint32(b.ConsecutiveFailures)
+	}
+	return float64(c.TotalFailures) >= b.FailureRatio*float64(c.Requests)
 }
 
 // dialError marks an error from connecting: nothing reached the teacher, so
@@ -167,10 +187,20 @@ func (t *Teacher) retryAfter() int {
 }
 
 // Do sends req and fills resp (its body left as a stream when
-// resp.StreamBody is set). It retries dial errors only, bounded by
-// teacher.retries and teacher.retry_window, waiting on ctx. On success the
-// returned done must be called with the outcome of consuming the response,
-// which the breaker counts.
+// resp.StreamBody is set). On success the returned done must be called with
+// the outcome of consuming the response, which the breaker counts.
+//
+// Requests that never reached the teacher are sent again, within
+// teacher.retries and teacher.retry_window, waiting on ctx:
+//   - a failed connect, after a backoff;
+//   - a connection the teacher closed before sending a response byte: a
+//     kept-alive connection it had timed out (uvicorn after 5s idle), or
+//     all of them after a restart. Every idle connection is then dropped,
+//     as they are likely stale too, and the first such retry goes out at
+//     once on a new connection. Only if every attempt fails does the
+//     breaker count a failure.
+//
+// A request the teacher began to answer is never sent again.
 func (t *Teacher) Do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) (done func(error), err error) {
 	done, err = t.breaker.Allow()
 	if err != nil {
@@ -179,18 +209,29 @@ func (t *Teacher) Do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.
 	}
 	start := time.Now()
 	req.SetTimeout(t.cfg.Timeout)
+	stale := 0
 	for attempt := 0; ; attempt++ {
 		err = t.hc.Do(req, resp)
-		var de *dialError
-		if err == nil || !errors.As(err, &de) || attempt >= t.cfg.Retries {
+		reason := retryReason(err)
+		if reason == "" || attempt >= t.cfg.Retries {
 			break
 		}
-		// Exponential backoff with jitter, within the retry window.
-		wait := time.Duration(float64(50*time.Millisecond<<attempt) * (0.5 + rand.Float64()))
+		var wait time.Duration
+		if reason == "stale_connection" {
+			t.hc.CloseIdleConnections()
+			stale++
+		}
+		if reason != "stale_connection" || stale > 1 {
+			// Exponential backoff with jitter, within the retry window.
+			wait = time.Duration(float64(50*time.Millisecond<<attempt) * (0.5 + rand.Float64()))
+		}
 		if time.Since(start)+wait > t.cfg.RetryWindow {
 			break
 		}
-		t.metrics.teacherRetries.Inc()
+		t.metrics.teacherRetries.WithLabelValues(reason).Inc()
+		if wait == 0 {
+			continue
+		}
 		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -199,6 +240,11 @@ func (t *Teacher) Do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.
 			return nil, ctx.Err()
 		case <-timer.C:
 		}
+	}
+	if errors.Is(err, fasthttp.ErrNoFreeConns) {
+		t.metrics.teacherErrors.WithLabelValues("busy").Inc()
+		done(errTeacherBusy)
+		return nil, errTeacherBusy
 	}
 	if err != nil {
 		t.metrics.teacherErrors.WithLabelValues(errorReason(err)).Inc()
@@ -211,6 +257,26 @@ func (t *Teacher) Do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.
 		return func(error) {}, nil
 	}
 	return done, nil
+}
+
+// retryReason says why a failed attempt may be sent again ("connect",
+// "stale_connection"), or "" when it may not. fasthttp reports a connection
+// closed or reset before the first response byte as ErrConnectionClosed; a
+// write to a connection the teacher had already closed fails (EPIPE,
+// ECONNRESET). Either way the teacher answered nothing. An error after the
+// first response byte is neither, and is not retried.
+func retryReason(err error) string {
+	var de *dialError
+	var oe *net.OpError
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &de):
+		return "connect"
+	case errors.Is(err, fasthttp.ErrConnectionClosed), errors.As(err, &oe) && oe.Op == "write":
+		return "stale_connection"
+	}
+	return ""
 }
 
 // errorReason classifies a transport error for metrics and status codes.
@@ -237,6 +303,9 @@ func (t *Teacher) transportError(err error) *apiError {
 	case errors.Is(err, ErrTeacherUnavailable):
 		return &apiError{Status: fasthttp.StatusServiceUnavailable, Type: "server_error", Code: "teacher_unavailable",
 			Message: "The teacher model is unavailable (circuit breaker open). Please retry later.", RetryAfter: t.retryAfter()}
+	case errors.Is(err, errTeacherBusy):
+		return &apiError{Status: fasthttp.StatusServiceUnavailable, Type: "server_error", Code: "teacher_busy",
+			Message: fmt.Sprintf("All %d connections to the teacher model are busy. Please retry shortly.", t.cfg.MaxConns), RetryAfter: 1}
 	case errorReason(err) == "timeout":
 		return &apiError{Status: fasthttp.StatusGatewayTimeout, Type: "server_error", Code: "teacher_timeout",
 			Message: "The teacher model did not answer in time."}

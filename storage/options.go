@@ -161,6 +161,11 @@ func (o Options) badgerOptions(key []byte) badger.Options {
 		WithNumMemtables(numMemtables).
 		WithValueThreshold(valueThreshold).
 		WithValueLogFileSize(valueLogFileSize).
+		// A damaged value-log entry then fails its checksum before Badger
+		// decodes it. Without the check a damaged entry header takes a path
+		// (value.go, valueLog.Read, "Invalid read") that returns without
+		// unlocking the file: the next Close waits for that lock forever.
+		WithVerifyValueChecksum(true).
 		WithCompression(options.None).
 		WithNumCompactors(numCompactors).
 		WithNumLevelZeroTables(numLevelZeroTables).

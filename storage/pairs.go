@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -20,6 +21,10 @@ const pairsPage = 256
 // fn's first error and returns it. A domain never logged has no pairs; a
 // name that cannot be a domain is ErrNotFound. Pairs logged during the
 // iteration may or may not be seen.
+//
+// A pair whose value cannot be read back (a damaged value log) is skipped:
+// fn sees every readable pair, and Pairs then returns an error wrapping
+// ErrDamaged that counts the skipped pairs and names the first.
 func (db *DB) Pairs(ctx context.Context, domain string, fn func(Pair) error) error {
 	if !ValidDomain(domain) {
 		return fmt.Errorf("reading pairs of %q: %w", domain, ErrNotFound)
@@ -27,9 +32,10 @@ func (db *DB) Pairs(ctx context.Context, domain string, fn func(Pair) error) err
 	prefix := pairPrefix(domain)
 	seek := prefix
 	page := make([]Pair, 0, pairsPage)
+	var bad unreadable
 	for {
 		page = page[:0]
-		next, err := db.readPairs(ctx, domain, prefix, seek, &page)
+		next, err := db.readPairs(ctx, domain, prefix, seek, &page, &bad)
 		if err != nil {
 			return fmt.Errorf("reading pairs of %s: %w", domain, err)
 		}
@@ -39,15 +45,29 @@ func (db *DB) Pairs(ctx context.Context, domain string, fn func(Pair) error) err
 			}
 		}
 		if next == nil {
-			return nil
+			break
 		}
 		seek = next
 	}
+	if bad.n > 0 {
+		return fmt.Errorf("reading pairs of %s: %w: %d pairs could not be read back and were skipped, the first %s (%v); "+
+			"Badger's log names their value-log files", domain, ErrDamaged, bad.n, bad.first, bad.err)
+	}
+	return nil
+}
+
+var errUnreadableValue = errors.New("its value could not be read from the value log")
+
+// unreadable counts the pairs Pairs skipped.
+type unreadable struct {
+	n     int
+	first string
+	err   error
 }
 
 // readPairs decodes up to pairsPage pairs from seek on. It returns the key to
 // continue from, or nil at the end of the domain.
-func (db *DB) readPairs(ctx context.Context, domain string, prefix, seek []byte, page *[]Pair) ([]byte, error) {
+func (db *DB) readPairs(ctx context.Context, domain string, prefix, seek []byte, page *[]Pair, bad *unreadable) ([]byte, error) {
 	if err := db.acquire(); err != nil {
 		return nil, err
 	}
@@ -71,11 +91,22 @@ func (db *DB) readPairs(ctx context.Context, domain string, prefix, seek []byte,
 				next = item.KeyCopy(nil)
 				return nil
 			}
-			var p Pair
-			if err := item.Value(func(v []byte) error { return decodePair(v, &p) }); err != nil {
-				return fmt.Errorf("decoding pair %x: %w", item.Key(), err)
-			}
 			id, _ := pairKeyID(item.Key())
+			var p Pair
+			// Badger logs a value it cannot read and hands over an empty
+			// one (iterator.go, yieldItemValue); no pair encodes to that.
+			if err := item.Value(func(v []byte) error {
+				if len(v) == 0 {
+					return errUnreadableValue
+				}
+				return decodePair(v, &p)
+			}); err != nil {
+				if bad.n == 0 {
+					bad.first, bad.err = id.String(), err
+				}
+				bad.n++
+				continue
+			}
 			p.ID = id.String()
 			p.Domain = domain
 			*page = append(*page, p)
@@ -98,7 +129,8 @@ type chatMessage struct {
 //
 // The system message is left out when System is empty. When the request's
 // messages were kept, they are used as they were sent, followed by the
-// assistant's answer. It returns the number of lines written.
+// assistant's answer. It returns the number of lines written. Pairs that
+// cannot be read back are left out, and the error (ErrDamaged) says how many.
 func (db *DB) ExportJSONL(ctx context.Context, domain string, w io.Writer) (int, error) {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	enc := json.NewEncoder(bw)
@@ -150,10 +182,12 @@ func (db *DB) ExportJSONL(ctx context.Context, domain string, w io.Writer) (int,
 		n++
 		return nil
 	})
-	if err != nil {
-		return n, fmt.Errorf("exporting %s: %w", domain, err)
+	// The lines encoded so far go out whatever happened: after a damaged
+	// pair, Pairs goes on, and the caller reports the error after them.
+	if ferr := bw.Flush(); err == nil {
+		err = ferr
 	}
-	if err := bw.Flush(); err != nil {
+	if err != nil {
 		return n, fmt.Errorf("exporting %s: %w", domain, err)
 	}
 	return n, nil

@@ -113,7 +113,8 @@ type domainEntry struct {
 const maxCachedLabels = 1 << 16
 
 // Open opens (or creates) the pair log in opts.Dir and starts its writer and
-// retention loops.
+// retention loops. It refuses a damaged directory with ErrDamaged (see
+// damage.go).
 func Open(opts Options) (*DB, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -128,6 +129,9 @@ func Open(opts Options) (*DB, error) {
 		if err != nil {
 			return nil, fmt.Errorf("opening pair log at %s: reading encryption key file %s: %w", o.Dir, o.EncryptionKeyFile, err)
 		}
+	}
+	if err := checkDir(o.Dir); err != nil {
+		return nil, fmt.Errorf("opening pair log at %s: %w", o.Dir, err)
 	}
 	bdb, err := openBadger(o.badgerOptions(key))
 	if err != nil {

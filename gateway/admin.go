@@ -351,6 +351,15 @@ func (a *Admin) train(ctx *fasthttp.RequestCtx, name string) {
 
 // export streams a domain's pairs as JSONL. X-Understudy-Pairs carries the
 // number of pairs stored when the export began, for progress bars.
+//
+// The status (200) goes out before the first pair is read, so an export
+// that cannot finish (pairs the storage cannot read back, a shutdown) says
+// so in its last line instead: an OpenAI error object,
+//
+//	{"error":{"message":"...","type":"server_error","param":null,"code":"export_incomplete"}}
+//
+// never a fine-tuning example, so no consumer takes the file for whole;
+// `understudy export` leaves it out of its output and exits non-zero.
 func (a *Admin) export(ctx *fasthttp.RequestCtx, name string) {
 	d, err := a.store.Domain(name)
 	if err != nil {
@@ -365,11 +374,18 @@ func (a *Admin) export(ctx *fasthttp.RequestCtx, name string) {
 		if err == nil {
 			err = w.Flush()
 		}
-		if err != nil {
-			a.log.Warn("export ended early", "domain", name, "lines", n, "err", err)
+		if err == nil {
+			a.log.Info("exported domain", "domain", name, "lines", n)
 			return
 		}
-		a.log.Info("exported domain", "domain", name, "lines", n)
+		a.log.Error("export incomplete", "domain", name, "lines", n, "err", err)
+		line, _ := json.Marshal(errorBody{Error: errorObject{
+			Message: fmt.Sprintf("export of %s incomplete after %d pairs: %v", name, n, err),
+			Type:    "server_error",
+			Code:    nullable("export_incomplete"),
+		}})
+		_, _ = w.Write(append(line, '\n'))
+		_ = w.Flush()
 	})
 }
 

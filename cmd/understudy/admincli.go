@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -213,13 +214,23 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	bar := newProgress(stderr, *domain, total, *out != "")
 	br := bufio.NewReaderSize(resp.Body, 256<<10)
 	var lines int64
+	var incomplete error
+	lineStart := true
 	for {
 		line, err := br.ReadSlice('\n')
+		// The gateway ends an export it could not finish with an OpenAI
+		// error object (gateway/admin.go, export); a pair's line always
+		// starts with {"messages":.
+		if lineStart && bytes.HasPrefix(line, []byte(`{"error":`)) && err == nil {
+			incomplete = exportError(line)
+			continue
+		}
 		if len(line) > 0 {
 			if _, werr := bw.Write(line); werr != nil {
 				return werr
 			}
 		}
+		lineStart = err == nil
 		if err == nil {
 			lines++
 			bar.update(lines)
@@ -231,7 +242,8 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		return fmt.Errorf("reading the export: %w", err)
+		incomplete = fmt.Errorf("the connection to the gateway broke off: %w", err)
+		break
 	}
 	if err := bw.Flush(); err != nil {
 		return err
@@ -241,8 +253,28 @@ func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 	}
+	if incomplete != nil {
+		where := "written"
+		if *out != "" {
+			where = "written to " + *out
+		}
+		return fmt.Errorf("export of %s is INCOMPLETE, %d pairs %s: %w", *domain, lines, where, incomplete)
+	}
 	bar.done(lines, *out)
 	return nil
+}
+
+// exportError reads the error line that ends an incomplete export.
+func exportError(line []byte) error {
+	var e struct {
+		Error struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(line, &e) != nil || e.Error.Message == "" {
+		return fmt.Errorf("the gateway ended the export with an error: %s", bytes.TrimSpace(line))
+	}
+	return fmt.Errorf("the gateway says: %s", e.Error.Message)
 }
 
 // progress draws a progress bar on a terminal, else prints one final line.

@@ -21,6 +21,23 @@
 // releaser goroutine keeps those pages out of the process's resident set
 // (resident.go), so RSS does not grow with the pairs stored.
 //
+// # Full disk
+//
+// Every file Badger writes through a memory map is reserved (fallocate)
+// before the writer writes, and no write starts under
+// Options.MinFreeBytes free: below it logging pauses (pairs dropped as
+// disk_full, one warning, a gauge) and resumes by itself when space
+// returns, instead of Badger faulting (SIGBUS) on a page the disk cannot
+// hold. Open on a full disk opens read-only, or read-write with the room of
+// a spare file the log keeps (space.go).
+//
+// # Damage
+//
+// Open refuses, changing nothing, a directory whose MANIFEST or tables
+// Badger would open only by deleting data or panicking (damage.go). Values
+// are read with Badger's checksum: a pair that cannot be read back is
+// skipped and reported as ErrDamaged after the readable ones.
+//
 // # Layout
 //
 // Keys start with their kind and domain so that one domain iterates alone

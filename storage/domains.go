@@ -196,6 +196,10 @@ func (db *DB) updateDomain(name string, fn func(*domainRecord)) error {
 	if err != nil {
 		return fmt.Errorf("updating domain %s: %w", name, err)
 	}
+	if err := db.roomFor(int64(len(v)), db.space.floor); err != nil {
+		db.pause(err)
+		return fmt.Errorf("updating domain %s: %w", name, err)
+	}
 	if err := db.bdb.Update(func(txn *badger.Txn) error { return txn.Set(domainKey(name), v) }); err != nil {
 		return fmt.Errorf("updating domain %s: %w", name, err)
 	}

@@ -13,6 +13,7 @@ const (
 	reasonClosed    = "closed"
 	reasonInvalid   = "invalid"
 	reasonDuplicate = "duplicate"
+	reasonDiskFull  = "disk_full"
 	reasonTTL       = "ttl"
 	reasonCap       = "cap"
 )
@@ -24,9 +25,11 @@ type metrics struct {
 	batches          prometheus.Counter
 	writeErrors      prometheus.Counter
 	retentionDeleted *prometheus.CounterVec
+	diskFree         prometheus.GaugeFunc
+	paused           prometheus.GaugeFunc
 }
 
-func newMetrics(queueLen func() int) *metrics {
+func newMetrics(queueLen func() int, sp *space) *metrics {
 	m := &metrics{
 		logged: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "understudy_storage_pairs_logged_total",
@@ -34,7 +37,7 @@ func newMetrics(queueLen func() int) *metrics {
 		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "understudy_storage_pairs_dropped_total",
-			Help: "Pairs not logged, by reason: queue_full, closed, invalid (bad domain name or ID), duplicate (ID already stored).",
+			Help: "Pairs not logged, by reason: queue_full, closed, invalid (bad domain name or ID), duplicate (ID already stored), disk_full (logging paused under storage MinFreeBytes).",
 		}, []string{"reason"}),
 		queueLength: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "understudy_storage_queue_length",
@@ -52,8 +55,21 @@ func newMetrics(queueLen func() int) *metrics {
 			Name: "understudy_storage_retention_deleted_total",
 			Help: "Pairs deleted by retention, by reason: ttl, cap.",
 		}, []string{"reason"}),
+		diskFree: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "understudy_storage_disk_free_bytes",
+			Help: "Bytes free on the filesystem holding the pair log (-1: unknown).",
+		}, func() float64 { return float64(sp.free()) }),
+		paused: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "understudy_storage_logging_paused",
+			Help: "1 while pair logging is paused because the disk is (almost) full, else 0.",
+		}, func() float64 {
+			if sp.paused.Load() {
+				return 1
+			}
+			return 0
+		}),
 	}
-	for _, r := range []string{reasonQueueFull, reasonClosed, reasonInvalid, reasonDuplicate} {
+	for _, r := range []string{reasonQueueFull, reasonClosed, reasonInvalid, reasonDuplicate, reasonDiskFull} {
 		m.dropped.WithLabelValues(r)
 	}
 	for _, r := range []string{reasonTTL, reasonCap} {
@@ -63,7 +79,7 @@ func newMetrics(queueLen func() int) *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.logged, m.dropped, m.queueLength, m.batches, m.writeErrors, m.retentionDeleted}
+	return []prometheus.Collector{m.logged, m.dropped, m.queueLength, m.batches, m.writeErrors, m.retentionDeleted, m.diskFree, m.paused}
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {

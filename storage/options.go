@@ -67,6 +67,16 @@ type Options struct {
 	// Registry registers the understudy_storage_* metrics when non-nil.
 	// Default nil: no metrics are registered.
 	Registry prometheus.Registerer
+	// MinFreeBytes is the free space (on the filesystem holding Dir) below
+	// which the pair log stops writing: Log drops pairs (counted as
+	// disk_full), other writes return ErrDiskFull, reads go on, and
+	// logging resumes by itself once MinFreeBytes plus a quarter is free
+	// (see space.go). Default 256 MiB, twice the value-log file size;
+	// negative: no floor (Badger's mapped files are still reserved).
+	MinFreeBytes int64
+
+	// vlogFileSize overrides valueLogFileSize; tests only.
+	vlogFileSize int64
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -96,6 +106,15 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.vlogFileSize == 0 {
+		o.vlogFileSize = valueLogFileSize
+	}
+	switch {
+	case o.MinFreeBytes == 0:
+		o.MinFreeBytes = DefaultMinFreeBytes
+	case o.MinFreeBytes < 0:
+		o.MinFreeBytes = 0
 	}
 	switch {
 	case o.QueueSize < 0:
@@ -153,14 +172,15 @@ const (
 	numLevelZeroTablesStall = 15
 )
 
-func (o Options) badgerOptions(key []byte) badger.Options {
+func (o Options) badgerOptions(key []byte, readOnly bool) badger.Options {
 	bo := badger.DefaultOptions(o.Dir).
+		WithReadOnly(readOnly).
 		WithLogger(badgerLogger{o.Logger.With("component", "badger")}).
 		WithSyncWrites(o.SyncWrites).
 		WithMemTableSize(memTableSize).
 		WithNumMemtables(numMemtables).
 		WithValueThreshold(valueThreshold).
-		WithValueLogFileSize(valueLogFileSize).
+		WithValueLogFileSize(o.vlogFileSize).
 		// A damaged value-log entry then fails its checksum before Badger
 		// decodes it. Without the check a damaged entry header takes a path
 		// (value.go, valueLog.Read, "Invalid read") that returns without

@@ -40,7 +40,7 @@ func (db *DB) runRetention() {
 			return
 		case <-t.C:
 		}
-		if err := db.retention(db.ctx); err != nil && !errors.Is(err, context.Canceled) {
+		if err := db.RunRetention(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ErrClosed) {
 			db.log.Error("pair log retention", "err", err)
 		}
 		t.Reset(db.opts.RetentionInterval)
@@ -48,7 +48,9 @@ func (db *DB) runRetention() {
 }
 
 // RunRetention runs one pass of TTL, cap and value-log GC. The retention
-// loop calls it every RetentionInterval.
+// loop calls it every RetentionInterval. On a full disk it deletes while at
+// least half of Options.MinFreeBytes is free (deleting writes a little), and
+// not at all while Badger is open read-only.
 func (db *DB) RunRetention() error {
 	if err := db.acquire(); err != nil {
 		return fmt.Errorf("running retention: %w", err)
@@ -60,6 +62,9 @@ func (db *DB) RunRetention() error {
 func (db *DB) retention(ctx context.Context) error {
 	db.retMu.Lock()
 	defer db.retMu.Unlock()
+	if db.readOnly {
+		return nil
+	}
 
 	db.mu.Lock()
 	names := make([]string, 0, len(db.domains))
@@ -105,6 +110,9 @@ func (db *DB) retention(ctx context.Context) error {
 // Badger finds none.
 func (db *DB) gcValueLog(ctx context.Context) error {
 	for ctx.Err() == nil {
+		if err := db.roomFor(0, db.space.floor/2); err != nil {
+			return fmt.Errorf("collecting value log garbage: %w", err)
+		}
 		err := db.bdb.RunValueLogGC(0.5)
 		switch {
 		case err == nil:
@@ -232,6 +240,9 @@ func (db *DB) deleteChunk(domain string, vs []victim, reason string) error {
 	recVal, err := json.Marshal(&rec)
 	if err != nil {
 		return err
+	}
+	if err := db.roomFor(0, db.space.floor/2); err != nil {
+		return fmt.Errorf("deleting pairs of %s: %w", domain, err)
 	}
 
 	wb := db.bdb.NewWriteBatch()

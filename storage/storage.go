@@ -96,8 +96,15 @@ type DB struct {
 	unreleased atomic.Int64  // value bytes written since the releaser last ran
 	releaseNow chan struct{} // wakes runReleaser
 
-	lifeMu    sync.RWMutex // readers hold it shared; Close takes it to close Badger
+	// lifeMu: readers and retention hold it shared; Close takes it to close
+	// Badger, the writer to reopen it read-write (see reopenReadWrite).
+	lifeMu    sync.RWMutex
 	bdbClosed bool
+	readOnly  bool // Badger is open read-only: the disk was full at Open
+
+	key       []byte // encryption key, for reopening
+	space     *space
+	diskDrops atomic.Int64 // pairs dropped as disk_full, for the resume log line
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -114,7 +121,8 @@ const maxCachedLabels = 1 << 16
 
 // Open opens (or creates) the pair log in opts.Dir and starts its writer and
 // retention loops. It refuses a damaged directory with ErrDamaged (see
-// damage.go).
+// damage.go). On a full disk it opens all the same, with logging paused:
+// read-only when Badger cannot open read-write (see space.go).
 func Open(opts Options) (*DB, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -133,7 +141,15 @@ func Open(opts Options) (*DB, error) {
 	if err := checkDir(o.Dir); err != nil {
 		return nil, fmt.Errorf("opening pair log at %s: %w", o.Dir, err)
 	}
-	bdb, err := openBadger(o.badgerOptions(key))
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("opening pair log at %s: %w", o.Dir, err)
+	}
+	sp := &space{dir: o.Dir, floor: o.MinFreeBytes, reserved: make(map[string]bool), log: o.Logger.Warn}
+	readOnly, err := sp.openMode(o.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("opening pair log at %s: %w", o.Dir, err)
+	}
+	bdb, err := openBadger(o.badgerOptions(key, readOnly))
 	if err != nil {
 		return nil, fmt.Errorf("opening pair log at %s: %w", o.Dir, explainOpenError(err, o.EncryptionKeyFile))
 	}
@@ -150,6 +166,9 @@ func Open(opts Options) (*DB, error) {
 		domains:    make(map[string]*domainEntry),
 		writerDone: make(chan struct{}),
 		releaseNow: make(chan struct{}, 1),
+		readOnly:   readOnly,
+		key:        key,
+		space:      sp,
 	}
 	if err := db.checkFormat(); err != nil {
 		_ = bdb.Close()
@@ -159,12 +178,19 @@ func Open(opts Options) (*DB, error) {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("opening pair log at %s: %w", o.Dir, err)
 	}
-	db.m = newMetrics(db.QueueLen)
+	db.m = newMetrics(db.QueueLen, sp)
 	if o.Registry != nil {
 		if err := db.m.register(o.Registry); err != nil {
 			_ = bdb.Close()
 			return nil, fmt.Errorf("opening pair log at %s: %w", o.Dir, err)
 		}
+	}
+	if readOnly {
+		db.pause(fmt.Errorf("%w: opened read-only, with %s free on the filesystem of %s", ErrDiskFull, mib(sp.free()), o.Dir))
+	} else if err := db.roomFor(0, sp.floor); err != nil {
+		db.pause(err)
+	} else {
+		sp.keepSpare()
 	}
 	db.ctx, db.cancel = context.WithCancel(context.Background())
 	db.wg.Add(3)
@@ -272,12 +298,17 @@ func (db *DB) loadDomains() error {
 }
 
 // Log enqueues p for the writer without blocking. It returns false when the
-// pair is dropped: the queue is full, the log is closed, or the pair is
-// invalid (bad domain name or ID); each is counted in
-// understudy_storage_pairs_dropped_total. A pair whose caller-given ID is
-// already stored is dropped later, by the writer (reason duplicate).
+// pair is dropped: the queue is full, the log is closed, logging is paused
+// for disk space, or the pair is invalid (bad domain name or ID); each is
+// counted in understudy_storage_pairs_dropped_total. A pair whose
+// caller-given ID is already stored is dropped later, by the writer (reason
+// duplicate).
 func (db *DB) Log(p Pair) bool {
 	q := &queued{p: p}
+	if db.space.paused.Load() {
+		db.dropDiskFull(1)
+		return false
+	}
 	if !ValidDomain(p.Domain) {
 		db.m.dropped.WithLabelValues(reasonInvalid).Inc()
 		return false
@@ -390,8 +421,15 @@ func (db *DB) Close() error {
 		db.wg.Wait()
 
 		db.lifeMu.Lock()
-		db.bdbClosed = true
-		err := db.bdb.Close()
+		var err error
+		if !db.bdbClosed {
+			db.bdbClosed = true
+			if free := db.space.free(); !db.readOnly && (db.space.paused.Load() || free >= 0 && free < db.space.floor) && db.space.releaseSpare() {
+				db.log.Warn("pair log: disk almost full; removed the spare file so that Badger can flush its memtable on close",
+					"dir", db.opts.Dir, "free", mib(db.space.free()))
+			}
+			err = db.bdb.Close()
+		}
 		db.lifeMu.Unlock()
 		if db.opts.Registry != nil {
 			db.m.unregister(db.opts.Registry)

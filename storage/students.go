@@ -46,6 +46,10 @@ func (db *DB) PutStudent(domain string, version int, meta, artifact []byte) erro
 		return fmt.Errorf("storing student %s v%d: %w", domain, version, err)
 	}
 	defer db.release()
+	if err := db.roomFor(int64(len(meta)+len(artifact)), db.space.floor); err != nil {
+		db.pause(err)
+		return fmt.Errorf("storing student %s v%d: %w", domain, version, err)
+	}
 	err := db.bdb.Update(func(txn *badger.Txn) error {
 		if err := txn.Set(studentKey(prefixStudentMeta, domain, version), meta); err != nil {
 			return err
@@ -122,6 +126,9 @@ func (db *DB) DeleteStudent(domain string, version int) error {
 		return fmt.Errorf("deleting student %s v%d: %w", domain, version, err)
 	}
 	defer db.release()
+	if err := db.roomFor(0, db.space.floor/2); err != nil {
+		return fmt.Errorf("deleting student %s v%d: %w", domain, version, err)
+	}
 	err := db.bdb.Update(func(txn *badger.Txn) error {
 		if err := txn.Delete(studentKey(prefixStudentMeta, domain, version)); err != nil {
 			return err

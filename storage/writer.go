@@ -40,6 +40,8 @@ func (db *DB) runWriter() {
 	defer close(db.writerDone)
 	ticker := time.NewTicker(db.opts.FlushInterval)
 	defer ticker.Stop()
+	spaceTicker := time.NewTicker(spaceCheckInterval)
+	defer spaceTicker.Stop()
 
 	batch := make([]*queued, 0, db.opts.BatchSize)
 	write := func() {
@@ -71,6 +73,8 @@ func (db *DB) runWriter() {
 			drain()
 		case <-db.flushNow:
 			drain()
+		case <-spaceTicker.C:
+			db.checkSpace()
 		case <-db.ctx.Done():
 			// Close set the closed flag before cancelling: nothing more
 			// can enter the queue, so an empty queue is the end.
@@ -92,6 +96,15 @@ func (db *DB) writePairs(batch []*queued) {
 	var firstErr error
 	for len(batch) > 0 {
 		n := chunkLen(batch)
+		if err := db.chunkRoom(batch[:n]); err != nil {
+			// Not written, and not a write error: counted as dropped.
+			db.dropDiskFull(n)
+			if firstErr == nil {
+				firstErr = err
+			}
+			batch = batch[n:]
+			continue
+		}
 		written, err := db.writeChunk(batch[:n])
 		if err != nil {
 			db.m.writeErrors.Inc()
@@ -115,6 +128,24 @@ func (db *DB) writePairs(batch []*queued) {
 	close(db.progress)
 	db.progress = make(chan struct{})
 	db.progMu.Unlock()
+}
+
+// chunkRoom checks, before a chunk goes to Badger, that logging is not
+// paused and that the disk has room for it above the floor (see space.go);
+// it pauses logging when not.
+func (db *DB) chunkRoom(chunk []*queued) error {
+	if db.space.paused.Load() {
+		return fmt.Errorf("%w: logging paused", ErrDiskFull)
+	}
+	var n int64
+	for _, q := range chunk {
+		n += q.size
+	}
+	if err := db.roomFor(n, db.space.floor); err != nil {
+		db.pause(err)
+		return err
+	}
+	return nil
 }
 
 // chunkLen returns how many pairs from the front of batch fit in one

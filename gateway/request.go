@@ -179,15 +179,21 @@ func parseCommon(p *fastjson.Parser, body []byte) (*fastjson.Object, *Request, e
 }
 
 // parseObject parses a request body that must be a JSON object (or null,
-// read as an empty one). fastjson's parser is lenient (it reads "+" as a
-// number); its validator, and a check for raw control characters in
-// strings that the validator lets through, make it strict JSON. Nesting
-// deeper than fastjson.MaxDepth (300) is refused too.
+// read as an empty one). fastjson's parser is lenient
+// (it reads "+" as a number); its validator, and scanJSON's check for raw
+// control characters in strings, make it strict JSON. Both recurse once per
+// level of nesting, the validator without a bound, so scanJSON refuses
+// nesting deeper than MaxNesting before either runs.
 func parseObject(p *fastjson.Parser, body []byte) (*fastjson.Object, error) {
-	err := fastjson.ValidateBytes(body)
 	var v *fastjson.Value
-	if err == nil && stringsWithoutControls(body) {
-		v, err = p.ParseBytes(body)
+	var err error
+	switch scanJSON(body) {
+	case scanTooDeep:
+		return nil, invalidRequest("", "The JSON body of your request nests objects and arrays more than %d levels deep; the gateway reads at most %d levels.", MaxNesting, MaxNesting)
+	case scanOK:
+		if err = fastjson.ValidateBytes(body); err == nil {
+			v, err = p.ParseBytes(body)
+		}
 	}
 	if v == nil || err != nil {
 		return nil, invalidRequest("", "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)")
@@ -202,26 +208,72 @@ func parseObject(p *fastjson.Parser, body []byte) (*fastjson.Object, error) {
 	return o, nil
 }
 
-// stringsWithoutControls reports whether no string in a parsed JSON text
-// holds a raw control character, which JSON forbids (fastjson lets them
-// through).
-func stringsWithoutControls(b []byte) bool {
-	in := false
+// MaxNesting is the deepest nesting of objects and arrays a request body
+// may have: 128 levels, the outermost object being the first. OpenAI
+// requests nest far less (a message's content part is the fifth level;
+// a strict JSON schema in response_format or a tool's parameters may nest
+// 10 schema levels, about 25 JSON levels), and a bound keeps the recursive
+// JSON validator and parser, and any code that walks the tree, within a
+// small stack: a body nested millions of levels deep would otherwise end
+// the process with a stack overflow.
+const MaxNesting = 128
+
+type scanResult uint8
+
+const (
+	scanOK      scanResult = iota
+	scanInvalid            // not JSON: a raw control character in a string, or a bracket closed that was never opened
+	scanTooDeep            // objects and arrays nest deeper than MaxNesting
+)
+
+// scanJSON makes one pass over a body, without recursion, before any
+// recursive parser sees it. It finds two things the fastjson validator
+// does not refuse: raw control characters in strings, which JSON forbids,
+// and nesting deeper than MaxNesting. Its reading of where strings begin
+// and end is the validator's, up to the validator's first error, so no
+// body the scan lets through makes the validator recurse deeper than
+// MaxNesting (and one more level for a scalar).
+func scanJSON(b []byte) scanResult {
+	depth := 0
 	for i := 0; i < len(b); i++ {
-		c := b[i]
-		switch {
-		case !in:
-			in = c == '"'
-		case c == '\\':
-			i++
-		case c == '"':
-			in = false
-		case c < 0x20:
-			return false
+		switch b[i] {
+		case '"':
+			// A string: find its end, skipping escaped characters.
+			for i++; i < len(b); i++ {
+				c := b[i]
+				if !stringStop[c] {
+					continue
+				}
+				if c == '"' {
+					break
+				}
+				if c != '\\' {
+					return scanInvalid // a raw control character
+				}
+				i++
+			}
+		case '[', '{':
+			if depth++; depth > MaxNesting {
+				return scanTooDeep
+			}
+		case ']', '}':
+			if depth--; depth < 0 {
+				return scanInvalid
+			}
 		}
 	}
-	return true
+	return scanOK
 }
+
+// stringStop marks the bytes scanJSON stops at inside a string: its end,
+// an escape and the control characters JSON forbids there.
+var stringStop = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
 
 // requireModel returns the body's model, which must be a non-empty string.
 func requireModel(o *fastjson.Object) (string, error) {

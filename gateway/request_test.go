@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"reflect"
 	"strconv"
 	"strings"
@@ -204,4 +206,213 @@ func TestResolveAutomaticNames(t *testing.T) {
 			}
 		}
 	}
+}
+
+// BenchmarkParseConversation parses a multi-turn chat request with content
+// parts, metadata and stream options: more objects per body than
+// BenchmarkParseChatRequest, so per-object checks show.
+func BenchmarkParseConversation(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString(`{"model":"gpt-4o-mini","temperature":0,"max_tokens":16,"stream":true,"stream_options":{"include_usage":true},"metadata":{"task":"support","team":"billing"},"messages":[{"role":"system","content":"You sort support tickets into one of twelve queues. Answer with the queue name only."}`)
+	for i := range 6 {
+		sb.WriteString(`,{"role":"user","content":[{"type":"text","text":"Ticket ` + strconv.Itoa(i) + `: my invoice shows a charge twice and I would like a refund for the duplicate, thanks."},{"type":"text","text":"Sent from my phone"}]}`)
+		sb.WriteString(`,{"role":"assistant","content":"billing"}`)
+	}
+	sb.WriteString(`]}`)
+	body := []byte(sb.String())
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseChatRequest(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func nest(open, leaf, close string, depth int) string {
+	return strings.Repeat(open, depth) + leaf + strings.Repeat(close, depth)
+}
+
+// TestScanJSON checks the depth and string scan that runs before any
+// recursive parser: brackets count only outside strings, MaxNesting levels
+// pass and one more does not.
+func TestScanJSON(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		body string
+		want scanResult
+	}{
+		{"flat", `{"a":[1,2,{"b":"c"}]}`, scanOK},
+		{"at the limit, arrays", nest("[", "", "]", MaxNesting), scanOK},
+		{"at the limit, objects", nest(`{"a":`, "1", "}", MaxNesting), scanOK},
+		{"one past the limit", nest("[", "", "]", MaxNesting+1), scanTooDeep},
+		{"one past the limit, mixed", nest(`[{"a":`, "1", "}]", MaxNesting/2) + "", scanOK},
+		{"mixed past the limit", "[" + nest(`{"a":[`, "1", "]}", MaxNesting/2), scanTooDeep},
+		{"never closed", strings.Repeat("[", 1<<20), scanTooDeep},
+		{"brackets in a string", `{"a":"` + strings.Repeat("[{", 1000) + `"}`, scanOK},
+		{"escaped quote keeps the string open", `{"a":"\"` + strings.Repeat("[", 1000) + `"}`, scanOK},
+		{"escaped backslash closes the string", `["\\"` + strings.Repeat(",[", MaxNesting) + strings.Repeat("]", MaxNesting) + `]`, scanTooDeep},
+		{"brackets in a key", `{"` + strings.Repeat("{", 1000) + `":1}`, scanOK},
+		{"closed before opened", `]` + nest("[", "", "]", MaxNesting), scanInvalid},
+		{"raw control character", "{\"a\":\"x\ny\"}", scanInvalid},
+		{"raw control character in a key", "{\"a\x01\":1}", scanInvalid},
+		{"escaped control character", `{"a":"x\ny"}`, scanOK},
+		// fastjson's validator misses a control character before an escape.
+		{"raw control character before an escape", "[\"\x13\\b\"]", scanInvalid},
+		{"string never closed", `{"a":"` + strings.Repeat("[", 1000), scanOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := scanJSON([]byte(tc.body)); got != tc.want {
+				t.Errorf("scanJSON = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestParseDeepNesting checks what a client sees for a body nested too
+// deep, before the validator or the parser recurse into it.
+func TestParseDeepNesting(t *testing.T) {
+	for _, body := range []string{
+		`{"model":"m","messages":` + nest("[", "", "]", 2_000_000) + `}`,
+		`{"model":"m","messages":[{"role":"user","content":"hi","x":` + nest("[", "", "]", MaxNesting-2) + `}]}`,
+		nest(`{"a":`, "1", "}", 1_000_000),
+		strings.Repeat("[", 4_000_000),
+	} {
+		_, err := ParseChatRequest([]byte(body))
+		var ae *apiError
+		if !errors.As(err, &ae) || ae.Status != 400 || ae.Param != "" || !strings.Contains(ae.Message, "more than 128 levels deep") {
+			t.Errorf("body of %d bytes: %v; want a 400 naming the 128-level limit", len(body), err)
+		}
+	}
+	ok := `{"model":"m","messages":[{"role":"user","content":"hi","x":` + nest("[", "", "]", MaxNesting-3) + `}]}`
+	if _, err := ParseChatRequest([]byte(ok)); err != nil {
+		t.Errorf("body nested %d levels deep: %v", MaxNesting, err)
+	}
+}
+
+// dupKey is a key that an object holds twice, and the path of that object
+// ("" for the body, "messages[1]").
+type dupKey struct{ in, key string }
+
+// shapeOf walks a JSON text with encoding/json's decoder, which is not
+// recursive: it returns how deep the text nests and the keys some object
+// holds twice. ok is false when the text is not JSON.
+func shapeOf(b []byte) (depth int, dups []dupKey, ok bool) {
+	type frame struct {
+		obj     bool
+		path    string
+		keys    map[string]bool
+		key     string // the key whose value comes next (objects)
+		wantKey bool   // a key comes next (objects)
+		n       int    // values seen (arrays)
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var stack []*frame
+	top := func() *frame {
+		if len(stack) == 0 {
+			return nil
+		}
+		return stack[len(stack)-1]
+	}
+	// value is called as a value starts and returns its path.
+	value := func() string {
+		f := top()
+		switch {
+		case f == nil:
+			return ""
+		case len(stack) > 5:
+			return "\x00" // deeper than any object the gateway reads
+		case f.obj:
+			f.wantKey = true
+			k := f.key
+			if k == "" || strings.ContainsAny(k, ".[]") {
+				k = "\x00" // a path the gateway never reads
+			}
+			if f.path == "" {
+				return k
+			}
+			return f.path + "." + k
+		default:
+			f.n++
+			return f.path + "[" + strconv.Itoa(f.n-1) + "]"
+		}
+	}
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			return depth, dups, len(stack) == 0
+		}
+		if err != nil {
+			return depth, dups, false
+		}
+		if f := top(); f != nil && f.wantKey {
+			if k, isKey := tok.(string); isKey {
+				if f.keys[k] {
+					dups = append(dups, dupKey{f.path, k})
+				}
+				f.keys[k], f.key, f.wantKey = true, k, false
+				continue
+			}
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			obj := tok == json.Delim('{')
+			stack = append(stack, &frame{obj: obj, path: value(), keys: map[string]bool{}, wantKey: obj})
+			depth = max(depth, len(stack))
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		default:
+			value()
+		}
+	}
+}
+
+// parserSeeds are the parser fuzz targets' seeds: deep nesting at, past
+// and far past the limit; duplicate keys where the gateway reads them and
+// where it does not.
+func parserSeeds(f *testing.F) {
+	for _, s := range []string{
+		"", "null", "1 2",
+		`{"model":"m","messages":` + nest("[", "", "]", MaxNesting-1) + `}`,
+		`{"model":"m","messages":` + nest("[", "", "]", MaxNesting) + `}`,
+		`{"model":"m","messages":` + nest("[", "", "]", 10_001) + `}`,
+		nest(`{"a":`, "1", "}", 300),
+		strings.Repeat("[", 10_001),
+		`{"model":"m","prompt":"` + strings.Repeat("[", 500) + `"}`,
+		`{"model":"m","messages":[{"role":"user","content":"a"}],"messages":[{"role":"user","content":"b"}]}`,
+		`{"model":"m","prompt":"a","prompt":"b"}`,
+		`{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a","text":"b"}]}]}`,
+		`{"model":"m","metadata":{"task":"a","t\u0061sk":"b"},"messages":[{"role":"user","content":"a"}]}`,
+		`{"model":"m","tools":[{"type":"function","type":"x"}],"messages":[{"role":"user","content":"a"}]}`,
+		`{"model":"m","prompt":"a","":{"task":"","t\u0061sk":""}}`,
+	} {
+		f.Add([]byte(s))
+	}
+}
+
+// FuzzScanJSON checks the scan against encoding/json and the reference
+// walk: on JSON it refuses exactly what nests deeper than MaxNesting, and
+// what it finds invalid is not JSON.
+func FuzzScanJSON(f *testing.F) {
+	parserSeeds(f)
+	for _, s := range []string{`"\\"`, `["\""]`, "[\"\x01\"]", "\"\x13\\b\"", `]`, `[]]`, `{"a":"[[[["}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got := scanJSON(body)
+		valid := json.Valid(body)
+		if depth, _, walked := shapeOf(body); walked && valid {
+			want := scanOK
+			if depth > MaxNesting {
+				want = scanTooDeep
+			}
+			if got != want {
+				t.Fatalf("scanJSON = %d on JSON nested %d levels deep, want %d", got, depth, want)
+			}
+		}
+		if got == scanInvalid && valid {
+			t.Fatalf("scanJSON refused valid JSON")
+		}
+	})
 }

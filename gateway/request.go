@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -65,6 +64,9 @@ func ParseChatRequest(body []byte) (*Request, error) {
 		if err != nil {
 			return nil, typeError("metadata", "an object", meta)
 		}
+		if err := noDuplicateKey(mo, "metadata"); err != nil {
+			return nil, err
+		}
 		if task := mo.Get("task"); !absent(task) {
 			if task.Type() != fastjson.TypeString {
 				return nil, typeError("metadata.task", "a string", task)
@@ -78,6 +80,9 @@ func ParseChatRequest(body []byte) (*Request, error) {
 		if err != nil {
 			return nil, typeError(fmt.Sprintf("messages[%d]", i), "an object", m)
 		}
+		if _, dup := duplicateKey(mo); dup {
+			return nil, noDuplicateKey(mo, fmt.Sprintf("messages[%d]", i))
+		}
 		role := mo.Get("role")
 		if absent(role) {
 			return nil, invalidRequest(fmt.Sprintf("messages[%d].role", i), "Missing required parameter: 'messages[%d].role'.", i)
@@ -85,9 +90,9 @@ func ParseChatRequest(body []byte) (*Request, error) {
 		if role.Type() != fastjson.TypeString {
 			return nil, typeError(fmt.Sprintf("messages[%d].role", i), "a string", role)
 		}
-		text, media, err := contentText(mo.Get("content"))
+		text, media, err := contentText(mo.Get("content"), i)
 		if err != nil {
-			return nil, invalidRequest(fmt.Sprintf("messages[%d].content", i), "Invalid 'messages[%d].content': %v", i, err)
+			return nil, err
 		}
 		if media != "" && r.Ineligible == "" {
 			r.Ineligible = media
@@ -179,7 +184,7 @@ func parseCommon(p *fastjson.Parser, body []byte) (*fastjson.Object, *Request, e
 }
 
 // parseObject parses a request body that must be a JSON object (or null,
-// read as an empty one). fastjson's parser is lenient
+// read as an empty one), with no key twice. fastjson's parser is lenient
 // (it reads "+" as a number); its validator, and scanJSON's check for raw
 // control characters in strings, make it strict JSON. Both recurse once per
 // level of nesting, the validator without a bound, so scanJSON refuses
@@ -204,6 +209,9 @@ func parseObject(p *fastjson.Parser, body []byte) (*fastjson.Object, error) {
 	o, err := v.Object()
 	if err != nil {
 		return nil, invalidRequest("", "The request body must be a JSON object.")
+	}
+	if err := noDuplicateKey(o, ""); err != nil {
+		return nil, err
 	}
 	return o, nil
 }
@@ -275,6 +283,97 @@ var stringStop = func() (t [256]bool) {
 	return t
 }()
 
+// noDuplicateKey returns the 400 for an object that holds a key twice;
+// where names the object ("" for the body itself, "messages[2]"). A
+// teacher reading JSON the way Python does takes the last copy of a key,
+// the gateway's parser the first: with two "messages" the gateway would
+// store one text beside the teacher's answer to another.
+func noDuplicateKey(o *fastjson.Object, where string) error {
+	key, dup := duplicateKey(o)
+	if !dup {
+		return nil
+	}
+	if len(key) > 64 {
+		key = strings.ToValidUTF8(key[:64], "") + "…"
+	}
+	if where == "" {
+		return invalidRequest(key, "Duplicate key '%s' in the request body.", key)
+	}
+	return invalidRequest(where+"."+key, "Duplicate key '%s' in %s.", key, where)
+}
+
+// duplicateKey returns a key o holds more than once, if any. Keys are
+// compared as decoded ("m\u0065ssages" is "messages"), as every JSON reader
+// compares them. It is on every request's path, for every object the
+// gateway reads, so a first pass only sets one bit of a 64-bit mask per
+// key, picked by its length and first and last bytes; the keys of a
+// request's objects rarely share one, and only when two do are they
+// compared.
+func duplicateKey(o *fastjson.Object) (key string, dup bool) {
+	if o.Len() < 2 {
+		return "", false
+	}
+	var mask uint64
+	shared := false
+	o.Visit(func(k []byte, _ *fastjson.Value) {
+		bit := keyBit(k)
+		shared = shared || mask&bit != 0
+		mask |= bit
+	})
+	if !shared {
+		return "", false
+	}
+	return compareKeys(o)
+}
+
+// keyBit is a key's bit in duplicateKey's mask.
+func keyBit(k []byte) uint64 {
+	if len(k) == 0 {
+		return 1
+	}
+	h := uint64(len(k)) | uint64(k[0])<<16 | uint64(k[len(k)-1])<<24
+	return 1 << (h * 0x9E3779B97F4A7C15 >> 58)
+}
+
+// smallObject is the largest object compareKeys checks without a map.
+const smallObject = 16
+
+// compareKeys is duplicateKey's exact check: each key against the ones
+// before it, or, in an object with more than smallObject keys, a map.
+func compareKeys(o *fastjson.Object) (key string, dup bool) {
+	n := o.Len()
+	if n <= smallObject {
+		var seen [smallObject][]byte
+		i := 0
+		o.Visit(func(k []byte, _ *fastjson.Value) {
+			if dup {
+				return
+			}
+			for _, s := range seen[:i] {
+				if string(s) == string(k) {
+					key, dup = validUTF8(string(k)), true
+					return
+				}
+			}
+			seen[i] = k
+			i++
+		})
+		return key, dup
+	}
+	seen := make(map[string]struct{}, n)
+	o.Visit(func(k []byte, _ *fastjson.Value) {
+		if dup {
+			return
+		}
+		if _, ok := seen[string(k)]; ok {
+			key, dup = validUTF8(string(k)), true
+			return
+		}
+		seen[string(k)] = struct{}{}
+	})
+	return key, dup
+}
+
 // requireModel returns the body's model, which must be a non-empty string.
 func requireModel(o *fastjson.Object) (string, error) {
 	v := o.Get("model")
@@ -311,6 +410,9 @@ func readStreamFields(o *fastjson.Object, r *Request) error {
 	opts, err := so.Object()
 	if err != nil {
 		return typeError("stream_options", "an object", so)
+	}
+	if err := noDuplicateKey(opts, "stream_options"); err != nil {
+		return err
 	}
 	r.IncludeUsage, err = boolParam(opts.Get("include_usage"), "stream_options.include_usage")
 	return err
@@ -367,26 +469,32 @@ func jsonTypeName(v *fastjson.Value) string {
 	}
 }
 
-// contentText returns the text of a message's content (a string, an array
-// of parts, or null) and, if it holds a part no student can take, that
-// part's kind. The text is valid until the parser's next use.
-func contentText(v *fastjson.Value) (text []byte, media string, err error) {
+// contentText returns the text of messages[msg].content (a string, an
+// array of parts, or null) and, if it holds a part no student can take,
+// that part's kind. The text is valid until the parser's next use.
+func contentText(v *fastjson.Value, msg int) (text []byte, media string, err error) {
 	if absent(v) {
 		return nil, "", nil
+	}
+	invalid := func(why string) error {
+		return invalidRequest(fmt.Sprintf("messages[%d].content", msg), "Invalid 'messages[%d].content': %s", msg, why)
 	}
 	switch v.Type() {
 	case fastjson.TypeString:
 		return v.GetStringBytes(), "", nil
 	case fastjson.TypeArray:
 		parts, _ := v.Array()
-		for _, p := range parts {
+		for j, p := range parts {
 			po, err := p.Object()
 			if err != nil {
-				return nil, "", errors.New("expected an array of content parts")
+				return nil, "", invalid("expected an array of content parts")
+			}
+			if _, dup := duplicateKey(po); dup {
+				return nil, "", noDuplicateKey(po, fmt.Sprintf("messages[%d].content[%d]", msg, j))
 			}
 			kind, txt := po.Get("type"), po.Get("text")
 			if !absent(kind) && kind.Type() != fastjson.TypeString || !absent(txt) && txt.Type() != fastjson.TypeString {
-				return nil, "", errors.New("expected an array of content parts")
+				return nil, "", invalid("expected an array of content parts")
 			}
 			switch string(kind.GetStringBytes()) {
 			case "text", "input_text":
@@ -404,7 +512,7 @@ func contentText(v *fastjson.Value) (text []byte, media string, err error) {
 		}
 		return text, media, nil
 	default:
-		return nil, "", errors.New("expected a string or an array of content parts")
+		return nil, "", invalid("expected a string or an array of content parts")
 	}
 }
 

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestParseChatRequest(t *testing.T) {
@@ -290,9 +293,87 @@ func TestParseDeepNesting(t *testing.T) {
 	}
 }
 
+// TestParseDuplicateKeys checks which duplicate keys are refused, with the
+// param and message a client sees; objects the gateway does not read are
+// the teacher's to judge.
+func TestParseDuplicateKeys(t *testing.T) {
+	manyKeys := func(dup bool) string {
+		var b strings.Builder
+		b.WriteString(`{"model":"m","messages":[{"role":"user","content":"x"}]`)
+		for i := range 40 {
+			fmt.Fprintf(&b, `,"x_%d":%d`, i, i)
+		}
+		if dup {
+			b.WriteString(`,"x_7":0`)
+		}
+		return b.String() + "}"
+	}
+	for _, tc := range []struct {
+		name, body, param, msg string
+	}{
+		{"top level", `{"model":"m","messages":[{"role":"user","content":"a"}],"messages":[{"role":"user","content":"b"}]}`,
+			"messages", "Duplicate key 'messages' in the request body."},
+		{"top level, a key the gateway does not read", `{"model":"m","seed":1,"messages":[{"role":"user","content":"a"}],"seed":2}`,
+			"seed", "Duplicate key 'seed' in the request body."},
+		{"top level, spelled with an escape", `{"model":"m","messages":[{"role":"user","content":"a"}],"\u006dodel":"n"}`,
+			"model", "Duplicate key 'model' in the request body."},
+		{"top level, many keys", manyKeys(true), "x_7", "Duplicate key 'x_7' in the request body."},
+		{"message", `{"model":"m","messages":[{"role":"user","content":"a"},{"role":"user","name":"x","name":"y","content":"b"}]}`,
+			"messages[1].name", "Duplicate key 'name' in messages[1]."},
+		{"content part", `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","type":"image_url","text":"b"}]}]}`,
+			"messages[0].content[1].type", "Duplicate key 'type' in messages[0].content[1]."},
+		{"metadata", `{"model":"m","metadata":{"task":"a","task":"b"},"messages":[{"role":"user","content":"a"}]}`,
+			"metadata.task", "Duplicate key 'task' in metadata."},
+		{"stream_options", `{"model":"m","stream_options":{"include_usage":true,"include_usage":false},"messages":[{"role":"user","content":"a"}]}`,
+			"stream_options.include_usage", "Duplicate key 'include_usage' in stream_options."},
+		{"long key", `{"model":"m","messages":[{"role":"user","content":"a"}],"` + strings.Repeat("k", 1000) + `":1,"` + strings.Repeat("k", 1000) + `":2}`,
+			strings.Repeat("k", 64) + "…", "Duplicate key '" + strings.Repeat("k", 64) + "…' in the request body."},
+		{"empty key", `{"model":"m","messages":[{"role":"user","content":"a"}],"":1,"":2}`,
+			"", "Duplicate key '' in the request body."},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseChatRequest([]byte(tc.body))
+			var ae *apiError
+			if !errors.As(err, &ae) || ae.Status != 400 || ae.Type != "invalid_request_error" || ae.Param != tc.param || ae.Message != tc.msg {
+				t.Errorf("error %#v; want a 400 with param %q and message %q", err, tc.param, tc.msg)
+			}
+		})
+	}
+	if _, err := ParseCompletionRequest([]byte(`{"model":"m","prompt":"a","prompt":"b"}`)); err == nil || err.(*apiError).Param != "prompt" {
+		t.Errorf("completion with two prompts: %v; want a 400 for 'prompt'", err)
+	}
+	for _, body := range []string{
+		manyKeys(false),
+		`{"model":"m","tools":[{"type":"function","type":"x","function":{"name":"f"}}],"messages":[{"role":"user","content":"a"}]}`,
+		`{"model":"m","messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"a","id":"b"}]},{"role":"user","content":"a"}]}`,
+		`{"model":"m","response_format":{"type":"json_schema","json_schema":{"name":"a","name":"b"}},"messages":[{"role":"user","content":"a"}]}`,
+		`{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"a","url":"b"}}]}]}`,
+		`{"model":"m","messages":[{"role":"user","content":"x"}],"text":1,"type":2,"temperature":0,"top_p":1,"tools":null}`,
+	} {
+		if _, err := ParseChatRequest([]byte(body)); err != nil {
+			t.Errorf("%s: %v; want it accepted", body, err)
+		}
+	}
+}
+
 // dupKey is a key that an object holds twice, and the path of that object
 // ("" for the body, "messages[1]").
 type dupKey struct{ in, key string }
+
+func (d dupKey) param() string {
+	if d.in == "" {
+		return d.key
+	}
+	return d.in + "." + d.key
+}
+
+// readObjects are the objects whose duplicate keys the gateway refuses: the
+// body, stream_options and, in a chat request, metadata, the messages and
+// their content parts.
+var (
+	readObjects       = regexp.MustCompile(`^(|stream_options|metadata|messages\[\d+\]|messages\[\d+\]\.content\[\d+\])$`)
+	readObjectsLegacy = regexp.MustCompile(`^(|stream_options)$`)
+)
 
 // shapeOf walks a JSON text with encoding/json's decoder, which is not
 // recursive: it returns how deep the text nests and the keys some object
@@ -368,6 +449,66 @@ func shapeOf(b []byte) (depth int, dups []dupKey, ok bool) {
 	}
 }
 
+// checkParse is the property both parser fuzz targets share: errors are
+// OpenAI error objects; JSON that is not, or nests deeper than MaxNesting,
+// is refused with the matching message; a refused duplicate key is one the
+// body holds; an accepted body holds no key twice in an object the
+// gateway reads (read matches their paths).
+func checkParse(t *testing.T, body []byte, err error, read *regexp.Regexp) {
+	t.Helper()
+	var ae *apiError
+	if err != nil && !errors.As(err, &ae) {
+		t.Fatalf("error %T is not an *apiError", err)
+	}
+	depth, dups, walked := shapeOf(body)
+	valid := json.Valid(body)
+	switch {
+	case valid && !walked:
+		t.Fatalf("reference walk failed on valid JSON")
+	case !valid:
+		// Not JSON, or (encoding/json's own limit) nested past 10000 levels.
+		if err == nil {
+			t.Fatalf("accepted a body that is not JSON")
+		}
+		if !strings.Contains(ae.Message, "could not parse") && !strings.Contains(ae.Message, "levels deep") {
+			t.Fatalf("invalid JSON: %q, want the parse or depth error", ae.Message)
+		}
+		return
+	case depth > MaxNesting:
+		if err == nil || !strings.Contains(ae.Message, "levels deep") {
+			t.Fatalf("body nested %d levels deep: %v, want the depth error", depth, err)
+		}
+		return
+	}
+	if err != nil && (strings.Contains(ae.Message, "could not parse") || strings.Contains(ae.Message, "levels deep")) {
+		t.Fatalf("valid JSON nested %d levels deep refused: %q", depth, ae.Message)
+	}
+	// encoding/json reads invalid UTF-8 and lone surrogates as U+FFFD, where
+	// fastjson keeps them apart (as Python does): compare keys only where
+	// both read the same.
+	if !utf8.Valid(body) || loneSurrogate.Match(body) {
+		return
+	}
+	if err != nil && strings.HasPrefix(ae.Message, "Duplicate key") {
+		found := false
+		for _, d := range dups {
+			found = found || d.param() == ae.Param
+		}
+		if !found && len(ae.Param) <= 64 {
+			t.Fatalf("refused duplicate %q; the body's duplicates are %q", ae.Param, dups)
+		}
+	}
+	if err == nil {
+		for _, d := range dups {
+			if read.MatchString(d.in) {
+				t.Fatalf("accepted a body with key %q twice", d.param())
+			}
+		}
+	}
+}
+
+var loneSurrogate = regexp.MustCompile(`\\u[dD][89a-fA-F]`)
+
 // parserSeeds are the parser fuzz targets' seeds: deep nesting at, past
 // and far past the limit; duplicate keys where the gateway reads them and
 // where it does not.
@@ -389,6 +530,18 @@ func parserSeeds(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+}
+
+// FuzzParseDepthAndKeys fuzzes the chat parser against a reference walk of
+// the body: nesting and duplicate keys (checkParse).
+func FuzzParseDepthAndKeys(f *testing.F) {
+	parserSeeds(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		_, err := ParseChatRequest(body)
+		checkParse(t, body, err, readObjects)
+		_, err = ParseCompletionRequest(body)
+		checkParse(t, body, err, readObjectsLegacy)
+	})
 }
 
 // FuzzScanJSON checks the scan against encoding/json and the reference

@@ -3,6 +3,12 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -114,4 +120,59 @@ func TestFullQueue(t *testing.T) {
 		t.Errorf("%d stored + %v dropped, want %d in all with some dropped", stored, dropped, n)
 	}
 	t.Logf("%d stored, %v dropped", stored, dropped)
+}
+
+// TestHostileTeacherAnswers has a teacher answer with JSON nested two
+// million levels deep, torn JSON, and a stream chunk nested just short of
+// what the relay reads whole. The gateway relays each unchanged, stays up
+// and logs none of them; the control answer is logged.
+func TestHostileTeacherAnswers(t *testing.T) {
+	const depth = 2_000_000
+	deep := strings.Repeat("[", depth) + strings.Repeat("]", depth)
+	answers := map[string]string{
+		"deep content":    `{"object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":` + deep + `},"finish_reason":"stop"}]}`,
+		"deep extra":      `{"object":"chat.completion","x":` + deep + `,"choices":[{"index":0,"message":{"role":"assistant","content":"spam"},"finish_reason":"stop"}]}`,
+		"never closed":    `{"object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"spam"},"finish_reason":"stop"}],"x":` + strings.Repeat("[", 2*depth),
+		"torn":            `{"object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"sp`,
+		"deep stream":     "data: {\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":" + strings.Repeat("[", 7000) + strings.Repeat("]", 7000) + "}}]}\n\n",
+		"control":         `{"object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ham"},"finish_reason":"stop"}]}`,
+		"control, stream": "",
+	}
+	teacher := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		name := r.Header.Get("X-Answer")
+		if !strings.Contains(name, "stream") {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, answers[name])
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, answers[name]+
+			"data: {\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ham\"}}]}\n\n"+
+			"data: {\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"+
+			"data: [DONE]\n\n")
+	}))
+	t.Cleanup(teacher.Close)
+	h := startWith(t, teachersim.Config{}, func(c *config.Config) { c.Teacher.URL = teacher.URL + "/v1" }, &storage.Options{})
+
+	for _, name := range []string{"deep content", "deep extra", "never closed", "torn", "deep stream", "control", "control, stream"} {
+		t.Run(name, func(t *testing.T) {
+			stream := strings.Contains(name, "stream")
+			body := `{"model":"m","stream":` + strconv.FormatBool(stream) + `,"messages":[{"role":"system","content":"` + spamSystem + `"},{"role":"user","content":"` + name + `"}]}`
+			status, _, got := h.raw("POST", "/v1/chat/completions", []byte(body), map[string]string{"X-Answer": name, "X-Understudy-Domain": "spam"})
+			if status != 200 {
+				t.Fatalf("status %d, %.200q; want the teacher's 200", status, got)
+			}
+			if !stream && string(got) != answers[name] {
+				t.Errorf("answer of %d bytes relayed as %d bytes; want it unchanged", len(answers[name]), len(got))
+			}
+		})
+	}
+	var inputs []string
+	for _, p := range h.pairsOf("spam") {
+		inputs = append(inputs, p.Input+" → "+p.Label)
+	}
+	if want := []string{"control → ham", "control, stream → ham"}; !slices.Equal(inputs, want) {
+		t.Errorf("pairs logged: %q; want %q", inputs, want)
+	}
 }

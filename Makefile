@@ -37,6 +37,8 @@ unit: deps prometheus
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseChatRequest$$' -fuzztime=$(FUZZTIME) ./gateway
 	$(GO) test -run='^$$' -fuzz='^FuzzParseCompletionRequest$$' -fuzztime=$(FUZZTIME) ./gateway
+	$(GO) test -run='^$$' -fuzz='^FuzzScanJSON$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=3s ./gateway
+	$(GO) test -run='^$$' -fuzz='^FuzzParseDepthAndKeys$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=3s ./gateway
 	$(GO) test -run='^$$' -fuzz='^FuzzFeaturize$$' -fuzztime=$(FUZZTIME) ./student
 
 ## lint: gofmt, go vet, staticcheck (pinned in go.mod as a tool).

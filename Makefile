@@ -7,7 +7,7 @@ PKGS      := ./...
 FUZZTIME  ?= 10s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build deps npm prometheus test unit fuzz lint bench loadbench demo clean
+.PHONY: all build deps npm prometheus test unit fuzz lint bench loadbench soak demo clean
 
 all: build
 
@@ -72,6 +72,18 @@ loadbench: build
 	@mkdir -p $(BENCH_DIR)
 	@echo "== load benchmark -> $(BENCH_DIR)/loadbench.txt, $(BENCH_DIR)/loadbench.json"
 	$(GO) run ./scripts/loadbench -bin $(BIN) -json $(BENCH_DIR)/loadbench.json 2>&1 | tee $(BENCH_DIR)/loadbench.txt
+
+## soak: 10 minutes at 1,000 req/s with the trainer on while faults are
+## injected (teacher restarts, 30% teacher errors, a slow-header flood, a
+## full disk; the last needs root for its tmpfs). Fails on a crash or on a
+## client error outside the teacher's own faults. Report in
+## $(BENCH_DIR)/soak.txt, every sample in $(BENCH_DIR)/soak.json.
+SOAK_FLAGS ?=
+soak: SHELL := /bin/bash
+soak: .SHELLFLAGS := -o pipefail -c
+soak: build
+	@mkdir -p $(BENCH_DIR)
+	$(GO) run ./scripts/loadbench -bin $(BIN) -soak -soak-json $(BENCH_DIR)/soak.json $(SOAK_FLAGS) 2>&1 | tee $(BENCH_DIR)/soak.txt
 
 ## demo: a student taking over replayed traffic, end to end (under a
 ## minute; fetches what it needs). Its report and chart go to bin/; pass

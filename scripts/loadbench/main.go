@@ -76,6 +76,11 @@ type options struct {
 	loggingCompare bool
 	// studentCompare runs the student comparison last.
 	studentCompare bool
+	// soak runs only the soak (soak.go) instead of the benchmark.
+	soak         bool
+	soakDuration time.Duration
+	soakRate     int
+	soakJSON     string
 }
 
 // streamRate is the rate of the streaming phase.
@@ -92,7 +97,11 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, opts, os.Stdout, os.Stderr); err != nil {
+	job := run
+	if opts.soak {
+		job = runSoak
+	}
+	if err := job(ctx, opts, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
 		stop()
 		os.Exit(1)
@@ -117,6 +126,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		fmt.Sprintf("also compare fresh gateways with pair logging on and off at %d req/s non-streaming", goalRate))
 	fs.BoolVar(&o.studentCompare, "student-compare", true,
 		fmt.Sprintf("also measure a trained student at %d req/s: shadow scoring's CPU against teacher-only, and student-served latency", studentRate))
+	fs.BoolVar(&o.soak, "soak", false, "run the soak instead: a long steady load with training on and faults injected (see soak.go)")
+	fs.DurationVar(&o.soakDuration, "soak-duration", 10*time.Minute, "length of the soak")
+	fs.IntVar(&o.soakRate, "soak-rate", 1000, "request rate (req/s) of the soak")
+	fs.StringVar(&o.soakJSON, "soak-json", "", "write the soak's results to this `file` as JSON")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
@@ -140,6 +153,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return options{}, fmt.Errorf("-conns: must be positive, got %d", o.conns)
 	case o.examples < 1:
 		return options{}, fmt.Errorf("-examples: must be positive, got %d", o.examples)
+	case o.soakDuration < 20*time.Second:
+		return options{}, fmt.Errorf("-soak-duration: must be at least 20s, got %s", o.soakDuration)
+	case o.soakRate < 1:
+		return options{}, fmt.Errorf("-soak-rate: must be positive, got %d", o.soakRate)
 	}
 	return o, nil
 }

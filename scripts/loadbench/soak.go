@@ -104,7 +104,7 @@ type soak struct {
 	start   time.Time
 	res     soakResult
 
-	errMu      sync.Mutex
+	errMu     sync.Mutex
 	errAt     []int64  // errors per second
 	errKind   []string // the first error of each second
 	firstErrs []string

@@ -33,7 +33,8 @@ type answerWire struct {
 		Delta struct {
 			Content *string `json:"content"`
 		} `json:"delta"`
-		Text *string `json:"text"`
+		Text         *string `json:"text"`
+		FinishReason *string `json:"finish_reason"`
 	} `json:"choices"`
 	Usage *struct {
 		PromptTokens     int `json:"prompt_tokens"`
@@ -41,14 +42,26 @@ type answerWire struct {
 	} `json:"usage"`
 }
 
+// complete reports whether a finish_reason says the answer ended on its
+// own. "length" (cut off at max_tokens) and "content_filter" answers are
+// torn: a label read from them ("pe" for "personal") would teach the
+// student wrong. A teacher that sends no finish_reason is taken at its word.
+func complete(finishReason *string) bool {
+	return finishReason == nil || *finishReason == "stop"
+}
+
 // parseAnswer reads a non-streamed answer body. ok is false when it holds no
-// text answer (a tool call, a refusal, something unexpected).
+// whole text answer (a tool call, a refusal, an answer cut off at
+// max_tokens, something unexpected).
 func parseAnswer(body []byte) (a answer, ok bool) {
 	var w answerWire
 	if err := json.Unmarshal(body, &w); err != nil || len(w.Choices) == 0 {
 		return a, false
 	}
 	c := w.Choices[0]
+	if !complete(c.FinishReason) {
+		return a, false
+	}
 	switch {
 	case c.Message.Content != nil:
 		a.text = *c.Message.Content
@@ -68,7 +81,7 @@ type streamCapture struct {
 	text  strings.Builder
 	usage answer
 	seen  bool // a chunk with text was seen
-	bad   bool // a chunk could not be read: the answer is not kept
+	bad   bool // a chunk could not be read, or the answer was cut off: it is not kept
 }
 
 var dataPrefix = []byte("data:")
@@ -90,6 +103,9 @@ func (c *streamCapture) line(l []byte) {
 	for _, ch := range w.Choices {
 		if ch.Index != 0 {
 			continue
+		}
+		if !complete(ch.FinishReason) {
+			c.bad = true
 		}
 		switch {
 		case ch.Delta.Content != nil:

@@ -191,19 +191,28 @@ func TestPartialFailureServesTheRest(t *testing.T) {
 
 // TestTornStreams: a teacher stream that ends without "data: [DONE]", with
 // its last line torn, gives the client an API error (not a JSON syntax
-// error) and logs no pair; a complete stream is logged.
+// error) and logs no pair; an answer cut off at max_tokens reaches the
+// client as sent but is not logged; a complete stream is logged.
 func TestTornStreams(t *testing.T) {
 	chunk := func(content string) string {
 		return `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"` + content + `"},"finish_reason":null}]}` + "\n\n"
 	}
 	stop := `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}` + "\n\n"
+	length := strings.Replace(stop, `"stop"`, `"length"`, 1)
 	bodies := map[string]string{
-		"torn line": chunk("pe") + `data: {"id":"c","object":"chat.compl`,
-		"no [DONE]": chunk("co") + stop,
-		"complete":  chunk("ham") + stop + "data: [DONE]\n\n",
+		"torn line":   chunk("pe") + `data: {"id":"c","object":"chat.compl`,
+		"no [DONE]":   chunk("co") + stop,
+		"max_tokens":  chunk("ru") + length + "data: [DONE]\n\n",
+		"complete":    chunk("ham") + stop + "data: [DONE]\n\n",
+		"json cutoff": `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"sp"},"finish_reason":"length"}]}`,
 	}
 	upstream := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(b), "json cutoff") {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, bodies["json cutoff"])
+			return
+		}
 		var body string
 		for name, s := range bodies {
 			if strings.Contains(string(b), name) {
@@ -220,10 +229,17 @@ func TestTornStreams(t *testing.T) {
 		c.Teacher.URL = "http://" + ln.Addr().String() + "/v1"
 	}, &storage.Options{})
 
-	for _, name := range []string{"torn line", "no [DONE]", "complete"} {
-		s := h.gw.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{
+	params := func(name string) openai.ChatCompletionNewParams {
+		return openai.ChatCompletionNewParams{
 			Model: "m", Messages: []openai.ChatCompletionMessageParamUnion{openai.SystemMessage("Label it."), openai.UserMessage(name)},
-		}, option.WithHeader("X-Understudy-Domain", "torn"))
+		}
+	}
+	domain := option.WithHeader("X-Understudy-Domain", "torn")
+	if c, err := h.gw.Chat.Completions.New(context.Background(), params("json cutoff"), domain); err != nil || c.Choices[0].Message.Content != "sp" {
+		t.Errorf("an answer cut off at max_tokens reaches the client as sent: %v", err)
+	}
+	for _, name := range []string{"torn line", "no [DONE]", "max_tokens", "complete"} {
+		s := h.gw.Chat.Completions.NewStreaming(context.Background(), params(name), domain)
 		var text strings.Builder
 		for s.Next() {
 			if ch := s.Current(); len(ch.Choices) > 0 {
@@ -231,8 +247,8 @@ func TestTornStreams(t *testing.T) {
 			}
 		}
 		var streamErr *ssestream.StreamError
-		if name == "complete" {
-			if s.Err() != nil || text.String() != "ham" {
+		if want := map[string]string{"complete": "ham", "max_tokens": "ru"}[name]; want != "" {
+			if s.Err() != nil || text.String() != want {
 				t.Errorf("%s: %q, %v", name, text.String(), s.Err())
 			}
 			continue
@@ -252,7 +268,7 @@ func TestTornStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	if fmt.Sprint(labels) != "[ham]" {
-		t.Errorf("logged labels %v, want only the complete stream's [ham]", labels)
+		t.Errorf("logged labels %v, want only the complete answer's [ham]", labels)
 	}
 	if n := h.metric("understudy_teacher_errors_total", map[string]string{"reason": "incomplete_stream"}); n != 2 {
 		t.Errorf("incomplete_stream errors = %v, want 2", n)

@@ -400,3 +400,31 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestTeacherResponseNotLogged: a malformed teacher response is logged as a
+// failure, without its raw headers (a Set-Cookie, say).
+func TestTeacherResponseNotLogged(t *testing.T) {
+	ln := listen(t)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 64<<10)
+			_, _ = c.Read(buf)
+			_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nSet-Cookie: session=TEACHER-SECRET\r\nContent-Length: abc\r\n\r\n"))
+			c.Close()
+		}
+	}()
+	h := start(t, teachersim.Config{}, func(c *config.Config) {
+		c.Teacher.URL = "http://" + ln.Addr().String() + "/v1"
+	})
+	if _, err := h.gw.Chat.Completions.New(context.Background(), chatParams("x")); err == nil {
+		t.Fatal("a malformed teacher response was answered 200")
+	}
+	log := h.log.String()
+	if !strings.Contains(log, "teacher exchange failed") || strings.Contains(log, "TEACHER-SECRET") {
+		t.Errorf("log shows the failure: %v; shows the teacher's raw headers: %v", strings.Contains(log, "teacher exchange failed"), strings.Contains(log, "TEACHER-SECRET"))
+	}
+}

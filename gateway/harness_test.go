@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,6 +60,25 @@ type harness struct {
 	gw     openai.Client // through the gateway
 	direct openai.Client // straight to teacher-sim
 	pairs  *storage.DB   // the pair log, when started with one
+	log    *syncBuffer   // the gateway's log, at debug level
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes and reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // start launches teacher-sim with sim and a gateway configured by edit
@@ -96,7 +116,8 @@ func startWith(t testing.TB, sim teachersim.Config, edit func(*config.Config), s
 		t.Fatal(err)
 	}
 	h.cfg = cfg
-	opts := gateway.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: h.reg}
+	h.log = &syncBuffer{}
+	opts := gateway.Options{Logger: slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug})), Registry: h.reg}
 	if so != nil {
 		so.Dir, so.Registry, so.Logger = t.TempDir(), h.reg, opts.Logger
 		db, err := storage.Open(*so)

@@ -91,6 +91,9 @@ func newTeacher(cfg config.Teacher, m *metrics) (*Teacher, error) {
 		MaxIdemponentCallAttempts:     1, // retries are ours, see Do
 		DisableHeaderNamesNormalizing: false,
 		DisablePathNormalizing:        true,
+		// Errors name what was wrong, not the raw response (headers such as
+		// Set-Cookie).
+		SecureErrorLogMessage: true,
 		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
 			if timeout <= 0 || timeout > cfg.ConnectTimeout {
 				timeout = cfg.ConnectTimeout

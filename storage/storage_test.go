@@ -844,13 +844,16 @@ func TestCloseDrains(t *testing.T) {
 // together; afterwards every count equals what is stored.
 func TestConcurrentLogAndRetention(t *testing.T) {
 	db, _ := open(t, Options{MaxPairsPerDomain: 300, TTL: time.Hour, BatchSize: 64, FlushInterval: time.Millisecond})
-	var wg sync.WaitGroup
+	var wg, producers sync.WaitGroup
 	stop := make(chan struct{})
 	for g := 0; g < 4; g++ {
-		wg.Add(1)
+		producers.Add(1)
 		go func() {
-			defer wg.Done()
+			defer producers.Done()
 			for i := 0; i < 1000; i++ {
+				if i%50 == 0 {
+					time.Sleep(15 * time.Millisecond) // log for ~300 ms, beside retention and readers
+				}
 				age := time.Duration(i%5) * 20 * time.Minute // some are past the TTL
 				db.Log(Pair{Domain: fmt.Sprint("d", i%3), Time: time.Now().Add(-age), Input: fmt.Sprint(g, i), Label: fmt.Sprint(i % 4)})
 			}
@@ -885,7 +888,9 @@ func TestConcurrentLogAndRetention(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(300 * time.Millisecond)
+	// Flush only after the last Log: a pair logged after Flush began may
+	// still be on its way to Badger when the counts are checked.
+	producers.Wait()
 	flush(t, db)
 	close(stop)
 	wg.Wait()

@@ -41,6 +41,25 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseDepthAndKeys$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=3s ./gateway
 	$(GO) test -run='^$$' -fuzz='^FuzzFeaturize$$' -fuzztime=$(FUZZTIME) ./student
 
+## stress: each package's tests STRESS_COUNT times with the race detector,
+## one package at a time, beside a busy loop per CPU core, so that tests that
+## depend on timing fail here rather than now and then in CI. Not part of
+## test. STRESS_PKGS narrows it, e.g. make stress STRESS_PKGS=./storage.
+.PHONY: stress
+STRESS_COUNT ?= 10
+STRESS_PKGS  ?= $(PKGS)
+stress: SHELL := /bin/bash
+stress: deps prometheus
+	@burners=(); for i in $$(seq $$(nproc)); do (while :; do :; done) & burners+=($$!); done; \
+	trap 'kill $${burners[@]} 2>/dev/null; wait' EXIT; \
+	echo "== $${#burners[@]} busy loops running"; failed=(); \
+	for p in $$($(GO) list $(STRESS_PKGS)); do \
+		echo "== $$p: -race -count=$(STRESS_COUNT) under load"; \
+		$(GO) test -race -count=$(STRESS_COUNT) -timeout 60m $$p || failed+=($$p); \
+	done; \
+	if [ $${#failed[@]} -gt 0 ]; then echo "== failed under load: $${failed[*]}"; exit 1; fi; \
+	echo "== every package passed $(STRESS_COUNT) times under load"
+
 ## lint: gofmt, go vet, staticcheck (pinned in go.mod as a tool).
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

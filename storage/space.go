@@ -212,15 +212,17 @@ func (s *space) keepSpare() {
 	}
 }
 
-// walBytes is the size of the write-ahead logs (memtables) in dir, which a
-// read-write open replays and flushes to tables.
+// walBytes bounds what a read-write open writes for the write-ahead logs
+// (memtables) in dir: it replays each, truncating it to what it holds (which
+// frees its reserved tail), and flushes it to a table of at most a
+// memtable's size.
 func walBytes(dir string) int64 {
 	var n int64
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		if strings.HasSuffix(e.Name(), ".mem") {
 			if fi, err := e.Info(); err == nil {
-				n += fi.Size()
+				n += min(fi.Size(), memTableSize)
 			}
 		}
 	}

@@ -150,6 +150,10 @@ func Open(opts Options) (*DB, error) {
 		return nil, fmt.Errorf("opening pair log at %s: %w", o.Dir, err)
 	}
 	bdb, err := openBadger(o.badgerOptions(key, readOnly))
+	if err != nil && readOnly {
+		return nil, fmt.Errorf("opening pair log at %s: %w: %s free, too little to open read-write, and read-only failed: %v",
+			o.Dir, ErrDiskFull, mib(sp.free()), explainOpenError(err, o.EncryptionKeyFile))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening pair log at %s: %w", o.Dir, explainOpenError(err, o.EncryptionKeyFile))
 	}

@@ -196,6 +196,11 @@ type Storage struct {
 	// pair carries its request when keep_requests is on); beyond it a pair is
 	// dropped and counted. Default 32MiB.
 	QueueBytes Size `yaml:"queue_bytes"`
+	// MinFree is the free space on data_dir's filesystem below which the
+	// pair log pauses: pairs are dropped and counted (reason disk_full),
+	// serving goes on, and logging resumes by itself when space returns.
+	// At least 64MiB. Default 256MiB (twice a value-log file).
+	MinFree Size `yaml:"min_free"`
 	// BatchSize writes a batch once this many pairs wait. Default 1024.
 	BatchSize int `yaml:"batch_size"`
 	// FlushInterval writes waiting pairs at least this often. Default 100ms.
@@ -380,6 +385,7 @@ func Default() *Config {
 			MaxPairsPerDomain: 200000,
 			QueueSize:         65536,
 			QueueBytes:        32 * MiB,
+			MinFree:           256 * MiB,
 			BatchSize:         1024,
 			FlushInterval:     100 * time.Millisecond,
 			RetentionInterval: 5 * time.Minute,
@@ -538,6 +544,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Storage.QueueBytes < MiB {
 		bad("storage.queue_bytes", "must be at least 1MiB, got %s", c.Storage.QueueBytes)
+	}
+	if c.Storage.MinFree < 64*MiB {
+		bad("storage.min_free", "must be at least 64MiB, got %s", c.Storage.MinFree)
 	}
 	positive("storage.flush_interval", c.Storage.FlushInterval)
 	positive("storage.retention_interval", c.Storage.RetentionInterval)

@@ -70,6 +70,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		MaxPairsPerDomain: cfg.Storage.MaxPairsPerDomain,
 		QueueSize:         cfg.Storage.QueueSize,
 		QueueBytes:        int64(cfg.Storage.QueueBytes),
+		MinFreeBytes:      int64(cfg.Storage.MinFree),
 		BatchSize:         cfg.Storage.BatchSize,
 		FlushInterval:     cfg.Storage.FlushInterval,
 		RetentionInterval: cfg.Storage.RetentionInterval,

@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -62,6 +63,8 @@ type soakWindow struct {
 type soakSample struct {
 	At          time.Duration `json:"at_ns"`
 	RSS         int64         `json:"rss_bytes"`
+	GoSys       float64       `json:"go_sys_bytes"` // memory the Go runtime holds; RSS beyond it is C (ONNX Runtime)
+	HeapInuse   float64       `json:"go_heap_inuse_bytes"`
 	Goroutines  float64       `json:"goroutines"`
 	FDs         int           `json:"fds"`
 	OpenConns   float64       `json:"open_connections"`
@@ -459,10 +462,11 @@ func (s *soak) sample(ctx context.Context) {
 			sm.Goroutines, sm.OpenConns = v("go_goroutines"), v("understudy_gateway_open_connections")
 			sm.PairsLogged, sm.Dropped = v("understudy_storage_pairs_logged_total"), v("understudy_storage_pairs_dropped_total")
 			sm.Breaker = v("understudy_teacher_breaker_state")
+			sm.GoSys, sm.HeapInuse = v("go_memstats_sys_bytes"), v("go_memstats_heap_inuse_bytes")
 		}
 		s.res.Samples = append(s.res.Samples, sm)
-		fmt.Fprintf(s.stderr, "soak: %5.0fs rss %s goroutines %.0f fds %d conns %.0f pairs %.0f dropped %.0f breaker %.0f errors %d\n",
-			sm.At.Seconds(), fmtBytes(sm.RSS), sm.Goroutines, sm.FDs, sm.OpenConns, sm.PairsLogged, sm.Dropped, sm.Breaker, s.errTotal())
+		fmt.Fprintf(s.stderr, "soak: %5.0fs rss %s (go heap %s, go sys %s) goroutines %.0f fds %d conns %.0f pairs %.0f dropped %.0f breaker %.0f errors %d\n",
+			sm.At.Seconds(), fmtBytes(sm.RSS), fmtBytes(int64(sm.HeapInuse)), fmtBytes(int64(sm.GoSys)), sm.Goroutines, sm.FDs, sm.OpenConns, sm.PairsLogged, sm.Dropped, sm.Breaker, s.errTotal())
 	}
 }
 
@@ -562,26 +566,44 @@ func (s *soak) report(w io.Writer) {
 	fmt.Fprintf(w, "teacher retries by reason: %s\n", keys(r.Retries))
 	fmt.Fprintf(w, "connections refused at the cap: %.0f\n", r.Refused)
 
-	// Flatness: the steady window before the faults against the end.
-	window := func(from, to float64) (rss, gor, fds float64) {
-		var rs, gs, fs []float64
+	// Flatness: the steady window before the faults, the middle, the end.
+	// Each client connection holds a goroutine and a descriptor, and the
+	// load generator opens more of them after a slowdown, so those are
+	// compared less the open connections.
+	window := func(from, to float64, f func(soakSample) float64) float64 {
+		var xs []float64
 		for _, sm := range r.Samples {
-			f := float64(sm.At) / float64(r.Duration)
-			if f >= from && f <= to {
-				rs, gs, fs = append(rs, float64(sm.RSS)), append(gs, sm.Goroutines), append(fs, float64(sm.FDs))
+			if at := float64(sm.At) / float64(r.Duration); at >= from && at <= to {
+				xs = append(xs, f(sm))
 			}
 		}
-		return median(rs), median(gs), median(fs)
+		return median(xs)
 	}
-	r0, g0, f0 := window(0.03, 0.10)
-	r1, g1, f1 := window(0.85, 1.0)
-	if len(r.Samples) == 0 || r1 == 0 {
+	if len(r.Samples) == 0 {
 		fmt.Fprintln(w, "\nno samples of the last stretch: the gateway did not run to the end")
 		return
 	}
-	peak := slices.MaxFunc(append([]soakSample{{}}, r.Samples...), func(a, b soakSample) int { return int(a.RSS - b.RSS) })
-	fmt.Fprintf(w, "\n                 before faults   last 15%%   ratio\n")
-	fmt.Fprintf(w, "RSS (median)     %-14s  %-10s  %.2f   (peak %s at %.0fs)\n", fmtBytes(int64(r0)), fmtBytes(int64(r1)), r1/r0, fmtBytes(peak.RSS), peak.At.Seconds())
-	fmt.Fprintf(w, "goroutines       %-14.0f  %-10.0f  %.2f\n", g0, g1, g1/g0)
-	fmt.Fprintf(w, "open fds         %-14.0f  %-10.0f  %.2f\n", f0, f1, f1/f0)
+	peak := slices.MaxFunc(r.Samples, func(a, b soakSample) int { return int(a.RSS - b.RSS) })
+	fmt.Fprintf(w, "\nmedians                        before faults   middle   last 15%%   last/before\n")
+	for _, row := range []struct {
+		name string
+		f    func(soakSample) float64
+		unit func(float64) string
+	}{
+		{"RSS", func(sm soakSample) float64 { return float64(sm.RSS) }, func(x float64) string { return fmtBytes(int64(x)) }},
+		{"Go heap in use", func(sm soakSample) float64 { return sm.HeapInuse }, func(x float64) string { return fmtBytes(int64(x)) }},
+		{"client connections", func(sm soakSample) float64 { return sm.OpenConns }, func(x float64) string { return fmt.Sprintf("%.0f", x) }},
+		{"goroutines less connections", func(sm soakSample) float64 { return sm.Goroutines - sm.OpenConns }, func(x float64) string { return fmt.Sprintf("%.0f", x) }},
+		{"open fds less connections", func(sm soakSample) float64 { return float64(sm.FDs) - sm.OpenConns }, func(x float64) string { return fmt.Sprintf("%.0f", x) }},
+	} {
+		a, m, b := window(0.03, 0.10, row.f), window(0.50, 0.65, row.f), window(0.85, 1.0, row.f)
+		show := func(x float64) string {
+			if math.IsNaN(x) {
+				return "–"
+			}
+			return row.unit(x)
+		}
+		fmt.Fprintf(w, "%-30s %-15s %-8s %-11s %.2f\n", row.name, show(a), show(m), show(b), b/a)
+	}
+	fmt.Fprintf(w, "peak RSS %s at %.0fs\n", fmtBytes(peak.RSS), peak.At.Seconds())
 }

@@ -90,7 +90,7 @@ bench: build deps
 loadbench: build
 	@mkdir -p $(BENCH_DIR)
 	@echo "== load benchmark -> $(BENCH_DIR)/loadbench.txt, $(BENCH_DIR)/loadbench.json"
-	$(GO) run ./scripts/loadbench -bin $(BIN) -json $(BENCH_DIR)/loadbench.json 2>&1 | tee $(BENCH_DIR)/loadbench.txt
+	$(GO) run ./cmd/loadbench -bin $(BIN) -json $(BENCH_DIR)/loadbench.json 2>&1 | tee $(BENCH_DIR)/loadbench.txt
 
 ## soak: 10 minutes at 1,000 req/s with the trainer on while faults are
 ## injected (teacher restarts, 30% teacher errors, a slow-header flood, a
@@ -102,7 +102,7 @@ soak: SHELL := /bin/bash
 soak: .SHELLFLAGS := -o pipefail -c
 soak: build
 	@mkdir -p $(BENCH_DIR)
-	$(GO) run ./scripts/loadbench -bin $(BIN) -soak -soak-json $(BENCH_DIR)/soak.json $(SOAK_FLAGS) 2>&1 | tee $(BENCH_DIR)/soak.txt
+	$(GO) run ./cmd/loadbench -bin $(BIN) -soak -soak-json $(BENCH_DIR)/soak.json $(SOAK_FLAGS) 2>&1 | tee $(BENCH_DIR)/soak.txt
 
 ## demo: a student taking over replayed traffic, end to end (under a
 ## minute; fetches what it needs). Its report and chart go to bin/; pass

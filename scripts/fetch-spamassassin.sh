@@ -31,5 +31,5 @@ if ! echo "$sha256  $tgz" | sha256sum -c --status; then
   echo "fetch-spamassassin: checksum mismatch for $tgz (want $sha256)" >&2
   exit 1
 fi
-(cd "$root" && go run ./scripts/spamdata -tgz "$tgz" -out "$out")
+(cd "$root" && go run ./cmd/spamdata -tgz "$tgz" -out "$out")
 echo "$out"

@@ -43,7 +43,7 @@
 //
 // or, after make build,
 //
-//	go run ./scripts/loadbench -bin bin/understudy [-rates 1000,2000,5000] [-duration 10s] [-json results.json] [-logging-compare=false] [-student-compare=false]
+//	go run ./cmd/loadbench -bin bin/understudy [-rates 1000,2000,5000] [-duration 10s] [-json results.json] [-logging-compare=false] [-student-compare=false]
 package main
 
 import (

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -25,7 +25,7 @@ import (
 
 // deployDir holds the Grafana dashboard, its provisioning, Prometheus's
 // config and the compose file.
-const deployDir = "../../deploy"
+const deployDir = "../deploy"
 
 // dashboard is what the tests read of deploy/grafana/understudy.json.
 type dashboard struct {

@@ -1,15 +1,9 @@
-package main
+package e2e
 
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -18,107 +12,6 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 )
-
-// binary is the understudy binary built once for the tests that run it as a
-// child process.
-var binary struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	binary.once.Do(func() {
-		dir, err := os.MkdirTemp("", "understudy-bin")
-		if err != nil {
-			binary.err = err
-			return
-		}
-		binary.path = filepath.Join(dir, "understudy")
-		out, err := exec.Command("go", "build", "-o", binary.path, ".").CombinedOutput()
-		if err != nil {
-			binary.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binary.err != nil {
-		t.Fatal(binary.err)
-	}
-	return binary.path
-}
-
-// child is a running understudy process.
-type child struct {
-	cmd  *exec.Cmd
-	mu   *sync.Mutex // guards logs
-	logs *strings.Builder
-	done chan error
-}
-
-func startChild(t *testing.T, args ...string) *child {
-	t.Helper()
-	c := &child{cmd: exec.Command(buildBinary(t), args...), mu: &sync.Mutex{}, logs: &strings.Builder{}, done: make(chan error, 1)}
-	w := &lockedWriter{mu: c.mu, b: c.logs}
-	c.cmd.Stdout, c.cmd.Stderr = w, w
-	c.cmd.Env = append(os.Environ(), "UNDERSTUDY_LOG_LEVEL=info", "OPENAI_API_KEY=sk-test")
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { c.done <- c.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = c.cmd.Process.Kill()
-		<-c.done
-		if t.Failed() {
-			c.mu.Lock()
-			t.Logf("%s logs:\n%s", args[0], c.logs.String())
-			c.mu.Unlock()
-		}
-	})
-	return c
-}
-
-// listening waits for the child's log line `msg="<what> listening"` and
-// returns the address it logged. Children listen on port 0, so parallel
-// test packages cannot race for a port.
-func (c *child) listening(t *testing.T, what string) string {
-	t.Helper()
-	re := regexp.MustCompile(`msg="` + what + ` listening" addr=(\S+)`)
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		c.mu.Lock()
-		m := re.FindStringSubmatch(c.logs.String())
-		c.mu.Unlock()
-		if m != nil {
-			return m[1]
-		}
-	}
-	t.Fatalf("no %q listening line in 15s", what)
-	return ""
-}
-
-// stop sends sig and waits for the process to end.
-func (c *child) stop(t *testing.T, sig os.Signal) {
-	t.Helper()
-	if err := c.cmd.Process.Signal(sig); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-c.done:
-		c.done <- nil // for Cleanup
-	case <-time.After(30 * time.Second):
-		t.Fatalf("process did not stop after %v", sig)
-	}
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *strings.Builder
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
 
 // crashSetup runs teacher-sim and returns what a gateway needs to use it.
 type crashSetup struct {

@@ -1,7 +1,6 @@
-package main
+package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -14,76 +13,6 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 )
-
-// spamData returns the path of a SpamAssassin task file, which
-// scripts/fetch-spamassassin.sh (run by make test) puts in .cache.
-func spamData(t *testing.T, name string) string {
-	t.Helper()
-	p, err := filepath.Abs(filepath.Join("..", "..", ".cache", "data", "spamassassin", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s is missing: run scripts/fetch-spamassassin.sh (make test does)", p)
-	}
-	return p
-}
-
-type labelled struct {
-	Text  string `json:"text"`
-	Label string `json:"label"`
-}
-
-// readLabelled reads n lines spread evenly over a task file (whose lines
-// are grouped by label).
-func readLabelled(t *testing.T, path string, n int) []labelled {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var all []labelled
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var l labelled
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, l)
-	}
-	if n >= len(all) {
-		return all
-	}
-	out := make([]labelled, n)
-	for i := range out {
-		out[i] = all[i*len(all)/n]
-	}
-	return out
-}
-
-// domainView is what the tests read of the admin API's domain view.
-type domainView struct {
-	Name            string            `json:"name"`
-	State           string            `json:"state"`
-	Pairs           int64             `json:"pairs"`
-	LatestVersion   int               `json:"latest_version"`
-	OpenEndedReason string            `json:"open_ended_reason"`
-	Versions        []json.RawMessage `json:"versions"`
-}
-
-func getDomain(t *testing.T, adminAddr, name string) (domainView, int) {
-	t.Helper()
-	resp, err := http.Get("http://" + adminAddr + "/admin/domains/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var v domainView
-	_ = json.NewDecoder(resp.Body).Decode(&v)
-	return v, resp.StatusCode
-}
 
 // TestBackgroundTraining sends a closed task (spam/ham) and an open-ended
 // one (answer: the e-mail's subject) through the real binary: the first

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -249,13 +250,13 @@ func TestStudentTakesOver(t *testing.T) {
 	r.checkOtherShapes(take(40))
 
 	// What an operator sees: the status command, the domain view, metrics.
-	var status bytes.Buffer
-	if err := run(context.Background(), []string{"status", "--admin-url", "http://" + r.adminAddr}, &status, &status); err != nil {
-		t.Fatal(err)
+	status, err := exec.Command(buildBinary(t), "status", "--admin-url", "http://"+r.adminAddr).CombinedOutput()
+	if err != nil {
+		t.Fatalf("understudy status: %v\n%s", err, status)
 	}
-	t.Logf("understudy status:\n%s", status.String())
-	if !regexp.MustCompile(`(?m)^spam +serving +v\d+ +0\.9\d\d -0\.\d+ .*\$0\.\d*[1-9]`).MatchString(status.String()) {
-		t.Errorf("status does not show spam serving with agreement and savings:\n%s", status.String())
+	t.Logf("understudy status:\n%s", status)
+	if !regexp.MustCompile(`(?m)^spam +serving +v\d+ +0\.9\d\d -0\.\d+ .*\$0\.\d*[1-9]`).Match(status) {
+		t.Errorf("status does not show spam serving with agreement and savings:\n%s", status)
 	}
 	metrics := get(t, "http://"+r.gwAddr+"/metrics")
 	for _, want := range []string{`understudy_router_domain_state{domain="spam",state="serving"} 1`, `understudy_saved_dollars_total{domain="spam",model="teacher-sim"}`,
@@ -331,18 +332,4 @@ func TestStudentTakesOver(t *testing.T) {
 	if s := r.state("subjects"); s != "open_ended" {
 		t.Errorf("subjects is %s, want open_ended", s)
 	}
-}
-
-func get(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	if _, err := b.ReadFrom(resp.Body); err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
 }

@@ -28,7 +28,7 @@ func TestExportedModelMatchesForward(t *testing.T) {
 			p := NewParams(tc.cfg, 5)
 			st := NewAdamState(tc.cfg)
 			for step := 1; step <= 5; step++ {
-				ReferenceStep(tc.cfg, DefaultAdam(), p, st, step, ids, labels, weights)
+				referenceStep(tc.cfg, DefaultAdam(), p, st, step, ids, labels, weights)
 			}
 			const temp = 1.7
 			onnx, err := ExportInference(tc.cfg, p, temp)

@@ -20,9 +20,44 @@ const (
 	nameSpread  = "spread"  // float [B, Kmax]: coefficients by row (several threads only)
 )
 
-// stepGraph builds the train-step graph; see the derivation in
-// reference.go. Shapes are fixed: B examples of L positions, Kmax = B·L+1
-// gathered embedding rows of which row 0 is the padding row.
+// The training objective and its gradients, derived by hand. The train-step
+// graph computes exactly these; so does the plain-Go reference the tests
+// compare it with (reference_test.go), and the finite-difference test
+// (grad_test.go) checks the derivation.
+//
+// Batch of B examples; example b has feature ids x_b1..x_bL (0 = padding),
+// label y_b and weight w_b ≥ 0. Normalised weights ŵ_b = w_b / Σ_b' w_b'.
+//
+//	n_b      = #{l : x_bl ≠ 0}                      non-padding count
+//	c_bl     = [x_bl ≠ 0] / max(n_b, 1)             averaging coefficients
+//	h0_b     = Σ_l c_bl · E[x_bl]                   [Dim]
+//	z_b      = h0_b·W1 + B1,  h_b = ReLU(z_b)       (h_b = h0_b without hidden layer)
+//	s_b      = h_b·W2 + B2                          logits [Classes]
+//	p_b      = softmax(s_b)
+//	loss     = −Σ_b ŵ_b · log p_b[y_b]
+//
+// Backward, with Y_b the one-hot row of y_b:
+//
+//	G_b      = ∂loss/∂s_b = ŵ_b · (p_b − Y_b)        [Classes]
+//	∂B2      = Σ_b G_b
+//	∂W2      = Σ_b h_bᵀ G_b  = hᵀ·G                  [in, Classes]
+//	∂h_b     = G_b · W2ᵀ
+//	∂z_b     = ∂h_b ⊙ [z_b > 0]                     (hidden layer only)
+//	∂B1      = Σ_b ∂z_b
+//	∂W1      = h0ᵀ · ∂z
+//	∂h0_b    = ∂z_b · W1ᵀ                           (= ∂h_b without hidden layer)
+//	∂E[r]    = Σ_{b,l : x_bl = r} c_bl · ∂h0_b      (scatter-add over positions)
+//
+// Lazy Adam at step t ≥ 1 with lr_t = lr·sqrt(1−β2^t)/(1−β1^t), for every
+// dense parameter and for the embedding rows present in the batch only:
+//
+//	m ← β1·m + (1−β1)·g
+//	v ← β2·v + (1−β2)·g²
+//	θ ← θ − lr_t · m / (sqrt(v) + ε)
+
+// stepGraph builds the train-step graph; see the derivation above. Shapes
+// are fixed: B examples of L positions, Kmax = B·L+1 gathered embedding rows
+// of which row 0 is the padding row.
 type stepGraph struct {
 	b            *onnxgraph.Builder
 	cfg          ModelConfig

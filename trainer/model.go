@@ -274,21 +274,3 @@ func affine(x []float64, w, b []float32, m int) []float64 {
 	}
 	return out
 }
-
-// logSoftmax returns log(softmax(v)) computed stably.
-func logSoftmax(v []float64) []float64 {
-	m := math.Inf(-1)
-	for _, x := range v {
-		m = max(m, x)
-	}
-	var s float64
-	for _, x := range v {
-		s += math.Exp(x - m)
-	}
-	lse := m + math.Log(s)
-	out := make([]float64, len(v))
-	for i, x := range v {
-		out[i] = x - lse
-	}
-	return out
-}

@@ -90,7 +90,7 @@ func TestStepMatchesReference(t *testing.T) {
 					if err != nil {
 						t.Fatalf("step %d: %v", i+1, err)
 					}
-					want := ReferenceStep(tc.cfg, adam, ref, refState, i+1, bt.ids, bt.labels, bt.weights)
+					want := referenceStep(tc.cfg, adam, ref, refState, i+1, bt.ids, bt.labels, bt.weights)
 					if math.Abs(float64(loss-want)) > 1e-5*math.Max(1, math.Abs(float64(want))) {
 						t.Errorf("step %d: loss %v, reference %v", i+1, loss, want)
 					}
@@ -145,7 +145,7 @@ func TestLargeStepMatchesReference(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := ReferenceStep(cfg, DefaultAdam(), ref, refState, step, ids, labels, weights)
+			want := referenceStep(cfg, DefaultAdam(), ref, refState, step, ids, labels, weights)
 			if math.Abs(float64(loss-want)) > 1e-5*math.Max(1, math.Abs(float64(want))) {
 				t.Errorf("threads %d step %d: loss %v, reference %v", threads, step, loss, want)
 			}
@@ -293,8 +293,8 @@ func TestStepRejectsBadBatches(t *testing.T) {
 				t.Fatalf("Step error = %v, want it to contain %q", err, tc.want)
 			}
 			limit := strings.Contains(tc.want, "batch size") || strings.Contains(tc.want, "limit")
-			if !limit && !math.IsNaN(float64(ReferenceStep(cfg, DefaultAdam(), p.Clone(), NewAdamState(cfg), 1, tc.ids, tc.labels, tc.weights))) {
-				t.Errorf("ReferenceStep accepted the batch") // it has no size limits
+			if !limit && !math.IsNaN(float64(referenceStep(cfg, DefaultAdam(), p.Clone(), NewAdamState(cfg), 1, tc.ids, tc.labels, tc.weights))) {
+				t.Errorf("referenceStep accepted the batch") // it has no size limits
 			}
 		})
 	}

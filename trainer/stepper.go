@@ -18,6 +18,9 @@ var ErrStepperClosed = errors.New("stepper closed")
 // parameters are left as they were before the step.
 var ErrDiverged = errors.New("training diverged: loss is not finite")
 
+// ErrNoWeight is returned for a batch whose weights sum to zero.
+var ErrNoWeight = errors.New("batch weights sum to zero")
+
 // Stepper runs optimisation steps through the train-step ONNX graph. All
 // its ONNX Runtime tensors are allocated once, at the fixed shapes the
 // graph was built for; each Step gathers the batch's embedding rows and
@@ -236,6 +239,43 @@ func (s *Stepper) Step(ids [][]int64, labels []int32, weights []float32) (float3
 	s.store(k)
 	s.t++
 	return loss, nil
+}
+
+// checkBatch validates a batch against cfg (and, when positive, the
+// stepper's batch size and token limit) and returns the weights' sum.
+func checkBatch(cfg ModelConfig, batch, maxTokens int, ids [][]int64, labels []int32, weights []float32) (float64, error) {
+	n := len(ids)
+	switch {
+	case n == 0:
+		return 0, errors.New("checking batch: no examples")
+	case batch > 0 && n > batch:
+		return 0, fmt.Errorf("checking batch: %d examples exceed the batch size %d", n, batch)
+	case len(labels) != n || len(weights) != n:
+		return 0, fmt.Errorf("checking batch: %d examples but %d labels and %d weights", n, len(labels), len(weights))
+	}
+	var sum float64
+	for i, row := range ids {
+		if maxTokens > 0 && len(row) > maxTokens {
+			return 0, fmt.Errorf("checking batch: example %d has %d ids, over the limit %d", i, len(row), maxTokens)
+		}
+		for _, id := range row {
+			if !validID(cfg, id) {
+				return 0, fmt.Errorf("checking batch: example %d: id %d outside [1, %d)", i, id, cfg.Buckets)
+			}
+		}
+		if labels[i] < 0 || int(labels[i]) >= cfg.Classes {
+			return 0, fmt.Errorf("checking batch: example %d: label %d outside [0, %d)", i, labels[i], cfg.Classes)
+		}
+		w := float64(weights[i])
+		if math.IsNaN(w) || math.IsInf(w, 0) || w < 0 {
+			return 0, fmt.Errorf("checking batch: example %d: weight %v is not a finite non-negative number", i, weights[i])
+		}
+		sum += w
+	}
+	if sum == 0 {
+		return 0, fmt.Errorf("checking batch: %w", ErrNoWeight)
+	}
+	return sum, nil
 }
 
 // load fills the input tensors for a checked batch and returns K, the

@@ -18,7 +18,7 @@ import (
 // State is a domain's routing state.
 type State string
 
-// The states of DESIGN.md.
+// The states; the README's "How it works" (The gate) gives their transitions.
 const (
 	Collecting    State = "collecting"     // no student yet: the teacher answers
 	Shadowing     State = "shadowing"      // a student is scored beside the teacher

@@ -16,7 +16,9 @@ type LabelRule struct {
 	MaxLabels int
 }
 
-// DefaultLabelRule is DESIGN.md's distillability rule.
+// DefaultLabelRule is the distillability rule the README states (How it
+// works, Students): labels seen at least 3 times cover at least 90% of the
+// domain's pairs, and there are at most 512 of them.
 func DefaultLabelRule() LabelRule { return LabelRule{MinCount: 3, MinCoverage: 0.9, MaxLabels: 512} }
 
 // LabelSpace is the set of classes a student of a domain chooses from.

@@ -91,7 +91,7 @@ func NewAdmin(cfg *config.Config, store AdminStore, trainer Trainer, rt AdminRou
 	a.token = sha256.Sum256([]byte(cfg.Admin.Token))
 	a.stop, a.cancelStop = context.WithCancel(context.Background())
 	a.srv = &fasthttp.Server{
-		Handler:               chain(a.route, recoverWith(log), a.auth),
+		Handler:               chain(serveErrors(log, a.route), recoverWith(log), a.auth),
 		Name:                  "understudy-admin",
 		NoDefaultServerHeader: true,
 		ReadTimeout:           time.Minute,
@@ -151,48 +151,30 @@ func (a *Admin) auth(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	}
 }
 
-func (a *Admin) route(ctx *fasthttp.RequestCtx) {
+func (a *Admin) route(ctx *fasthttp.RequestCtx) error {
 	path := string(ctx.Path())
 	switch {
 	case path == "/healthz":
-		ctx.SetContentType("application/json")
-		ctx.SetBodyString(`{"status":"ok"}`)
+		return healthz(ctx)
 	case strings.HasPrefix(path, "/debug/pprof/"):
 		a.pprofHandler(ctx, strings.TrimPrefix(path, "/debug/pprof/"))
+		return nil
 	case path == "/admin/domains":
-		if onlyMethod(ctx, fasthttp.MethodGet) {
-			a.domains(ctx)
-		}
+		return only(ctx, get, a.domains)
 	case strings.HasPrefix(path, "/admin/domains/"):
 		name, rest, _ := strings.Cut(strings.TrimPrefix(path, "/admin/domains/"), "/")
 		switch rest {
 		case "":
-			if onlyMethod(ctx, fasthttp.MethodGet) {
-				a.domain(ctx, name)
-			}
+			return only(ctx, get, func(ctx *fasthttp.RequestCtx) error { return a.domain(ctx, name) })
 		case "export":
-			if onlyMethod(ctx, fasthttp.MethodGet) {
-				a.export(ctx, name)
-			}
+			return only(ctx, get, func(ctx *fasthttp.RequestCtx) error { return a.export(ctx, name) })
 		case "train":
-			if onlyMethod(ctx, fasthttp.MethodPost) {
-				a.train(ctx, name)
-			}
+			return only(ctx, post, func(ctx *fasthttp.RequestCtx) error { return a.train(ctx, name) })
 		case "promote", "demote", "pin-teacher", "pin-student", "unpin":
-			if onlyMethod(ctx, fasthttp.MethodPost) {
-				a.act(ctx, name, rest)
-			}
-		default:
-			a.notFound(ctx)
+			return only(ctx, post, func(ctx *fasthttp.RequestCtx) error { return a.act(ctx, name, rest) })
 		}
-	default:
-		a.notFound(ctx)
 	}
-}
-
-func (a *Admin) notFound(ctx *fasthttp.RequestCtx) {
-	writeError(ctx, &apiError{Status: fasthttp.StatusNotFound, Type: "invalid_request_error",
-		Message: fmt.Sprintf("Invalid URL (%s %s)", ctx.Method(), ctx.Path())})
+	return notFound(ctx)
 }
 
 func (a *Admin) pprofHandler(ctx *fasthttp.RequestCtx, name string) {
@@ -282,11 +264,10 @@ func (a *Admin) viewOf(d storage.Domain, topN int, detail bool) (DomainView, err
 	return v, nil
 }
 
-func (a *Admin) domains(ctx *fasthttp.RequestCtx) {
+func (a *Admin) domains(ctx *fasthttp.RequestCtx) error {
 	ds, err := a.store.Domains()
 	if err != nil {
-		a.storeError(ctx, err)
-		return
+		return a.storeError(err)
 	}
 	out := struct {
 		Domains []DomainView `json:"domains"`
@@ -294,59 +275,51 @@ func (a *Admin) domains(ctx *fasthttp.RequestCtx) {
 	for _, d := range ds {
 		v, err := a.viewOf(d, 5, false)
 		if err != nil {
-			a.storeError(ctx, err)
-			return
+			return a.storeError(err)
 		}
 		out.Domains = append(out.Domains, v)
 	}
-	writeJSON(ctx, out)
+	return writeJSON(ctx, out)
 }
 
-func (a *Admin) domain(ctx *fasthttp.RequestCtx, name string) {
+func (a *Admin) domain(ctx *fasthttp.RequestCtx, name string) error {
 	d, err := a.store.Domain(name)
 	if err != nil {
-		a.storeError(ctx, err)
-		return
+		return a.storeError(err)
 	}
 	v, err := a.viewOf(d, 50, true)
 	if err != nil {
-		a.storeError(ctx, err)
-		return
+		return a.storeError(err)
 	}
-	writeJSON(ctx, v)
+	return writeJSON(ctx, v)
 }
 
 // act applies an operator's routing action and returns the domain's view.
-func (a *Admin) act(ctx *fasthttp.RequestCtx, name, action string) {
+func (a *Admin) act(ctx *fasthttp.RequestCtx, name, action string) error {
 	if a.router == nil {
-		writeError(ctx, &apiError{Status: fasthttp.StatusServiceUnavailable, Type: "server_error", Code: "routing_disabled",
-			Message: "Routing is disabled (trainer.enabled: false)."})
-		return
+		return &apiError{Status: fasthttp.StatusServiceUnavailable, Type: "server_error", Code: "routing_disabled",
+			Message: "Routing is disabled (trainer.enabled: false)."}
 	}
 	if _, err := a.store.Domain(name); err != nil {
-		a.storeError(ctx, err)
-		return
+		return a.storeError(err)
 	}
 	if _, err := a.router.Act(name, action); err != nil {
-		writeError(ctx, &apiError{Status: fasthttp.StatusConflict, Type: "invalid_request_error", Code: "invalid_transition", Message: err.Error()})
-		return
+		return &apiError{Status: fasthttp.StatusConflict, Type: "invalid_request_error", Code: "invalid_transition", Message: err.Error()}
 	}
-	a.domain(ctx, name)
+	return a.domain(ctx, name)
 }
 
 // train queues a training run: 202 Accepted.
-func (a *Admin) train(ctx *fasthttp.RequestCtx, name string) {
+func (a *Admin) train(ctx *fasthttp.RequestCtx, name string) error {
 	if a.trainer == nil {
-		writeError(ctx, &apiError{Status: fasthttp.StatusServiceUnavailable, Type: "server_error", Code: "training_disabled",
-			Message: "Training is disabled (trainer.enabled: false)."})
-		return
+		return &apiError{Status: fasthttp.StatusServiceUnavailable, Type: "server_error", Code: "training_disabled",
+			Message: "Training is disabled (trainer.enabled: false)."}
 	}
 	if err := a.trainer.Trigger(name); err != nil {
-		a.storeError(ctx, err)
-		return
+		return a.storeError(err)
 	}
 	ctx.SetStatusCode(fasthttp.StatusAccepted)
-	writeJSON(ctx, map[string]string{"status": "queued", "domain": name})
+	return writeJSON(ctx, map[string]string{"status": "queued", "domain": name})
 }
 
 // export streams a domain's pairs as JSONL. X-Understudy-Pairs carries the
@@ -360,11 +333,10 @@ func (a *Admin) train(ctx *fasthttp.RequestCtx, name string) {
 //
 // never a fine-tuning example, so no consumer takes the file for whole;
 // `understudy export` leaves it out of its output and exits non-zero.
-func (a *Admin) export(ctx *fasthttp.RequestCtx, name string) {
+func (a *Admin) export(ctx *fasthttp.RequestCtx, name string) error {
 	d, err := a.store.Domain(name)
 	if err != nil {
-		a.storeError(ctx, err)
-		return
+		return a.storeError(err)
 	}
 	ctx.SetContentType("application/jsonl")
 	ctx.Response.Header.Set("Content-Disposition", `attachment; filename="`+name+`.jsonl"`)
@@ -387,24 +359,25 @@ func (a *Admin) export(ctx *fasthttp.RequestCtx, name string) {
 		_, _ = w.Write(append(line, '\n'))
 		_ = w.Flush()
 	})
+	return nil
 }
 
-func (a *Admin) storeError(ctx *fasthttp.RequestCtx, err error) {
+// storeError is the client's error for a failed storage call.
+func (a *Admin) storeError(err error) error {
 	if errors.Is(err, storage.ErrNotFound) {
-		writeError(ctx, &apiError{Status: fasthttp.StatusNotFound, Type: "invalid_request_error", Code: "domain_not_found",
-			Message: "No such domain."})
-		return
+		return &apiError{Status: fasthttp.StatusNotFound, Type: "invalid_request_error", Code: "domain_not_found",
+			Message: "No such domain."}
 	}
 	a.log.Error("reading storage", "err", err)
-	writeError(ctx, &apiError{Status: fasthttp.StatusInternalServerError, Type: "server_error", Message: "Reading storage failed: " + err.Error()})
+	return &apiError{Status: fasthttp.StatusInternalServerError, Type: "server_error", Message: "Reading storage failed: " + err.Error()}
 }
 
-func writeJSON(ctx *fasthttp.RequestCtx, v any) {
+func writeJSON(ctx *fasthttp.RequestCtx, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
-		writeError(ctx, &apiError{Status: fasthttp.StatusInternalServerError, Type: "server_error", Message: err.Error()})
-		return
+		return &apiError{Status: fasthttp.StatusInternalServerError, Type: "server_error", Message: err.Error()}
 	}
 	ctx.SetContentType("application/json")
 	ctx.SetBody(b)
+	return nil
 }

@@ -8,6 +8,8 @@
 // router's: the gateway asks it who answers and tells it what the teacher
 // said.
 //
-// Errors become an HTTP status and the OpenAI error object
-// {"error":{"message","type","param","code"}} in one place: writeError.
+// Handlers return errors (an apiError carries the status and the OpenAI
+// error object's fields); serveErrors adapts them to fasthttp, and
+// writeError is the one place an error becomes an HTTP status and the
+// object {"error":{"message","type","param","code"}}.
 package gateway

@@ -62,8 +62,7 @@ func recoverWith(log *slog.Logger) middleware {
 			defer func() {
 				if v := recover(); v != nil {
 					log.Error("panic serving request", "path", string(ctx.Path()), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-					writeError(ctx, &apiError{Status: fasthttp.StatusInternalServerError, Type: "server_error",
-						Message: "The gateway had an internal error handling the request."})
+					writeError(ctx, errInternal)
 				}
 			}()
 			next(ctx)

@@ -13,30 +13,28 @@ import (
 )
 
 // chatCompletions handles POST /v1/chat/completions.
-func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx) {
+func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx) error {
 	r, err := ParseChatRequest(ctx.PostBody())
 	if err != nil {
-		writeError(ctx, err.(*apiError))
-		return
+		return err
 	}
-	s.routeRequest(ctx, r)
+	return s.routeRequest(ctx, r)
 }
 
 // completions handles POST /v1/completions.
-func (s *Server) completions(ctx *fasthttp.RequestCtx) {
+func (s *Server) completions(ctx *fasthttp.RequestCtx) error {
 	r, err := ParseCompletionRequest(ctx.PostBody())
 	if err != nil {
-		writeError(ctx, err.(*apiError))
-		return
+		return err
 	}
-	s.routeRequest(ctx, r)
+	return s.routeRequest(ctx, r)
 }
 
 // passThrough relays a request the gateway does not interpret (models,
 // embeddings) to the teacher.
-func (s *Server) passThrough(ctx *fasthttp.RequestCtx) {
+func (s *Server) passThrough(ctx *fasthttp.RequestCtx) error {
 	infoOf(ctx).route = "teacher"
-	s.proxy(ctx, infoOf(ctx), nil, nil)
+	return s.proxy(ctx, infoOf(ctx), nil, nil)
 }
 
 // hopHeaders are not forwarded in either direction (RFC 9110 7.6.1), nor
@@ -52,8 +50,9 @@ var hopHeaders = map[string]bool{
 // status, headers and body unchanged; an event stream event by event. r is
 // the parsed request of a completion (nil for pass-through endpoints); the
 // answer to an eligible one is scored (sc) and logged. When the teacher
-// fails, a promoted student may answer instead.
-func (s *Server) proxy(ctx *fasthttp.RequestCtx, info *reqInfo, r *Request, sc *scoring) {
+// fails, a promoted student may answer instead; otherwise the teacher's
+// failure is the error returned.
+func (s *Server) proxy(ctx *fasthttp.RequestCtx, info *reqInfo, r *Request, sc *scoring) error {
 	stream := r != nil && r.Stream
 	capture := r != nil && r.Ineligible == ""
 	req := fasthttp.AcquireRequest()
@@ -68,16 +67,16 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, info *reqInfo, r *Request, sc *
 		fasthttp.ReleaseResponse(resp)
 		s.log.Warn("teacher exchange failed", "request_id", info.id, "endpoint", info.endpoint, "err", err)
 		if !s.fallback(ctx, info, r) {
-			writeError(ctx, s.teacher.transportError(err))
+			return s.teacher.transportError(err)
 		}
-		return
+		return nil
 	}
 	if resp.StatusCode() >= 500 && capture {
 		info.teacherTime = time.Since(start)
 		if s.fallback(ctx, info, r) {
 			fasthttp.ReleaseResponse(resp)
 			done(nil)
-			return
+			return nil
 		}
 	}
 	ctx.SetStatusCode(resp.StatusCode())
@@ -108,7 +107,7 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, info *reqInfo, r *Request, sc *
 				}
 				s.finish(info, status)
 			})
-			return
+			return nil
 		}
 		// A streaming request answered without a stream (an error, say).
 		body, err := io.ReadAll(resp.BodyStream())
@@ -116,12 +115,11 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, info *reqInfo, r *Request, sc *
 		fasthttp.ReleaseResponse(resp)
 		if err != nil {
 			done(err)
-			writeError(ctx, s.teacher.transportError(err))
-			return
+			return s.teacher.transportError(err)
 		}
 		done(nil)
 		ctx.SetBody(body)
-		return
+		return nil
 	}
 	info.teacherTime = time.Since(start)
 	ctx.SetBody(resp.Body())
@@ -132,6 +130,7 @@ func (s *Server) proxy(ctx *fasthttp.RequestCtx, info *reqInfo, r *Request, sc *
 	}
 	fasthttp.ReleaseResponse(resp)
 	done(nil)
+	return nil
 }
 
 // upstreamRequest builds the teacher's copy of the client's request: same

@@ -339,7 +339,8 @@ func TestParseDuplicateKeys(t *testing.T) {
 			}
 		})
 	}
-	if _, err := ParseCompletionRequest([]byte(`{"model":"m","prompt":"a","prompt":"b"}`)); err == nil || err.(*apiError).Param != "prompt" {
+	var ae *apiError
+	if _, err := ParseCompletionRequest([]byte(`{"model":"m","prompt":"a","prompt":"b"}`)); !errors.As(err, &ae) || ae.Param != "prompt" {
 		t.Errorf("completion with two prompts: %v; want a 400 for 'prompt'", err)
 	}
 	for _, body := range []string{

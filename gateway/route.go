@@ -45,18 +45,16 @@ type scoring struct {
 // routeRequest finds the request's domain and sends it on its route: the
 // student when it serves the domain and is confident (but for a sampled
 // share, still scored against the teacher), else the teacher.
-func (s *Server) routeRequest(ctx *fasthttp.RequestCtx, r *Request) {
+func (s *Server) routeRequest(ctx *fasthttp.RequestCtx, r *Request) error {
 	info := infoOf(ctx)
 	domain, err := s.domains.Resolve(string(ctx.Request.Header.Peek("X-Understudy-Domain")), r)
 	if err != nil {
-		writeError(ctx, err.(*apiError))
-		return
+		return err
 	}
 	info.domain = domain
 	info.route = string(router.RouteTeacher)
 	if r.Ineligible != "" || s.router == nil {
-		s.proxy(ctx, info, r, nil)
-		return
+		return s.proxy(ctx, info, r, nil)
 	}
 	dec := s.router.Decide(domain)
 	sc := &scoring{version: dec.Version, candidate: dec.Candidate, candidateVersion: dec.CandidateVersion}
@@ -70,14 +68,14 @@ func (s *Server) routeRequest(ctx *fasthttp.RequestCtx, r *Request) {
 			switch {
 			case dec.Pinned || (p.Confident && !dec.Sampled()):
 				s.answerWithStudent(ctx, info, r, p, domain, dec.Version, router.RouteStudent)
-				return
+				return nil
 			case !p.Confident:
 				info.route = string(router.RouteDeferred)
 			}
 			sc.pred = &p
 		}
 	}
-	s.proxy(ctx, info, r, sc)
+	return s.proxy(ctx, info, r, sc)
 }
 
 // teacherAnswered scores the students against a teacher's answer and logs

@@ -94,7 +94,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	s.stop, s.cancelStop = context.WithCancel(context.Background())
 	s.srv = &fasthttp.Server{
-		Handler:               chain(s.route, s.recover, s.requestID, s.observe, s.auth),
+		Handler:               chain(serveErrors(s.log, s.route), s.recover, s.requestID, s.observe, s.auth),
 		ErrorHandler:          s.transportError,
 		Name:                  "understudy",
 		NoDefaultServerHeader: true,
@@ -191,85 +191,82 @@ func loopback(addr net.Addr) bool {
 }
 
 // route dispatches by path and method.
-func (s *Server) route(ctx *fasthttp.RequestCtx) {
+func (s *Server) route(ctx *fasthttp.RequestCtx) error {
 	path := string(ctx.Path())
 	info := infoOf(ctx)
 	if len(ctx.Request.Body()) > int(s.cfg.Gateway.MaxBodySize) {
 		info.endpoint = "unknown"
-		writeError(ctx, s.tooLarge())
-		return
+		return s.tooLarge()
 	}
 	switch path {
 	case "/v1/chat/completions":
 		info.endpoint = "chat_completions"
-		if onlyMethod(ctx, fasthttp.MethodPost) {
-			s.chatCompletions(ctx)
-		}
+		return only(ctx, post, s.chatCompletions)
 	case "/v1/completions":
 		info.endpoint = "completions"
-		if onlyMethod(ctx, fasthttp.MethodPost) {
-			s.completions(ctx)
-		}
+		return only(ctx, post, s.completions)
 	case "/v1/embeddings":
 		info.endpoint = "embeddings"
-		if onlyMethod(ctx, fasthttp.MethodPost) {
-			s.passThrough(ctx)
-		}
+		return only(ctx, post, s.passThrough)
 	case "/v1/models":
 		info.endpoint = "models"
-		if onlyMethod(ctx, fasthttp.MethodGet) {
-			s.passThrough(ctx)
-		}
+		return only(ctx, get, s.passThrough)
 	case "/healthz":
-		if onlyMethod(ctx, fasthttp.MethodGet, fasthttp.MethodHead) {
-			ctx.SetContentType("application/json")
-			ctx.SetBodyString(`{"status":"ok"}`)
-		}
+		return only(ctx, getOrHead, healthz)
 	case "/readyz":
-		if onlyMethod(ctx, fasthttp.MethodGet, fasthttp.MethodHead) {
-			s.readyz(ctx)
-		}
+		return only(ctx, getOrHead, s.readyz)
 	case "/metrics":
-		if onlyMethod(ctx, fasthttp.MethodGet) {
-			s.metrics(ctx)
-		}
-	default:
-		if strings.HasPrefix(path, "/v1/models/") && len(path) > len("/v1/models/") {
-			info.endpoint = "models"
-			if onlyMethod(ctx, fasthttp.MethodGet) {
-				s.passThrough(ctx)
-			}
-			return
-		}
-		writeError(ctx, &apiError{Status: fasthttp.StatusNotFound, Type: "invalid_request_error",
-			Message: fmt.Sprintf("Invalid URL (%s %s)", ctx.Method(), ctx.Path())})
+		return only(ctx, get, func(ctx *fasthttp.RequestCtx) error { s.metrics(ctx); return nil })
 	}
+	if strings.HasPrefix(path, "/v1/models/") && len(path) > len("/v1/models/") {
+		info.endpoint = "models"
+		return only(ctx, get, s.passThrough)
+	}
+	return notFound(ctx)
 }
 
-// onlyMethod answers 405 and returns false unless the request uses one of
-// the allowed methods.
-func onlyMethod(ctx *fasthttp.RequestCtx, allowed ...string) bool {
+// The methods a path allows.
+var (
+	post      = []string{fasthttp.MethodPost}
+	get       = []string{fasthttp.MethodGet}
+	getOrHead = []string{fasthttp.MethodGet, fasthttp.MethodHead}
+)
+
+// only runs h when the request uses one of the allowed methods, and is a
+// 405 otherwise.
+func only(ctx *fasthttp.RequestCtx, allowed []string, h handler) error {
 	m := string(ctx.Method())
 	for _, a := range allowed {
 		if m == a {
-			return true
+			return h(ctx)
 		}
 	}
-	writeError(ctx, &apiError{Status: fasthttp.StatusMethodNotAllowed, Type: "invalid_request_error",
-		Message: fmt.Sprintf("Method %s is not allowed on %s; use %s.", m, ctx.Path(), strings.Join(allowed, " or "))})
-	ctx.Response.Header.Set("Allow", strings.Join(allowed, ", "))
-	return false
+	return &apiError{Status: fasthttp.StatusMethodNotAllowed, Type: "invalid_request_error", Allow: strings.Join(allowed, ", "),
+		Message: fmt.Sprintf("Method %s is not allowed on %s; use %s.", m, ctx.Path(), strings.Join(allowed, " or "))}
 }
 
-func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
+// notFound is the 404 of a path no handler serves.
+func notFound(ctx *fasthttp.RequestCtx) error {
+	return &apiError{Status: fasthttp.StatusNotFound, Type: "invalid_request_error",
+		Message: fmt.Sprintf("Invalid URL (%s %s)", ctx.Method(), ctx.Path())}
+}
+
+func healthz(ctx *fasthttp.RequestCtx) error {
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(`{"status":"ok"}`)
+	return nil
+}
+
+func (s *Server) readyz(ctx *fasthttp.RequestCtx) error {
 	ctx.SetContentType("application/json")
 	state := s.teacher.State().String()
 	if !s.ready.Load() {
 		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 		ctx.SetBodyString(`{"status":"stopping","teacher_breaker":"` + state + `"}`)
-		return
+		return nil
 	}
 	ctx.SetBodyString(`{"status":"ready","teacher_breaker":"` + state + `"}`)
+	return nil
 }
 
 // transportError answers requests fasthttp rejected before any handler ran.

@@ -5,8 +5,16 @@
 // circuit breaker), the SSE relay that streams teacher answers to the
 // client as they arrive, student answers rendered as OpenAI responses,
 // token and cost accounting, and the admin API. Routing policy is the
-// router's: the gateway asks it who answers and tells it what the teacher
-// said.
+// router's: the gateway asks it who answers (Decide) and, once a request is
+// answered, tells it how in one call (Answered); scoring is the router's
+// and the shadow's.
+//
+// A completion's path runs one way: completion (the route handler) asks
+// the router, perhaps the student, then askTeacher, which returns an error
+// when nothing reached the client, or relays the answer (relayAnswer) and
+// hands its text back; completion alone decides on a fallback student.
+// exchange.end is the one place a teacher's response is released and its
+// outcome given to the breaker.
 //
 // Handlers return errors (an apiError carries the status and the OpenAI
 // error object's fields); serveErrors adapts them to fasthttp, and

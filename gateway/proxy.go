@@ -10,31 +10,16 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/understudy-dev/understudy/router"
 )
-
-// chatCompletions handles POST /v1/chat/completions.
-func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx) error {
-	r, err := ParseChatRequest(ctx.PostBody())
-	if err != nil {
-		return err
-	}
-	return s.routeRequest(ctx, r)
-}
-
-// completions handles POST /v1/completions.
-func (s *Server) completions(ctx *fasthttp.RequestCtx) error {
-	r, err := ParseCompletionRequest(ctx.PostBody())
-	if err != nil {
-		return err
-	}
-	return s.routeRequest(ctx, r)
-}
 
 // passThrough relays a request the gateway does not interpret (models,
 // embeddings) to the teacher.
 func (s *Server) passThrough(ctx *fasthttp.RequestCtx) error {
-	infoOf(ctx).route = "teacher"
-	return s.proxy(ctx, infoOf(ctx), nil, nil)
+	info := infoOf(ctx)
+	info.route = string(router.RouteTeacher)
+	return s.askTeacher(ctx, info, teacherCall{})
 }
 
 // hopHeaders are not forwarded in either direction (RFC 9110 7.6.1), nor
@@ -46,90 +31,134 @@ var hopHeaders = map[string]bool{
 	"X-Understudy-Domain": true, "Date": true, "Server": true,
 }
 
-// proxy sends the client's request to the teacher and relays the answer:
-// status, headers and body unchanged; an event stream event by event. r is
-// the parsed request of a completion (nil for pass-through endpoints); the
-// answer to an eligible one is scored (sc) and logged. When the teacher
-// fails, a promoted student may answer instead; otherwise the teacher's
-// failure is the error returned.
-func (s *Server) proxy(ctx *fasthttp.RequestCtx, info *reqInfo, r *Request, sc *scoring) error {
-	stream := r != nil && r.Stream
-	capture := r != nil && r.Ineligible == ""
+// teacherCall says how to ask the teacher and what to do with its answer.
+type teacherCall struct {
+	// stream: the client asked for an event stream.
+	stream bool
+	// spare: a server error (5xx) of the teacher is returned as an error
+	// instead of relayed, so that a student may answer in its place.
+	spare bool
+	// answered, when set, receives a 200 answer's whole text once it was
+	// relayed: before askTeacher returns for JSON, when the stream ended
+	// complete for a stream (stream is then true). It is not called for
+	// an answer without one (a tool call, an answer cut off, a torn
+	// stream).
+	answered func(a answer, stream bool)
+}
+
+// askTeacher sends the client's request to the teacher and relays the
+// answer (Caddy's reverseProxy). It returns an error, the apiError the
+// client would get, when nothing reached the client: the exchange failed,
+// or the teacher answered with a server error and c.spare is set. The
+// caller decides what the client gets instead.
+//
+// Otherwise the answer is relayed as the teacher sent it: status, headers
+// and body unchanged; an event stream event by event, after the handler
+// returned.
+func (s *Server) askTeacher(ctx *fasthttp.RequestCtx, info *reqInfo, c teacherCall) error {
 	req := fasthttp.AcquireRequest()
 	s.upstreamRequest(ctx, req)
-	resp := fasthttp.AcquireResponse()
-	resp.StreamBody = stream
-	start := time.Now()
-	done, err := s.teacher.Do(s.stop, req, resp)
+	x := exchange{resp: fasthttp.AcquireResponse(), start: time.Now(), info: info}
+	x.resp.StreamBody = c.stream
+	var err error
+	x.done, err = s.teacher.Do(s.stop, req, x.resp)
 	fasthttp.ReleaseRequest(req)
 	if err != nil {
-		info.teacherTime = time.Since(start)
-		fasthttp.ReleaseResponse(resp)
+		info.teacherTime = time.Since(x.start)
+		x.end(nil) // Do told the breaker
 		s.log.Warn("teacher exchange failed", "request_id", info.id, "endpoint", info.endpoint, "err", err)
-		if !s.fallback(ctx, info, r) {
+		return s.teacher.transportError(err)
+	}
+	if status := x.resp.StatusCode(); c.spare && status >= 500 {
+		info.teacherTime = time.Since(x.start)
+		x.end(nil) // Do counted the failure
+		return s.teacher.statusError(status)
+	}
+	return s.relayAnswer(ctx, x, c)
+}
+
+// exchange is one request to the teacher.
+type exchange struct {
+	resp  *fasthttp.Response
+	done  func(error) // the breaker's; nil when Do failed
+	start time.Time
+	info  *reqInfo
+}
+
+// end is the one place an exchange ends: its response is released and
+// the breaker told the outcome of relaying it.
+func (x exchange) end(err error) {
+	fasthttp.ReleaseResponse(x.resp)
+	if x.done != nil {
+		x.done(err)
+	}
+}
+
+// relayAnswer relays a teacher's answer to the client (Caddy's
+// finalizeResponse) and ends the exchange: at once for a JSON answer,
+// when the stream ends for an event stream. It returns an error only when
+// a streamed body that is not an event stream could not be read; nothing
+// reached the client then.
+func (s *Server) relayAnswer(ctx *fasthttp.RequestCtx, x exchange, c teacherCall) error {
+	resp, info := x.resp, x.info
+	status := resp.StatusCode()
+	streamed := c.stream && resp.BodyStream() != nil
+	eventStream := streamed && bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream"))
+	var body []byte
+	switch {
+	case !streamed:
+		info.teacherTime = time.Since(x.start)
+	case !eventStream:
+		// A streaming request answered without a stream (an error, say).
+		var err error
+		body, err = io.ReadAll(resp.BodyStream())
+		info.teacherTime = time.Since(x.start)
+		x.end(err)
+		if err != nil {
+			s.log.Warn("teacher exchange failed", "request_id", info.id, "endpoint", info.endpoint, "err", err)
 			return s.teacher.transportError(err)
 		}
-		return nil
 	}
-	if resp.StatusCode() >= 500 && capture {
-		info.teacherTime = time.Since(start)
-		if s.fallback(ctx, info, r) {
-			fasthttp.ReleaseResponse(resp)
-			done(nil)
-			return nil
-		}
-	}
-	ctx.SetStatusCode(resp.StatusCode())
+	ctx.SetStatusCode(status)
 	for k, v := range resp.Header.All() {
 		if !hopHeaders[string(k)] {
 			ctx.Response.Header.SetBytesKV(k, v)
 		}
 	}
-	if stream && resp.BodyStream() != nil {
-		if bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream")) {
-			info.streaming = true
-			ctx.Response.Header.Set("Cache-Control", "no-cache")
-			ctx.Response.Header.Set("X-Accel-Buffering", "no")
-			var tee *streamCapture
-			if capture && resp.StatusCode() == fasthttp.StatusOK {
-				tee = &streamCapture{}
-			}
-			ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
-				status := resp.StatusCode()
-				err := s.relay(w, resp, start, tee)
-				info.teacherTime = time.Since(start)
-				fasthttp.ReleaseResponse(resp)
-				done(err)
-				if tee != nil && err == nil {
-					if a, ok := tee.answer(); ok {
-						s.teacherAnswered(info, r, a, true, sc)
-					}
-				}
-				s.finish(info, status)
-			})
-			return nil
+	switch {
+	case !streamed:
+		ctx.SetBody(resp.Body())
+		var a answer
+		ok := c.answered != nil && status == fasthttp.StatusOK
+		if ok {
+			a, ok = parseAnswer(resp.Body())
 		}
-		// A streaming request answered without a stream (an error, say).
-		body, err := io.ReadAll(resp.BodyStream())
-		info.teacherTime = time.Since(start)
-		fasthttp.ReleaseResponse(resp)
-		if err != nil {
-			done(err)
-			return s.teacher.transportError(err)
+		x.end(nil)
+		if ok {
+			c.answered(a, false)
 		}
-		done(nil)
+	case !eventStream:
 		ctx.SetBody(body)
-		return nil
-	}
-	info.teacherTime = time.Since(start)
-	ctx.SetBody(resp.Body())
-	if capture && resp.StatusCode() == fasthttp.StatusOK {
-		if a, ok := parseAnswer(resp.Body()); ok {
-			s.teacherAnswered(info, r, a, false, sc)
+	default:
+		info.streaming = true
+		ctx.Response.Header.Set("Cache-Control", "no-cache")
+		ctx.Response.Header.Set("X-Accel-Buffering", "no")
+		var tee *streamCapture
+		if c.answered != nil && status == fasthttp.StatusOK {
+			tee = &streamCapture{}
 		}
+		ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+			err := s.relay(w, resp, x.start, tee)
+			info.teacherTime = time.Since(x.start)
+			x.end(err)
+			if tee != nil && err == nil {
+				if a, ok := tee.answer(); ok {
+					c.answered(a, true)
+				}
+			}
+			s.finish(info, status)
+		})
 	}
-	fasthttp.ReleaseResponse(resp)
-	done(nil)
 	return nil
 }
 

@@ -9,43 +9,44 @@ import (
 
 	"github.com/understudy-dev/understudy/internal/wire"
 	"github.com/understudy-dev/understudy/router"
-	"github.com/understudy-dev/understudy/shadow"
 	"github.com/understudy-dev/understudy/student"
 )
 
-// Router is what the gateway asks of the router: who answers, and what the
-// teacher's answers say about the students.
+// Router is what the gateway asks of the router: who answers a request,
+// and, once it is answered, how.
 type Router interface {
 	Decide(domain string) router.Decision
-	Observe(domain string, version int, s shadow.Sample)
-	Count(domain string, route router.Route)
-	Fallback(domain string) (*student.Model, int)
+	// Answered counts the route and hands the teacher's label to the
+	// router, which scores its students with it. It must not block.
+	Answered(o router.Outcome)
 }
 
-// Shadow scores candidate students off the request path.
-type Shadow interface {
-	Submit(j shadow.Job) bool
+var _ Router = (*router.Router)(nil)
+
+// chatCompletions handles POST /v1/chat/completions.
+func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx) error {
+	r, err := ParseChatRequest(ctx.PostBody())
+	if err != nil {
+		return err
+	}
+	return s.completion(ctx, r)
 }
 
-var (
-	_ Router = (*router.Router)(nil)
-	_ Shadow = (*shadow.Pool)(nil)
-)
-
-// scoring is what to score once the teacher has answered a request.
-type scoring struct {
-	// pred is the serving student's prediction, made before deferring.
-	pred    *student.Prediction
-	version int
-	// candidate is scored in the shadow pool.
-	candidate        *student.Model
-	candidateVersion int
+// completions handles POST /v1/completions.
+func (s *Server) completions(ctx *fasthttp.RequestCtx) error {
+	r, err := ParseCompletionRequest(ctx.PostBody())
+	if err != nil {
+		return err
+	}
+	return s.completion(ctx, r)
 }
 
-// routeRequest finds the request's domain and sends it on its route: the
+// completion finds the request's domain and sends it on its route: the
 // student when it serves the domain and is confident (but for a sampled
-// share, still scored against the teacher), else the teacher.
-func (s *Server) routeRequest(ctx *fasthttp.RequestCtx, r *Request) error {
+// share, still scored against the teacher), else the teacher; when the
+// teacher fails before answering, the domain's promoted student if it may
+// fall back. Ineligible requests go to the teacher alone.
+func (s *Server) completion(ctx *fasthttp.RequestCtx, r *Request) error {
 	info := infoOf(ctx)
 	domain, err := s.domains.Resolve(string(ctx.Request.Header.Peek("X-Understudy-Domain")), r)
 	if err != nil {
@@ -53,11 +54,14 @@ func (s *Server) routeRequest(ctx *fasthttp.RequestCtx, r *Request) error {
 	}
 	info.domain = domain
 	info.route = string(router.RouteTeacher)
-	if r.Ineligible != "" || s.router == nil {
-		return s.proxy(ctx, info, r, nil)
+	if r.Ineligible != "" {
+		return s.askTeacher(ctx, info, teacherCall{stream: r.Stream})
 	}
-	dec := s.router.Decide(domain)
-	sc := &scoring{version: dec.Version, candidate: dec.Candidate, candidateVersion: dec.CandidateVersion}
+	var dec router.Decision
+	if s.router != nil {
+		dec = s.router.Decide(domain)
+	}
+	o := router.Outcome{Domain: domain, Input: r.Input}
 	if dec.Student != nil {
 		began := time.Now()
 		p, err := dec.Student.Predict(r.Input)
@@ -67,62 +71,51 @@ func (s *Server) routeRequest(ctx *fasthttp.RequestCtx, r *Request) error {
 		} else {
 			switch {
 			case dec.Pinned || (p.Confident && !dec.Sampled()):
-				s.answerWithStudent(ctx, info, r, p, domain, dec.Version, router.RouteStudent)
+				s.studentAnswers(ctx, info, r, p, dec.Version, router.RouteStudent)
 				return nil
 			case !p.Confident:
 				info.route = string(router.RouteDeferred)
 			}
-			sc.pred = &p
+			o.Student, o.Version = p, dec.Version
 		}
 	}
-	return s.proxy(ctx, info, r, sc)
+	err = s.askTeacher(ctx, info, teacherCall{stream: r.Stream, spare: dec.Fallback != nil,
+		answered: func(a answer, stream bool) { s.teacherAnswered(info, r, a, stream, o) }})
+	if err == nil || dec.Fallback == nil {
+		return err
+	}
+	p, perr := dec.Fallback.Predict(r.Input)
+	if perr != nil {
+		s.log.Error("fallback student prediction failed", "request_id", info.id, "domain", domain, "err", perr)
+		return err
+	}
+	s.studentAnswers(ctx, info, r, p, dec.FallbackVersion, router.RouteFallback)
+	return nil
 }
 
-// teacherAnswered scores the students against a teacher's answer and logs
-// the pair. It runs once per eligible answered request.
-func (s *Server) teacherAnswered(info *reqInfo, r *Request, a answer, stream bool, sc *scoring) {
+// teacherAnswered counts what a teacher's answer to an eligible request
+// cost, tells the router, and logs the pair.
+func (s *Server) teacherAnswered(info *reqInfo, r *Request, a answer, stream bool, o router.Outcome) {
 	label := s.normalizer.Label(a.text)
-	if s.router != nil {
-		s.router.Count(info.domain, router.Route(info.route))
-	}
 	s.costs.teacher(info.domain, r.Model, info.route, a.promptTokens, a.completionTokens)
-	if sc != nil && label != "" {
-		if sc.pred != nil {
-			sample := shadow.Sample{Confident: sc.pred.Confident, Agree: sc.pred.Label == label, Teacher: label, Student: sc.pred.Label}
-			s.router.Observe(info.domain, sc.version, sample)
-		}
-		if sc.candidate != nil && s.shadow != nil {
-			s.shadow.Submit(shadow.Job{Domain: info.domain, Version: sc.candidateVersion, Model: sc.candidate, Input: r.Input, Label: label})
-		}
+	if s.router != nil {
+		o.Route, o.Teacher = router.Route(info.route), label
+		s.router.Answered(o)
 	}
 	s.logPair(info, r, a, label, stream)
 }
 
-// fallback answers with a promoted student when the teacher is down.
-// It returns false when no student may answer.
-func (s *Server) fallback(ctx *fasthttp.RequestCtx, info *reqInfo, r *Request) bool {
-	if s.router == nil || r == nil || r.Ineligible != "" {
-		return false
-	}
-	m, v := s.router.Fallback(info.domain)
-	if m == nil {
-		return false
-	}
-	p, err := m.Predict(r.Input)
-	if err != nil {
-		return false
-	}
-	s.answerWithStudent(ctx, info, r, p, info.domain, v, router.RouteFallback)
-	return true
+// studentAnswers answers with a student and tells the router.
+func (s *Server) studentAnswers(ctx *fasthttp.RequestCtx, info *reqInfo, r *Request, p student.Prediction, version int, route router.Route) {
+	s.answerWithStudent(ctx, info, r, p, version, route)
+	s.router.Answered(router.Outcome{Domain: info.domain, Route: route})
 }
 
 // answerWithStudent renders a student's answer as the OpenAI response the
 // client asked for: a chat completion or a completion, JSON or a stream.
-func (s *Server) answerWithStudent(ctx *fasthttp.RequestCtx, info *reqInfo, r *Request, p student.Prediction, domain string, version int, route router.Route) {
+func (s *Server) answerWithStudent(ctx *fasthttp.RequestCtx, info *reqInfo, r *Request, p student.Prediction, version int, route router.Route) {
 	info.route = string(route)
-	if s.router != nil {
-		s.router.Count(domain, route)
-	}
+	domain := info.domain
 	h := &ctx.Response.Header
 	h.Set("X-Understudy-Student", domain+"@v"+strconv.Itoa(version))
 	h.Set("X-Understudy-Confidence", strconv.FormatFloat(p.Confidence, 'f', 4, 64))

@@ -31,8 +31,6 @@ type Options struct {
 	Pairs PairLog
 	// Router decides who answers eligible requests. Default: the teacher.
 	Router Router
-	// Shadow scores candidate students. Default: none are scored.
-	Shadow Shadow
 	// DomainLabels bounds the domain label of metrics; share the router's.
 	// Default: metrics.max_domains domains.
 	DomainLabels *router.DomainLabels
@@ -49,7 +47,6 @@ type Server struct {
 	domains *DomainResolver
 	pairs   PairLog
 	router  Router
-	shadow  Shadow
 	// normalizer turns answers into labels.
 	normalizer student.Normalizer
 	keys       [][sha256.Size]byte // sha256 of each gateway key
@@ -73,7 +70,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, log: opts.Logger, pairs: opts.Pairs, router: opts.Router, shadow: opts.Shadow, reg: opts.Registry,
+	s := &Server{cfg: cfg, log: opts.Logger, pairs: opts.Pairs, router: opts.Router, reg: opts.Registry,
 		normalizer: student.Normalizer{FoldCase: cfg.Labels.FoldCase, StripTrailingPeriod: cfg.Labels.StripTrailingPeriod}}
 	s.m = newMetrics(opts.Registry, s.log)
 	if opts.DomainLabels == nil {

@@ -318,6 +318,13 @@ func (t *Teacher) transportError(err error) *apiError {
 	}
 }
 
+// statusError is what the client gets of a teacher's server error that no
+// student answered in place of: its status, the gateway's error object.
+func (t *Teacher) statusError(status int) *apiError {
+	return &apiError{Status: status, Type: "server_error", Code: "teacher_error",
+		Message: fmt.Sprintf("The teacher model answered with a server error (HTTP %d).", status)}
+}
+
 // State returns the breaker's state.
 func (t *Teacher) State() gobreaker.State { return t.breaker.State() }
 

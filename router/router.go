@@ -39,6 +39,20 @@ const (
 	RouteFallback Route = "student-fallback"
 )
 
+// Model is what a decision hands its caller of a student version: one
+// prediction at a time. *student.Model is one; the gateway's tests use
+// fakes.
+type Model interface {
+	Predict(input string) (student.Prediction, error)
+}
+
+var _ Model = (*student.Model)(nil)
+
+// Shadow scores a candidate version on one teacher answer off the request
+// path. It must not block: it returns false when it dropped the job.
+// (*shadow.Pool).Submit is one.
+type Shadow func(j shadow.Job) bool
+
 // Scores is what the router needs from the shadow statistics of one
 // student version: add a sample and learn whether the gate passed or
 // failed.
@@ -82,7 +96,9 @@ type Deps struct {
 	// Retrain asks the trainer for a new version (after a demotion); it
 	// must not block.
 	Retrain func(domain string)
-	Logger  *slog.Logger
+	// Shadow scores candidate versions. Default: none are scored.
+	Shadow Shadow
+	Logger *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
 	// Labels bounds the domain label of the router's metrics. Default: 50
@@ -131,6 +147,8 @@ type Router struct {
 
 	mu      sync.RWMutex
 	domains map[string]*domain
+	// sink is r.Observe, made once: the shadow jobs' destination.
+	sink shadow.Sink
 }
 
 // domain is the live state of one domain.
@@ -165,6 +183,7 @@ func New(cfg Config, deps Deps, records map[string]Record) *Router {
 		deps.Labels = NewDomainLabels(50)
 	}
 	r := &Router{cfg: cfg, deps: deps, log: deps.Logger, domains: map[string]*domain{}, m: newMetrics(deps.Labels)}
+	r.sink = r.Observe
 	for name, rec := range records {
 		d := r.newDomain(name, rec)
 		if d.rec.State == "" {
@@ -238,16 +257,19 @@ type Decision struct {
 	State State
 	// Student, when set, is the model to ask first (serving or pinned
 	// student); Version is its version.
-	Student *student.Model
+	Student Model
 	Version int
 	// Pinned: the student answers whatever its confidence.
 	Pinned bool
 	// ShadowRate is the share of confident answers to send to the teacher
 	// anyway, to be scored.
 	ShadowRate float64
-	// Candidate, when set, is scored in the shadow of the teacher's answer.
-	Candidate        *student.Model
-	CandidateVersion int
+	// Fallback, when set, may answer in the teacher's place when the
+	// teacher fails before answering (router.fallback_to_student): the
+	// serving version of a domain whose student passed the gate.
+	// FallbackVersion is its version.
+	Fallback        Model
+	FallbackVersion int
 }
 
 // Decide returns who should answer an eligible request of a domain.
@@ -265,9 +287,8 @@ func (r *Router) Decide(name string) Decision {
 			dec.Pinned = d.rec.State == PinnedStudent
 		}
 	}
-	if d.candidate != nil && d.rec.State != OpenEnded && d.rec.State != PinnedTeacher &&
-		(d.shadowLim == nil || d.shadowLim.Allow()) {
-		dec.Candidate, dec.CandidateVersion = d.candidate.model, d.candidate.n
+	if r.cfg.FallbackToStudent && d.serving != nil && d.rec.State != OpenEnded {
+		dec.Fallback, dec.FallbackVersion = d.serving.model, d.serving.n
 	}
 	return dec
 }
@@ -276,19 +297,46 @@ func (r *Router) Decide(name string) Decision {
 // teacher to be scored.
 func (dec Decision) Sampled() bool { return dec.ShadowRate > 0 && rand.Float64() < dec.ShadowRate }
 
-// Fallback returns the model that may answer when the teacher is down: the
-// serving version of a domain whose student passed the gate.
-func (r *Router) Fallback(name string) (*student.Model, int) {
-	if !r.cfg.FallbackToStudent {
-		return nil, 0
-	}
-	d := r.get(name)
+// Outcome is how one eligible request was answered.
+type Outcome struct {
+	Domain string
+	// Route is who answered.
+	Route Route
+	// Input is the student's input: the request's non-system text.
+	Input string
+	// Teacher is the teacher's answer as a label; "" when the teacher
+	// gave none (a student answered, or the answer had no text).
+	Teacher string
+	// Student is the prediction the serving version made before the
+	// teacher was asked (deferred, or sampled while confident); Version
+	// is that version, 0 when no prediction was made.
+	Student student.Prediction
+	Version int
+}
+
+// Answered takes the outcome of one answered eligible request: it counts
+// the route and, when the teacher answered with a label, scores the
+// serving version's prediction against it and offers the answer to the
+// shadow to score the candidate version (at most ShadowMaxRate a second).
+// It never blocks on scoring.
+func (r *Router) Answered(o Outcome) {
+	d := r.get(o.Domain)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.serving == nil || d.rec.State == OpenEnded {
-		return nil, 0
+	if d.rec.Routes == nil {
+		d.rec.Routes = map[Route]int64{}
 	}
-	return d.serving.model, d.serving.n
+	d.rec.Routes[o.Route]++
+	if o.Teacher == "" {
+		return
+	}
+	if o.Version != 0 {
+		r.observe(d, o.Version, shadow.SampleOf(o.Student, o.Teacher))
+	}
+	if c := d.candidate; c != nil && r.deps.Shadow != nil && d.rec.State != OpenEnded && d.rec.State != PinnedTeacher &&
+		(d.shadowLim == nil || d.shadowLim.Allow()) {
+		r.deps.Shadow(shadow.Job{Domain: o.Domain, Version: c.n, Model: c.model, Input: o.Input, Label: o.Teacher, Sink: r.sink})
+	}
 }
 
 // SetRetrain sets the function a demotion calls to ask for a new version.
@@ -298,24 +346,20 @@ func (r *Router) SetRetrain(fn func(domain string)) {
 	r.deps.Retrain = fn
 }
 
-// Count records who answered a request.
-func (r *Router) Count(name string, route Route) {
-	d := r.get(name)
-	d.mu.Lock()
-	if d.rec.Routes == nil {
-		d.rec.Routes = map[Route]int64{}
-	}
-	d.rec.Routes[route]++
-	d.mu.Unlock()
-}
-
 // Observe scores one sample of a version against the teacher and applies
 // the gate: a candidate that passes is promoted, a serving version shown
-// to fall below the threshold is demoted.
+// to fall below the threshold is demoted. It is the sink of the shadow's
+// jobs.
 func (r *Router) Observe(name string, v int, s shadow.Sample) {
 	d := r.get(name)
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	r.observe(d, v, s)
+}
+
+// observe is Observe with d.mu held.
+func (r *Router) observe(d *domain, v int, s shadow.Sample) {
+	name := d.name
 	var ver *version
 	switch {
 	case d.candidate != nil && d.candidate.n == v:

@@ -49,6 +49,23 @@ func loader(t *testing.T) func(string, int) (*student.Model, error) {
 type saved struct {
 	mu      sync.Mutex
 	records map[string]router.Record
+	jobs    []shadow.Job // submitted to the shadow
+}
+
+func (s *saved) submit(j shadow.Job) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.jobs = append(s.jobs, j)
+	return true
+}
+
+// submitted returns the jobs submitted so far and forgets them.
+func (s *saved) submitted() []shadow.Job {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j := s.jobs
+	s.jobs = nil
+	return j
 }
 
 func (s *saved) persist(d string, rec router.Record) error {
@@ -62,34 +79,31 @@ func (s *saved) persist(d string, rec router.Record) error {
 
 func newRouter(t *testing.T, s *saved, records map[string]router.Record) *router.Router {
 	return router.New(router.Config{Gate: shadow.Gate{Threshold: 0.95, Confidence: 0.95, MinSamples: 50}, ShadowRate: 0.05, FallbackToStudent: true},
-		router.Deps{Load: loader(t), Persist: s.persist}, records)
+		router.Deps{Load: loader(t), Persist: s.persist, Shadow: s.submit}, records)
 }
 
 func TestLifecycle(t *testing.T) {
 	s := &saved{records: map[string]router.Record{}}
 	r := newRouter(t, s, nil)
-	if d := r.Decide("spam"); d.State != router.Collecting || d.Student != nil || d.Candidate != nil {
+	if d := r.Decide("spam"); d.State != router.Collecting || d.Student != nil || d.Fallback != nil {
 		t.Fatalf("new domain: %+v", d)
-	}
-	if m, _ := r.Fallback("spam"); m != nil {
-		t.Error("a domain without a promoted student has a fallback")
 	}
 	if err := r.AddVersion("spam", 1); err != nil {
 		t.Fatal(err)
 	}
 	d := r.Decide("spam")
-	if d.State != router.Shadowing || d.Student != nil || d.Candidate == nil || d.CandidateVersion != 1 {
-		t.Fatalf("after v1: %+v", d)
+	if v, _ := r.View("spam"); d.State != router.Shadowing || d.Student != nil || d.Fallback != nil || v.Candidate != 1 {
+		t.Fatalf("after v1: %+v, shadow version %d", d, v.Candidate)
 	}
 	agree := shadow.Sample{Confident: true, Agree: true, Teacher: "yes", Student: "yes"}
 	for i := 0; i < 1000 && r.Decide("spam").State != router.Serving; i++ {
 		r.Observe("spam", 1, agree)
 	}
 	d = r.Decide("spam")
-	if d.State != router.Serving || d.Student == nil || d.Version != 1 || d.Candidate != nil {
-		t.Fatalf("after agreeing samples: %+v", d)
+	if v, _ := r.View("spam"); d.State != router.Serving || d.Student == nil || d.Version != 1 || v.Candidate != 0 {
+		t.Fatalf("after agreeing samples: %+v, shadow version %d", d, v.Candidate)
 	}
-	if m, v := r.Fallback("spam"); m == nil || v != 1 {
+	if d.Fallback == nil || d.FallbackVersion != 1 {
 		t.Error("a serving domain has no fallback")
 	}
 	// A restart keeps the state, from what was persisted.
@@ -134,15 +148,18 @@ func TestActions(t *testing.T) {
 		}
 	}
 	r.Act("d", "pin-teacher")
-	if d := r.Decide("d"); d.Student != nil || d.Candidate != nil {
-		t.Errorf("pinned to the teacher, the decision still involves a student: %+v", d)
+	s.submitted()
+	r.Answered(router.Outcome{Domain: "d", Route: router.RouteTeacher, Input: "yes", Teacher: "yes"})
+	if d, jobs := r.Decide("d"), s.submitted(); d.Student != nil || d.Fallback != nil || len(jobs) != 0 {
+		t.Errorf("pinned to the teacher, the decision still involves a student: %+v, %d shadow jobs", d, len(jobs))
 	}
 	if _, err := r.Act("d", "explode"); err == nil {
 		t.Error("unknown action accepted")
 	}
 	r.SetOpenEnded("d", "answers are open-ended")
-	if d := r.Decide("d"); d.State != router.OpenEnded || d.Student != nil || d.Candidate != nil {
-		t.Errorf("open-ended: %+v", d)
+	r.Answered(router.Outcome{Domain: "d", Route: router.RouteTeacher, Input: "yes", Teacher: "yes"})
+	if d, jobs := r.Decide("d"), s.submitted(); d.State != router.OpenEnded || d.Student != nil || d.Fallback != nil || len(jobs) != 0 {
+		t.Errorf("open-ended: %+v, %d shadow jobs", d, len(jobs))
 	}
 	if s.records["d"].State != router.OpenEnded {
 		t.Errorf("persisted state %s", s.records["d"].State)
@@ -155,24 +172,24 @@ func TestActions(t *testing.T) {
 func TestShadowMaxRate(t *testing.T) {
 	s := &saved{records: map[string]router.Record{}}
 	r := router.New(router.Config{Gate: shadow.Gate{MinSamples: 50}, ShadowMaxRate: 20},
-		router.Deps{Load: loader(t), Persist: s.persist}, nil)
+		router.Deps{Load: loader(t), Persist: s.persist, Shadow: s.submit}, nil)
 	for _, d := range []string{"a", "b"} {
 		if err := r.AddVersion(d, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
 	start := time.Now()
-	offered := map[string]int{}
 	for range 1000 {
 		for _, d := range []string{"a", "b"} {
-			dec := r.Decide(d)
-			if dec.State != router.Shadowing {
+			if dec := r.Decide(d); dec.State != router.Shadowing {
 				t.Fatalf("%s: %+v", d, dec)
 			}
-			if dec.Candidate != nil {
-				offered[d]++
-			}
+			r.Answered(router.Outcome{Domain: d, Route: router.RouteTeacher, Input: "yes", Teacher: "yes"})
 		}
+	}
+	offered := map[string]int{}
+	for _, j := range s.submitted() {
+		offered[j.Domain]++
 	}
 	// The burst (20) plus what refills while the loop runs.
 	limit := 20 + int(20*time.Since(start).Seconds()) + 1
@@ -180,5 +197,53 @@ func TestShadowMaxRate(t *testing.T) {
 		if offered[d] < 20 || offered[d] > limit {
 			t.Errorf("%s: candidate offered on %d of 1000 requests, want 20..%d", d, offered[d], limit)
 		}
+	}
+}
+
+// TestAnswered: the one call after each answered request counts its route,
+// scores the serving version's prediction against the teacher's label, and
+// hands the candidate version to the shadow with that label; the job's sink
+// records the candidate's sample. Answers without a teacher label are
+// counted and nothing more.
+func TestAnswered(t *testing.T) {
+	s := &saved{records: map[string]router.Record{}}
+	r := newRouter(t, s, nil)
+	if err := r.AddVersion("d", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Act("d", "promote"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddVersion("d", 2); err != nil {
+		t.Fatal(err)
+	}
+	yes := student.Prediction{Label: "yes", Answer: "yes", Confidence: 0.99, Confident: true}
+	for _, o := range []router.Outcome{
+		{Route: router.RouteStudent},
+		{Route: router.RouteFallback},
+		{Route: router.RouteTeacher, Input: "maybe"},
+		{Route: router.RouteDeferred, Input: "no no", Teacher: "no", Student: yes, Version: 1},
+		{Route: router.RouteTeacher, Input: "yes yes", Teacher: "yes", Student: yes, Version: 1},
+	} {
+		o.Domain = "d"
+		r.Answered(o)
+	}
+	v, _ := r.View("d")
+	want := map[router.Route]int64{router.RouteStudent: 1, router.RouteFallback: 1, router.RouteTeacher: 2, router.RouteDeferred: 1}
+	if fmt.Sprint(v.Routes) != fmt.Sprint(want) {
+		t.Errorf("routes %v, want %v", v.Routes, want)
+	}
+	if st := v.ServingStats; st == nil || st.Samples != 2 || st.Agree != 1 {
+		t.Errorf("serving version's samples: %+v, want 2 with 1 agreement", st)
+	}
+	jobs := s.submitted()
+	if len(jobs) != 2 || jobs[0].Version != 2 || jobs[0].Label != "no" || jobs[0].Input != "no no" || jobs[1].Label != "yes" {
+		t.Fatalf("shadow jobs %+v, want v2 on (no no, no) and (yes yes, yes)", jobs)
+	}
+	for _, j := range jobs {
+		j.Sink(j.Domain, j.Version, shadow.SampleOf(yes, j.Label))
+	}
+	if v, _ := r.View("d"); v.CandidateStats == nil || v.CandidateStats.Samples != 2 || v.CandidateStats.Agree != 1 {
+		t.Errorf("candidate's samples: %+v, want 2 with 1 agreement", v.CandidateStats)
 	}
 }

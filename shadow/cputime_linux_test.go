@@ -36,8 +36,8 @@ func TestPoolCountsScoringCPU(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			reg := prometheus.NewRegistry()
 			c := collector()
-			p := runPool(t, PoolConfig{Batch: 1, Linger: time.Millisecond}, c.sink, reg)
-			p.Submit(Job{Domain: "d", Version: 1, Model: tc.model, Input: "x", Label: "x"})
+			p := runPool(t, PoolConfig{Batch: 1, Linger: time.Millisecond}, reg)
+			p.Submit(Job{Domain: "d", Version: 1, Model: tc.model, Input: "x", Label: "x", Sink: c.sink})
 			c.wait(t, 1)
 			// The counter moves once the batch is done, just after its samples.
 			var cpu time.Duration

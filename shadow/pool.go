@@ -26,10 +26,17 @@ type Job struct {
 	Input   string
 	// Label is the teacher's normalized answer.
 	Label string
+	// Sink receives the sample.
+	Sink Sink
 }
 
-// Sink receives each scored sample.
+// Sink receives a scored sample.
 type Sink func(domain string, version int, s Sample)
+
+// SampleOf scores a student's prediction against the teacher's label.
+func SampleOf(p student.Prediction, teacher string) Sample {
+	return Sample{Confident: p.Confident, Agree: p.Label == teacher, Teacher: teacher, Student: p.Label}
+}
 
 // PoolConfig sizes the pool.
 type PoolConfig struct {
@@ -49,12 +56,12 @@ type PoolConfig struct {
 	Linger time.Duration
 }
 
-// Pool scores students in the shadow of the teacher: a bounded queue, fixed
-// workers that batch predictions per model, and a sink for the samples. It
-// never blocks the caller: Submit drops (and counts) when the queue is full.
+// Pool scores students in the shadow of the teacher: a bounded queue and
+// fixed workers that batch predictions per model and hand each sample to
+// its job's sink. It never blocks the caller: Submit drops (and counts)
+// when the queue is full.
 type Pool struct {
 	cfg   PoolConfig
-	sink  Sink
 	queue chan Job
 	full  chan struct{} // a batch is waiting: wakes a lingering worker
 
@@ -68,7 +75,7 @@ type Pool struct {
 }
 
 // NewPool builds a pool; reg may be nil.
-func NewPool(cfg PoolConfig, sink Sink, reg prometheus.Registerer) *Pool {
+func NewPool(cfg PoolConfig, reg prometheus.Registerer) *Pool {
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = 4096
 	}
@@ -81,7 +88,7 @@ func NewPool(cfg PoolConfig, sink Sink, reg prometheus.Registerer) *Pool {
 	if cfg.Linger <= 0 {
 		cfg.Linger = 100 * time.Millisecond
 	}
-	p := &Pool{cfg: cfg, sink: sink, queue: make(chan Job, cfg.QueueSize), full: make(chan struct{}, 1), done: make(chan struct{}),
+	p := &Pool{cfg: cfg, queue: make(chan Job, cfg.QueueSize), full: make(chan struct{}, 1), done: make(chan struct{}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "understudy", Subsystem: "shadow", Name: "dropped_total",
 			Help: "Shadow scoring jobs dropped because the queue was full.",
@@ -215,8 +222,7 @@ func (p *Pool) score(batch []Job) {
 		p.predTime.Observe(time.Since(began).Seconds())
 		if err == nil {
 			for i, j := range same {
-				s := Sample{Confident: preds[i].Confident, Agree: preds[i].Label == j.Label, Teacher: j.Label, Student: preds[i].Label}
-				p.sink(j.Domain, j.Version, s)
+				j.Sink(j.Domain, j.Version, SampleOf(preds[i], j.Label))
 			}
 		}
 		batch = rest

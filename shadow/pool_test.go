@@ -71,9 +71,9 @@ func (c *collected) wait(t *testing.T, n int) {
 	}
 }
 
-func runPool(t *testing.T, cfg PoolConfig, sink Sink, reg prometheus.Registerer) *Pool {
+func runPool(t *testing.T, cfg PoolConfig, reg prometheus.Registerer) *Pool {
 	t.Helper()
-	p := NewPool(cfg, sink, reg)
+	p := NewPool(cfg, reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(ctx); close(done) }()
@@ -94,7 +94,7 @@ func runPool(t *testing.T, cfg PoolConfig, sink Sink, reg prometheus.Registerer)
 func TestPoolScoresInBatches(t *testing.T) {
 	c := collector()
 	a, b := &echo{}, &echo{}
-	p := runPool(t, PoolConfig{Batch: 32, Linger: 50 * time.Millisecond}, c.sink, nil)
+	p := runPool(t, PoolConfig{Batch: 32, Linger: 50 * time.Millisecond}, nil)
 	const n = 200
 	for i := range n {
 		m, v := Predictor(a), 1
@@ -105,7 +105,7 @@ func TestPoolScoresInBatches(t *testing.T) {
 		if i%3 == 0 {
 			label = "y" // the echo says "x": a disagreement
 		}
-		if !p.Submit(Job{Domain: "d", Version: v, Model: m, Input: "x", Label: label}) {
+		if !p.Submit(Job{Domain: "d", Version: v, Model: m, Input: "x", Label: label, Sink: c.sink}) {
 			t.Fatalf("job %d dropped", i)
 		}
 	}
@@ -143,13 +143,13 @@ func TestPoolScoresInBatches(t *testing.T) {
 		t.Errorf("%d predictions for a burst of %d jobs, want them batched", calls, n)
 	}
 
-	p.Submit(Job{Domain: "lone", Version: 1, Model: a, Input: "x", Label: "x"})
+	p.Submit(Job{Domain: "lone", Version: 1, Model: a, Input: "x", Label: "x", Sink: c.sink})
 	c.wait(t, n+1)
 }
 
 func TestPoolDropsWhenFull(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	p := NewPool(PoolConfig{QueueSize: 3}, func(string, int, Sample) {}, reg) // not running: nothing leaves
+	p := NewPool(PoolConfig{QueueSize: 3}, reg) // not running: nothing leaves
 	for i := range 5 {
 		want := i < 3
 		if got := p.Submit(Job{Domain: "d", Model: &echo{}}); got != want {

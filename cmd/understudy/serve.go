@@ -107,13 +107,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			}
 			return db.SetDomainSetting(domain, routerSetting, string(b))
 		}, log)
-		if rt, err = newRouter(cfg, db, saver.Save, labels, log); err != nil {
+		pool = shadow.NewPool(shadow.PoolConfig{QueueSize: cfg.Router.ShadowQueueSize, Workers: cfg.Router.ShadowWorkers}, reg)
+		if rt, err = newRouter(cfg, db, saver.Save, pool.Submit, labels, log); err != nil {
 			db.Close()
 			return err
 		}
 		reg.MustRegister(rt)
-		pool = shadow.NewPool(shadow.PoolConfig{QueueSize: cfg.Router.ShadowQueueSize, Workers: cfg.Router.ShadowWorkers}, rt.Observe, reg)
-		opts.Router, opts.Shadow = rt, pool
+		opts.Router = rt
 		sched = trainer.NewScheduler(db, trainer.SchedulerConfig{
 			MinPairs: cfg.Trainer.MinPairs, RetrainEvery: cfg.Trainer.RetrainEvery,
 			MaxTrainPairs: cfg.Trainer.MaxTrainPairs, Interval: cfg.Trainer.Interval,
@@ -167,7 +167,7 @@ const routerSetting = "router"
 
 // newRouter builds the router from the routing records stored with the
 // domains, so a restart keeps every domain's state and statistics.
-func newRouter(cfg *config.Config, db *storage.DB, persist func(string, router.Record) error, labels *router.DomainLabels, log *slog.Logger) (*router.Router, error) {
+func newRouter(cfg *config.Config, db *storage.DB, persist func(string, router.Record) error, score router.Shadow, labels *router.DomainLabels, log *slog.Logger) (*router.Router, error) {
 	ds, err := db.Domains()
 	if err != nil {
 		return nil, err
@@ -202,6 +202,7 @@ func newRouter(cfg *config.Config, db *storage.DB, persist func(string, router.R
 				return student.Load(a, 1)
 			},
 			Persist: persist,
+			Shadow:  score,
 			Labels:  labels,
 			Logger:  log,
 		}, records), nil

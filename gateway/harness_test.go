@@ -92,6 +92,12 @@ func start(t testing.TB, sim teachersim.Config, edit func(*config.Config)) *harn
 // Registry are filled in) when so is not nil.
 func startWith(t testing.TB, sim teachersim.Config, edit func(*config.Config), so *storage.Options) *harness {
 	t.Helper()
+	return startRouted(t, sim, edit, so, nil)
+}
+
+// startRouted is startWith with rt, when not nil, as the gateway's router.
+func startRouted(t testing.TB, sim teachersim.Config, edit func(*config.Config), so *storage.Options, rt gateway.Router) *harness {
+	t.Helper()
 	if sim.Tasks == nil {
 		sim.Tasks = []teachersim.Task{spamTask}
 	}
@@ -117,7 +123,7 @@ func startWith(t testing.TB, sim teachersim.Config, edit func(*config.Config), s
 	}
 	h.cfg = cfg
 	h.log = &syncBuffer{}
-	opts := gateway.Options{Logger: slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug})), Registry: h.reg}
+	opts := gateway.Options{Logger: slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug})), Registry: h.reg, Router: rt}
 	if so != nil {
 		so.Dir, so.Registry, so.Logger = t.TempDir(), h.reg, opts.Logger
 		db, err := storage.Open(*so)

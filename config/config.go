@@ -4,17 +4,38 @@
 //
 // Precedence, lowest to highest: Default(), the YAML file, environment
 // variables, command-line flags (applied by cmd/understudy).
+//
+// # Defaults and ranges, stated once
+//
+// Each section's defaults are written in one place, its Default<Section>
+// variable (DefaultTeacher, DefaultStorage, ...), which Default() assembles;
+// each field's doc comment and the README's configuration example repeat
+// it for the reader (TestREADMEDefaults holds the README to it). Sections
+// whose every default is a zero value (pricing, onnxruntime) have none. The
+// variables are read, never written, at run time: Default() copies them.
+// Each section checks its own fields in its validate method, naming them by
+// their YAML path; Validate joins what they find.
+//
+// The packages these sections configure (storage, trainer, shadow, router)
+// also run without a Config, in their tests and in tools, so they keep
+// defaults of their own, under one rule: a package's default options
+// (storage.DefaultOptions, trainer.DefaultSchedulerConfig,
+// trainer.DefaultOptions, shadow.DefaultGate, shadow.DefaultPoolConfig,
+// router.DefaultMaxDomains) equal what cmd/understudy makes of Default(),
+// and a zero field means its default, except where zero is itself a value
+// this package accepts (trainer.cooldown, trainer.hidden, router.shadow_rate
+// and shadow_max_rate, a false switch): there a zero field means that
+// value. cmd/understudy passes every configured value explicitly, maps each
+// section to its package's options in one function, and its tests fail
+// when a package default or a range the package checks itself (the gate's)
+// drifts from this package's.
 package config
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
-	"regexp"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -58,6 +79,9 @@ type Admin struct {
 	Token string `yaml:"token" secret:"true"`
 }
 
+// DefaultAdmin is the admin section's default.
+var DefaultAdmin = Admin{Listen: "127.0.0.1:8081"}
+
 // Gateway configures the client-facing API.
 type Gateway struct {
 	// APIKeys, when set, are the keys clients must present as
@@ -93,6 +117,16 @@ type Gateway struct {
 	// little memory for fewer collections competing with requests: the pair
 	// log allocates per request. Default 200.
 	GCPercent int `yaml:"gc_percent"`
+}
+
+// DefaultGateway is the gateway section's default.
+var DefaultGateway = Gateway{
+	ReadHeaderTimeout: 10 * time.Second,
+	ReadTimeout:       60 * time.Second,
+	IdleTimeout:       60 * time.Second,
+	MaxBodySize:       8 * MiB,
+	ShutdownTimeout:   30 * time.Second,
+	GCPercent:         200,
 }
 
 // Teacher configures the upstream model server the gateway fronts.
@@ -138,6 +172,20 @@ type Teacher struct {
 	Breaker Breaker `yaml:"breaker"`
 }
 
+// DefaultTeacher is the teacher section's default.
+var DefaultTeacher = Teacher{
+	URL:                 "https://api.openai.com/v1",
+	ConnectTimeout:      5 * time.Second,
+	FirstByteTimeout:    120 * time.Second,
+	Timeout:             600 * time.Second,
+	MaxConns:            1024,
+	QueueTimeout:        10 * time.Second,
+	MaxIdleConnDuration: 4 * time.Second,
+	Retries:             2,
+	RetryWindow:         3 * time.Second,
+	Breaker:             DefaultBreaker,
+}
+
 // Breaker configures the teacher's circuit breaker. It opens when the
 // teacher fails a share of the requests of the last Window (FailureRatio,
 // once MinRequests were seen), or, while fewer were seen, on
@@ -165,6 +213,16 @@ type Breaker struct {
 	// through at once; that many successes close it, one failure opens it
 	// again. Default 5.
 	HalfOpenRequests int `yaml:"half_open_requests"`
+}
+
+// DefaultBreaker is the teacher.breaker section's default.
+var DefaultBreaker = Breaker{
+	FailureRatio:        0.5,
+	MinRequests:         20,
+	Window:              10 * time.Second,
+	ConsecutiveFailures: 5,
+	OpenTimeout:         30 * time.Second,
+	HalfOpenRequests:    5,
 }
 
 // Storage configures the pair log: every eligible teacher answer, kept per
@@ -210,6 +268,20 @@ type Storage struct {
 	RetentionInterval time.Duration `yaml:"retention_interval"`
 }
 
+// DefaultStorage is the storage section's default.
+var DefaultStorage = Storage{
+	Enabled:           true,
+	KeepRequests:      true,
+	TTL:               720 * time.Hour,
+	MaxPairsPerDomain: 200000,
+	QueueSize:         65536,
+	QueueBytes:        32 * MiB,
+	MinFree:           256 * MiB,
+	BatchSize:         1024,
+	FlushInterval:     100 * time.Millisecond,
+	RetentionInterval: 5 * time.Minute,
+}
+
 // Labels configures how teacher answers are normalized into labels.
 type Labels struct {
 	// FoldCase compares answers case-insensitively. Default true.
@@ -217,6 +289,9 @@ type Labels struct {
 	// StripTrailingPeriod ignores one trailing "." of an answer. Default true.
 	StripTrailingPeriod bool `yaml:"strip_trailing_period"`
 }
+
+// DefaultLabels is the labels section's default.
+var DefaultLabels = Labels{FoldCase: true, StripTrailingPeriod: true}
 
 // Trainer configures background training of students.
 type Trainer struct {
@@ -248,17 +323,31 @@ type Trainer struct {
 	MaxEpochs int `yaml:"max_epochs"`
 }
 
+// DefaultTrainer is the trainer section's default.
+var DefaultTrainer = Trainer{
+	Enabled:       true,
+	MinPairs:      200,
+	RetrainEvery:  500,
+	MaxTrainPairs: 20000,
+	Threads:       1,
+	Interval:      5 * time.Second,
+	Cooldown:      time.Minute,
+	Dim:           16,
+	MaxEpochs:     30,
+}
+
 // Router configures shadow scoring, the promotion gate and rerouting.
 type Router struct {
 	// AgreementThreshold is the selective agreement with the teacher a
 	// student must be shown to reach (lower confidence bound) to serve, and
 	// below which it is demoted. Default 0.95.
 	AgreementThreshold float64 `yaml:"agreement_threshold"`
-	// Confidence of the promotion test and the bounds (1 - α). Default 0.95.
+	// Confidence of the promotion test and the bounds (1 - α), in (0.5,1)
+	// (see shadow.Gate). Default 0.95.
 	Confidence float64 `yaml:"confidence"`
-	// DemotionConfidence of the demotion test (1 - α). Lower than
-	// Confidence by default: a wrong demotion only sends traffic back to the
-	// teacher, while a drift noticed late serves wrong answers (see
+	// DemotionConfidence of the demotion test (1 - α), in (0.5,1). Lower
+	// than Confidence by default: a wrong demotion only sends traffic back
+	// to the teacher, while a drift noticed late serves wrong answers (see
 	// shadow.Gate). Default 0.85.
 	DemotionConfidence float64 `yaml:"demotion_confidence"`
 	// MinSamples is the fewest confident shadow samples before a promotion.
@@ -282,12 +371,28 @@ type Router struct {
 	ShadowWorkers int `yaml:"shadow_workers"`
 }
 
+// DefaultRouter is the router section's default.
+var DefaultRouter = Router{
+	AgreementThreshold: 0.95,
+	Confidence:         0.95,
+	DemotionConfidence: 0.85,
+	MinSamples:         200,
+	ShadowRate:         0.05,
+	ShadowMaxRate:      200,
+	FallbackToStudent:  true,
+	ShadowQueueSize:    4096,
+	ShadowWorkers:      1,
+}
+
 // Metrics configures the Prometheus metrics.
 type Metrics struct {
 	// MaxDomains is how many domains get their own label value; later
 	// ones are counted under "_other". Default 50.
 	MaxDomains int `yaml:"max_domains"`
 }
+
+// DefaultMetrics is the metrics section's default.
+var DefaultMetrics = Metrics{MaxDomains: 50}
 
 // Price is a model's price in US dollars per million tokens.
 type Price struct {
@@ -332,6 +437,9 @@ type Log struct {
 	Format string `yaml:"format"`
 }
 
+// DefaultLog is the log section's default.
+var DefaultLog = Log{Level: "info", Format: "text"}
+
 // Domain names a task domain and the rule that routes requests to it. A rule
 // matches when every condition it sets holds.
 type Domain struct {
@@ -345,62 +453,21 @@ type Domain struct {
 	Model string `yaml:"model"`
 }
 
-// Default returns the configuration used when nothing is set.
+// Default returns the configuration used when nothing is set: the
+// top-level defaults below and each section's Default<Section>.
 func Default() *Config {
 	return &Config{
 		Listen:  "127.0.0.1:8080",
 		DataDir: "./understudy-data",
-		Admin:   Admin{Listen: "127.0.0.1:8081"},
-		Gateway: Gateway{
-			MaxBodySize:       8 * MiB,
-			ShutdownTimeout:   30 * time.Second,
-			GCPercent:         200,
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       60 * time.Second,
-			IdleTimeout:       60 * time.Second,
-		},
-		Teacher: Teacher{
-			URL:                 "https://api.openai.com/v1",
-			ConnectTimeout:      5 * time.Second,
-			FirstByteTimeout:    120 * time.Second,
-			Timeout:             600 * time.Second,
-			MaxConns:            1024,
-			QueueTimeout:        10 * time.Second,
-			MaxIdleConnDuration: 4 * time.Second,
-			Retries:             2,
-			RetryWindow:         3 * time.Second,
-			Breaker: Breaker{
-				FailureRatio:        0.5,
-				MinRequests:         20,
-				Window:              10 * time.Second,
-				ConsecutiveFailures: 5,
-				OpenTimeout:         30 * time.Second,
-				HalfOpenRequests:    5,
-			},
-		},
-		Storage: Storage{
-			Enabled:           true,
-			KeepRequests:      true,
-			TTL:               720 * time.Hour,
-			MaxPairsPerDomain: 200000,
-			QueueSize:         65536,
-			QueueBytes:        32 * MiB,
-			MinFree:           256 * MiB,
-			BatchSize:         1024,
-			FlushInterval:     100 * time.Millisecond,
-			RetentionInterval: 5 * time.Minute,
-		},
-		Labels:  Labels{FoldCase: true, StripTrailingPeriod: true},
-		Metrics: Metrics{MaxDomains: 50},
-		Router: Router{
-			AgreementThreshold: 0.95, Confidence: 0.95, DemotionConfidence: 0.85, MinSamples: 200, ShadowRate: 0.05, ShadowMaxRate: 200,
-			FallbackToStudent: true, ShadowQueueSize: 4096, ShadowWorkers: 1,
-		},
-		Trainer: Trainer{
-			Enabled: true, MinPairs: 200, RetrainEvery: 500, MaxTrainPairs: 20000, Threads: 1,
-			Interval: 5 * time.Second, Cooldown: time.Minute, Dim: 16, MaxEpochs: 30,
-		},
-		Log: Log{Level: "info", Format: "text"},
+		Admin:   DefaultAdmin,
+		Gateway: DefaultGateway,
+		Teacher: DefaultTeacher,
+		Storage: DefaultStorage,
+		Labels:  DefaultLabels,
+		Trainer: DefaultTrainer,
+		Router:  DefaultRouter,
+		Metrics: DefaultMetrics,
+		Log:     DefaultLog,
 	}
 }
 
@@ -434,248 +501,4 @@ func (c *Config) parseYAML(data []byte) error {
 		return err
 	}
 	return nil
-}
-
-// FieldError is a validation error for one configuration field.
-type FieldError struct {
-	Field string // the YAML path, e.g. "teacher.url"
-	Msg   string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
-
-var domainName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-
-// ValidDomainName reports whether s can name a task domain.
-func ValidDomainName(s string) bool { return domainName.MatchString(s) }
-
-// Validate checks the configuration and returns every problem found, each a
-// *FieldError naming its field, joined with errors.Join.
-func (c *Config) Validate() error {
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
-	}
-	checkAddr := func(field, addr string) {
-		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
-			bad(field, "must be host:port, got %q", addr)
-		}
-	}
-	positive := func(field string, d time.Duration) {
-		if d <= 0 {
-			bad(field, "must be positive, got %s", d)
-		}
-	}
-
-	checkAddr("listen", c.Listen)
-	checkAddr("admin.listen", c.Admin.Listen)
-	if c.DataDir == "" {
-		bad("data_dir", "must not be empty")
-	}
-	if c.Admin.Token == "" && !loopbackOnly(c.Admin.Listen) {
-		bad("admin.token", "is required when admin.listen (%q) is not a loopback address", c.Admin.Listen)
-	}
-	if len(c.Gateway.APIKeys) == 0 && !c.Gateway.AllowUnauthenticated && !loopbackOnly(c.Listen) {
-		bad("gateway.api_keys", "are required when listen (%q) is not a loopback address: without them anyone who reaches the port spends the teacher's key (set gateway.allow_unauthenticated: true only behind a proxy that authenticates clients)", c.Listen)
-	}
-	positive("gateway.read_header_timeout", c.Gateway.ReadHeaderTimeout)
-	positive("gateway.read_timeout", c.Gateway.ReadTimeout)
-	positive("gateway.idle_timeout", c.Gateway.IdleTimeout)
-	if c.Gateway.MaxConns < 0 {
-		bad("gateway.max_conns", "must not be negative, got %d", c.Gateway.MaxConns)
-	}
-	for i, k := range c.Gateway.APIKeys {
-		if strings.TrimSpace(k) == "" {
-			bad(fmt.Sprintf("gateway.api_keys[%d]", i), "must not be empty")
-		}
-	}
-	if c.Gateway.MaxBodySize < 1024 {
-		bad("gateway.max_body_size", "must be at least 1KiB, got %s", c.Gateway.MaxBodySize)
-	}
-	positive("gateway.shutdown_timeout", c.Gateway.ShutdownTimeout)
-	if c.Gateway.GCPercent < 10 {
-		bad("gateway.gc_percent", "must be at least 10, got %d", c.Gateway.GCPercent)
-	}
-
-	if u, err := url.Parse(c.Teacher.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("teacher.url", "must be an http:// or https:// URL, got %q", c.Teacher.URL)
-	}
-	positive("teacher.connect_timeout", c.Teacher.ConnectTimeout)
-	positive("teacher.first_byte_timeout", c.Teacher.FirstByteTimeout)
-	positive("teacher.timeout", c.Teacher.Timeout)
-	positive("teacher.max_idle_conn_duration", c.Teacher.MaxIdleConnDuration)
-	positive("teacher.queue_timeout", c.Teacher.QueueTimeout)
-	if c.Teacher.MaxConns < 1 {
-		bad("teacher.max_conns", "must be at least 1, got %d", c.Teacher.MaxConns)
-	}
-	if c.Teacher.Retries < 0 {
-		bad("teacher.retries", "must not be negative, got %d", c.Teacher.Retries)
-	}
-	if c.Teacher.RetryWindow < 0 {
-		bad("teacher.retry_window", "must not be negative, got %s", c.Teacher.RetryWindow)
-	}
-	if r := c.Teacher.Breaker.FailureRatio; !(r > 0 && r <= 1) {
-		bad("teacher.breaker.failure_ratio", "must be in (0,1], got %v", r)
-	}
-	if c.Teacher.Breaker.MinRequests < 1 {
-		bad("teacher.breaker.min_requests", "must be at least 1, got %d", c.Teacher.Breaker.MinRequests)
-	}
-	if c.Teacher.Breaker.Window < time.Second {
-		bad("teacher.breaker.window", "must be at least 1s, got %s", c.Teacher.Breaker.Window)
-	}
-	if c.Teacher.Breaker.ConsecutiveFailures < 1 {
-		bad("teacher.breaker.consecutive_failures", "must be at least 1, got %d", c.Teacher.Breaker.ConsecutiveFailures)
-	}
-	positive("teacher.breaker.open_timeout", c.Teacher.Breaker.OpenTimeout)
-	if c.Teacher.Breaker.HalfOpenRequests < 1 {
-		bad("teacher.breaker.half_open_requests", "must be at least 1, got %d", c.Teacher.Breaker.HalfOpenRequests)
-	}
-
-	if c.Storage.TTL <= 0 {
-		bad("storage.ttl", "must be positive, got %s", c.Storage.TTL)
-	}
-	for _, f := range []struct {
-		name string
-		v    int
-	}{{"storage.max_pairs_per_domain", c.Storage.MaxPairsPerDomain}, {"storage.queue_size", c.Storage.QueueSize}, {"storage.batch_size", c.Storage.BatchSize}} {
-		if f.v < 1 {
-			bad(f.name, "must be at least 1, got %d", f.v)
-		}
-	}
-	if c.Storage.QueueBytes < MiB {
-		bad("storage.queue_bytes", "must be at least 1MiB, got %s", c.Storage.QueueBytes)
-	}
-	if c.Storage.MinFree < 64*MiB {
-		bad("storage.min_free", "must be at least 64MiB, got %s", c.Storage.MinFree)
-	}
-	positive("storage.flush_interval", c.Storage.FlushInterval)
-	positive("storage.retention_interval", c.Storage.RetentionInterval)
-	if f := c.Storage.EncryptionKeyFile; f != "" {
-		if _, err := os.Stat(f); err != nil {
-			bad("storage.encryption_key_file", "cannot read %s: %v", f, errors.Unwrap(err))
-		}
-	}
-
-	for _, f := range []struct {
-		name string
-		v    int
-	}{{"trainer.min_pairs", c.Trainer.MinPairs}, {"trainer.retrain_every", c.Trainer.RetrainEvery},
-		{"trainer.max_train_pairs", c.Trainer.MaxTrainPairs}, {"trainer.threads", c.Trainer.Threads},
-		{"trainer.dim", c.Trainer.Dim}, {"trainer.max_epochs", c.Trainer.MaxEpochs}} {
-		if f.v < 1 {
-			bad(f.name, "must be at least 1, got %d", f.v)
-		}
-	}
-	if c.Trainer.MinPairs < 20 {
-		bad("trainer.min_pairs", "must be at least 20 (a holdout set needs pairs), got %d", c.Trainer.MinPairs)
-	}
-	if c.Trainer.Hidden < 0 {
-		bad("trainer.hidden", "must not be negative, got %d", c.Trainer.Hidden)
-	}
-	positive("trainer.interval", c.Trainer.Interval)
-	if c.Trainer.Cooldown < 0 {
-		bad("trainer.cooldown", "must not be negative, got %s", c.Trainer.Cooldown)
-	}
-
-	if t := c.Router.AgreementThreshold; t <= 0 || t > 1 {
-		bad("router.agreement_threshold", "must be in (0,1], got %v", t)
-	}
-	if t := c.Router.Confidence; t <= 0.5 || t >= 1 {
-		bad("router.confidence", "must be in (0.5,1), got %v", t)
-	}
-	if t := c.Router.DemotionConfidence; t <= 0.5 || t >= 1 {
-		bad("router.demotion_confidence", "must be in (0.5,1), got %v", t)
-	}
-	if c.Router.MinSamples < 1 {
-		bad("router.min_samples", "must be at least 1, got %d", c.Router.MinSamples)
-	}
-	if r := c.Router.ShadowRate; r < 0 || r > 1 {
-		bad("router.shadow_rate", "must be in [0,1], got %v", r)
-	}
-	if r := c.Router.ShadowMaxRate; r < 0 {
-		bad("router.shadow_max_rate", "must not be negative, got %v", r)
-	}
-	if c.Router.ShadowQueueSize < 1 {
-		bad("router.shadow_queue_size", "must be at least 1, got %d", c.Router.ShadowQueueSize)
-	}
-	if c.Router.ShadowWorkers < 1 {
-		bad("router.shadow_workers", "must be at least 1, got %d", c.Router.ShadowWorkers)
-	}
-
-	if c.Metrics.MaxDomains < 1 {
-		bad("metrics.max_domains", "must be at least 1, got %d", c.Metrics.MaxDomains)
-	}
-	for m, pr := range c.Pricing.Models {
-		if pr.Input < 0 || pr.Output < 0 {
-			bad("pricing.models."+m, "prices must not be negative, got %v/%v", pr.Input, pr.Output)
-		}
-	}
-
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		bad("log.level", "must be one of debug, info, warn, error, got %q", c.Log.Level)
-	}
-	switch c.Log.Format {
-	case "text", "json":
-	default:
-		bad("log.format", "must be text or json, got %q", c.Log.Format)
-	}
-
-	seen := map[string]bool{}
-	for i, d := range c.Domains {
-		field := fmt.Sprintf("domains[%d]", i)
-		if !ValidDomainName(d.Name) {
-			bad(field+".name", "must be 1-64 characters of A-Z a-z 0-9 . _ -, got %q", d.Name)
-		} else if seen[d.Name] {
-			bad(field+".name", "duplicate domain %q", d.Name)
-		}
-		seen[d.Name] = true
-		if d.SystemPromptRegex != "" {
-			if _, err := regexp.Compile(d.SystemPromptRegex); err != nil {
-				bad(field+".system_prompt_regex", "invalid regex: %v", err)
-			}
-		}
-		if d.SystemPromptPrefix == "" && d.SystemPromptRegex == "" && d.Model == "" {
-			bad(field, "needs at least one of system_prompt_prefix, system_prompt_regex, model")
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// loopbackOnly reports whether addr listens on a loopback interface only.
-func loopbackOnly(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// MarshalRedacted renders the configuration as YAML with every secret masked.
-func (c *Config) MarshalRedacted() ([]byte, error) {
-	r := *c
-	r.Admin.Token = mask(r.Admin.Token)
-	r.Teacher.APIKey = mask(r.Teacher.APIKey)
-	r.Gateway.APIKeys = make([]string, len(c.Gateway.APIKeys))
-	for i, k := range c.Gateway.APIKeys {
-		r.Gateway.APIKeys[i] = mask(k)
-	}
-	return yaml.Marshal(&r)
-}
-
-// mask hides a secret, keeping only enough to tell two apart.
-func mask(s string) string {
-	switch {
-	case s == "":
-		return ""
-	case len(s) <= 8:
-		return "****"
-	default:
-		return "****" + s[len(s)-4:]
-	}
 }

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -213,5 +215,86 @@ func TestREADMEExample(t *testing.T) {
 	}
 	if err != nil {
 		t.Errorf("README's example: %v", err)
+	}
+}
+
+// TestREADMEDefaults: the README's configuration example states every
+// default; it must be Default(), apart from the domains and priced models it
+// shows as examples.
+func TestREADMEDefaults(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const start = "```yaml\nlisten:"
+	i := strings.Index(string(b), start)
+	if i < 0 {
+		t.Fatal("README has no configuration example")
+	}
+	rest := string(b)[i+len("```yaml\n"):]
+	got := Default()
+	if err := got.parseYAML([]byte(rest[:strings.Index(rest, "```")])); err != nil {
+		t.Fatal(err)
+	}
+	got.Domains, got.Pricing.Models = nil, nil
+	if len(got.Gateway.APIKeys) == 0 {
+		got.Gateway.APIKeys = nil // "api_keys: []"
+	}
+	if want := Default(); !reflect.DeepEqual(got, want) {
+		for _, d := range diff(reflect.ValueOf(*got), reflect.ValueOf(*want), "") {
+			t.Errorf("README states %s", d)
+		}
+	}
+}
+
+// diff lists the fields where a and b, values of one struct type, differ.
+func diff(a, b reflect.Value, path string) []string {
+	if a.Kind() != reflect.Struct {
+		if reflect.DeepEqual(a.Interface(), b.Interface()) {
+			return nil
+		}
+		return []string{fmt.Sprintf("%s: %v, Default() %v", path, a.Interface(), b.Interface())}
+	}
+	var out []string
+	for i := range a.NumField() {
+		out = append(out, diff(a.Field(i), b.Field(i), path+"."+a.Type().Field(i).Name)...)
+	}
+	return out
+}
+
+// TestFieldErrors: each section's checks name the field by its YAML path,
+// and a NaN is out of every range.
+func TestFieldErrors(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"data_dir: ''", "data_dir: must not be empty"},
+		{"admin: {listen: nowhere, token: t}", `admin.listen: must be host:port, got "nowhere"`},
+		{"gateway: {api_keys: [' ']}", "gateway.api_keys[0]: must not be empty"},
+		{"teacher: {breaker: {window: 10ms}}", "teacher.breaker.window: must be at least 1s, got 10ms"},
+		{"trainer: {min_pairs: 0}", "trainer.min_pairs: must be at least 20 (a holdout set needs pairs), got 0"},
+		{"trainer: {cooldown: -1s}", "trainer.cooldown: must not be negative, got -1s"},
+		{"router: {confidence: 0.5}", "router.confidence: must be in (0.5,1), got 0.5"},
+		{"router: {confidence: .nan}", "router.confidence: must be in (0.5,1), got NaN"},
+		{"router: {demotion_confidence: .nan}", "router.demotion_confidence: must be in (0.5,1), got NaN"},
+		{"router: {agreement_threshold: .nan}", "router.agreement_threshold: must be in (0,1], got NaN"},
+		{"router: {shadow_rate: .nan}", "router.shadow_rate: must be in [0,1], got NaN"},
+		{"router: {shadow_max_rate: .nan}", "router.shadow_max_rate: must not be negative, got NaN"},
+		{"metrics: {max_domains: 0}", "metrics.max_domains: must be at least 1, got 0"},
+		{"pricing: {models: {m: {input: -1}}}", "pricing.models.m: prices must not be negative, got -1/0"},
+		{"log: {format: xml}", `log.format: must be text or json, got "xml"`},
+		{"domains: [{name: a, model: m}, {name: b}]", "domains[1]: needs at least one of"},
+	} {
+		t.Run(tc.yaml, func(t *testing.T) {
+			cfg := Default()
+			if err := cfg.parseYAML([]byte(tc.yaml)); err != nil {
+				t.Fatal(err)
+			}
+			err := cfg.Validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, tc.want)
+			}
+			if n := len(strings.Split(err.Error(), "\n")); n != 1 {
+				t.Errorf("%d errors, want 1: %v", n, err)
+			}
+		})
 	}
 }

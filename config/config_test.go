@@ -298,3 +298,84 @@ func TestFieldErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestRedactedMasksEveryTaggedField sets every field tagged secret:"true"
+// and checks that none shows in MarshalRedacted's output: a new secret is
+// masked by tagging it, and a tag on a type that cannot be masked fails here.
+func TestRedactedMasksEveryTaggedField(t *testing.T) {
+	cfg := Default()
+	var secrets []string
+	var fill func(v reflect.Value, path string)
+	fill = func(v reflect.Value, path string) {
+		for i := range v.NumField() {
+			f, fv := v.Type().Field(i), v.Field(i)
+			name := path + "." + f.Name
+			switch {
+			case f.Tag.Get("secret") == "true":
+				s := "secret-of-" + strings.ToLower(name[1:]) + "-0123456789"
+				secrets = append(secrets, s)
+				switch fv.Kind() {
+				case reflect.String:
+					fv.SetString(s)
+				case reflect.Slice:
+					fv.Set(reflect.Append(reflect.MakeSlice(fv.Type(), 0, 1), reflect.ValueOf(s).Convert(fv.Type().Elem())))
+				default:
+					t.Fatalf("%s is tagged secret but is a %s", name, fv.Type())
+				}
+			case fv.Kind() == reflect.Struct:
+				fill(fv, name)
+			}
+		}
+	}
+	fill(reflect.ValueOf(cfg).Elem(), "")
+	if len(secrets) < 3 {
+		t.Fatalf("found %d secret fields, want at least admin.token, gateway.api_keys, teacher.api_key", len(secrets))
+	}
+	out, err := cfg.MarshalRedacted()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range secrets {
+		if strings.Contains(string(out), s) {
+			t.Errorf("redacted config shows %q", s)
+		}
+	}
+	if n := strings.Count(string(out), "****6789"); n != len(secrets) {
+		t.Errorf("%d masked values ending 6789, want %d:\n%s", n, len(secrets), out)
+	}
+	if cfg.Admin.Token != secrets[0] {
+		t.Errorf("MarshalRedacted changed the configuration: admin.token = %q", cfg.Admin.Token)
+	}
+}
+
+// TestRedactedFindsNestedSecrets: a secret is masked wherever it sits, in
+// a list or a map of structs too, and the original is left as it was.
+func TestRedactedFindsNestedSecrets(t *testing.T) {
+	type inner struct {
+		Key  string   `yaml:"key" secret:"true"`
+		Keys []string `yaml:"keys" secret:"true"`
+		Name string   `yaml:"name"`
+	}
+	type outer struct {
+		List []inner          `yaml:"list"`
+		Map  map[string]inner `yaml:"map"`
+		One  inner            `yaml:"one"`
+	}
+	in := outer{
+		List: []inner{{Key: "list-secret-1234", Name: "kept"}},
+		Map:  map[string]inner{"m": {Keys: []string{"map-secret-5678", ""}}},
+		One:  inner{Key: "short"},
+	}
+	got := redacted(reflect.ValueOf(in)).Interface().(outer)
+	want := outer{
+		List: []inner{{Key: "****1234", Name: "kept"}},
+		Map:  map[string]inner{"m": {Keys: []string{"****5678", ""}}},
+		One:  inner{Key: "****"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("redacted = %+v, want %+v", got, want)
+	}
+	if in.List[0].Key != "list-secret-1234" || in.Map["m"].Keys[0] != "map-secret-5678" {
+		t.Errorf("the original was changed: %+v", in)
+	}
+}

@@ -5,16 +5,6 @@ import (
 	"fmt"
 )
 
-// Defaults of a Gate's fields; a zero field means its default.
-const (
-	DefaultThreshold  = 0.95
-	DefaultConfidence = 0.95
-	// DefaultDemotionConfidence is lower than DefaultConfidence on purpose:
-	// see Gate.DemotionConfidence.
-	DefaultDemotionConfidence = 0.85
-	DefaultMinSamples         = 200
-)
-
 // ErrInvalidSnapshot is wrapped by the errors of RestoreTracker when the
 // bytes are not a snapshot it can read.
 var ErrInvalidSnapshot = errors.New("invalid tracker snapshot")
@@ -32,11 +22,16 @@ type Gate struct {
 	// at 1 no student is ever promoted by the gate. Default 0.95.
 	Threshold float64
 	// Confidence 1−α of the promotion test and of the bounds in Stats.
-	// In (0, 1). Default 0.95.
+	// In (0.5, 1): the two bounds, each one-sided at α, hold together
+	// with probability at least 1 − 2α, which promises nothing once
+	// α ≥ 0.5. Default 0.95.
 	Confidence float64
 	// DemotionConfidence 1−α of the demotion test: a student whose
 	// agreement stays at or above Threshold is ever demoted with
-	// probability at most α. In (0, 1). Default 0.85.
+	// probability at most α. In (0.5, 1): at α ≥ 0.5 the test fires once
+	// its wealth merely doubles (1/α ≤ 2), and its guarantee would allow
+	// demoting a student that stays at the threshold as often as not.
+	// Default 0.85.
 	//
 	// The two errors do not cost the same. A student wrongly demoted sends
 	// its traffic back to the teacher, whose answers are right by
@@ -55,19 +50,26 @@ type Gate struct {
 	MinSamples int
 }
 
+// DefaultGate is the gate a zero Gate means, field by field: the
+// defaults of config's router section.
+func DefaultGate() Gate {
+	return Gate{Threshold: 0.95, Confidence: 0.95, DemotionConfidence: 0.85, MinSamples: 200}
+}
+
 // withDefaults returns g with its zero fields set to their defaults.
 func (g Gate) withDefaults() Gate {
+	d := DefaultGate()
 	if g.Threshold == 0 {
-		g.Threshold = DefaultThreshold
+		g.Threshold = d.Threshold
 	}
 	if g.Confidence == 0 {
-		g.Confidence = DefaultConfidence
+		g.Confidence = d.Confidence
 	}
 	if g.DemotionConfidence == 0 {
-		g.DemotionConfidence = DefaultDemotionConfidence
+		g.DemotionConfidence = d.DemotionConfidence
 	}
 	if g.MinSamples == 0 {
-		g.MinSamples = DefaultMinSamples
+		g.MinSamples = d.MinSamples
 	}
 	return g
 }
@@ -79,10 +81,10 @@ func (g Gate) Validate() error {
 	switch {
 	case !(g.Threshold > 0 && g.Threshold <= 1):
 		return fmt.Errorf("gate.threshold: must be in (0,1], got %v", g.Threshold)
-	case !(g.Confidence > 0 && g.Confidence < 1):
-		return fmt.Errorf("gate.confidence: must be in (0,1), got %v", g.Confidence)
-	case !(g.DemotionConfidence > 0 && g.DemotionConfidence < 1):
-		return fmt.Errorf("gate.demotion_confidence: must be in (0,1), got %v", g.DemotionConfidence)
+	case !(g.Confidence > 0.5 && g.Confidence < 1):
+		return fmt.Errorf("gate.confidence: must be in (0.5,1), got %v", g.Confidence)
+	case !(g.DemotionConfidence > 0.5 && g.DemotionConfidence < 1):
+		return fmt.Errorf("gate.demotion_confidence: must be in (0.5,1), got %v", g.DemotionConfidence)
 	case g.MinSamples < 0:
 		return fmt.Errorf("gate.min_samples: must not be negative, got %d", g.MinSamples)
 	}

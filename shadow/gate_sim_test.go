@@ -129,7 +129,7 @@ func TestSimSteadyStudentNotDemoted(t *testing.T) {
 		seedHigh uint64
 	}{
 		{0.98, 0.01, 98},
-		{0.95, 1 - DefaultDemotionConfidence, 95},
+		{0.95, 1 - DefaultGate().DemotionConfidence, 95},
 	} {
 		r := rand.New(rand.NewPCG(4, c.seedHigh))
 		n, demotions := simStreams(), 0

@@ -38,7 +38,8 @@ func SampleOf(p student.Prediction, teacher string) Sample {
 	return Sample{Confident: p.Confident, Agree: p.Label == teacher, Teacher: teacher, Student: p.Label}
 }
 
-// PoolConfig sizes the pool.
+// PoolConfig sizes the pool. A zero or negative field means its default
+// (DefaultPoolConfig).
 type PoolConfig struct {
 	// QueueSize bounds waiting jobs; a full queue drops. Default 4096.
 	QueueSize int
@@ -54,6 +55,13 @@ type PoolConfig struct {
 	// teacher answer, which at 1,000 req/s took more CPU than the
 	// predictions themselves.
 	Linger time.Duration
+}
+
+// DefaultPoolConfig is the pool a zero PoolConfig means: QueueSize and
+// Workers are the defaults of config's router.shadow_queue_size and
+// router.shadow_workers.
+func DefaultPoolConfig() PoolConfig {
+	return PoolConfig{QueueSize: 4096, Workers: 1, Batch: 32, Linger: 100 * time.Millisecond}
 }
 
 // Pool scores students in the shadow of the teacher: a bounded queue and
@@ -76,17 +84,18 @@ type Pool struct {
 
 // NewPool builds a pool; reg may be nil.
 func NewPool(cfg PoolConfig, reg prometheus.Registerer) *Pool {
+	d := DefaultPoolConfig()
 	if cfg.QueueSize <= 0 {
-		cfg.QueueSize = 4096
+		cfg.QueueSize = d.QueueSize
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 1
+		cfg.Workers = d.Workers
 	}
 	if cfg.Batch <= 0 {
-		cfg.Batch = 32
+		cfg.Batch = d.Batch
 	}
 	if cfg.Linger <= 0 {
-		cfg.Linger = 100 * time.Millisecond
+		cfg.Linger = d.Linger
 	}
 	p := &Pool{cfg: cfg, queue: make(chan Job, cfg.QueueSize), full: make(chan struct{}, 1), done: make(chan struct{}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{

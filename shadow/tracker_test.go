@@ -23,8 +23,11 @@ func TestGateValidate(t *testing.T) {
 		{Gate{Threshold: 1, Confidence: 0.99, MinSamples: 1}, ""},
 		{Gate{Threshold: -0.1}, "gate.threshold: must be in (0,1], got -0.1"},
 		{Gate{Threshold: 1.5}, "gate.threshold: must be in (0,1], got 1.5"},
-		{Gate{Confidence: 1}, "gate.confidence: must be in (0,1), got 1"},
-		{Gate{DemotionConfidence: -0.5}, "gate.demotion_confidence: must be in (0,1), got -0.5"},
+		{Gate{Confidence: 1}, "gate.confidence: must be in (0.5,1), got 1"},
+		{Gate{Confidence: 0.5}, "gate.confidence: must be in (0.5,1), got 0.5"},
+		{Gate{Confidence: 0.51, DemotionConfidence: 0.51}, ""},
+		{Gate{DemotionConfidence: 0.3}, "gate.demotion_confidence: must be in (0.5,1), got 0.3"},
+		{Gate{DemotionConfidence: -0.5}, "gate.demotion_confidence: must be in (0.5,1), got -0.5"},
 		{Gate{MinSamples: -1}, "gate.min_samples: must not be negative, got -1"},
 	} {
 		t.Run(fmt.Sprintf("%+v", tc.gate), func(t *testing.T) {
@@ -34,7 +37,7 @@ func TestGateValidate(t *testing.T) {
 			}
 		})
 	}
-	if g := NewTracker(Gate{}).Gate(); g != (Gate{Threshold: 0.95, Confidence: 0.95, DemotionConfidence: 0.85, MinSamples: 200}) {
+	if g := NewTracker(Gate{}).Gate(); g != DefaultGate() || g != (Gate{Threshold: 0.95, Confidence: 0.95, DemotionConfidence: 0.85, MinSamples: 200}) {
 		t.Errorf("defaults: %+v", g)
 	}
 	defer func() {
@@ -143,7 +146,7 @@ func TestVerdicts(t *testing.T) {
 		v = tr.Add(confidentSample(false))
 	}
 	s := tr.Stats()
-	if s.Promoted || s.DemotionEvidence < 1/(1-DefaultDemotionConfidence) || s.LowerBound != 0 || s.PromotionEvidence != 1 {
+	if s.Promoted || s.DemotionEvidence < 1/(1-DefaultGate().DemotionConfidence) || s.LowerBound != 0 || s.PromotionEvidence != 1 {
 		t.Errorf("after Demote: %+v", s)
 	}
 	if v := tr.Add(confidentSample(false)); v != None {

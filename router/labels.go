@@ -18,6 +18,10 @@ type DomainLabels struct {
 	seen map[string]struct{}
 }
 
+// DefaultMaxDomains is how many domains a Router built without Labels names
+// in its metrics: the default of config's metrics.max_domains.
+const DefaultMaxDomains = 50
+
 // NewDomainLabels admits up to max domains.
 func NewDomainLabels(max int) *DomainLabels {
 	return &DomainLabels{max: max, seen: map[string]struct{}{}}

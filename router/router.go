@@ -65,7 +65,10 @@ type Scores interface {
 
 var _ Scores = (*shadow.Tracker)(nil)
 
-// Config configures routing.
+// Config configures routing. Its zero values are settings, not defaults
+// (a ShadowRate of 0 scores no serving domain's answers, a ShadowMaxRate of
+// 0 caps nothing), except Gate's, whose zero fields mean
+// shadow.DefaultGate's; config's router section holds the defaults.
 type Config struct {
 	Gate shadow.Gate
 	// ShadowRate is the share of confident requests of a serving domain
@@ -101,8 +104,8 @@ type Deps struct {
 	Logger *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
-	// Labels bounds the domain label of the router's metrics. Default: 50
-	// domains.
+	// Labels bounds the domain label of the router's metrics. Default:
+	// DefaultMaxDomains domains.
 	Labels *DomainLabels
 }
 
@@ -180,7 +183,7 @@ func New(cfg Config, deps Deps, records map[string]Record) *Router {
 		deps.Now = time.Now
 	}
 	if deps.Labels == nil {
-		deps.Labels = NewDomainLabels(50)
+		deps.Labels = NewDomainLabels(DefaultMaxDomains)
 	}
 	r := &Router{cfg: cfg, deps: deps, log: deps.Logger, domains: map[string]*domain{}, m: newMetrics(deps.Labels)}
 	r.sink = r.Observe

@@ -15,18 +15,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Defaults applied by Open to zero-valued Options fields.
-const (
-	DefaultTTL               = 720 * time.Hour // 30 days
-	DefaultMaxPairsPerDomain = 200000
-	DefaultQueueSize         = 65536
-	DefaultQueueBytes        = 32 << 20
-	DefaultBatchSize         = 1024
-	DefaultFlushInterval     = 100 * time.Millisecond
-	DefaultRetentionInterval = 5 * time.Minute
-)
+// DefaultOptions are the options a zero Options field means, Dir aside:
+// the defaults of config's storage section.
+func DefaultOptions() Options {
+	return Options{
+		TTL:               720 * time.Hour, // 30 days
+		MaxPairsPerDomain: 200000,
+		QueueSize:         65536,
+		QueueBytes:        32 << 20,
+		BatchSize:         1024,
+		FlushInterval:     100 * time.Millisecond,
+		RetentionInterval: 5 * time.Minute,
+		MinFreeBytes:      DefaultMinFreeBytes,
+	}
+}
 
-// Options configures the pair log. Zero values mean the documented default.
+// Options configures the pair log. Zero values mean the documented default
+// (DefaultOptions).
 type Options struct {
 	// Dir is the Badger data directory. Required.
 	Dir string
@@ -83,26 +88,27 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Dir == "" {
 		return o, errors.New("storage.dir: must be set")
 	}
+	d := DefaultOptions()
 	if o.TTL == 0 {
-		o.TTL = DefaultTTL
+		o.TTL = d.TTL
 	}
 	if o.MaxPairsPerDomain == 0 {
-		o.MaxPairsPerDomain = DefaultMaxPairsPerDomain
+		o.MaxPairsPerDomain = d.MaxPairsPerDomain
 	}
 	if o.QueueSize == 0 {
-		o.QueueSize = DefaultQueueSize
+		o.QueueSize = d.QueueSize
 	}
 	if o.QueueBytes == 0 {
-		o.QueueBytes = DefaultQueueBytes
+		o.QueueBytes = d.QueueBytes
 	}
 	if o.BatchSize == 0 {
-		o.BatchSize = DefaultBatchSize
+		o.BatchSize = d.BatchSize
 	}
 	if o.FlushInterval == 0 {
-		o.FlushInterval = DefaultFlushInterval
+		o.FlushInterval = d.FlushInterval
 	}
 	if o.RetentionInterval == 0 {
-		o.RetentionInterval = DefaultRetentionInterval
+		o.RetentionInterval = d.RetentionInterval
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -112,7 +118,7 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	switch {
 	case o.MinFreeBytes == 0:
-		o.MinFreeBytes = DefaultMinFreeBytes
+		o.MinFreeBytes = d.MinFreeBytes
 	case o.MinFreeBytes < 0:
 		o.MinFreeBytes = 0
 	}

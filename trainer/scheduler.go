@@ -42,7 +42,9 @@ const (
 	SettingOpenReason  = "open_ended_reason"
 )
 
-// SchedulerConfig configures background training.
+// SchedulerConfig configures background training. A zero or negative
+// field means its DefaultSchedulerConfig value, except Cooldown, where zero
+// is a setting of its own.
 type SchedulerConfig struct {
 	// MinPairs a domain needs before its first version. Default 200.
 	MinPairs int
@@ -54,10 +56,20 @@ type SchedulerConfig struct {
 	// Interval is how often domains are checked. Default 5s.
 	Interval time.Duration
 	// Cooldown is the least time between two runs of a domain that were
-	// not requested. Default 0.
+	// not requested. Zero means none, so a zero SchedulerConfig retrains
+	// as soon as pairs allow; DefaultSchedulerConfig's is 1m.
 	Cooldown time.Duration
 	// Options configure each run.
 	Options Options
+}
+
+// DefaultSchedulerConfig is the defaults of config's trainer section.
+func DefaultSchedulerConfig() SchedulerConfig {
+	return SchedulerConfig{
+		MinPairs: 200, RetrainEvery: 500, MaxTrainPairs: 20000,
+		Interval: 5 * time.Second, Cooldown: time.Minute,
+		Options: DefaultOptions(),
+	}
 }
 
 // Scheduler trains students in the background, one run at a time, when a
@@ -80,17 +92,18 @@ type Scheduler struct {
 
 // NewScheduler builds a scheduler; reg may be nil.
 func NewScheduler(store Store, cfg SchedulerConfig, log *slog.Logger, reg prometheus.Registerer) *Scheduler {
+	d := DefaultSchedulerConfig()
 	if cfg.MinPairs <= 0 {
-		cfg.MinPairs = 200
+		cfg.MinPairs = d.MinPairs
 	}
 	if cfg.RetrainEvery <= 0 {
-		cfg.RetrainEvery = 500
+		cfg.RetrainEvery = d.RetrainEvery
 	}
 	if cfg.MaxTrainPairs <= 0 {
-		cfg.MaxTrainPairs = 20000
+		cfg.MaxTrainPairs = d.MaxTrainPairs
 	}
 	if cfg.Interval <= 0 {
-		cfg.Interval = 5 * time.Second
+		cfg.Interval = d.Interval
 	}
 	if log == nil {
 		log = slog.Default()

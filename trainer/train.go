@@ -55,7 +55,10 @@ type Options struct {
 	Logger  *slog.Logger
 }
 
-// DefaultOptions are the options a zero Options means.
+// DefaultOptions are the options a zero Options means. Dim, Hidden,
+// MaxEpochs, Threads and Target are the defaults of config's trainer.dim,
+// trainer.hidden, trainer.max_epochs, trainer.threads and
+// router.agreement_threshold.
 func DefaultOptions() Options {
 	return Options{
 		Featurizer: student.DefaultFeaturizer(), Dim: 16, Batch: 64, MaxEpochs: 30, Patience: 3,

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,10 +37,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "YAML config `file` (optional: defaults work without one)")
-	fs.String("listen", "", "API listen `address` (default \"127.0.0.1:8080\"; any other needs gateway.api_keys; env UNDERSTUDY_LISTEN)")
-	fs.String("admin-listen", "", "admin API listen `address` (default \"127.0.0.1:8081\"; env UNDERSTUDY_ADMIN_LISTEN)")
-	fs.String("data-dir", "", "data `directory` (default \"./understudy-data\"; env UNDERSTUDY_DATA_DIR)")
-	fs.String("teacher-url", "", "teacher base `URL` (default \"https://api.openai.com/v1\"; env UNDERSTUDY_TEACHER_URL or OPENAI_BASE_URL)")
+	def := config.Default()
+	fs.String("listen", "", fmt.Sprintf("API listen `address` (default %q; any other needs gateway.api_keys; env UNDERSTUDY_LISTEN)", def.Listen))
+	fs.String("admin-listen", "", fmt.Sprintf("admin API listen `address` (default %q; env UNDERSTUDY_ADMIN_LISTEN)", def.Admin.Listen))
+	fs.String("data-dir", "", fmt.Sprintf("data `directory` (default %q; env UNDERSTUDY_DATA_DIR)", def.DataDir))
+	fs.String("teacher-url", "", fmt.Sprintf("teacher base `URL` (default %q; env UNDERSTUDY_TEACHER_URL or OPENAI_BASE_URL)", def.Teacher.URL))
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -62,21 +62,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	db, err := storage.Open(storage.Options{
-		Dir:               filepath.Join(cfg.DataDir, "db"),
-		EncryptionKeyFile: cfg.Storage.EncryptionKeyFile,
-		SyncWrites:        cfg.Storage.SyncWrites,
-		TTL:               cfg.Storage.TTL,
-		MaxPairsPerDomain: cfg.Storage.MaxPairsPerDomain,
-		QueueSize:         cfg.Storage.QueueSize,
-		QueueBytes:        int64(cfg.Storage.QueueBytes),
-		MinFreeBytes:      int64(cfg.Storage.MinFree),
-		BatchSize:         cfg.Storage.BatchSize,
-		FlushInterval:     cfg.Storage.FlushInterval,
-		RetentionInterval: cfg.Storage.RetentionInterval,
-		Logger:            log,
-		Registry:          reg,
-	})
+	db, err := storage.Open(storageOptions(cfg, log, reg))
 	if err != nil {
 		return err
 	}
@@ -107,19 +93,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			}
 			return db.SetDomainSetting(domain, routerSetting, string(b))
 		}, log)
-		pool = shadow.NewPool(shadow.PoolConfig{QueueSize: cfg.Router.ShadowQueueSize, Workers: cfg.Router.ShadowWorkers}, reg)
+		pool = shadow.NewPool(poolConfig(cfg), reg)
 		if rt, err = newRouter(cfg, db, saver.Save, pool.Submit, labels, log); err != nil {
 			db.Close()
 			return err
 		}
 		reg.MustRegister(rt)
 		opts.Router = rt
-		sched = trainer.NewScheduler(db, trainer.SchedulerConfig{
-			MinPairs: cfg.Trainer.MinPairs, RetrainEvery: cfg.Trainer.RetrainEvery,
-			MaxTrainPairs: cfg.Trainer.MaxTrainPairs, Interval: cfg.Trainer.Interval,
-			Cooldown: cfg.Trainer.Cooldown,
-			Options:  trainerOptions(cfg),
-		}, log, reg)
+		sched = trainer.NewScheduler(db, schedulerConfig(cfg), log, reg)
 		adminTrainer = sched
 		sched.OnTrained(func(domain string, a *student.Artifact) {
 			if err := rt.AddVersion(domain, a.Version); err != nil {
@@ -182,13 +163,7 @@ func newRouter(cfg *config.Config, db *storage.DB, persist func(string, router.R
 		}
 		records[d.Name] = rec
 	}
-	gate := shadow.Gate{
-		Threshold:          cfg.Router.AgreementThreshold,
-		Confidence:         cfg.Router.Confidence,
-		DemotionConfidence: cfg.Router.DemotionConfidence,
-		MinSamples:         cfg.Router.MinSamples,
-	}
-	return router.New(router.Config{Gate: gate, ShadowRate: cfg.Router.ShadowRate, ShadowMaxRate: cfg.Router.ShadowMaxRate, FallbackToStudent: cfg.Router.FallbackToStudent},
+	return router.New(routerConfig(cfg),
 		router.Deps{
 			Load: func(domain string, version int) (*student.Model, error) {
 				b, err := db.StudentArtifact(domain, version)

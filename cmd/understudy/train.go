@@ -12,21 +12,9 @@ import (
 	"os"
 	"text/tabwriter"
 
-	"github.com/understudy-dev/understudy/config"
 	"github.com/understudy-dev/understudy/student"
 	"github.com/understudy-dev/understudy/trainer"
 )
-
-// trainerOptions are the training options the config describes, the same
-// for the background trainer and `understudy train`.
-func trainerOptions(cfg *config.Config) trainer.Options {
-	o := trainer.DefaultOptions()
-	o.Dim, o.Hidden, o.MaxEpochs = cfg.Trainer.Dim, cfg.Trainer.Hidden, cfg.Trainer.MaxEpochs
-	o.Threads = cfg.Trainer.Threads
-	o.Target = cfg.Router.AgreementThreshold
-	o.UseCUDA = cfg.ONNXRuntime.CUDA
-	return o
-}
 
 func trainCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("train", flag.ContinueOnError)

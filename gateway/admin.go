@@ -209,9 +209,9 @@ type DomainView struct {
 	Versions []json.RawMessage `json:"versions,omitempty"`
 	// LatestVersion is the newest trained version, 0 when none.
 	LatestVersion int `json:"latest_version"`
-	// Route is the routing state: serving and shadow versions, agreement
+	// Routing is the routing state: serving and shadow versions, agreement
 	// with its bounds, coverage, samples, offload share, transitions.
-	Route *router.View `json:"route,omitempty"`
+	Routing *router.View `json:"routing,omitempty"`
 	// SpentDollars and SavedDollars are the teacher's cost and the
 	// student's estimated savings since the server started.
 	SpentDollars float64 `json:"spent_dollars"`
@@ -249,7 +249,7 @@ func (a *Admin) viewOf(d storage.Domain, topN int, detail bool) (DomainView, err
 					rv.Transitions = rv.Transitions[n-3:]
 				}
 			}
-			v.Route = &rv
+			v.Routing = &rv
 		}
 	}
 	if detail {

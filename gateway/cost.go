@@ -15,7 +15,7 @@ import (
 // once since the start).
 type costs struct {
 	pricing config.Pricing
-	labels  *router.DomainLabels
+	domains *router.MetricDomains
 
 	tokens *prometheus.CounterVec
 	spend  *prometheus.CounterVec
@@ -81,8 +81,8 @@ type tokenMean struct {
 	spent, saved       float64 // dollars since the start
 }
 
-func newCosts(reg prometheus.Registerer, pricing config.Pricing, labels *router.DomainLabels) *costs {
-	c := &costs{pricing: pricing, labels: labels, means: map[string]*tokenMean{}, series: map[seriesKey]*costSeries{}, models: map[string]bool{},
+func newCosts(reg prometheus.Registerer, pricing config.Pricing, domains *router.MetricDomains) *costs {
+	c := &costs{pricing: pricing, domains: domains, means: map[string]*tokenMean{}, series: map[seriesKey]*costSeries{}, models: map[string]bool{},
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "understudy", Name: "tokens_total",
 			Help: "Tokens by domain, route and kind (prompt, completion); the teacher's from its usage, the student's estimated.",
@@ -107,7 +107,7 @@ func (c *costs) price(model string, prompt, completion float64) float64 {
 
 // teacher counts a teacher answer's tokens and cost.
 func (c *costs) teacher(domain, model, route string, prompt, completion int) {
-	d := c.labels.Label(domain)
+	d := c.domains.Name(domain)
 	spent := c.price(model, float64(prompt), float64(completion))
 	c.mu.Lock()
 	cs := c.seriesOf(d, route, model, false)
@@ -125,7 +125,7 @@ func (c *costs) teacher(domain, model, route string, prompt, completion int) {
 // student counts a student answer's estimated tokens and the teacher spend
 // it avoided.
 func (c *costs) student(domain, model, route string, prompt, completion int) {
-	d := c.labels.Label(domain)
+	d := c.domains.Name(domain)
 	p, q := float64(prompt), float64(completion)
 	c.mu.Lock()
 	cs := c.seriesOf(d, route, model, true)

@@ -114,7 +114,7 @@ func (s *Server) finish(info *reqInfo, status int) {
 		route = "none"
 	}
 	total := time.Since(info.start)
-	s.m.requests.WithLabelValues(info.endpoint, s.labels.Label(info.domain), route, strconv.Itoa(status)).Inc()
+	s.m.requests.WithLabelValues(info.endpoint, s.metricDomains.Name(info.domain), route, strconv.Itoa(status)).Inc()
 	s.m.duration.WithLabelValues(info.endpoint, route).Observe(total.Seconds())
 	if info.teacherTime > 0 {
 		s.m.overhead.WithLabelValues(info.endpoint).Observe((total - info.teacherTime).Seconds())

@@ -31,22 +31,22 @@ type Options struct {
 	Pairs PairLog
 	// Router decides who answers eligible requests. Default: the teacher.
 	Router Router
-	// DomainLabels bounds the domain label of metrics; share the router's.
+	// MetricDomains bounds the domain label of metrics; share the router's.
 	// Default: metrics.max_domains domains.
-	DomainLabels *router.DomainLabels
+	MetricDomains *router.MetricDomains
 }
 
 // Server is the OpenAI-compatible API server.
 type Server struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	m       *metrics
-	costs   *costs
-	labels  *router.DomainLabels
-	teacher *Teacher
-	domains *DomainResolver
-	pairs   PairLog
-	router  Router
+	cfg           *config.Config
+	log           *slog.Logger
+	m             *metrics
+	costs         *costs
+	metricDomains *router.MetricDomains
+	teacher       *Teacher
+	domains       *DomainResolver
+	pairs         PairLog
+	router        Router
 	// normalizer turns answers into labels.
 	normalizer student.Normalizer
 	keys       [][sha256.Size]byte // sha256 of each gateway key
@@ -73,11 +73,11 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s := &Server{cfg: cfg, log: opts.Logger, pairs: opts.Pairs, router: opts.Router, reg: opts.Registry,
 		normalizer: student.Normalizer{FoldCase: cfg.Labels.FoldCase, StripTrailingPeriod: cfg.Labels.StripTrailingPeriod}}
 	s.m = newMetrics(opts.Registry, s.log)
-	if opts.DomainLabels == nil {
-		opts.DomainLabels = router.NewDomainLabels(cfg.Metrics.MaxDomains)
+	if opts.MetricDomains == nil {
+		opts.MetricDomains = router.NewMetricDomains(cfg.Metrics.MaxDomains)
 	}
-	s.labels = opts.DomainLabels
-	s.costs = newCosts(opts.Registry, cfg.Pricing, s.labels)
+	s.metricDomains = opts.MetricDomains
+	s.costs = newCosts(opts.Registry, cfg.Pricing, s.metricDomains)
 	var err error
 	if s.teacher, err = newTeacher(cfg.Teacher, s.m); err != nil {
 		return nil, err

@@ -11,19 +11,19 @@ import (
 // metrics are the router's: counters it increments, and gauges of every
 // domain's statistics read at scrape time.
 type metrics struct {
-	labels      *DomainLabels
+	domains     *MetricDomains
 	samples     *prometheus.CounterVec
 	transitions *prometheus.CounterVec
 
 	selective, lower, coverage, threshold, state *prometheus.Desc
 }
 
-func newMetrics(labels *DomainLabels) *metrics {
+func newMetrics(domains *MetricDomains) *metrics {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("understudy_router_"+name, help, labels, nil)
 	}
 	return &metrics{
-		labels: labels,
+		domains: domains,
 		samples: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "understudy", Subsystem: "shadow", Name: "samples_total",
 			Help: "Student answers scored against the teacher's, by domain and outcome: agree, disagree (both confident), unconfident.",
@@ -75,7 +75,7 @@ func (r *Router) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
 	}
 	for _, d := range ds {
-		if !r.m.labels.Named(d.name) {
+		if !r.m.domains.Named(d.name) {
 			continue
 		}
 		d.mu.Lock()

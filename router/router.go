@@ -104,9 +104,9 @@ type Deps struct {
 	Logger *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
-	// Labels bounds the domain label of the router's metrics. Default:
+	// Domains bounds the domains the router's metrics name. Default:
 	// DefaultMaxDomains domains.
-	Labels *DomainLabels
+	Domains *MetricDomains
 }
 
 // PersistEvery is how many samples of a domain pass between two saves of
@@ -182,10 +182,10 @@ func New(cfg Config, deps Deps, records map[string]Record) *Router {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	if deps.Labels == nil {
-		deps.Labels = NewDomainLabels(DefaultMaxDomains)
+	if deps.Domains == nil {
+		deps.Domains = NewMetricDomains(DefaultMaxDomains)
 	}
-	r := &Router{cfg: cfg, deps: deps, log: deps.Logger, domains: map[string]*domain{}, m: newMetrics(deps.Labels)}
+	r := &Router{cfg: cfg, deps: deps, log: deps.Logger, domains: map[string]*domain{}, m: newMetrics(deps.Domains)}
 	r.sink = r.Observe
 	for name, rec := range records {
 		d := r.newDomain(name, rec)
@@ -373,7 +373,7 @@ func (r *Router) observe(d *domain, v int, s shadow.Sample) {
 		return // a version no longer tracked
 	}
 	verdict := ver.scores.Add(s)
-	r.m.samples.WithLabelValues(r.m.labels.Label(name), outcome(s)).Inc()
+	r.m.samples.WithLabelValues(r.m.domains.Name(name), outcome(s)).Inc()
 	d.samples++
 	switch {
 	case verdict == shadow.Promote && ver == d.candidate && d.rec.State != PinnedTeacher && d.rec.State != PinnedStudent && d.rec.State != OpenEnded:
@@ -537,7 +537,7 @@ func (r *Router) transition(d *domain, to State, v int, reason string) {
 	t := Transition{Time: r.deps.Now().UTC(), From: d.rec.State, To: to, Version: v, Reason: reason}
 	d.rec.State = to
 	if t.From != to {
-		r.m.transitions.WithLabelValues(r.m.labels.Label(d.name), string(to)).Inc()
+		r.m.transitions.WithLabelValues(r.m.domains.Name(d.name), string(to)).Inc()
 	}
 	d.rec.Transitions = append(d.rec.Transitions, t)
 	if n := len(d.rec.Transitions); n > maxTransitions {
@@ -570,14 +570,14 @@ func (r *Router) persist(d *domain) {
 type View struct {
 	State       State           `json:"state"`
 	Serving     int             `json:"serving_version,omitempty"`
-	Candidate   int             `json:"shadow_version,omitempty"`
+	Candidate   int             `json:"candidate_version,omitempty"`
 	Reason      string          `json:"reason,omitempty"`
 	Transitions []Transition    `json:"transitions,omitempty"`
 	Routes      map[Route]int64 `json:"routes,omitempty"`
 	// Offload is the share of eligible answers the student gave.
 	Offload        float64       `json:"offload"`
 	ServingStats   *shadow.Stats `json:"serving_stats,omitempty"`
-	CandidateStats *shadow.Stats `json:"shadow_stats,omitempty"`
+	CandidateStats *shadow.Stats `json:"candidate_stats,omitempty"`
 	Threshold      float64       `json:"threshold"`
 }
 

@@ -308,11 +308,11 @@ func (b *bench) waitStudent(ctx context.Context, gw *proc) (string, error) {
 	for {
 		var list struct {
 			Domains []struct {
-				Name  string `json:"name"`
-				Route *struct {
-					State  string `json:"state"`
-					Shadow int    `json:"shadow_version"`
-				} `json:"route"`
+				Name    string `json:"name"`
+				Routing *struct {
+					State     string `json:"state"`
+					Candidate int    `json:"candidate_version"`
+				} `json:"routing"`
 			} `json:"domains"`
 		}
 		status, body, err := b.ctl.GetTimeout(nil, url, requestTimeout)
@@ -328,8 +328,8 @@ func (b *bench) waitStudent(ctx context.Context, gw *proc) (string, error) {
 		if len(list.Domains) != 1 {
 			return "", fmt.Errorf("listing domains at %s: %d domains, want 1", url, len(list.Domains))
 		}
-		if d := list.Domains[0]; d.Route != nil && d.Route.Shadow > 0 {
-			fmt.Fprintf(b.stderr, "student: %s@v%d is shadowing\n", d.Name, d.Route.Shadow)
+		if d := list.Domains[0]; d.Routing != nil && d.Routing.Candidate > 0 {
+			fmt.Fprintf(b.stderr, "student: %s@v%d is shadowing\n", d.Name, d.Routing.Candidate)
 			return d.Name, nil
 		}
 		if time.Now().After(deadline) {

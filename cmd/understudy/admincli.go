@@ -143,7 +143,7 @@ func domainsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if d.LatestVersion > 0 {
 			version = fmt.Sprintf("v%d trained", d.LatestVersion)
 		}
-		if rv := d.Route; rv != nil {
+		if rv := d.Routing; rv != nil {
 			st := rv.ServingStats
 			switch {
 			case rv.Serving > 0 && rv.Candidate > 0:
@@ -151,7 +151,7 @@ func domainsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			case rv.Serving > 0:
 				version = fmt.Sprintf("v%d", rv.Serving)
 			case rv.Candidate > 0:
-				version, st = fmt.Sprintf("v%d shadow", rv.Candidate), rv.CandidateStats
+				version, st = fmt.Sprintf("v%d candidate", rv.Candidate), rv.CandidateStats
 			}
 			if st != nil && st.Samples > 0 {
 				agreement = fmt.Sprintf("%.3f (≥%.3f)", st.SelectiveAgreement, st.LowerBound)

@@ -66,8 +66,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	labels := router.NewDomainLabels(cfg.Metrics.MaxDomains)
-	opts := gateway.Options{Logger: log, Registry: reg, DomainLabels: labels}
+	metricDomains := router.NewMetricDomains(cfg.Metrics.MaxDomains)
+	opts := gateway.Options{Logger: log, Registry: reg, MetricDomains: metricDomains}
 	if cfg.Storage.Enabled {
 		opts.Pairs = db
 	}
@@ -94,7 +94,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			return db.SetDomainSetting(domain, routerSetting, string(b))
 		}, log)
 		pool = shadow.NewPool(poolConfig(cfg), reg)
-		if rt, err = newRouter(cfg, db, saver.Save, pool.Submit, labels, log); err != nil {
+		if rt, err = newRouter(cfg, db, saver.Save, pool.Submit, metricDomains, log); err != nil {
 			db.Close()
 			return err
 		}
@@ -148,7 +148,7 @@ const routerSetting = "router"
 
 // newRouter builds the router from the routing records stored with the
 // domains, so a restart keeps every domain's state and statistics.
-func newRouter(cfg *config.Config, db *storage.DB, persist func(string, router.Record) error, score router.Shadow, labels *router.DomainLabels, log *slog.Logger) (*router.Router, error) {
+func newRouter(cfg *config.Config, db *storage.DB, persist func(string, router.Record) error, score router.Shadow, metricDomains *router.MetricDomains, log *slog.Logger) (*router.Router, error) {
 	ds, err := db.Domains()
 	if err != nil {
 		return nil, err
@@ -178,7 +178,7 @@ func newRouter(cfg *config.Config, db *storage.DB, persist func(string, router.R
 			},
 			Persist: persist,
 			Shadow:  score,
-			Labels:  labels,
+			Domains: metricDomains,
 			Logger:  log,
 		}, records), nil
 }

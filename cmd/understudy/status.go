@@ -71,13 +71,13 @@ func writeStatus(w io.Writer, ds []gateway.DomainView) error {
 	var saved, spent float64
 	for _, d := range ds {
 		student, agreement, coverage, offload := "-", "-", "-", "-"
-		if rv := d.Route; rv != nil {
+		if rv := d.Routing; rv != nil {
 			st := rv.ServingStats
 			switch {
 			case rv.Serving > 0:
 				student = fmt.Sprintf("v%d", rv.Serving)
 			case rv.Candidate > 0:
-				student, st = fmt.Sprintf("v%d (shadow)", rv.Candidate), rv.CandidateStats
+				student, st = fmt.Sprintf("v%d (candidate)", rv.Candidate), rv.CandidateStats
 			}
 			if st != nil && st.Confident > 0 {
 				agreement = fmt.Sprintf("%.3f -%.3f", st.SelectiveAgreement, st.SelectiveAgreement-st.LowerBound)

@@ -20,7 +20,7 @@ type domainView struct {
 	State         string       `json:"state"`
 	Pairs         int64        `json:"pairs"`
 	LatestVersion int          `json:"latest_version"`
-	Route         *router.View `json:"route"`
+	Routing       *router.View `json:"routing"`
 	SpentDollars  float64      `json:"spent_dollars"`
 	SavedDollars  float64      `json:"saved_dollars"`
 }
@@ -28,10 +28,10 @@ type domainView struct {
 // promotion returns the time and version of the domain's first promotion
 // to serving, if it has one.
 func (v domainView) promotion() (time.Time, int, bool) {
-	if v.Route == nil {
+	if v.Routing == nil {
 		return time.Time{}, 0, false
 	}
-	for _, t := range v.Route.Transitions {
+	for _, t := range v.Routing.Transitions {
 		if t.To == router.Serving && t.From != router.Serving {
 			return t.Time, t.Version, true
 		}

@@ -92,17 +92,17 @@ func domainLine(name string, c domainTally, v domainView) string {
 	if state == "" {
 		state = "-"
 	}
-	if v.Route != nil && v.Route.Serving > 0 {
-		state += fmt.Sprintf(" v%d", v.Route.Serving)
-	} else if v.Route != nil && v.Route.Candidate > 0 {
-		state += fmt.Sprintf(" v%d", v.Route.Candidate)
+	if v.Routing != nil && v.Routing.Serving > 0 {
+		state += fmt.Sprintf(" v%d", v.Routing.Serving)
+	} else if v.Routing != nil && v.Routing.Candidate > 0 {
+		state += fmt.Sprintf(" v%d", v.Routing.Candidate)
 	}
 	agree := "-"
 	switch {
 	case c.student > 0:
 		agree = fmt.Sprintf("%.1f%% (data)", 100*ratio(c.studentCorrect, c.student))
-	case v.Route != nil && v.Route.CandidateStats != nil && v.Route.CandidateStats.Confident > 0:
-		st := v.Route.CandidateStats
+	case v.Routing != nil && v.Routing.CandidateStats != nil && v.Routing.CandidateStats.Confident > 0:
+		st := v.Routing.CandidateStats
 		agree = fmt.Sprintf("%.1f%% (gate lb %.1f%%)", 100*st.SelectiveAgreement, 100*st.LowerBound)
 	}
 	return fmt.Sprintf(lineFormat, name, strconv.Itoa(c.requests), state,

@@ -2,33 +2,34 @@ package router
 
 import "sync"
 
-// Label values for domains that metrics do not name one by one.
+// Names of the domains that metrics do not name one by one.
 const (
 	OtherDomain = "_other" // domains past the limit
 	NoDomain    = "_none"  // requests without a domain (models, embeddings)
 )
 
-// DomainLabels bounds the domain label of metrics: the first Max domains
+// MetricDomains bounds the domains that metrics name: the first Max domains
 // seen keep their name, later ones fold into "_other", so an application
 // sending endless distinct system prompts cannot grow the series without
 // bound. It is safe for concurrent use.
-type DomainLabels struct {
+type MetricDomains struct {
 	max  int
 	mu   sync.RWMutex
 	seen map[string]struct{}
 }
 
-// DefaultMaxDomains is how many domains a Router built without Labels names
+// DefaultMaxDomains is how many domains a Router built without Deps.Domains names
 // in its metrics: the default of config's metrics.max_domains.
 const DefaultMaxDomains = 50
 
-// NewDomainLabels admits up to max domains.
-func NewDomainLabels(max int) *DomainLabels {
-	return &DomainLabels{max: max, seen: map[string]struct{}{}}
+// NewMetricDomains admits up to max domains.
+func NewMetricDomains(max int) *MetricDomains {
+	return &MetricDomains{max: max, seen: map[string]struct{}{}}
 }
 
-// Label returns the label value for a domain.
-func (l *DomainLabels) Label(domain string) string {
+// Name returns the name a domain carries in metrics: its own, OtherDomain
+// past the limit, or NoDomain for none.
+func (l *MetricDomains) Name(domain string) string {
 	if domain == "" {
 		return NoDomain
 	}
@@ -55,7 +56,7 @@ func (l *DomainLabels) Label(domain string) string {
 }
 
 // Named reports whether a domain has its own label.
-func (l *DomainLabels) Named(domain string) bool {
+func (l *MetricDomains) Named(domain string) bool {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	_, ok := l.seen[domain]

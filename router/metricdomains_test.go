@@ -6,18 +6,18 @@ import (
 	"testing"
 )
 
-func TestDomainLabels(t *testing.T) {
-	l := NewDomainLabels(3)
+func TestMetricDomains(t *testing.T) {
+	l := NewMetricDomains(3)
 	var wg sync.WaitGroup
 	for i := range 10 {
 		wg.Add(1)
-		go func() { defer wg.Done(); l.Label(fmt.Sprint("d", i)) }()
+		go func() { defer wg.Done(); l.Name(fmt.Sprint("d", i)) }()
 	}
 	wg.Wait()
 	named := 0
 	for i := range 10 {
 		d := fmt.Sprint("d", i)
-		switch got := l.Label(d); got {
+		switch got := l.Name(d); got {
 		case d:
 			named++
 			if !l.Named(d) {
@@ -31,7 +31,7 @@ func TestDomainLabels(t *testing.T) {
 	if named != 3 {
 		t.Errorf("%d domains named, want the limit 3", named)
 	}
-	if got := l.Label(""); got != NoDomain {
+	if got := l.Name(""); got != NoDomain {
 		t.Errorf("Label(\"\") = %q, want %q", got, NoDomain)
 	}
 }

@@ -211,8 +211,8 @@ func TestDiskFull(t *testing.T) {
 		if got := metric(t, reg, "understudy_storage_disk_free_bytes"); got != 0 {
 			t.Errorf("disk_free_bytes = %v, want 0", got)
 		}
-		if err := db.SetDomainState("d", "shadowing"); !errors.Is(err, ErrDiskFull) {
-			t.Errorf("SetDomainState on a full disk = %v, want ErrDiskFull", err)
+		if err := db.PutRoutingRecord("d", []byte(`{"state":"shadowing"}`)); !errors.Is(err, ErrDiskFull) {
+			t.Errorf("PutRoutingRecord on a full disk = %v, want ErrDiskFull", err)
 		}
 		// Reads go on.
 		if _, err := db.Domains(); err != nil {
@@ -224,7 +224,8 @@ func TestDiskFull(t *testing.T) {
 		if err := os.Remove(filler); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "logging to resume", func() bool { return !paused() })
+		// resume flips the flag, then logs: wait for both.
+		waitFor(t, "logging to resume", func() bool { return !paused() && logs.count("pair log resumed") > 0 })
 		if n := logs.count("pair log resumed"); n != 1 {
 			t.Errorf("%d \"pair log resumed\" lines, want 1", n)
 		}
@@ -296,8 +297,8 @@ func TestDiskFull(t *testing.T) {
 		if got := stored(db); got != n+500 {
 			t.Errorf("%d pairs stored, want %d", got, n+500)
 		}
-		if err := db.SetDomainState("d", "shadowing"); err != nil {
-			t.Errorf("SetDomainState after space returned: %v", err)
+		if err := db.PutRoutingRecord("d", []byte(`{"state":"shadowing"}`)); err != nil {
+			t.Errorf("PutRoutingRecord after space returned: %v", err)
 		}
 		checkCounts(t, db, "d")
 	})

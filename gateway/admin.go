@@ -81,13 +81,26 @@ type Admin struct {
 	cancelStop context.CancelFunc
 }
 
-// NewAdmin builds the admin API server from validated config. trainer may
-// be nil (training disabled).
-func NewAdmin(cfg *config.Config, store AdminStore, trainer Trainer, rt AdminRouter, costs CostSource, log *slog.Logger) *Admin {
+// AdminDeps are the admin API's collaborators.
+type AdminDeps struct {
+	Store AdminStore
+	// Trainer and Router are nil when training is disabled: a domain is
+	// then collecting, and training and routing actions answer 503.
+	Trainer Trainer
+	Router  AdminRouter
+	// Costs reports spend and savings; nil reports none.
+	Costs CostSource
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// NewAdmin builds the admin API server from validated config.
+func NewAdmin(cfg *config.Config, deps AdminDeps) *Admin {
+	log := deps.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &Admin{cfg: cfg, store: store, trainer: trainer, router: rt, costs: costs, log: log, pprof: fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)}
+	a := &Admin{cfg: cfg, store: deps.Store, trainer: deps.Trainer, router: deps.Router, costs: deps.Costs, log: log, pprof: fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)}
 	a.token = sha256.Sum256([]byte(cfg.Admin.Token))
 	a.stop, a.cancelStop = context.WithCancel(context.Background())
 	a.srv = &fasthttp.Server{
@@ -225,9 +238,8 @@ type LabelCount struct {
 }
 
 func (a *Admin) viewOf(d storage.Domain, topN int, detail bool) (DomainView, error) {
-	v := DomainView{Name: d.Name, State: d.State, Pairs: d.Pairs, Labels: len(d.Labels),
-		FirstSeen: d.FirstSeen, LastSeen: d.LastSeen, TopLabels: []LabelCount{},
-		OpenEndedReason: d.Settings["open_ended_reason"]}
+	v := DomainView{Name: d.Name, State: string(router.Collecting), Pairs: d.Pairs, Labels: len(d.Labels),
+		FirstSeen: d.FirstSeen, LastSeen: d.LastSeen, TopLabels: []LabelCount{}}
 	versions, err := a.store.StudentVersions(d.Name)
 	if err != nil {
 		return v, err

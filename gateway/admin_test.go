@@ -41,7 +41,7 @@ func TestAdminMalformedRequestLogsNoSecrets(t *testing.T) {
 	cfg := config.Default()
 	cfg.Admin.Token = token
 	var logs logBuffer
-	admin := gateway.NewAdmin(cfg, nil, nil, nil, nil, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	admin := gateway.NewAdmin(cfg, gateway.AdminDeps{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	ln := listen(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -123,16 +123,16 @@ func startRouted(t testing.TB, sim teachersim.Config, edit func(*config.Config),
 	}
 	h.cfg = cfg
 	h.log = &syncBuffer{}
-	opts := gateway.Options{Logger: slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug})), Registry: h.reg, Router: rt}
+	deps := gateway.Deps{Logger: slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug})), Registry: h.reg, Router: rt}
 	if so != nil {
-		so.Dir, so.Registry, so.Logger = t.TempDir(), h.reg, opts.Logger
+		so.Dir, so.Registry, so.Logger = t.TempDir(), h.reg, deps.Logger
 		db, err := storage.Open(*so)
 		if err != nil {
 			t.Fatal(err)
 		}
-		h.pairs, opts.Pairs = db, db
+		h.pairs, deps.Pairs = db, db
 	}
-	gw, err := gateway.New(cfg, opts)
+	gw, err := gateway.New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

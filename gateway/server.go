@@ -20,8 +20,8 @@ import (
 	"github.com/understudy-dev/understudy/student"
 )
 
-// Options are a Server's dependencies that do not come from config.
-type Options struct {
+// Deps are a Server's collaborators: what does not come from config.
+type Deps struct {
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Registry receives the gateway's metrics and is served on /metrics.
@@ -63,21 +63,21 @@ type Server struct {
 }
 
 // New builds a Server from validated config.
-func New(cfg *config.Config, opts Options) (*Server, error) {
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
+func New(cfg *config.Config, deps Deps) (*Server, error) {
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
 	}
-	if opts.Registry == nil {
-		opts.Registry = prometheus.NewRegistry()
+	if deps.Registry == nil {
+		deps.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, log: opts.Logger, pairs: opts.Pairs, router: opts.Router, reg: opts.Registry,
+	s := &Server{cfg: cfg, log: deps.Logger, pairs: deps.Pairs, router: deps.Router, reg: deps.Registry,
 		normalizer: student.Normalizer{FoldCase: cfg.Labels.FoldCase, StripTrailingPeriod: cfg.Labels.StripTrailingPeriod}}
-	s.m = newMetrics(opts.Registry, s.log)
-	if opts.MetricDomains == nil {
-		opts.MetricDomains = router.NewMetricDomains(cfg.Metrics.MaxDomains)
+	s.m = newMetrics(deps.Registry, s.log)
+	if deps.MetricDomains == nil {
+		deps.MetricDomains = router.NewMetricDomains(cfg.Metrics.MaxDomains)
 	}
-	s.metricDomains = opts.MetricDomains
-	s.costs = newCosts(opts.Registry, cfg.Pricing, s.metricDomains)
+	s.metricDomains = deps.MetricDomains
+	s.costs = newCosts(deps.Registry, cfg.Pricing, s.metricDomains)
 	var err error
 	if s.teacher, err = newTeacher(cfg.Teacher, s.m); err != nil {
 		return nil, err
@@ -88,7 +88,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	for _, k := range cfg.Gateway.APIKeys {
 		s.keys = append(s.keys, sha256.Sum256([]byte(k)))
 	}
-	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
+	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(deps.Registry, promhttp.HandlerOpts{}))
 	s.stop, s.cancelStop = context.WithCancel(context.Background())
 	s.srv = &fasthttp.Server{
 		Handler:               chain(serveErrors(s.log, s.route), s.recover, s.requestID, s.observe, s.auth),

@@ -4,8 +4,13 @@
 // confident, else the teacher, with candidate versions scored in the
 // teacher's shadow. After each answered request the gateway makes one call,
 // Answered, and the router counts the route, scores the serving version's
-// prediction and submits the candidate's shadow job. Its effects on the
-// world — loading models, persisting records, asking for retraining,
-// scoring in the shadow — are injected (Deps); it does no I/O itself. It
-// also exports each domain's routing metrics.
+// prediction and submits the candidate's shadow job.
+//
+// It is the one owner of routing state: the only reader and writer of the
+// routing records in storage (Store), which New reads and Run writes off
+// the request path. The trainer reports what it produced on a channel that
+// Run takes (a version, loaded from the artifact in the report, becomes
+// the candidate; an open-ended domain is marked so); a demotion asks for a
+// new version through Deps.Retrain. It also exports each domain's routing
+// metrics.
 package router

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +13,9 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/understudy-dev/understudy/shadow"
+	"github.com/understudy-dev/understudy/storage"
 	"github.com/understudy-dev/understudy/student"
+	"github.com/understudy-dev/understudy/trainer"
 )
 
 // State is a domain's routing state.
@@ -87,15 +90,22 @@ type Config struct {
 	ShadowMaxRate float64
 }
 
-// Deps are the router's effects on the world, injected: it does no I/O
-// itself.
+// Store is what the router needs of storage: the routing records, which
+// it alone writes, and the artifacts of the versions they name, which it
+// loads on start.
+type Store interface {
+	storage.RoutingRecords
+	StudentArtifact(domain string, version int) ([]byte, error)
+}
+
+var _ Store = (*storage.DB)(nil)
+
+// Deps are the router's collaborators.
 type Deps struct {
-	// Load returns a servable model of a stored version.
-	Load func(domain string, version int) (*student.Model, error)
-	// Persist stores a domain's record (called on every transition and
-	// every PersistEvery samples, from the request path: it must not
-	// block; see Saver).
-	Persist func(domain string, rec Record) error
+	// Store holds the routing records: New reads them, and Run writes each
+	// domain's record on every transition and every PersistEvery samples,
+	// off the request path. Nil keeps them in memory only.
+	Store Store
 	// Retrain asks the trainer for a new version (after a demotion); it
 	// must not block.
 	Retrain func(domain string)
@@ -122,7 +132,8 @@ type Transition struct {
 	Reason  string    `json:"reason"`
 }
 
-// Record is a domain's routing record as persisted.
+// Record is a domain's routing record as stored (as JSON, in
+// storage.RoutingRecords).
 type Record struct {
 	State State `json:"state"`
 	// Serving is the version that answers in serving (0: none).
@@ -152,6 +163,8 @@ type Router struct {
 	domains map[string]*domain
 	// sink is r.Observe, made once: the shadow jobs' destination.
 	sink shadow.Sink
+	// saver writes the records that changed, off the request path.
+	saver *saver
 }
 
 // domain is the live state of one domain.
@@ -172,10 +185,11 @@ type version struct {
 	scores Scores
 }
 
-// New builds a router from persisted records; it loads the models of the
-// serving and candidate versions. A version that fails to load is dropped
-// with a logged error (the domain falls back to collecting).
-func New(cfg Config, deps Deps, records map[string]Record) *Router {
+// New builds a router from the stored routing records; it loads the models
+// of their serving and candidate versions. A version that fails to load is
+// dropped with a logged error (the domain falls back to collecting); a
+// record that cannot be read is an error.
+func New(cfg Config, deps Deps) (*Router, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
@@ -187,7 +201,19 @@ func New(cfg Config, deps Deps, records map[string]Record) *Router {
 	}
 	r := &Router{cfg: cfg, deps: deps, log: deps.Logger, domains: map[string]*domain{}, m: newMetrics(deps.Domains)}
 	r.sink = r.Observe
-	for name, rec := range records {
+	if deps.Store == nil {
+		return r, nil
+	}
+	r.saver = newSaver(deps.Store, deps.Logger)
+	stored, err := deps.Store.RoutingRecords()
+	if err != nil {
+		return nil, err
+	}
+	for name, b := range stored {
+		var rec Record
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return nil, fmt.Errorf("reading the routing record of %s: %w", name, err)
+		}
 		d := r.newDomain(name, rec)
 		if d.rec.State == "" {
 			d.rec.State = Collecting
@@ -202,7 +228,43 @@ func New(cfg Config, deps Deps, records map[string]Record) *Router {
 		}
 		r.domains[name] = d
 	}
-	return r
+	return r, nil
+}
+
+// Run takes the trainer's reports until ctx is done (a new version
+// becomes the candidate; an open-ended domain is marked so) and writes
+// changed records as they change; when ctx ends it writes what is left.
+func (r *Router) Run(ctx context.Context, reports <-chan trainer.Report) error {
+	var wake <-chan struct{}
+	if r.saver != nil {
+		wake = r.saver.wake
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			r.Flush()
+			return nil
+		case <-wake:
+			r.saver.flush()
+		case rep := <-reports:
+			switch {
+			case rep.Artifact != nil:
+				if err := r.AddVersion(rep.Artifact); err != nil {
+					r.log.Error("adding a student version", "domain", rep.Domain, "err", err)
+				}
+			case rep.OpenEnded != "":
+				r.SetOpenEnded(rep.Domain, rep.OpenEnded)
+			}
+		}
+	}
+}
+
+// Flush writes the records changed since the last write. Call it after
+// the last request is answered, so a restart keeps what they changed.
+func (r *Router) Flush() {
+	if r.saver != nil {
+		r.saver.flush()
+	}
 }
 
 func (r *Router) newDomain(name string, rec Record) *domain {
@@ -217,7 +279,7 @@ func (r *Router) restore(name string, v int, scores map[int][]byte, promoted boo
 	if v == 0 {
 		return nil
 	}
-	m, err := r.deps.Load(name, v)
+	m, err := r.load(name, v)
 	if err != nil {
 		r.log.Error("loading student", "domain", name, "version", v, "err", err)
 		return nil
@@ -237,6 +299,19 @@ func (r *Router) restore(name string, v int, scores map[int][]byte, promoted boo
 		sc = t
 	}
 	return &version{n: v, model: m, scores: sc}
+}
+
+// load reads a stored version and makes it servable.
+func (r *Router) load(name string, v int) (*student.Model, error) {
+	b, err := r.deps.Store.StudentArtifact(name, v)
+	if err != nil {
+		return nil, err
+	}
+	a, err := student.UnmarshalArtifact(b)
+	if err != nil {
+		return nil, err
+	}
+	return student.Load(a, 1)
 }
 
 func (r *Router) get(name string) *domain {
@@ -342,13 +417,6 @@ func (r *Router) Answered(o Outcome) {
 	}
 }
 
-// SetRetrain sets the function a demotion calls to ask for a new version.
-func (r *Router) SetRetrain(fn func(domain string)) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.deps.Retrain = fn
-}
-
 // Observe scores one sample of a version against the teacher and applies
 // the gate: a candidate that passes is promoted, a serving version shown
 // to fall below the threshold is demoted. It is the sink of the shadow's
@@ -400,11 +468,8 @@ func (r *Router) observe(d *domain, v int, s shadow.Sample) {
 		}
 		r.transition(d, to, v, reason)
 		_ = ver.model.Close()
-		r.mu.RLock()
-		retrain := r.deps.Retrain
-		r.mu.RUnlock()
-		if retrain != nil {
-			retrain(name) // must not block: the trainer queues it
+		if r.deps.Retrain != nil {
+			r.deps.Retrain(name) // must not block: the trainer queues it
 		}
 	default:
 		if d.samples >= PersistEvery {
@@ -413,11 +478,13 @@ func (r *Router) observe(d *domain, v int, s shadow.Sample) {
 	}
 }
 
-// AddVersion makes a newly trained version the domain's candidate: it is
-// scored in the shadow (beside the serving version, if any) and replaces
-// it only through the gate.
-func (r *Router) AddVersion(name string, v int) error {
-	m, err := r.deps.Load(name, v)
+// AddVersion makes a newly trained version (its artifact, as the trainer
+// has it in hand) its domain's candidate: it is scored in the shadow
+// (beside the serving version, if any) and replaces it only through the
+// gate.
+func (r *Router) AddVersion(a *student.Artifact) error {
+	name, v := a.Domain, a.Version
+	m, err := student.Load(a, 1)
 	if err != nil {
 		return fmt.Errorf("loading %s v%d: %w", name, v, err)
 	}
@@ -547,10 +614,11 @@ func (r *Router) transition(d *domain, to State, v int, reason string) {
 	r.persist(d)
 }
 
-// persist saves a domain's record with its scores. d.mu must be held.
+// persist queues a domain's record with its scores for Run to write.
+// d.mu must be held.
 func (r *Router) persist(d *domain) {
 	d.samples = 0
-	if r.deps.Persist == nil {
+	if r.saver == nil {
 		return
 	}
 	d.rec.Scores = map[int][]byte{}
@@ -561,9 +629,7 @@ func (r *Router) persist(d *domain) {
 			}
 		}
 	}
-	if err := r.deps.Persist(d.name, d.rec); err != nil {
-		r.log.Error("saving domain route", "domain", d.name, "err", err)
-	}
+	r.saver.save(d.name, d.rec)
 }
 
 // View is a domain's routing state for display.
@@ -611,14 +677,4 @@ func (r *Router) View(name string) (View, bool) {
 		v.CandidateStats = &st
 	}
 	return v, true
-}
-
-// MarshalRecord and UnmarshalRecord are the persisted form of a Record.
-func MarshalRecord(rec Record) ([]byte, error) { return json.Marshal(rec) }
-
-// UnmarshalRecord decodes what MarshalRecord produced.
-func UnmarshalRecord(b []byte) (Record, error) {
-	var rec Record
-	err := json.Unmarshal(b, &rec)
-	return rec, err
 }

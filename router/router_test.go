@@ -2,7 +2,10 @@ package router_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/understudy-dev/understudy/router"
 	"github.com/understudy-dev/understudy/shadow"
+	"github.com/understudy-dev/understudy/storage"
 	"github.com/understudy-dev/understudy/student"
 	"github.com/understudy-dev/understudy/trainer"
 )
@@ -21,8 +25,30 @@ var model struct {
 	err  error
 }
 
-func loader(t *testing.T) func(string, int) (*student.Model, error) {
+// env is a router's world in a test: a real store in a temp dir and the
+// jobs submitted to the shadow.
+type env struct {
+	t  *testing.T
+	db *storage.DB
+
+	mu   sync.Mutex
+	jobs []shadow.Job // submitted to the shadow
+}
+
+func newEnv(t *testing.T) *env {
 	t.Helper()
+	db, err := storage.Open(storage.Options{Dir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return &env{t: t, db: db}
+}
+
+// version returns version v of a domain's student, trained and stored as
+// the trainer does.
+func (e *env) version(domain string, v int) *student.Artifact {
+	e.t.Helper()
 	model.once.Do(func() {
 		if model.err = student.InitRuntime(""); model.err != nil {
 			return
@@ -37,60 +63,76 @@ func loader(t *testing.T) func(string, int) (*student.Model, error) {
 		model.a, model.err = trainer.Train(context.Background(), ex, opts)
 	})
 	if model.err != nil {
-		t.Fatal(model.err)
+		e.t.Fatal(model.err)
 	}
-	return func(domain string, v int) (*student.Model, error) {
-		a := *model.a
-		a.Domain, a.Version = domain, v
-		return student.Load(&a, 1)
+	a := *model.a
+	a.Domain, a.Version = domain, v
+	blob, err := a.Marshal()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.db.PutStudent(domain, v, []byte("{}"), blob); err != nil {
+		e.t.Fatal(err)
+	}
+	return &a
+}
+
+func (e *env) add(r *router.Router, domain string, v int) {
+	e.t.Helper()
+	if err := r.AddVersion(e.version(domain, v)); err != nil {
+		e.t.Fatal(err)
 	}
 }
 
-type saved struct {
-	mu      sync.Mutex
-	records map[string]router.Record
-	jobs    []shadow.Job // submitted to the shadow
-}
-
-func (s *saved) submit(j shadow.Job) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.jobs = append(s.jobs, j)
+func (e *env) submit(j shadow.Job) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.jobs = append(e.jobs, j)
 	return true
 }
 
 // submitted returns the jobs submitted so far and forgets them.
-func (s *saved) submitted() []shadow.Job {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	j := s.jobs
-	s.jobs = nil
+func (e *env) submitted() []shadow.Job {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	j := e.jobs
+	e.jobs = nil
 	return j
 }
 
-func (s *saved) persist(d string, rec router.Record) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, _ := router.MarshalRecord(rec) // as stored
-	r, err := router.UnmarshalRecord(b)
-	s.records[d] = r
-	return err
+// stored returns the routing record of a domain as the store holds it.
+func (e *env) stored(r *router.Router, domain string) router.Record {
+	e.t.Helper()
+	r.Flush()
+	recs, err := e.db.RoutingRecords()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var rec router.Record
+	if err := json.Unmarshal(recs[domain], &rec); err != nil {
+		e.t.Fatalf("record of %s: %v", domain, err)
+	}
+	return rec
 }
 
-func newRouter(t *testing.T, s *saved, records map[string]router.Record) *router.Router {
-	return router.New(router.Config{Gate: shadow.Gate{Threshold: 0.95, Confidence: 0.95, MinSamples: 50}, ShadowRate: 0.05, FallbackToStudent: true},
-		router.Deps{Load: loader(t), Persist: s.persist, Shadow: s.submit}, records)
+func (e *env) router(cfg router.Config) *router.Router {
+	e.t.Helper()
+	r, err := router.New(cfg, router.Deps{Store: e.db, Shadow: e.submit})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return r
 }
+
+var testConfig = router.Config{Gate: shadow.Gate{Threshold: 0.95, Confidence: 0.95, MinSamples: 50}, ShadowRate: 0.05, FallbackToStudent: true}
 
 func TestLifecycle(t *testing.T) {
-	s := &saved{records: map[string]router.Record{}}
-	r := newRouter(t, s, nil)
+	e := newEnv(t)
+	r := e.router(testConfig)
 	if d := r.Decide("spam"); d.State != router.Collecting || d.Student != nil || d.Fallback != nil {
 		t.Fatalf("new domain: %+v", d)
 	}
-	if err := r.AddVersion("spam", 1); err != nil {
-		t.Fatal(err)
-	}
+	e.add(r, "spam", 1)
 	d := r.Decide("spam")
 	if v, _ := r.View("spam"); d.State != router.Shadowing || d.Student != nil || d.Fallback != nil || v.Candidate != 1 {
 		t.Fatalf("after v1: %+v, shadow version %d", d, v.Candidate)
@@ -106,8 +148,9 @@ func TestLifecycle(t *testing.T) {
 	if d.Fallback == nil || d.FallbackVersion != 1 {
 		t.Error("a serving domain has no fallback")
 	}
-	// A restart keeps the state, from what was persisted.
-	r2 := newRouter(t, s, s.records)
+	// A restart keeps the state, from what was stored.
+	r.Flush()
+	r2 := e.router(testConfig)
 	if d := r2.Decide("spam"); d.State != router.Serving || d.Version != 1 {
 		t.Fatalf("after a restart: %+v", d)
 	}
@@ -127,14 +170,12 @@ func TestLifecycle(t *testing.T) {
 }
 
 func TestActions(t *testing.T) {
-	s := &saved{records: map[string]router.Record{}}
-	r := newRouter(t, s, nil)
+	e := newEnv(t)
+	r := e.router(testConfig)
 	if _, err := r.Act("d", "promote"); err == nil {
 		t.Error("promote without a student succeeded")
 	}
-	if err := r.AddVersion("d", 3); err != nil {
-		t.Fatal(err)
-	}
+	e.add(r, "d", 3)
 	for _, step := range []struct {
 		action string
 		want   router.State
@@ -148,9 +189,9 @@ func TestActions(t *testing.T) {
 		}
 	}
 	r.Act("d", "pin-teacher")
-	s.submitted()
+	e.submitted()
 	r.Answered(router.Outcome{Domain: "d", Route: router.RouteTeacher, Input: "yes", Teacher: "yes"})
-	if d, jobs := r.Decide("d"), s.submitted(); d.Student != nil || d.Fallback != nil || len(jobs) != 0 {
+	if d, jobs := r.Decide("d"), e.submitted(); d.Student != nil || d.Fallback != nil || len(jobs) != 0 {
 		t.Errorf("pinned to the teacher, the decision still involves a student: %+v, %d shadow jobs", d, len(jobs))
 	}
 	if _, err := r.Act("d", "explode"); err == nil {
@@ -158,11 +199,11 @@ func TestActions(t *testing.T) {
 	}
 	r.SetOpenEnded("d", "answers are open-ended")
 	r.Answered(router.Outcome{Domain: "d", Route: router.RouteTeacher, Input: "yes", Teacher: "yes"})
-	if d, jobs := r.Decide("d"), s.submitted(); d.State != router.OpenEnded || d.Student != nil || d.Fallback != nil || len(jobs) != 0 {
+	if d, jobs := r.Decide("d"), e.submitted(); d.State != router.OpenEnded || d.Student != nil || d.Fallback != nil || len(jobs) != 0 {
 		t.Errorf("open-ended: %+v, %d shadow jobs", d, len(jobs))
 	}
-	if s.records["d"].State != router.OpenEnded {
-		t.Errorf("persisted state %s", s.records["d"].State)
+	if rec := e.stored(r, "d"); rec.State != router.OpenEnded || rec.Reason != "answers are open-ended" {
+		t.Errorf("stored state %s (%q)", rec.State, rec.Reason)
 	}
 }
 
@@ -170,13 +211,10 @@ func TestActions(t *testing.T) {
 // about ShadowMaxRate requests per second of its domain, each domain on its
 // own budget; the teacher still answers them all.
 func TestShadowMaxRate(t *testing.T) {
-	s := &saved{records: map[string]router.Record{}}
-	r := router.New(router.Config{Gate: shadow.Gate{MinSamples: 50}, ShadowMaxRate: 20},
-		router.Deps{Load: loader(t), Persist: s.persist, Shadow: s.submit}, nil)
+	e := newEnv(t)
+	r := e.router(router.Config{Gate: shadow.Gate{MinSamples: 50}, ShadowMaxRate: 20})
 	for _, d := range []string{"a", "b"} {
-		if err := r.AddVersion(d, 1); err != nil {
-			t.Fatal(err)
-		}
+		e.add(r, d, 1)
 	}
 	start := time.Now()
 	for range 1000 {
@@ -188,7 +226,7 @@ func TestShadowMaxRate(t *testing.T) {
 		}
 	}
 	offered := map[string]int{}
-	for _, j := range s.submitted() {
+	for _, j := range e.submitted() {
 		offered[j.Domain]++
 	}
 	// The burst (20) plus what refills while the loop runs.
@@ -206,17 +244,13 @@ func TestShadowMaxRate(t *testing.T) {
 // records the candidate's sample. Answers without a teacher label are
 // counted and nothing more.
 func TestAnswered(t *testing.T) {
-	s := &saved{records: map[string]router.Record{}}
-	r := newRouter(t, s, nil)
-	if err := r.AddVersion("d", 1); err != nil {
-		t.Fatal(err)
-	}
+	e := newEnv(t)
+	r := e.router(testConfig)
+	e.add(r, "d", 1)
 	if _, err := r.Act("d", "promote"); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.AddVersion("d", 2); err != nil {
-		t.Fatal(err)
-	}
+	e.add(r, "d", 2)
 	yes := student.Prediction{Label: "yes", Answer: "yes", Confidence: 0.99, Confident: true}
 	for _, o := range []router.Outcome{
 		{Route: router.RouteStudent},
@@ -236,7 +270,7 @@ func TestAnswered(t *testing.T) {
 	if st := v.ServingStats; st == nil || st.Samples != 2 || st.Agree != 1 {
 		t.Errorf("serving version's samples: %+v, want 2 with 1 agreement", st)
 	}
-	jobs := s.submitted()
+	jobs := e.submitted()
 	if len(jobs) != 2 || jobs[0].Version != 2 || jobs[0].Label != "no" || jobs[0].Input != "no no" || jobs[1].Label != "yes" {
 		t.Fatalf("shadow jobs %+v, want v2 on (no no, no) and (yes yes, yes)", jobs)
 	}
@@ -245,5 +279,57 @@ func TestAnswered(t *testing.T) {
 	}
 	if v, _ := r.View("d"); v.CandidateStats == nil || v.CandidateStats.Samples != 2 || v.CandidateStats.Agree != 1 {
 		t.Errorf("candidate's samples: %+v, want 2 with 1 agreement", v.CandidateStats)
+	}
+}
+
+// TestRun: the router takes the trainer's reports from its channel (a
+// version becomes the candidate, loaded from the artifact in the report;
+// an open-ended domain is marked so) and stores every change; a restart
+// reads them back. A demotion asks the trainer, given at construction,
+// for a new version.
+func TestRun(t *testing.T) {
+	e := newEnv(t)
+	var mu sync.Mutex
+	var retrain []string
+	r, err := router.New(testConfig, router.Deps{Store: e.db, Shadow: e.submit, Retrain: func(d string) {
+		mu.Lock()
+		defer mu.Unlock()
+		retrain = append(retrain, d)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reports := make(chan trainer.Report)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, reports) }()
+	reports <- trainer.Report{Domain: "spam", Artifact: e.version("spam", 1)}
+	reports <- trainer.Report{Domain: "chat", OpenEnded: "1000 distinct answers in 1000 pairs"}
+	reports <- trainer.Report{} // a no-op: nothing to take
+	for i := 0; i < 1000 && r.Decide("spam").State != router.Serving; i++ {
+		r.Observe("spam", 1, shadow.Sample{Confident: true, Agree: true, Teacher: "yes", Student: "yes"})
+	}
+	if d := r.Decide("spam"); d.State != router.Serving || d.Version != 1 {
+		t.Fatalf("spam after agreeing samples: %+v", d)
+	}
+	for i := 0; i < 500 && r.Decide("spam").State == router.Serving; i++ {
+		r.Observe("spam", 1, shadow.Sample{Confident: true, Teacher: "no", Student: "yes"})
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if fmt.Sprint(retrain) != "[spam]" {
+		t.Errorf("retrain asked for %v, want [spam] after the demotion", retrain)
+	}
+	mu.Unlock()
+
+	r2 := e.router(testConfig)
+	if d := r2.Decide("chat"); d.State != router.OpenEnded {
+		t.Errorf("chat after a restart: %s, want open_ended", d.State)
+	}
+	if v, _ := r2.View("spam"); v.State != router.Collecting || len(v.Transitions) != 3 {
+		t.Errorf("spam after a restart: %s with %d transitions, want collecting after 3", v.State, len(v.Transitions))
 	}
 }

@@ -1,16 +1,16 @@
 package router
 
 import (
-	"context"
+	"encoding/json"
 	"log/slog"
 	"sync"
 )
 
-// Saver writes routing records off the request path: Save keeps the latest
-// record of each domain and returns at once; Run writes them with the
-// given function, and writes what is left when ctx ends.
-type Saver struct {
-	write func(domain string, rec Record) error
+// saver writes routing records off the request path: save keeps the
+// latest record of each domain and returns at once; Router.Run writes them
+// (flush) when woken, and what is left when it ends.
+type saver struct {
+	store Store
 	log   *slog.Logger
 
 	mu      sync.Mutex
@@ -18,16 +18,12 @@ type Saver struct {
 	wake    chan struct{}
 }
 
-// NewSaver returns a Saver that writes with write.
-func NewSaver(write func(domain string, rec Record) error, log *slog.Logger) *Saver {
-	if log == nil {
-		log = slog.Default()
-	}
-	return &Saver{write: write, log: log, pending: map[string]Record{}, wake: make(chan struct{}, 1)}
+func newSaver(store Store, log *slog.Logger) *saver {
+	return &saver{store: store, log: log, pending: map[string]Record{}, wake: make(chan struct{}, 1)}
 }
 
-// Save queues rec as domain's latest record. It never blocks.
-func (s *Saver) Save(domain string, rec Record) error {
+// save queues rec as domain's latest record. It never blocks.
+func (s *saver) save(domain string, rec Record) {
 	s.mu.Lock()
 	s.pending[domain] = cloneRecord(rec)
 	s.mu.Unlock()
@@ -35,30 +31,20 @@ func (s *Saver) Save(domain string, rec Record) error {
 	case s.wake <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
-// Run writes queued records until ctx is done, then writes the rest.
-func (s *Saver) Run(ctx context.Context) error {
-	for {
-		select {
-		case <-ctx.Done():
-			s.Flush()
-			return nil
-		case <-s.wake:
-			s.Flush()
-		}
-	}
-}
-
-// Flush writes the queued records now.
-func (s *Saver) Flush() {
+// flush writes the queued records now.
+func (s *saver) flush() {
 	s.mu.Lock()
 	batch := s.pending
 	s.pending = map[string]Record{}
 	s.mu.Unlock()
 	for d, rec := range batch {
-		if err := s.write(d, rec); err != nil {
+		b, err := json.Marshal(rec)
+		if err == nil {
+			err = s.store.PutRoutingRecord(d, b)
+		}
+		if err != nil {
 			s.log.Error("saving a routing record", "domain", d, "err", err)
 		}
 	}

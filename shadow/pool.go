@@ -82,8 +82,14 @@ type Pool struct {
 	wg        sync.WaitGroup
 }
 
-// NewPool builds a pool; reg may be nil.
-func NewPool(cfg PoolConfig, reg prometheus.Registerer) *Pool {
+// PoolDeps are the pool's collaborators.
+type PoolDeps struct {
+	// Registry receives the pool's metrics; nil registers none.
+	Registry prometheus.Registerer
+}
+
+// NewPool builds a pool.
+func NewPool(cfg PoolConfig, deps PoolDeps) *Pool {
 	d := DefaultPoolConfig()
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = d.QueueSize
@@ -112,7 +118,7 @@ func NewPool(cfg PoolConfig, reg prometheus.Registerer) *Pool {
 			Help: "CPU time the shadow pool's workers spent scoring: featurizing, predicting and recording the samples (Linux only).",
 		}),
 	}
-	if reg != nil {
+	if reg := deps.Registry; reg != nil {
 		reg.MustRegister(p.dropped, p.predTime, p.cpu,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Namespace: "understudy", Subsystem: "shadow", Name: "queue_length",

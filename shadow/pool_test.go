@@ -73,7 +73,7 @@ func (c *collected) wait(t *testing.T, n int) {
 
 func runPool(t *testing.T, cfg PoolConfig, reg prometheus.Registerer) *Pool {
 	t.Helper()
-	p := NewPool(cfg, reg)
+	p := NewPool(cfg, PoolDeps{Registry: reg})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(ctx); close(done) }()
@@ -149,7 +149,7 @@ func TestPoolScoresInBatches(t *testing.T) {
 
 func TestPoolDropsWhenFull(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	p := NewPool(PoolConfig{QueueSize: 3}, reg) // not running: nothing leaves
+	p := NewPool(PoolConfig{QueueSize: 3}, PoolDeps{Registry: reg}) // not running: nothing leaves
 	for i := range 5 {
 		want := i < 3
 		if got := p.Submit(Job{Domain: "d", Model: &echo{}}); got != want {

@@ -188,8 +188,11 @@ type domainRecord struct {
 	LastSeen  time.Time         `json:"last_seen"`
 	Pairs     int64             `json:"pairs"`
 	Logged    int64             `json:"logged"`
-	State     string            `json:"state"`
 	Settings  map[string]string `json:"settings,omitempty"`
+	// LegacyState is the copy of the routing state that releases before
+	// the routing record had a key of its own kept here; migrateRoutes
+	// clears it.
+	LegacyState string `json:"state,omitempty"`
 }
 
 func (r *domainRecord) clone() domainRecord {

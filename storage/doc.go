@@ -1,8 +1,11 @@
 // Package storage owns Understudy's Badger database: the pair log (teacher
 // answers logged per task domain), domain records with their label counts
-// and routing settings, student versions (students.go); retention; export as OpenAI
+// and settings, routing records (routes.go; the router's, stored as its
+// bytes), student versions (students.go); retention; export as OpenAI
 // fine-tuning JSONL. Only domain methods are exported: *badger.DB never
-// leaves the package.
+// leaves the package. backend.go names what components need of a store in
+// small interfaces (PairLog, DomainRecords, StudentArtifacts,
+// RoutingRecords), so that a second backend can stand in for DB.
 //
 // # Writing
 //
@@ -42,7 +45,8 @@
 //
 // Keys start with their kind and domain so that one domain iterates alone
 // (see keys.go): pair/<domain>/<ulid>, domain/<domain>, label/<domain>/<label>,
-// student/<domain>/<version>, studentmeta/<domain>/<version>, meta/format. Pairs are a compact binary record (codec.go), domain records
+// route/<domain>, student/<domain>/<version>, studentmeta/<domain>/<version>,
+// meta/format. Pairs are a compact binary record (codec.go), domain records
 // JSON. A ULID orders pairs oldest first and dates them for TTL.
 //
 // # Retention

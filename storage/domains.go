@@ -10,9 +10,6 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// stateCollecting is a new domain's routing state; the router sets others.
-const stateCollecting = "collecting"
-
 // Domain is a task domain as stored.
 type Domain struct {
 	Name      string
@@ -21,7 +18,6 @@ type Domain struct {
 	Pairs     int64             // pairs stored now (after retention)
 	Logged    int64             // pairs ever logged; retention does not lower it
 	Labels    map[string]int64  // stored pairs per label
-	State     string            // routing state, "collecting" until the router sets another
 	Settings  map[string]string // free-form per-domain settings
 }
 
@@ -127,7 +123,6 @@ func readDomain(txn *badger.Txn, name string, rec domainRecord) (Domain, error) 
 		Pairs:     rec.Pairs,
 		Logged:    rec.Logged,
 		Labels:    make(map[string]int64),
-		State:     rec.State,
 		Settings:  rec.Settings,
 	}
 	if d.Settings == nil {
@@ -147,15 +142,6 @@ func readDomain(txn *badger.Txn, name string, rec domainRecord) (Domain, error) 
 		}
 	}
 	return d, nil
-}
-
-// SetDomainState sets a domain's routing state. ErrNotFound when the domain
-// was never logged.
-func (db *DB) SetDomainState(name, state string) error {
-	if state == "" {
-		return fmt.Errorf("setting state of domain %s: empty state", name)
-	}
-	return db.updateDomain(name, func(r *domainRecord) { r.State = state })
 }
 
 // SetDomainSetting sets one free-form setting of a domain; an empty value

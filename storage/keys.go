@@ -14,6 +14,7 @@ import (
 //	label/<domain>/s<label>     stored pairs per label, labels up to 128 bytes
 //	label/<domain>/h<sha256:16> the same for longer labels (the value holds the label)
 //	pair/<domain>/<ulid:16>     one pair (binary, see appendPair), oldest first
+//	route/<domain>              the router's routing record (routes.go)
 //
 // Later kinds follow the same shape, e.g. student/<domain>/<version>.
 // Domain names never contain '/', so "pair/a/" is never a prefix of "pair/a.b/".

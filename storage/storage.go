@@ -80,7 +80,7 @@ type DB struct {
 	writtenA  atomic.Uint64 // mirror of written for QueueLen
 
 	// mu guards the domain cache and serializes every write of domain and
-	// label records (writer batches, retention, SetDomainState), so that the
+	// label records (writer batches, retention, updateDomain), so that the
 	// cache always equals what is committed.
 	mu      sync.Mutex
 	domains map[string]*domainEntry
@@ -181,6 +181,12 @@ func Open(opts Options) (*DB, error) {
 	if err := db.loadDomains(); err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("opening pair log at %s: %w", o.Dir, err)
+	}
+	if !readOnly {
+		if err := db.migrateRoutes(); err != nil {
+			_ = bdb.Close()
+			return nil, fmt.Errorf("opening pair log at %s: %w", o.Dir, err)
+		}
 	}
 	db.m = newMetrics(db.QueueLen, sp)
 	if o.Registry != nil {

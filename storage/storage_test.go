@@ -213,9 +213,6 @@ func TestDomainRecords(t *testing.T) {
 	}
 	mustLog(t, db, Pair{Domain: "sentiment", Time: t0, Input: "great", Answer: "positive", Label: "positive"})
 	flush(t, db)
-	if err := db.SetDomainState("spam", "shadowing"); err != nil {
-		t.Fatal(err)
-	}
 	if err := db.SetDomainSetting("spam", "threshold", "0.97"); err != nil {
 		t.Fatal(err)
 	}
@@ -225,16 +222,16 @@ func TestDomainRecords(t *testing.T) {
 	if err := db.SetDomainSetting("spam", "tmp", ""); err != nil {
 		t.Fatal(err)
 	}
-	// A later batch rewrites the domain record: it must keep state and settings.
+	// A later batch rewrites the domain record: it must keep the settings.
 	mustLog(t, db, Pair{Domain: "spam", Time: t0.Add(time.Hour), Input: "late", Answer: "ham", Label: "ham"})
 	flush(t, db)
 
 	want := []Domain{
 		{Name: "sentiment", FirstSeen: t0, LastSeen: t0, Pairs: 1, Logged: 1, Labels: map[string]int64{"positive": 1},
-			State: "collecting", Settings: map[string]string{}},
+			Settings: map[string]string{}},
 		{Name: "spam", FirstSeen: t0, LastSeen: t0.Add(time.Hour), Pairs: 7, Logged: 7,
 			Labels: map[string]int64{"spam": 3, "ham": 3, "unsure": 1},
-			State:  "shadowing", Settings: map[string]string{"threshold": "0.97"}},
+			Settings: map[string]string{"threshold": "0.97"}},
 	}
 	check := func(t *testing.T, db *DB) {
 		got, err := db.Domains()
@@ -271,8 +268,8 @@ func TestDomainRecords(t *testing.T) {
 			if _, err := db2.Domain(name); !errors.Is(err, ErrNotFound) {
 				t.Errorf("Domain(%q) err = %v, want ErrNotFound", name, err)
 			}
-			if err := db2.SetDomainState(name, "serving"); !errors.Is(err, ErrNotFound) {
-				t.Errorf("SetDomainState(%q) err = %v, want ErrNotFound", name, err)
+			if err := db2.SetDomainSetting(name, "k", "v"); !errors.Is(err, ErrNotFound) {
+				t.Errorf("SetDomainSetting(%q) err = %v, want ErrNotFound", name, err)
 			}
 		}
 	})

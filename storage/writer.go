@@ -170,7 +170,7 @@ type labelRef struct{ domain, label string }
 
 // writeChunk writes pairs and the domain and label records they change in
 // one WriteBatch (one Badger transaction, see chunkLen), then updates the
-// cache. It holds db.mu throughout so that retention and SetDomainState see
+// cache. It holds db.mu throughout so that retention and updateDomain see
 // a cache equal to what is stored.
 func (db *DB) writeChunk(chunk []*queued) (int, error) {
 	db.mu.Lock()
@@ -189,7 +189,7 @@ func (db *DB) writeChunk(chunk []*queued) (int, error) {
 			if e := db.domains[p.Domain]; e != nil {
 				rec = e.rec.clone()
 			} else {
-				rec = domainRecord{FirstSeen: p.Time, LastSeen: p.Time, State: stateCollecting}
+				rec = domainRecord{FirstSeen: p.Time, LastSeen: p.Time}
 			}
 		}
 		if p.Time.Before(rec.FirstSeen) || rec.FirstSeen.IsZero() {

@@ -2,5 +2,7 @@
 // from normalized teacher answers, the distillability rule, featurizing, the
 // ONNX train-step graph run through ONNX Runtime, calibration, export of a
 // trained version, and the Scheduler that trains domains in the background.
-// It does not serve traffic.
+// The Scheduler stores each version it trains and reports it (Reports), or
+// the reason a domain is open-ended; it writes no routing state, which is
+// the router's. It does not serve traffic.
 package trainer

@@ -17,30 +17,44 @@ import (
 	"github.com/understudy-dev/understudy/student"
 )
 
-// Store is what the scheduler needs from storage.
+// Store is what the scheduler needs from storage: the pairs to learn
+// from, the domains' counts and its own bookkeeping setting, and a place
+// for the versions it trains. It writes no routing state: it reports what
+// it produced (Reports) and the router decides.
 type Store interface {
-	Domains() ([]storage.Domain, error)
-	Domain(name string) (storage.Domain, error)
 	Pairs(ctx context.Context, domain string, fn func(storage.Pair) error) error
+	storage.DomainRecords
 	PutStudent(domain string, version int, meta, artifact []byte) error
 	StudentVersions(domain string) ([]storage.StudentVersion, error)
-	SetDomainState(name, state string) error
-	SetDomainSetting(name, key, value string) error
 }
 
 var _ Store = (*storage.DB)(nil)
 
-// Domain states the trainer sets. The router owns the others.
-const (
-	StateCollecting = "collecting"
-	StateOpenEnded  = "open_ended"
-)
+// settingLoggedAtRun is the domain setting the scheduler keeps: the
+// domain's logged count when its last run began.
+const settingLoggedAtRun = "trainer.logged_at_last_run"
 
-// Domain settings the trainer keeps.
-const (
-	settingLoggedAtRun = "trainer.logged_at_last_run"
-	SettingOpenReason  = "open_ended_reason"
-)
+// Report is what one run produced: a new stored version (Artifact), or
+// the reason the domain has no closed label space (OpenEnded). A failed
+// run reports nothing.
+type Report struct {
+	Domain string
+	// Artifact is the new version, already stored; the receiver can load
+	// it without reading it back.
+	Artifact *student.Artifact
+	// OpenEnded says why the domain's answers are not a closed set of
+	// labels; "" when Artifact is set.
+	OpenEnded string
+}
+
+// SchedulerDeps are the scheduler's collaborators.
+type SchedulerDeps struct {
+	Store Store
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registry receives the scheduler's metrics; nil registers none.
+	Registry prometheus.Registerer
+}
 
 // SchedulerConfig configures background training. A zero or negative
 // field means its DefaultSchedulerConfig value, except Cooldown, where zero
@@ -80,18 +94,18 @@ type Scheduler struct {
 	log     *slog.Logger
 	trigger chan string
 
+	reports chan Report
+
 	runs     *prometheus.CounterVec
 	duration prometheus.Histogram
 
-	mu        sync.Mutex
-	listeners []func(domain string, a *student.Artifact)
-	openEnded []func(domain, reason string)
-	running   string
-	lastRun   map[string]time.Time
+	mu      sync.Mutex
+	running string
+	lastRun map[string]time.Time
 }
 
-// NewScheduler builds a scheduler; reg may be nil.
-func NewScheduler(store Store, cfg SchedulerConfig, log *slog.Logger, reg prometheus.Registerer) *Scheduler {
+// NewScheduler builds a scheduler.
+func NewScheduler(cfg SchedulerConfig, deps SchedulerDeps) *Scheduler {
 	d := DefaultSchedulerConfig()
 	if cfg.MinPairs <= 0 {
 		cfg.MinPairs = d.MinPairs
@@ -105,11 +119,13 @@ func NewScheduler(store Store, cfg SchedulerConfig, log *slog.Logger, reg promet
 	if cfg.Interval <= 0 {
 		cfg.Interval = d.Interval
 	}
+	log := deps.Logger
 	if log == nil {
 		log = slog.Default()
 	}
 	cfg.Options.Logger = log
-	s := &Scheduler{store: store, cfg: cfg, log: log, trigger: make(chan string, 64), lastRun: map[string]time.Time{},
+	s := &Scheduler{store: deps.Store, cfg: cfg, log: log, trigger: make(chan string, 64), lastRun: map[string]time.Time{},
+		reports: make(chan Report, 16),
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "understudy", Subsystem: "trainer", Name: "runs_total",
 			Help: "Training runs, by result: trained, open_ended, failed.",
@@ -120,28 +136,15 @@ func NewScheduler(store Store, cfg SchedulerConfig, log *slog.Logger, reg promet
 			Buckets: []float64{0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800},
 		}),
 	}
-	if reg != nil {
-		reg.MustRegister(s.runs, s.duration)
+	if deps.Registry != nil {
+		deps.Registry.MustRegister(s.runs, s.duration)
 	}
 	return s
 }
 
-// OnTrained registers fn to be called with every new version, from the
-// scheduler's goroutine.
-func (s *Scheduler) OnTrained(fn func(domain string, a *student.Artifact)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.listeners = append(s.listeners, fn)
-}
-
-// OnOpenEnded registers fn to be told when a run finds a domain
-// open-ended. With none registered, the scheduler marks the domain's state
-// in storage itself.
-func (s *Scheduler) OnOpenEnded(fn func(domain, reason string)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.openEnded = append(s.openEnded, fn)
-}
+// Reports delivers what each run produced, in order. Run waits for room
+// in it (16 reports), so its reader must keep reading while Run runs.
+func (s *Scheduler) Reports() <-chan Report { return s.reports }
 
 // ErrBusy is returned by Trigger when too many runs are already queued.
 var ErrBusy = errors.New("training queue is full")
@@ -227,10 +230,12 @@ func (s *Scheduler) run(ctx context.Context, domain, why string) {
 	began := time.Now()
 	a, err := s.TrainDomain(ctx, domain)
 	s.duration.Observe(time.Since(began).Seconds())
+	var open *OpenEndedError
 	switch {
-	case errors.Is(err, ErrOpenEnded):
+	case errors.As(err, &open):
 		s.runs.WithLabelValues("open_ended").Inc()
-		s.log.Info("domain is open-ended: no student", "domain", domain, "reason", err.Error())
+		s.log.Info("domain is open-ended: no student", "domain", domain, "reason", open.Reason)
+		s.report(ctx, Report{Domain: domain, OpenEnded: open.Reason})
 	case err != nil:
 		s.runs.WithLabelValues("failed").Inc()
 		if ctx.Err() == nil {
@@ -243,20 +248,23 @@ func (s *Scheduler) run(ctx context.Context, domain, why string) {
 			"labels", m.Labels, "holdout_accuracy", round(m.HoldoutAccuracy), "tau", round(a.Tau),
 			"coverage_at_tau", round(m.CoverageAtTau), "selective_agreement_at_tau", round(m.SelectiveAgreementAtTau),
 			"epochs", m.Epochs, "seconds", round(m.TrainSeconds), "examples_per_second", int(m.ExamplesPerSecond))
-		s.mu.Lock()
-		ls := append([]func(string, *student.Artifact){}, s.listeners...)
-		s.mu.Unlock()
-		for _, fn := range ls {
-			fn(domain, a)
-		}
+		s.report(ctx, Report{Domain: domain, Artifact: a})
+	}
+}
+
+// report hands r to the reader of Reports, unless ctx ends first.
+func (s *Scheduler) report(ctx context.Context, r Report) {
+	select {
+	case s.reports <- r:
+	case <-ctx.Done():
 	}
 }
 
 func round(x float64) float64 { return float64(int(x*10000+0.5)) / 10000 }
 
 // TrainDomain runs one training of domain on its newest pairs and stores
-// the version. An open-ended domain is marked so, with the reason, and
-// ErrOpenEnded returned.
+// the version. For an open-ended domain it stores nothing and returns an
+// *OpenEndedError (errors.Is ErrOpenEnded) with the reason.
 func (s *Scheduler) TrainDomain(ctx context.Context, domain string) (*student.Artifact, error) {
 	d, err := s.store.Domain(domain)
 	if err != nil {
@@ -271,34 +279,8 @@ func (s *Scheduler) TrainDomain(ctx context.Context, domain string) (*student.Ar
 		return nil, err
 	}
 	a, err := Train(ctx, examples, s.cfg.Options)
-	s.mu.Lock()
-	openEnded := append([]func(string, string){}, s.openEnded...)
-	s.mu.Unlock()
-	var open *OpenEndedError
-	if errors.As(err, &open) {
-		for _, fn := range openEnded {
-			fn(domain, open.Reason)
-		}
-		if len(openEnded) > 0 {
-			return nil, err
-		}
-		if err := s.store.SetDomainState(domain, StateOpenEnded); err != nil {
-			return nil, err
-		}
-		if err := s.store.SetDomainSetting(domain, SettingOpenReason, open.Reason); err != nil {
-			return nil, err
-		}
-		return nil, err
-	}
 	if err != nil {
 		return nil, err
-	}
-	if d.State == StateOpenEnded && len(openEnded) == 0 {
-		// It has become a closed task: collect and shadow again.
-		if err := s.store.SetDomainState(domain, StateCollecting); err != nil {
-			return nil, err
-		}
-		_ = s.store.SetDomainSetting(domain, SettingOpenReason, "")
 	}
 	versions, err := s.store.StudentVersions(domain)
 	if err != nil {

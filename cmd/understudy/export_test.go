@@ -45,7 +45,7 @@ func TestExportSaysWhenIncomplete(t *testing.T) {
 
 	cfg := config.Default()
 	cfg.Admin.Token = token
-	admin := gateway.NewAdmin(cfg, db, nil, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	admin := gateway.NewAdmin(cfg, gateway.AdminDeps{Store: db, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"runtime/debug"
 
@@ -67,71 +66,59 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	metricDomains := router.NewMetricDomains(cfg.Metrics.MaxDomains)
-	opts := gateway.Options{Logger: log, Registry: reg, MetricDomains: metricDomains}
+	deps := gateway.Deps{Logger: log, Registry: reg, MetricDomains: metricDomains}
 	if cfg.Storage.Enabled {
-		opts.Pairs = db
+		deps.Pairs = db
 	}
+	admin := gateway.AdminDeps{Store: db, Logger: log}
 	var (
-		sched        *trainer.Scheduler
-		adminTrainer gateway.Trainer
-		rt           *router.Router
-		pool         *shadow.Pool
-		saver        *router.Saver
+		sched *trainer.Scheduler
+		rt    *router.Router
+		pool  *shadow.Pool
 	)
 	if cfg.Trainer.Enabled {
 		if err := student.InitRuntime(cfg.ONNXRuntime.Library); err != nil {
 			db.Close()
 			return fmt.Errorf("%w\n(or set trainer.enabled: false to run without students)", err)
 		}
-		saver = router.NewSaver(func(domain string, rec router.Record) error {
-			b, err := router.MarshalRecord(rec)
-			if err != nil {
-				return err
-			}
-			if err := db.SetDomainState(domain, string(rec.State)); err != nil {
-				return err
-			}
-			return db.SetDomainSetting(domain, routerSetting, string(b))
-		}, log)
-		pool = shadow.NewPool(poolConfig(cfg), reg)
-		if rt, err = newRouter(cfg, db, saver.Save, pool.Submit, metricDomains, log); err != nil {
+		// The learning loop: the scheduler trains and reports each version
+		// (Reports); the router takes it, scores it in the shadow pool and
+		// decides; a demotion asks the scheduler for a new one (Trigger).
+		sched = trainer.NewScheduler(schedulerConfig(cfg), trainer.SchedulerDeps{Store: db, Logger: log, Registry: reg})
+		pool = shadow.NewPool(poolConfig(cfg), shadow.PoolDeps{Registry: reg})
+		rt, err = router.New(routerConfig(cfg), router.Deps{
+			Store:   db,
+			Retrain: func(domain string) { _ = sched.Trigger(domain) },
+			Shadow:  pool.Submit,
+			Logger:  log,
+			Domains: metricDomains,
+		})
+		if err != nil {
 			db.Close()
 			return err
 		}
 		reg.MustRegister(rt)
-		opts.Router = rt
-		sched = trainer.NewScheduler(db, schedulerConfig(cfg), log, reg)
-		adminTrainer = sched
-		sched.OnTrained(func(domain string, a *student.Artifact) {
-			if err := rt.AddVersion(domain, a.Version); err != nil {
-				log.Error("adding a student version to the router", "domain", domain, "err", err)
-			}
-		})
-		sched.OnOpenEnded(rt.SetOpenEnded)
-		rt.SetRetrain(func(domain string) { _ = sched.Trigger(domain) })
+		deps.Router = rt
+		admin.Trainer, admin.Router = sched, rt
 	}
-	gw, err := gateway.New(cfg, opts)
+	gw, err := gateway.New(cfg, deps)
 	if err != nil {
 		db.Close()
 		return err
 	}
-	var adminRouter gateway.AdminRouter
-	if rt != nil {
-		adminRouter = rt
-	}
-	admin := gateway.NewAdmin(cfg, db, adminTrainer, adminRouter, gw, log)
+	admin.Costs = gw
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return gw.Run(gctx) })
-	g.Go(func() error { return admin.Run(gctx) })
+	g.Go(func() error { return gateway.NewAdmin(cfg, admin).Run(gctx) })
 	if sched != nil {
 		g.Go(func() error { return sched.Run(gctx) })
+		g.Go(func() error { return rt.Run(gctx, sched.Reports()) })
 		g.Go(func() error { return pool.Run(gctx) })
-		g.Go(func() error { return saver.Run(gctx) })
 	}
 	err = g.Wait()
-	if saver != nil {
-		saver.Flush() // what the last requests changed
+	if rt != nil {
+		rt.Flush() // what the last requests changed
 	}
 	// The gateway has stopped and finished its requests: every pair it
 	// accepted is queued. Close writes them all before closing Badger.
@@ -141,44 +128,4 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("stopped")
 	return err
-}
-
-// routerSetting is the domain setting that holds a domain's routing record.
-const routerSetting = "router"
-
-// newRouter builds the router from the routing records stored with the
-// domains, so a restart keeps every domain's state and statistics.
-func newRouter(cfg *config.Config, db *storage.DB, persist func(string, router.Record) error, score router.Shadow, metricDomains *router.MetricDomains, log *slog.Logger) (*router.Router, error) {
-	ds, err := db.Domains()
-	if err != nil {
-		return nil, err
-	}
-	records := map[string]router.Record{}
-	for _, d := range ds {
-		rec := router.Record{State: router.State(d.State)}
-		if b := d.Settings[routerSetting]; b != "" {
-			if rec, err = router.UnmarshalRecord([]byte(b)); err != nil {
-				return nil, fmt.Errorf("reading the routing record of %s: %w", d.Name, err)
-			}
-		}
-		records[d.Name] = rec
-	}
-	return router.New(routerConfig(cfg),
-		router.Deps{
-			Load: func(domain string, version int) (*student.Model, error) {
-				b, err := db.StudentArtifact(domain, version)
-				if err != nil {
-					return nil, err
-				}
-				a, err := student.UnmarshalArtifact(b)
-				if err != nil {
-					return nil, err
-				}
-				return student.Load(a, 1)
-			},
-			Persist: persist,
-			Shadow:  score,
-			Domains: metricDomains,
-			Logger:  log,
-		}, records), nil
 }

@@ -1,0 +1,47 @@
+package storage
+
+import "context"
+
+// The interfaces below are what Understudy's components need of a store,
+// each named for what it holds. DB, the embedded Badger store, implements
+// them all; a second backend implements them too, and each component asks
+// for only the ones it uses.
+
+// PairLog is the log of teacher answers: Log appends without blocking,
+// Pairs reads one domain's oldest first.
+type PairLog interface {
+	Log(p Pair) bool
+	Pairs(ctx context.Context, domain string, fn func(Pair) error) error
+}
+
+// DomainRecords is what is known of each domain: its counts, its labels,
+// and settings its users keep (the trainer's bookkeeping). Routing state
+// is not among them: that is RoutingRecords, the router's alone.
+type DomainRecords interface {
+	Domains() ([]Domain, error)
+	Domain(name string) (Domain, error)
+	SetDomainSetting(name, key, value string) error
+}
+
+// StudentArtifacts holds the trained student versions of each domain:
+// their metadata and their artifacts, whose format the student package
+// owns.
+type StudentArtifacts interface {
+	PutStudent(domain string, version int, meta, artifact []byte) error
+	StudentVersions(domain string) ([]StudentVersion, error)
+	StudentArtifact(domain string, version int) ([]byte, error)
+}
+
+// RoutingRecords holds each domain's routing record, whose format the
+// router owns; the router is its one writer.
+type RoutingRecords interface {
+	RoutingRecords() (map[string][]byte, error)
+	PutRoutingRecord(domain string, rec []byte) error
+}
+
+var (
+	_ PairLog          = (*DB)(nil)
+	_ DomainRecords    = (*DB)(nil)
+	_ StudentArtifacts = (*DB)(nil)
+	_ RoutingRecords   = (*DB)(nil)
+)

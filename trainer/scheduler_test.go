@@ -1,0 +1,87 @@
+package trainer
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/understudy-dev/understudy/storage"
+	"github.com/understudy-dev/understudy/student"
+)
+
+// TestSchedulerReports runs the scheduler on a real pair log: a closed
+// task's run stores a version and reports it with the artifact in hand; an
+// open-ended one reports why. Neither writes a routing record.
+func TestSchedulerReports(t *testing.T) {
+	if err := student.InitRuntime(""); err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := storage.Open(storage.Options{Dir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for i := range 300 {
+		label := []string{"yes", "no"}[i%2]
+		db.Log(storage.Pair{Domain: "closed", Input: fmt.Sprintf("%s %d", strings.Repeat(label+" ", 3), i), Answer: label, Label: label})
+		db.Log(storage.Pair{Domain: "open", Input: fmt.Sprint("text ", i), Answer: fmt.Sprint("A", i), Label: fmt.Sprint("a", i)})
+	}
+	if err := db.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	opts := DefaultOptions()
+	opts.Featurizer.BucketBits, opts.Dim = 10, 8
+	s := NewScheduler(SchedulerConfig{MinPairs: 100, Interval: 10 * time.Millisecond, Options: opts}, SchedulerDeps{Store: db, Logger: quiet})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	got := map[string]Report{}
+	for len(got) < 2 {
+		select {
+		case r := <-s.Reports():
+			got[r.Domain] = r
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("reports after 2 minutes: %+v", got)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	if r := got["closed"]; r.Artifact == nil || r.Artifact.Version != 1 || r.Artifact.Domain != "closed" || r.OpenEnded != "" {
+		t.Errorf("closed task's report: %+v, want v1 with its artifact", r)
+	} else if vs, err := db.StudentVersions("closed"); err != nil || len(vs) != 1 || vs[0].Version != 1 {
+		t.Errorf("stored versions %+v (%v), want v1", vs, err)
+	}
+	if r := got["open"]; r.Artifact != nil || r.OpenEnded == "" {
+		t.Errorf("open-ended task's report: %+v, want a reason and no artifact", r)
+	}
+	if recs, err := db.RoutingRecords(); err != nil || len(recs) != 0 {
+		t.Errorf("routing records after training: %q (%v), want none: the router writes them", recs, err)
+	}
+}
+
+// The trainer cannot write a domain's routing state: nothing in what it
+// is given of storage can.
+func TestTrainerCannotWriteRoutingState(t *testing.T) {
+	store := reflect.TypeFor[Store]()
+	router := reflect.TypeFor[storage.RoutingRecords]()
+	for i := range router.NumMethod() {
+		m := router.Method(i).Name
+		if _, ok := store.MethodByName(m); ok {
+			t.Errorf("trainer.Store has %s: the trainer could write routing records", m)
+		}
+	}
+	for i := range store.NumMethod() {
+		if m := store.Method(i).Name; strings.Contains(m, "State") || strings.Contains(m, "Rout") {
+			t.Errorf("trainer.Store has %s: routing state is the router's alone", m)
+		}
+	}
+}

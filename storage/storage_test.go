@@ -230,7 +230,7 @@ func TestDomainRecords(t *testing.T) {
 		{Name: "sentiment", FirstSeen: t0, LastSeen: t0, Pairs: 1, Logged: 1, Labels: map[string]int64{"positive": 1},
 			Settings: map[string]string{}},
 		{Name: "spam", FirstSeen: t0, LastSeen: t0.Add(time.Hour), Pairs: 7, Logged: 7,
-			Labels: map[string]int64{"spam": 3, "ham": 3, "unsure": 1},
+			Labels:   map[string]int64{"spam": 3, "ham": 3, "unsure": 1},
 			Settings: map[string]string{"threshold": "0.97"}},
 	}
 	check := func(t *testing.T, db *DB) {

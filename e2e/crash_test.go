@@ -11,6 +11,8 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+
+	"github.com/understudy-dev/understudy/internal/testnet"
 )
 
 // crashSetup runs teacher-sim and returns what a gateway needs to use it.
@@ -30,7 +32,7 @@ func (s *crashSetup) startGateway(t *testing.T) *child {
 	c := startChild(t, "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 		"--data-dir", s.dataDir, "--teacher-url", "http://"+s.simAddr+"/v1")
 	s.gwAddr, s.adminAddr = c.listening(t, "gateway"), c.listening(t, "admin API")
-	waitReady(t, "http://"+s.gwAddr+"/readyz")
+	testnet.WaitReady(t, "http://"+s.gwAddr+"/readyz")
 	return c
 }
 

@@ -21,6 +21,8 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/understudy-dev/understudy/internal/testnet"
 )
 
 // deployDir holds the Grafana dashboard, its provisioning, Prometheus's
@@ -332,7 +334,7 @@ func TestDashboard(t *testing.T) {
 	gwAddr := gw.listening(t, "gateway")
 	r := &routeRun{t: t, adminAddr: gw.listening(t, "admin API"),
 		client: openai.NewClient(option.WithBaseURL("http://"+gwAddr+"/v1/"), option.WithAPIKey("k"), option.WithMaxRetries(0))}
-	waitReady(t, "http://"+gwAddr+"/readyz")
+	testnet.WaitReady(t, "http://"+gwAddr+"/readyz")
 	prom := startPrometheus(t, prometheusBin, gwAddr)
 	// Prometheus starts scraping up to 5 s after it is ready: from then on
 	// it sees every change.
@@ -340,30 +342,23 @@ func TestDashboard(t *testing.T) {
 
 	// Traffic until the gate promotes the domain (every third request
 	// streamed), with a few requests to an open-ended domain.
-	next := 0
-	take := func(n int) []labelled {
-		out := make([]labelled, n)
-		for i := range out {
-			out[i] = spam[(next+i)%len(spam)]
-		}
-		next += n
-		return out
-	}
+	mails := &cycle{all: spam}
 	sendSome := func(n int) {
+		next := mails.sent
 		r.send("subjects", subjectsSystem, subjects[(next/10)%190:(next/10)%190+10])
-		r.send(domain, spamSystem, take(n))
+		r.send(domain, spamSystem, mails.take(n))
 	}
 	for deadline := time.Now().Add(90 * time.Second); r.state(domain) != "serving"; {
-		if time.Now().After(deadline) || next >= 6000 {
+		if time.Now().After(deadline) || mails.sent >= 6000 {
 			v, _ := getDomain(t, r.adminAddr, domain)
-			t.Fatalf("%s not promoted after %d requests: state %s, version %d", domain, next, v.State, v.LatestVersion)
+			t.Fatalf("%s not promoted after %d requests: state %s, version %d", domain, mails.sent, v.State, v.LatestVersion)
 		}
 		sendSome(100)
-		if next%500 == 0 {
+		if mails.sent%500 == 0 {
 			time.Sleep(300 * time.Millisecond) // let training and scoring keep up
 		}
 	}
-	t.Logf("%s promoted after %d requests", domain, next)
+	t.Logf("%s promoted after %d requests", domain, mails.sent)
 	// A little more while Prometheus scrapes the student's answers.
 	for until := time.Now().Add(5 * time.Second); time.Now().Before(until); time.Sleep(200 * time.Millisecond) {
 		sendSome(30)
@@ -444,7 +439,7 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	for attempt := range 3 {
-		addr := freeAddr(t)
+		addr := testnet.FreeAddr(t)
 		p := &promServer{url: "http://" + addr, mu: &sync.Mutex{}, log: &strings.Builder{}}
 		cmd := exec.Command(bin, "--config.file="+cfg, "--web.listen-address="+addr,
 			"--storage.tsdb.path="+filepath.Join(dir, fmt.Sprint("data", attempt)))

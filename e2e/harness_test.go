@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -146,33 +145,6 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 	return w.b.Write(p)
 }
 
-func waitReady(t *testing.T, url string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s not ready in 10s", url)
-}
-
-// freeAddr returns a loopback address that was free a moment ago, for the
-// servers that cannot listen on port 0 and say where (Prometheus).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func get(t *testing.T, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -204,6 +176,22 @@ func spamData(t *testing.T, name string) string {
 type labelled struct {
 	Text  string `json:"text"`
 	Label string `json:"label"`
+}
+
+// cycle hands out a corpus in order, starting over at its end.
+type cycle struct {
+	all  []labelled
+	sent int // how many were handed out
+}
+
+// take returns the next n.
+func (c *cycle) take(n int) []labelled {
+	out := make([]labelled, n)
+	for i := range out {
+		out[i] = c.all[(c.sent+i)%len(c.all)]
+	}
+	c.sent += n
+	return out
 }
 
 // readLabelled reads n lines spread evenly over a task file (whose lines

@@ -18,6 +18,8 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+
+	"github.com/understudy-dev/understudy/internal/testnet"
 )
 
 // outcome is what a client saw of one request.
@@ -185,21 +187,13 @@ func TestStudentTakesOver(t *testing.T) {
 		r.gwAddr = gw.listening(t, "gateway")
 		r.adminAddr = gw.listening(t, "admin API")
 		r.client = openai.NewClient(option.WithBaseURL("http://"+r.gwAddr+"/v1/"), option.WithAPIKey("k"), option.WithMaxRetries(0))
-		waitReady(t, "http://"+r.gwAddr+"/readyz")
+		testnet.WaitReady(t, "http://"+r.gwAddr+"/readyz")
 		return gw
 	}
 	gw := start()
 
-	// take returns the next n e-mails, cycling through the corpus.
-	next := 0
-	take := func(n int) []labelled {
-		out := make([]labelled, n)
-		for i := range out {
-			out[i] = spam[(next+i)%len(spam)]
-		}
-		next += n
-		return out
-	}
+	mails := &cycle{all: spam}
+	take := mails.take
 
 	// Phase 1: traffic until the gate promotes the spam domain. The gateway
 	// scores at most router.shadow_max_rate (200) requests/s per domain, so
@@ -211,11 +205,12 @@ func TestStudentTakesOver(t *testing.T) {
 	// in 10, when a successor version arrived late and restarted the gate).
 	promotedAt := 0
 	var openEnded []outcome
-	for next < 4000 && promotedAt == 0 {
+	for mails.sent < 4000 && promotedAt == 0 {
+		next := mails.sent
 		openEnded = append(openEnded, r.send("subjects", subjectsSystem, subjects[(next/10)%900:(next/10)%900+10])...)
 		r.send("spam", spamSystem, take(100))
 		if r.state("spam") == "serving" {
-			promotedAt = next
+			promotedAt = mails.sent
 		}
 		time.Sleep(400 * time.Millisecond)
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+
+	"github.com/understudy-dev/understudy/internal/testnet"
 )
 
 // TestBackgroundTraining sends a closed task (spam/ham) and an open-ended
@@ -34,7 +36,7 @@ func TestBackgroundTraining(t *testing.T) {
 	gw := startChild(t, "serve", "--config", cfg, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 		"--data-dir", t.TempDir(), "--teacher-url", "http://"+simAddr+"/v1")
 	gwAddr, adminAddr := gw.listening(t, "gateway"), gw.listening(t, "admin API")
-	waitReady(t, "http://"+gwAddr+"/readyz")
+	testnet.WaitReady(t, "http://"+gwAddr+"/readyz")
 
 	client := openai.NewClient(option.WithBaseURL("http://"+gwAddr+"/v1/"), option.WithAPIKey("k"), option.WithMaxRetries(0))
 	send := func(domain, system string, ls []labelled) {

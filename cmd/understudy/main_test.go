@@ -4,14 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+
+	"github.com/understudy-dev/understudy/internal/testnet"
 )
 
 func TestConfigCheck(t *testing.T) {
@@ -47,7 +46,7 @@ func TestUsageErrors(t *testing.T) {
 // a config file, environment and flags that must win in that order, and
 // sends a request through with the SDK.
 func TestServe(t *testing.T) {
-	simAddr, gwAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	simAddr, gwAddr, adminAddr := testnet.FreeAddr(t), testnet.FreeAddr(t), testnet.FreeAddr(t)
 	t.Setenv("UNDERSTUDY_LISTEN", "127.0.0.1:3")                // beaten by --listen
 	t.Setenv("UNDERSTUDY_TEACHER_URL", "http://"+simAddr+"/v1") // beats the file
 	t.Setenv("UNDERSTUDY_LOG_LEVEL", "warn")
@@ -62,7 +61,7 @@ func TestServe(t *testing.T) {
 		errs <- run(ctx, []string{"serve", "--config", "testdata/gateway.yaml", "--listen", gwAddr,
 			"--admin-listen", adminAddr, "--data-dir", t.TempDir()}, &bytes.Buffer{}, &logs)
 	}()
-	waitReady(t, "http://"+gwAddr+"/readyz")
+	testnet.WaitReady(t, "http://"+gwAddr+"/readyz")
 
 	client := openai.NewClient(option.WithBaseURL("http://"+gwAddr+"/v1/"), option.WithAPIKey("sk-gateway-key-abcdef"), option.WithMaxRetries(0))
 	resp, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
@@ -83,29 +82,4 @@ func TestServe(t *testing.T) {
 			t.Errorf("command ended with %v", err)
 		}
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func waitReady(t *testing.T, url string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s not ready in 10s", url)
 }

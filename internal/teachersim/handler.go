@@ -13,8 +13,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
-
-	"github.com/understudy-dev/understudy/internal/wire"
 )
 
 // scratch is the per-request working memory of the handler, pooled.
@@ -68,9 +66,9 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, e *apiError) {
 	sc := s.getScratch()
 	defer s.putScratch(sc)
 	b := append(sc.out[:0], `{"error":{"message":`...)
-	b = wire.AppendString(b, e.message)
+	b = appendString(b, e.message)
 	b = append(b, `,"type":`...)
-	b = wire.AppendString(b, e.typ)
+	b = appendString(b, e.typ)
 	b = append(b, `,"param":`...)
 	b = appendNullable(b, e.param)
 	b = append(b, `,"code":`...)
@@ -98,7 +96,7 @@ func appendNullable(dst []byte, s string) []byte {
 	if s == "" {
 		return append(dst, "null"...)
 	}
-	return wire.AppendString(dst, s)
+	return appendString(dst, s)
 }
 
 func (s *Server) writeJSON(ctx *fasthttp.RequestCtx, body []byte) {
@@ -298,11 +296,11 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, n uint64) {
 	text := set.answer(a, found)
 	r := newReply(true, n, req.Model, text, utf8.RuneCount(sc.system)+utf8.RuneCount(sc.text))
 	if req.Stream {
-		r.IncludeUsage = req.StreamOptions.IncludeUsage
+		r.includeUsage = req.StreamOptions.IncludeUsage
 		s.stream(ctx, r, text, set.ChunkDelay)
 		return
 	}
-	sc.out = r.AppendJSON(sc.out[:0], text)
+	sc.out = r.appendJSON(sc.out[:0], text)
 	s.writeJSON(ctx, sc.out)
 }
 
@@ -336,11 +334,11 @@ func (s *Server) completion(ctx *fasthttp.RequestCtx, n uint64) {
 	text := set.answer(a, found)
 	r := newReply(false, n, req.Model, text, utf8.RuneCount(sc.text))
 	if req.Stream {
-		r.IncludeUsage = req.StreamOptions.IncludeUsage
+		r.includeUsage = req.StreamOptions.IncludeUsage
 		s.stream(ctx, r, text, set.ChunkDelay)
 		return
 	}
-	sc.out = r.AppendJSON(sc.out[:0], text)
+	sc.out = r.appendJSON(sc.out[:0], text)
 	s.writeJSON(ctx, sc.out)
 }
 
@@ -362,25 +360,25 @@ const fingerprint = "fp_teachersim"
 // newReply returns the chat or text completion answering text: its id
 // ends in n, created now, token counts estimated from the prompt's runes
 // and the answer.
-func newReply(chat bool, n uint64, model, text string, promptRunes int) *wire.Completion {
+func newReply(chat bool, n uint64, model, text string, promptRunes int) *reply {
 	prefix := "cmpl-sim-"
 	if chat {
 		prefix = "chatcmpl-sim-"
 	}
-	return &wire.Completion{
-		ID:               prefix + strconv.FormatUint(n, 10),
-		Chat:             chat,
-		Created:          time.Now().Unix(),
-		Model:            model,
-		Fingerprint:      fingerprint,
-		PromptTokens:     estimateTokens(promptRunes),
-		CompletionTokens: estimateTokens(utf8.RuneCountInString(text)),
+	return &reply{
+		id:               prefix + strconv.FormatUint(n, 10),
+		chat:             chat,
+		created:          time.Now().Unix(),
+		model:            model,
+		fingerprint:      fingerprint,
+		promptTokens:     estimateTokens(promptRunes),
+		completionTokens: estimateTokens(utf8.RuneCountInString(text)),
 	}
 }
 
 // stream answers r as server-sent events, each flushed as it is written,
 // the content chunks after the first delay apart.
-func (s *Server) stream(ctx *fasthttp.RequestCtx, r *wire.Completion, text string, delay time.Duration) {
+func (s *Server) stream(ctx *fasthttp.RequestCtx, r *reply, text string, delay time.Duration) {
 	ctx.SetContentType("text/event-stream")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	done := ctx.Done()
@@ -396,16 +394,16 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx, r *wire.Completion, text strin
 		}()
 		sc := s.getScratch()
 		defer s.putScratch(sc)
-		emit := func(kind wire.ChunkKind, piece string) bool {
-			sc.out = r.AppendChunk(sc.out[:0], kind, piece)
+		emit := func(kind chunkKind, piece string) bool {
+			sc.out = r.appendChunk(sc.out[:0], kind, piece)
 			if _, err := w.Write(sc.out); err != nil {
 				return false
 			}
 			return w.Flush() == nil
 		}
 		first := true
-		if r.Chat {
-			if !emit(wire.ChunkRole, "") {
+		if r.chat {
+			if !emit(chunkRole, "") {
 				return
 			}
 			first = false
@@ -416,18 +414,18 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx, r *wire.Completion, text strin
 				delay = 0 // shutting down: finish the stream at once
 			}
 			first = false
-			if !emit(wire.ChunkContent, rest[:n]) {
+			if !emit(chunkContent, rest[:n]) {
 				return
 			}
 			rest = rest[n:]
 		}
-		if !emit(wire.ChunkStop, "") {
+		if !emit(chunkStop, "") {
 			return
 		}
-		if r.IncludeUsage && !emit(wire.ChunkUsage, "") {
+		if r.includeUsage && !emit(chunkUsage, "") {
 			return
 		}
-		if _, err := w.WriteString(wire.Done); err == nil {
+		if _, err := w.WriteString(doneEvent); err == nil {
 			_ = w.Flush()
 		}
 	})
@@ -498,7 +496,7 @@ func (s *Server) embeddings(ctx *fasthttp.RequestCtx) {
 		b = append(b, '}')
 	}
 	b = append(b, `],"model":`...)
-	b = wire.AppendString(b, req.Model)
+	b = appendString(b, req.Model)
 	b = append(b, `,"usage":{"prompt_tokens":`...)
 	b = strconv.AppendInt(b, int64(tokens), 10)
 	b = append(b, `,"total_tokens":`...)
@@ -513,7 +511,7 @@ func (s *Server) buildModels() {
 	s.models = make(map[string][]byte, len(s.cfg.Models))
 	list := []byte(`{"object":"list","data":[`)
 	for i, id := range s.cfg.Models {
-		m := wire.AppendString([]byte(`{"id":`), id)
+		m := appendString([]byte(`{"id":`), id)
 		m = append(m, `,"object":"model","created":`...)
 		m = strconv.AppendInt(m, s.created, 10)
 		m = append(m, `,"owned_by":"teacher-sim"}`...)

@@ -3,12 +3,16 @@ package teachersim
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"unicode"
 	"unicode/utf8"
 )
 
-// This file holds the request side of the OpenAI wire format: the bodies
-// the simulator reads. Its responses are written by internal/wire.
+// This file holds the simulator's side of the OpenAI wire format: the
+// request bodies it reads and the completions and stream chunks it writes.
+// It shares no code with the gateway's (internal/openai) on purpose: the
+// two are the halves of the test oracle, and a bug in a shared writer
+// would pass unnoticed on both sides.
 
 type chatRequest struct {
 	Model         string        `json:"model"`
@@ -179,4 +183,179 @@ func nextPiece(s string) int {
 		i += size
 	}
 	return i
+}
+
+// reply is one answer: everything its response object, or its stream of
+// chunks, is written from. It holds no request memory, so a stream writer
+// may keep it past a handler.
+type reply struct {
+	id   string // "chatcmpl-sim-…", "cmpl-sim-…"
+	chat bool   // a chat completion, else a legacy text completion
+	// created is in Unix seconds.
+	created     int64
+	model       string
+	fingerprint string // system_fingerprint
+	// promptTokens and completionTokens are the usage reported.
+	promptTokens, completionTokens int
+	// includeUsage is stream_options.include_usage: every chunk carries
+	// "usage":null and a chunkUsage chunk carries the usage.
+	includeUsage bool
+}
+
+// appendJSON appends the non-streamed response object answering text.
+func (r *reply) appendJSON(dst []byte, text string) []byte {
+	if r.chat {
+		dst = r.appendHead(dst, "chat.completion")
+		dst = append(dst, `,"choices":[{"index":0,"message":{"role":"assistant","content":`...)
+		dst = appendString(dst, text)
+		dst = append(dst, `,"refusal":null},"logprobs":null,"finish_reason":"stop"}]`...)
+	} else {
+		dst = r.appendHead(dst, "text_completion")
+		dst = append(dst, `,"choices":[{"text":`...)
+		dst = appendString(dst, text)
+		dst = append(dst, `,"index":0,"logprobs":null,"finish_reason":"stop"}]`...)
+	}
+	dst = append(dst, `,"usage":`...)
+	dst = r.appendUsage(dst)
+	return r.appendTail(dst)
+}
+
+// chunkKind is what a stream chunk carries.
+type chunkKind int
+
+// Kinds of stream chunk, in the order a stream sends them.
+const (
+	// chunkRole opens a chat stream: the assistant role, empty content.
+	// Text completion streams have none.
+	chunkRole chunkKind = iota
+	// chunkContent carries one piece of the answer.
+	chunkContent
+	// chunkStop is an empty delta with finish_reason "stop".
+	chunkStop
+	// chunkUsage has no choices and the usage, when includeUsage.
+	chunkUsage
+)
+
+// appendChunk appends one server-sent event, "data: {…}\n\n", carrying a
+// chunk of kind; piece is the chunkContent's text.
+func (r *reply) appendChunk(dst []byte, kind chunkKind, piece string) []byte {
+	dst = append(dst, "data: "...)
+	if r.chat {
+		dst = r.appendHead(dst, "chat.completion.chunk")
+		switch kind {
+		case chunkRole:
+			dst = append(dst, `,"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]`...)
+		case chunkContent:
+			dst = append(dst, `,"choices":[{"index":0,"delta":{"content":`...)
+			dst = appendString(dst, piece)
+			dst = append(dst, `},"logprobs":null,"finish_reason":null}]`...)
+		case chunkStop:
+			dst = append(dst, `,"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]`...)
+		}
+	} else {
+		dst = r.appendHead(dst, "text_completion")
+		switch kind {
+		case chunkContent:
+			dst = append(dst, `,"choices":[{"text":`...)
+			dst = appendString(dst, piece)
+			dst = append(dst, `,"index":0,"logprobs":null,"finish_reason":null}]`...)
+		case chunkStop:
+			dst = append(dst, `,"choices":[{"text":"","index":0,"logprobs":null,"finish_reason":"stop"}]`...)
+		}
+	}
+	switch {
+	case kind == chunkUsage:
+		dst = append(dst, `,"choices":[],"usage":`...)
+		dst = r.appendUsage(dst)
+	case r.includeUsage:
+		dst = append(dst, `,"usage":null`...)
+	}
+	dst = r.appendTail(dst)
+	return append(dst, "\n\n"...)
+}
+
+// doneEvent is the event that ends a stream.
+const doneEvent = "data: [DONE]\n\n"
+
+// appendHead appends `{"id":…,"object":…,"created":…,"model":…`.
+func (r *reply) appendHead(dst []byte, object string) []byte {
+	dst = append(dst, `{"id":`...)
+	dst = appendString(dst, r.id)
+	dst = append(dst, `,"object":"`...)
+	dst = append(dst, object...)
+	dst = append(dst, `","created":`...)
+	dst = strconv.AppendInt(dst, r.created, 10)
+	dst = append(dst, `,"model":`...)
+	return appendString(dst, r.model)
+}
+
+func (r *reply) appendTail(dst []byte) []byte {
+	dst = append(dst, `,"system_fingerprint":`...)
+	dst = appendString(dst, r.fingerprint)
+	return append(dst, '}')
+}
+
+func (r *reply) appendUsage(dst []byte) []byte {
+	dst = append(dst, `{"prompt_tokens":`...)
+	dst = strconv.AppendInt(dst, int64(r.promptTokens), 10)
+	dst = append(dst, `,"completion_tokens":`...)
+	dst = strconv.AppendInt(dst, int64(r.completionTokens), 10)
+	dst = append(dst, `,"total_tokens":`...)
+	dst = strconv.AppendInt(dst, int64(r.promptTokens+r.completionTokens), 10)
+	return append(dst, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s to dst as a JSON string literal, escaped as
+// encoding/json escapes it but for HTML characters, which it leaves as
+// they are. Invalid UTF-8 is written as U+FFFD.
+func appendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		// U+2028 and U+2029 are valid JSON but break JavaScript parsers
+		// that take JSON for a script; escape them like encoding/json.
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
 }

@@ -35,10 +35,10 @@ unit: deps prometheus
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 fuzz:
-	$(GO) test -run='^$$' -fuzz='^FuzzParseChatRequest$$' -fuzztime=$(FUZZTIME) ./gateway
-	$(GO) test -run='^$$' -fuzz='^FuzzParseCompletionRequest$$' -fuzztime=$(FUZZTIME) ./gateway
-	$(GO) test -run='^$$' -fuzz='^FuzzScanJSON$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=3s ./gateway
-	$(GO) test -run='^$$' -fuzz='^FuzzParseDepthAndKeys$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=3s ./gateway
+	$(GO) test -run='^$$' -fuzz='^FuzzParseChatRequest$$' -fuzztime=$(FUZZTIME) ./internal/openai
+	$(GO) test -run='^$$' -fuzz='^FuzzParseCompletionRequest$$' -fuzztime=$(FUZZTIME) ./internal/openai
+	$(GO) test -run='^$$' -fuzz='^FuzzScanJSON$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=3s ./internal/openai
+	$(GO) test -run='^$$' -fuzz='^FuzzParseDepthAndKeys$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=3s ./internal/openai
 	$(GO) test -run='^$$' -fuzz='^FuzzFeaturize$$' -fuzztime=$(FUZZTIME) ./student
 
 ## stress: each package's tests STRESS_COUNT times with the race detector,

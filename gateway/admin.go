@@ -20,6 +20,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/understudy-dev/understudy/config"
+	"github.com/understudy-dev/understudy/internal/openai"
 	"github.com/understudy-dev/understudy/router"
 	"github.com/understudy-dev/understudy/storage"
 )
@@ -363,12 +364,12 @@ func (a *Admin) export(ctx *fasthttp.RequestCtx, name string) error {
 			return
 		}
 		a.log.Error("export incomplete", "domain", name, "lines", n, "err", err)
-		line, _ := json.Marshal(errorBody{Error: errorObject{
+		incomplete := &openai.Error{
 			Message: fmt.Sprintf("export of %s incomplete after %d pairs: %v", name, n, err),
 			Type:    "server_error",
-			Code:    nullable("export_incomplete"),
-		}})
-		_, _ = w.Write(append(line, '\n'))
+			Code:    "export_incomplete",
+		}
+		_, _ = w.Write(append(incomplete.Body(), '\n'))
 		_ = w.Flush()
 	})
 	return nil

@@ -6,7 +6,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/understudy-dev/understudy/gateway"
 	"github.com/understudy-dev/understudy/internal/teachersim"
 	"github.com/understudy-dev/understudy/router"
 )
@@ -16,17 +15,6 @@ var benchText = strings.Repeat("Quarterly numbers attached, please review before
 
 func benchBody() []byte {
 	return []byte(`{"model":"teacher-sim","messages":[{"role":"system","content":"` + spamSystem + `"},{"role":"user","content":"` + benchText + `"}]}`)
-}
-
-func BenchmarkParseChatRequest(b *testing.B) {
-	body := benchBody()
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := gateway.ParseChatRequest(body); err != nil {
-			b.Fatal(err)
-		}
-	}
 }
 
 // BenchmarkRoundTrip compares one sequential chat completion round trip on

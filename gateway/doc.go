@@ -1,10 +1,12 @@
 // Package gateway owns Understudy's HTTP surface: the fasthttp server that
 // speaks the OpenAI API to applications, its middleware (recover, request
-// id, metrics, auth), request parsing with task-domain and eligibility
-// detection, the teacher client (keep-alive, timeouts, dial retries, one
-// circuit breaker), the SSE relay that streams teacher answers to the
-// client as they arrive, student answers rendered as OpenAI responses,
-// token and cost accounting, and the admin API. Routing policy is the
+// id, metrics, auth), task-domain detection, the teacher client
+// (keep-alive, timeouts, dial retries, one circuit breaker), the SSE relay
+// that streams teacher answers to the client as they arrive, student
+// answers rendered as OpenAI responses, token and cost accounting, and the
+// admin API. The wire format itself (parsing requests and their
+// eligibility, writing responses, reading teacher answers back) is
+// internal/openai's. Routing policy is the
 // router's: the gateway asks it who answers (Decide) and, once a request is
 // answered, tells it how in one call (Answered); scoring is the router's
 // and the shadow's.
@@ -17,7 +19,8 @@
 // outcome given to the breaker.
 //
 // Handlers return errors (an apiError carries the status and the OpenAI
-// error object's fields); serveErrors adapts them to fasthttp, and
-// writeError is the one place an error becomes an HTTP status and the
-// object {"error":{"message","type","param","code"}}.
+// error object's fields; the request parser's *openai.Error is a 400);
+// serveErrors adapts them to fasthttp, and writeError is the one place an
+// error becomes an HTTP status and the object
+// {"error":{"message","type","param","code"}}.
 package gateway

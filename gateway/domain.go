@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/understudy-dev/understudy/config"
+	"github.com/understudy-dev/understudy/internal/openai"
 )
 
 // DomainResolver finds a request's task domain: the X-Understudy-Domain
@@ -53,7 +54,7 @@ func NewDomainResolver(domains []config.Domain) (*DomainResolver, error) {
 // Resolve returns the domain of a request given its X-Understudy-Domain
 // header value (may be empty) and its parsed body. A header or
 // metadata.task that is not a valid domain name is a 400.
-func (d *DomainResolver) Resolve(header string, r *Request) (string, error) {
+func (d *DomainResolver) Resolve(header string, r *openai.Request) (string, error) {
 	if header != "" {
 		if !config.ValidDomainName(header) {
 			return "", invalidRequest("X-Understudy-Domain", "Invalid X-Understudy-Domain header %q: use 1-64 characters of A-Z a-z 0-9 . _ -", header)

@@ -1,13 +1,14 @@
 package gateway
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/understudy-dev/understudy/internal/openai"
 )
 
 // apiError is an error with the HTTP status and the fields of OpenAI's error
@@ -36,22 +37,23 @@ func invalidRequest(param, format string, args ...any) *apiError {
 var errInternal = &apiError{Status: fasthttp.StatusInternalServerError, Type: "server_error",
 	Message: "The gateway had an internal error handling the request."}
 
-type errorBody struct {
-	Error errorObject `json:"error"`
+// object is e's OpenAI error object.
+func (e *apiError) object() *openai.Error {
+	return &openai.Error{Message: e.Message, Type: e.Type, Param: e.Param, Code: e.Code}
 }
 
-type errorObject struct {
-	Message string  `json:"message"`
-	Type    string  `json:"type"`
-	Param   *string `json:"param"`
-	Code    *string `json:"code"`
-}
-
-func nullable(s string) *string {
-	if s == "" {
-		return nil
+// asAPIError returns the apiError a client gets for err: err itself, a 400
+// for a request body the parser refused (an *openai.Error), else
+// errInternal; ok is false for errInternal.
+func asAPIError(err error) (e *apiError, ok bool) {
+	if errors.As(err, &e) {
+		return e, true
 	}
-	return &s
+	var oe *openai.Error
+	if errors.As(err, &oe) {
+		return &apiError{Status: fasthttp.StatusBadRequest, Message: oe.Message, Type: oe.Type, Param: oe.Param, Code: oe.Code}, true
+	}
+	return errInternal, false
 }
 
 // handler is a request handler that returns its error instead of
@@ -59,16 +61,15 @@ func nullable(s string) *string {
 type handler func(ctx *fasthttp.RequestCtx) error
 
 // serveErrors adapts h to fasthttp: an error h returns becomes the
-// response, through writeError; one that is not an apiError is logged and
-// answered 500.
+// response, through writeError; one that is neither an apiError nor the
+// parser's *openai.Error is logged and answered 500.
 func serveErrors(log *slog.Logger, h handler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		err := h(ctx)
 		if err == nil {
 			return
 		}
-		var e *apiError
-		if !errors.As(err, &e) {
+		if _, ok := asAPIError(err); !ok {
 			log.Error("handling request", "path", string(ctx.Path()), "err", err)
 		}
 		writeError(ctx, err)
@@ -76,16 +77,9 @@ func serveErrors(log *slog.Logger, h handler) fasthttp.RequestHandler {
 }
 
 // writeError is the one place an error becomes a response: its status and
-// OpenAI's error object. An error that is not an apiError is answered as
-// errInternal.
+// OpenAI's error object, as asAPIError reads it.
 func writeError(ctx *fasthttp.RequestCtx, err error) {
-	var e *apiError
-	if !errors.As(err, &e) {
-		e = errInternal
-	}
-	body, _ := json.Marshal(errorBody{Error: errorObject{
-		Message: e.Message, Type: e.Type, Param: nullable(e.Param), Code: nullable(e.Code),
-	}})
+	e, _ := asAPIError(err)
 	ctx.Response.Reset()
 	ctx.SetStatusCode(e.Status)
 	ctx.SetContentType("application/json")
@@ -96,5 +90,5 @@ func writeError(ctx *fasthttp.RequestCtx, err error) {
 	if e.Allow != "" {
 		ctx.Response.Header.Set("Allow", e.Allow)
 	}
-	ctx.SetBody(body)
+	ctx.SetBody(e.object().Body())
 }

@@ -3,7 +3,6 @@ package gateway
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"sync"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/understudy-dev/understudy/internal/openai"
 	"github.com/understudy-dev/understudy/router"
 )
 
@@ -43,7 +43,7 @@ type teacherCall struct {
 	// complete for a stream (stream is then true). It is not called for
 	// an answer without one (a tool call, an answer cut off, a torn
 	// stream).
-	answered func(a answer, stream bool)
+	answered func(a openai.Answer, stream bool)
 }
 
 // askTeacher sends the client's request to the teacher and relays the
@@ -128,10 +128,10 @@ func (s *Server) relayAnswer(ctx *fasthttp.RequestCtx, x exchange, c teacherCall
 	switch {
 	case !streamed:
 		ctx.SetBody(resp.Body())
-		var a answer
+		var a openai.Answer
 		ok := c.answered != nil && status == fasthttp.StatusOK
 		if ok {
-			a, ok = parseAnswer(resp.Body())
+			a, ok = openai.ParseAnswer(resp.Body())
 		}
 		x.end(nil)
 		if ok {
@@ -143,16 +143,16 @@ func (s *Server) relayAnswer(ctx *fasthttp.RequestCtx, x exchange, c teacherCall
 		info.streaming = true
 		ctx.Response.Header.Set("Cache-Control", "no-cache")
 		ctx.Response.Header.Set("X-Accel-Buffering", "no")
-		var tee *streamCapture
+		var tee *openai.StreamAnswer
 		if c.answered != nil && status == fasthttp.StatusOK {
-			tee = &streamCapture{}
+			tee = &openai.StreamAnswer{}
 		}
 		ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 			err := s.relay(w, resp, x.start, tee)
 			info.teacherTime = time.Since(x.start)
 			x.end(err)
 			if tee != nil && err == nil {
-				if a, ok := tee.answer(); ok {
+				if a, ok := tee.Answer(); ok {
 					c.answered(a, true)
 				}
 			}
@@ -220,7 +220,7 @@ var doneLine = []byte("data: [DONE]")
 // API error instead of a JSON syntax error.
 //
 // When sc is not nil, every line also goes to it, to rebuild the answer.
-func (s *Server) relay(w *bufio.Writer, resp *fasthttp.Response, start time.Time, sc *streamCapture) error {
+func (s *Server) relay(w *bufio.Writer, resp *fasthttp.Response, start time.Time, sc *openai.StreamAnswer) error {
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(resp.BodyStream())
 	defer func() { br.Reset(nil); readerPool.Put(br) }()
@@ -234,7 +234,7 @@ func (s *Server) relay(w *bufio.Writer, resp *fasthttp.Response, start time.Time
 				if len(long) >= maxEventLine {
 					// Too long to hold: pass it on as it comes.
 					if sc != nil {
-						sc.bad = true
+						sc.Discard()
 					}
 					if _, werr := w.Write(long); werr != nil {
 						return errClientGone
@@ -248,7 +248,7 @@ func (s *Server) relay(w *bufio.Writer, resp *fasthttp.Response, start time.Time
 		if err == nil {
 			text := bytes.TrimRight(line, "\r\n")
 			if sc != nil && !passing {
-				sc.line(line)
+				sc.Line(line)
 			}
 			if _, werr := w.Write(line); werr != nil {
 				return errClientGone
@@ -286,12 +286,12 @@ func (s *Server) relay(w *bufio.Writer, resp *fasthttp.Response, start time.Time
 		if midEvent {
 			_, _ = w.WriteString("\n") // end the event the torn line was part of
 		}
-		msg, _ := json.Marshal(errorBody{Error: errorObject{
+		msg := &openai.Error{
 			Message: "The teacher's stream broke off before the answer was complete (" + streamFailure(err) + ").",
-			Type:    "server_error", Code: nullable("teacher_stream_incomplete"),
-		}})
+			Type:    "server_error", Code: "teacher_stream_incomplete",
+		}
 		_, _ = w.WriteString("data: ")
-		_, _ = w.Write(msg)
+		_, _ = w.Write(msg.Body())
 		_, _ = w.WriteString("\n\n")
 		_ = w.Flush()
 		return err

@@ -7,7 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/understudy-dev/understudy/internal/wire"
+	"github.com/understudy-dev/understudy/internal/openai"
 	"github.com/understudy-dev/understudy/router"
 	"github.com/understudy-dev/understudy/student"
 )
@@ -25,7 +25,7 @@ var _ Router = (*router.Router)(nil)
 
 // chatCompletions handles POST /v1/chat/completions.
 func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx) error {
-	r, err := ParseChatRequest(ctx.PostBody())
+	r, err := openai.ParseChatRequest(ctx.PostBody())
 	if err != nil {
 		return err
 	}
@@ -34,7 +34,7 @@ func (s *Server) chatCompletions(ctx *fasthttp.RequestCtx) error {
 
 // completions handles POST /v1/completions.
 func (s *Server) completions(ctx *fasthttp.RequestCtx) error {
-	r, err := ParseCompletionRequest(ctx.PostBody())
+	r, err := openai.ParseCompletionRequest(ctx.PostBody())
 	if err != nil {
 		return err
 	}
@@ -46,7 +46,7 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx) error {
 // share, still scored against the teacher), else the teacher; when the
 // teacher fails before answering, the domain's promoted student if it may
 // fall back. Ineligible requests go to the teacher alone.
-func (s *Server) completion(ctx *fasthttp.RequestCtx, r *Request) error {
+func (s *Server) completion(ctx *fasthttp.RequestCtx, r *openai.Request) error {
 	info := infoOf(ctx)
 	domain, err := s.domains.Resolve(string(ctx.Request.Header.Peek("X-Understudy-Domain")), r)
 	if err != nil {
@@ -80,7 +80,7 @@ func (s *Server) completion(ctx *fasthttp.RequestCtx, r *Request) error {
 		}
 	}
 	err = s.askTeacher(ctx, info, teacherCall{stream: r.Stream, spare: dec.Fallback != nil,
-		answered: func(a answer, stream bool) { s.teacherAnswered(info, r, a, stream, o) }})
+		answered: func(a openai.Answer, stream bool) { s.teacherAnswered(info, r, a, stream, o) }})
 	if err == nil || dec.Fallback == nil {
 		return err
 	}
@@ -95,9 +95,9 @@ func (s *Server) completion(ctx *fasthttp.RequestCtx, r *Request) error {
 
 // teacherAnswered counts what a teacher's answer to an eligible request
 // cost, tells the router, and logs the pair.
-func (s *Server) teacherAnswered(info *reqInfo, r *Request, a answer, stream bool, o router.Outcome) {
-	label := s.normalizer.Label(a.text)
-	s.costs.teacher(info.domain, r.Model, info.route, a.promptTokens, a.completionTokens)
+func (s *Server) teacherAnswered(info *reqInfo, r *openai.Request, a openai.Answer, stream bool, o router.Outcome) {
+	label := s.normalizer.Label(a.Text)
+	s.costs.teacher(info.domain, r.Model, info.route, a.PromptTokens, a.CompletionTokens)
 	if s.router != nil {
 		o.Route, o.Teacher = router.Route(info.route), label
 		s.router.Answered(o)
@@ -106,20 +106,20 @@ func (s *Server) teacherAnswered(info *reqInfo, r *Request, a answer, stream boo
 }
 
 // studentAnswers answers with a student and tells the router.
-func (s *Server) studentAnswers(ctx *fasthttp.RequestCtx, info *reqInfo, r *Request, p student.Prediction, version int, route router.Route) {
+func (s *Server) studentAnswers(ctx *fasthttp.RequestCtx, info *reqInfo, r *openai.Request, p student.Prediction, version int, route router.Route) {
 	s.answerWithStudent(ctx, info, r, p, version, route)
 	s.router.Answered(router.Outcome{Domain: info.domain, Route: route})
 }
 
 // answerWithStudent renders a student's answer as the OpenAI response the
 // client asked for: a chat completion or a completion, JSON or a stream.
-func (s *Server) answerWithStudent(ctx *fasthttp.RequestCtx, info *reqInfo, r *Request, p student.Prediction, version int, route router.Route) {
+func (s *Server) answerWithStudent(ctx *fasthttp.RequestCtx, info *reqInfo, r *openai.Request, p student.Prediction, version int, route router.Route) {
 	info.route = string(route)
 	domain := info.domain
 	h := &ctx.Response.Header
 	h.Set("X-Understudy-Student", domain+"@v"+strconv.Itoa(version))
 	h.Set("X-Understudy-Confidence", strconv.FormatFloat(p.Confidence, 'f', 4, 64))
-	c := wire.Completion{ID: "chatcmpl-" + info.id, Chat: r.Chat, Created: time.Now().Unix(), Model: r.Model,
+	c := openai.Completion{ID: "chatcmpl-" + info.id, Chat: r.Chat, Created: time.Now().Unix(), Model: r.Model,
 		Fingerprint:  "understudy-" + domain + "-v" + strconv.Itoa(version),
 		PromptTokens: estimateTokens(r.System) + estimateTokens(r.Input), CompletionTokens: estimateTokens(p.Answer),
 		IncludeUsage: r.Stream && r.IncludeUsage}
@@ -138,14 +138,14 @@ func (s *Server) answerWithStudent(ctx *fasthttp.RequestCtx, info *reqInfo, r *R
 	ctx.SetContentType("text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	if r.Chat {
-		b = c.AppendChunk(b, wire.ChunkRole, "")
+		b = c.AppendChunk(b, openai.ChunkRole, "")
 	}
-	b = c.AppendChunk(b, wire.ChunkContent, p.Answer)
-	b = c.AppendChunk(b, wire.ChunkStop, "")
+	b = c.AppendChunk(b, openai.ChunkContent, p.Answer)
+	b = c.AppendChunk(b, openai.ChunkStop, "")
 	if c.IncludeUsage {
-		b = c.AppendChunk(b, wire.ChunkUsage, "")
+		b = c.AppendChunk(b, openai.ChunkUsage, "")
 	}
-	b = append(b, wire.Done...)
+	b = append(b, openai.Done...)
 }
 
 // estimateTokens approximates a tokenizer: about four characters a token.

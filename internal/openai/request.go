@@ -1,4 +1,4 @@
-package gateway
+package openai
 
 import (
 	"fmt"
@@ -35,8 +35,9 @@ type Request struct {
 var parsers fastjson.ParserPool
 
 // ParseChatRequest reads a /v1/chat/completions body. Malformed JSON, wrong
-// JSON types and missing model or messages are errors carrying status 400
-// and the offending parameter. Keys match exactly, as OpenAI's API matches
+// JSON types and missing model or messages are errors: an *Error of type
+// invalid_request_error naming the offending parameter, which OpenAI's API
+// answers with status 400. Keys match exactly, as OpenAI's API matches
 // them; every other field passes through to the teacher untouched, since
 // the original body is forwarded.
 func ParseChatRequest(body []byte) (*Request, error) {
@@ -127,8 +128,9 @@ func ParseChatRequest(body []byte) (*Request, error) {
 	return r, nil
 }
 
-// ParseCompletionRequest reads a /v1/completions body. Only a single string
-// prompt is eligible for distillation.
+// ParseCompletionRequest reads a /v1/completions body, with
+// ParseChatRequest's errors. Only a single string prompt is eligible for
+// distillation.
 func ParseCompletionRequest(body []byte) (*Request, error) {
 	p := parsers.Get()
 	defer parsers.Put(p)
@@ -283,7 +285,7 @@ var stringStop = func() (t [256]bool) {
 	return t
 }()
 
-// noDuplicateKey returns the 400 for an object that holds a key twice;
+// noDuplicateKey returns the error for an object that holds a key twice;
 // where names the object ("" for the body itself, "messages[2]"). A
 // teacher reading JSON the way Python does takes the last copy of a key,
 // the gateway's parser the first: with two "messages" the gateway would
@@ -446,7 +448,7 @@ func intParam(v *fastjson.Value, param string) (int, error) {
 	return n, nil
 }
 
-// typeError is the 400 for a parameter of the wrong JSON type.
+// typeError is the error for a parameter of the wrong JSON type.
 func typeError(param, want string, got *fastjson.Value) error {
 	return invalidRequest(param, "Invalid type for '%s': expected %s, but got %s instead.", param, want, jsonTypeName(got))
 }

@@ -1,9 +1,8 @@
-// Package wire writes the OpenAI response objects Understudy produces
-// itself: chat and text completions, their server-sent stream chunks, and
-// JSON strings, appended to a byte slice without reflection. The gateway
-// renders student answers with it and teacher-sim its answers, so both
-// speak exactly the shape OpenAI's SDKs read.
-package wire
+package openai
+
+// This file writes the response objects Understudy produces itself, for
+// student answers: chat and text completions, their server-sent stream
+// chunks, and JSON strings, appended to a byte slice without reflection.
 
 import (
 	"strconv"

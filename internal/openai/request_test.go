@@ -1,4 +1,4 @@
-package gateway
+package openai
 
 import (
 	"bytes"
@@ -85,12 +85,12 @@ func TestParseChatRequestErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseChatRequest([]byte(tc.body))
-			var ae *apiError
+			var ae *Error
 			if !errors.As(err, &ae) {
-				t.Fatalf("err = %v, want an *apiError", err)
+				t.Fatalf("err = %v, want an *Error", err)
 			}
-			if ae.Status != 400 || ae.Type != "invalid_request_error" {
-				t.Errorf("status %d type %q, want 400 invalid_request_error", ae.Status, ae.Type)
+			if ae.Type != "invalid_request_error" {
+				t.Errorf("type %q, want invalid_request_error", ae.Type)
 			}
 			if tc.name == "missing messages" {
 				tc.param = "messages"
@@ -116,19 +116,6 @@ func TestParseCompletionRequest(t *testing.T) {
 	}
 }
 
-func TestFingerprint(t *testing.T) {
-	a := Fingerprint("gpt", "Classify  this\n e-mail.")
-	if a != Fingerprint("gpt", "classify this e-mail.") {
-		t.Error("fingerprint should fold case and whitespace")
-	}
-	if a == Fingerprint("gpt-4", "classify this e-mail.") || a == Fingerprint("gpt", "classify that e-mail.") {
-		t.Error("fingerprint should depend on model and prompt")
-	}
-	if !strings.HasPrefix(a, "auto-") || len(a) != len("auto-")+12 {
-		t.Errorf("fingerprint %q: want auto- and 12 hex digits", a)
-	}
-}
-
 // FuzzParseChatRequest checks the parser never panics and that what it
 // accepts has a model and, when it is eligible, no media.
 func FuzzParseChatRequest(f *testing.F) {
@@ -145,13 +132,13 @@ func FuzzParseChatRequest(f *testing.F) {
 		if valid := json.Valid(body); err == nil && !valid {
 			t.Fatalf("accepted a body that is not JSON")
 		} else if !valid {
-			if ae, ok := err.(*apiError); !ok || !strings.Contains(ae.Message, "could not parse") {
+			if ae, ok := err.(*Error); !ok || !strings.Contains(ae.Message, "could not parse") {
 				t.Fatalf("invalid JSON: error %v, want the parse error", err)
 			}
 		}
 		if err != nil {
-			if _, ok := err.(*apiError); !ok {
-				t.Fatalf("error %T is not an *apiError", err)
+			if _, ok := err.(*Error); !ok {
+				t.Fatalf("error %T is not an *Error", err)
 			}
 			return
 		}
@@ -171,8 +158,8 @@ func FuzzParseCompletionRequest(f *testing.F) {
 			t.Fatal("accepted a request without a model")
 		}
 		if err != nil {
-			if _, ok := err.(*apiError); !ok {
-				t.Fatalf("error %T is not an *apiError", err)
+			if _, ok := err.(*Error); !ok {
+				t.Fatalf("error %T is not an *Error", err)
 			}
 		}
 	})
@@ -193,20 +180,16 @@ func TestParseChatRequestStrings(t *testing.T) {
 	}
 }
 
-// TestResolveAutomaticNames resolves more distinct prompts than the
-// resolver caches, twice: every name, cached or not, is the fingerprint.
-func TestResolveAutomaticNames(t *testing.T) {
-	d, err := NewDomainResolver(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for round := range 2 {
-		for i := range maxAutos + 100 {
-			r := &Request{Model: "m" + strconv.Itoa(i%3), System: "Task  number " + strconv.Itoa(i)}
-			got, err := d.Resolve("", r)
-			if want := Fingerprint(r.Model, r.System); err != nil || got != want {
-				t.Fatalf("round %d, prompt %d: Resolve = %q, %v; want %q", round, i, got, err, want)
-			}
+// BenchmarkParseChatRequest parses a chat request with a system prompt
+// and a ~1 KB user message: the gateway benchmarks' request.
+func BenchmarkParseChatRequest(b *testing.B) {
+	text := strings.Repeat("Quarterly numbers attached, please review before Friday. ", 18)
+	body := []byte(`{"model":"teacher-sim","messages":[{"role":"system","content":"Classify this e-mail as spam or ham. Answer with one word."},{"role":"user","content":"` + text + `"}]}`)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseChatRequest(body); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
@@ -282,9 +265,9 @@ func TestParseDeepNesting(t *testing.T) {
 		strings.Repeat("[", 4_000_000),
 	} {
 		_, err := ParseChatRequest([]byte(body))
-		var ae *apiError
-		if !errors.As(err, &ae) || ae.Status != 400 || ae.Param != "" || !strings.Contains(ae.Message, "more than 128 levels deep") {
-			t.Errorf("body of %d bytes: %v; want a 400 naming the 128-level limit", len(body), err)
+		var ae *Error
+		if !errors.As(err, &ae) || ae.Type != "invalid_request_error" || ae.Param != "" || !strings.Contains(ae.Message, "more than 128 levels deep") {
+			t.Errorf("body of %d bytes: %v; want an invalid_request_error naming the 128-level limit", len(body), err)
 		}
 	}
 	ok := `{"model":"m","messages":[{"role":"user","content":"hi","x":` + nest("[", "", "]", MaxNesting-3) + `}]}`
@@ -333,15 +316,15 @@ func TestParseDuplicateKeys(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseChatRequest([]byte(tc.body))
-			var ae *apiError
-			if !errors.As(err, &ae) || ae.Status != 400 || ae.Type != "invalid_request_error" || ae.Param != tc.param || ae.Message != tc.msg {
-				t.Errorf("error %#v; want a 400 with param %q and message %q", err, tc.param, tc.msg)
+			var ae *Error
+			if !errors.As(err, &ae) || ae.Type != "invalid_request_error" || ae.Param != tc.param || ae.Message != tc.msg {
+				t.Errorf("error %#v; want an invalid_request_error with param %q and message %q", err, tc.param, tc.msg)
 			}
 		})
 	}
-	var ae *apiError
+	var ae *Error
 	if _, err := ParseCompletionRequest([]byte(`{"model":"m","prompt":"a","prompt":"b"}`)); !errors.As(err, &ae) || ae.Param != "prompt" {
-		t.Errorf("completion with two prompts: %v; want a 400 for 'prompt'", err)
+		t.Errorf("completion with two prompts: %v; want an error for 'prompt'", err)
 	}
 	for _, body := range []string{
 		manyKeys(false),
@@ -457,9 +440,9 @@ func shapeOf(b []byte) (depth int, dups []dupKey, ok bool) {
 // gateway reads (read matches their paths).
 func checkParse(t *testing.T, body []byte, err error, read *regexp.Regexp) {
 	t.Helper()
-	var ae *apiError
+	var ae *Error
 	if err != nil && !errors.As(err, &ae) {
-		t.Fatalf("error %T is not an *apiError", err)
+		t.Fatalf("error %T is not an *Error", err)
 	}
 	depth, dups, walked := shapeOf(body)
 	valid := json.Valid(body)

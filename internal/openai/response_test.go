@@ -1,4 +1,4 @@
-package wire
+package openai
 
 import (
 	"encoding/json"

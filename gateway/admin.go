@@ -29,7 +29,7 @@ import (
 type AdminStore interface {
 	Domains() ([]storage.Domain, error)
 	Domain(name string) (storage.Domain, error)
-	ExportJSONL(ctx context.Context, domain string, w io.Writer) (int, error)
+	Pairs(ctx context.Context, domain string, fn func(storage.Pair) error) error
 	StudentVersions(domain string) ([]storage.StudentVersion, error)
 }
 
@@ -335,8 +335,9 @@ func (a *Admin) train(ctx *fasthttp.RequestCtx, name string) error {
 	return writeJSON(ctx, map[string]string{"status": "queued", "domain": name})
 }
 
-// export streams a domain's pairs as JSONL. X-Understudy-Pairs carries the
-// number of pairs stored when the export began, for progress bars.
+// export streams a domain's pairs as OpenAI fine-tuning JSONL, oldest
+// first. X-Understudy-Pairs carries the number of pairs stored when the
+// export began, for progress bars.
 //
 // The status (200) goes out before the first pair is read, so an export
 // that cannot finish (pairs the storage cannot read back, a shutdown) says
@@ -355,7 +356,7 @@ func (a *Admin) export(ctx *fasthttp.RequestCtx, name string) error {
 	ctx.Response.Header.Set("Content-Disposition", `attachment; filename="`+name+`.jsonl"`)
 	ctx.Response.Header.Set("X-Understudy-Pairs", strconv.FormatInt(d.Pairs, 10))
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
-		n, err := a.store.ExportJSONL(a.stop, name, w)
+		n, err := a.exportPairs(w, name)
 		if err == nil {
 			err = w.Flush()
 		}
@@ -373,6 +374,34 @@ func (a *Admin) export(ctx *fasthttp.RequestCtx, name string) error {
 		_ = w.Flush()
 	})
 	return nil
+}
+
+// exportPairs writes a domain's pairs to w as fine-tuning examples and
+// returns how many it wrote. A pair's kept request messages are its
+// conversation; a pair without them, or whose messages are not a JSON
+// array, is its system prompt and input. Pairs the storage cannot read
+// back are left out, and the error (storage.ErrDamaged) says how many.
+func (a *Admin) exportPairs(w io.Writer, domain string) (int, error) {
+	ft := openai.NewFineTuningWriter(w)
+	n := 0
+	err := a.store.Pairs(a.stop, domain, func(p storage.Pair) error {
+		e := openai.FineTuningExample{System: p.System, Input: p.Input, Answer: p.Answer}
+		if len(p.Messages) > 0 {
+			var err error
+			if e.Messages, err = openai.SplitMessages(p.Messages); err != nil {
+				a.log.Warn("exporting pair: kept messages are not a JSON array, using system and input", "domain", domain, "id", p.ID, "err", err)
+			}
+		}
+		if err := ft.Write(e); err != nil {
+			return err
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("exporting %s: %w", domain, err)
+	}
+	return n, nil
 }
 
 // storeError is the client's error for a failed storage call.

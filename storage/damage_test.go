@@ -193,9 +193,9 @@ func entryHeader(t *testing.T, b []byte, k, klen int) int {
 }
 
 // TestDamagedValueLog: a pair whose value-log entry is damaged is skipped
-// and reported (ErrDamaged, with the count) while every other pair is
-// exported, and Close still returns. Before, a flipped byte in a pair's text
-// was exported as if nothing had happened, and a damaged entry header left
+// and reported (ErrDamaged, with the count) while every other pair is read,
+// and Close still returns. Before, a flipped byte in a pair's text was read,
+// and exported, as if nothing had happened, and a damaged entry header left
 // a value-log file locked (Badger's "Invalid read" path), so that the next
 // Close, on SIGTERM, waited forever.
 func TestDamagedValueLog(t *testing.T) {
@@ -257,18 +257,22 @@ func TestDamagedValueLog(t *testing.T) {
 			}
 			f.Close()
 
-			var out bytes.Buffer
-			lines, err := db.ExportJSONL(context.Background(), "d", &out)
+			read, damagedRead := 0, false
+			err = db.Pairs(context.Background(), "d", func(p Pair) error {
+				read++
+				damagedRead = damagedRead || p.ID == victim.String() || strings.HasPrefix(p.Input, fmt.Sprintf("%d ", n/2))
+				return nil
+			})
 			if !errors.Is(err, ErrDamaged) {
-				t.Errorf("ExportJSONL err = %v, want ErrDamaged", err)
+				t.Errorf("Pairs err = %v, want ErrDamaged", err)
 			} else if !strings.Contains(err.Error(), "1 pairs could not be read back") || !strings.Contains(err.Error(), victim.String()) {
 				t.Errorf("error does not count and name the damaged pair: %v", err)
 			}
-			if lines != n-1 || strings.Count(out.String(), "\n") != n-1 {
-				t.Errorf("exported %d lines (%d in the output), want the %d readable pairs", lines, strings.Count(out.String(), "\n"), n-1)
+			if read != n-1 {
+				t.Errorf("read %d pairs, want the %d readable ones", read, n-1)
 			}
-			if strings.Contains(out.String(), fmt.Sprintf("\"%d %s", n/2, strings.Repeat("y", 10))) {
-				t.Error("the damaged pair was exported")
+			if damagedRead {
+				t.Error("the damaged pair was read")
 			}
 
 			done := make(chan error, 1)

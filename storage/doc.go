@@ -1,11 +1,12 @@
 // Package storage owns Understudy's Badger database: the pair log (teacher
-// answers logged per task domain), domain records with their label counts
-// and settings, routing records (routes.go; the router's, stored as its
-// bytes), student versions (students.go); retention; export as OpenAI
-// fine-tuning JSONL. Only domain methods are exported: *badger.DB never
-// leaves the package. backend.go names what components need of a store in
-// small interfaces (PairLog, DomainRecords, StudentArtifacts,
-// RoutingRecords), so that a second backend can stand in for DB.
+// answers logged per task domain, read back oldest first by Pairs for
+// export and training), domain records with their label counts and
+// settings, routing records (routes.go; the router's, stored as its
+// bytes), student versions (students.go); retention. Only domain methods
+// are exported: *badger.DB never leaves the package. backend.go names what
+// components need of a store in small interfaces (PairLog, DomainRecords,
+// StudentArtifacts, RoutingRecords), so that a second backend can stand in
+// for DB. The fine-tuning JSONL an export writes is internal/openai's.
 //
 // # Writing
 //

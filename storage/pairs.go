@@ -1,13 +1,9 @@
 package storage
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -114,81 +110,4 @@ func (db *DB) readPairs(ctx context.Context, domain string, prefix, seek []byte,
 		return nil
 	})
 	return next, err
-}
-
-// chatMessage is a message in the OpenAI fine-tuning format.
-type chatMessage struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
-}
-
-// ExportJSONL writes domain's pairs to w in the OpenAI chat fine-tuning
-// format, oldest first, one line per pair:
-//
-//	{"messages":[{"role":"system","content":S},{"role":"user","content":I},{"role":"assistant","content":A}]}
-//
-// The system message is left out when System is empty. When the request's
-// messages were kept, they are used as they were sent, followed by the
-// assistant's answer. It returns the number of lines written. Pairs that
-// cannot be read back are left out, and the error (ErrDamaged) says how many.
-func (db *DB) ExportJSONL(ctx context.Context, domain string, w io.Writer) (int, error) {
-	bw := bufio.NewWriterSize(w, 64<<10)
-	enc := json.NewEncoder(bw)
-	enc.SetEscapeHTML(false)
-	var line struct {
-		Messages []json.RawMessage `json:"messages"`
-	}
-	var msgBuf bytes.Buffer
-	msgEnc := json.NewEncoder(&msgBuf)
-	msgEnc.SetEscapeHTML(false)
-	raw := func(m chatMessage) (json.RawMessage, error) {
-		msgBuf.Reset()
-		if err := msgEnc.Encode(m); err != nil {
-			return nil, err
-		}
-		return bytes.TrimSuffix(bytes.Clone(msgBuf.Bytes()), []byte("\n")), nil
-	}
-	n := 0
-	err := db.Pairs(ctx, domain, func(p Pair) error {
-		line.Messages = line.Messages[:0]
-		if len(p.Messages) > 0 {
-			if err := json.Unmarshal(p.Messages, &line.Messages); err != nil {
-				db.log.Warn("exporting pair: kept messages are not a JSON array, using system and input", "domain", domain, "id", p.ID, "err", err)
-				line.Messages = line.Messages[:0]
-			}
-		}
-		if len(line.Messages) == 0 {
-			if p.System != "" {
-				m, err := raw(chatMessage{Role: "system", Content: p.System})
-				if err != nil {
-					return err
-				}
-				line.Messages = append(line.Messages, m)
-			}
-			m, err := raw(chatMessage{Role: "user", Content: p.Input})
-			if err != nil {
-				return err
-			}
-			line.Messages = append(line.Messages, m)
-		}
-		m, err := raw(chatMessage{Role: "assistant", Content: p.Answer})
-		if err != nil {
-			return err
-		}
-		line.Messages = append(line.Messages, m)
-		if err := enc.Encode(&line); err != nil {
-			return err
-		}
-		n++
-		return nil
-	})
-	// The lines encoded so far go out whatever happened: after a damaged
-	// pair, Pairs goes on, and the caller reports the error after them.
-	if ferr := bw.Flush(); err == nil {
-		err = ferr
-	}
-	if err != nil {
-		return n, fmt.Errorf("exporting %s: %w", domain, err)
-	}
-	return n, nil
 }

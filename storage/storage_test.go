@@ -608,76 +608,20 @@ func TestOpenDamagedOrForeignDir(t *testing.T) {
 	}
 }
 
-func TestExportJSONL(t *testing.T) {
-	type msg struct{ Role, Content string }
-	tests := []struct {
-		name string
-		in   Pair
-		want []msg
-	}{
-		{"system and input", Pair{System: "Classify.", Input: "Buy now <b>&</b>", Answer: "spam"},
-			[]msg{{"system", "Classify."}, {"user", "Buy now <b>&</b>"}, {"assistant", "spam"}}},
-		{"no system", Pair{Input: "hello\nworld", Answer: "ham"},
-			[]msg{{"user", "hello\nworld"}, {"assistant", "ham"}}},
-		{"kept messages", Pair{System: "S", Input: "a b", Answer: "Positive.",
-			Messages: json.RawMessage("[\n {\"role\":\"system\",\"content\":\"S\"},\n {\"role\":\"user\",\"content\":\"a\"},\n {\"role\":\"user\",\"content\":\"b\"}\n]")},
-			[]msg{{"system", "S"}, {"user", "a"}, {"user", "b"}, {"assistant", "Positive."}}},
-		{"kept messages not an array", Pair{Input: "x", Answer: "y", Messages: json.RawMessage(`{"oops":1}`)},
-			[]msg{{"user", "x"}, {"assistant", "y"}}},
-	}
+// TestPairsOfUnknownDomain: a domain never logged has no pairs; a name that
+// cannot be a domain is ErrNotFound.
+func TestPairsOfUnknownDomain(t *testing.T) {
 	db, _ := open(t, Options{})
-	t0 := time.Now().Add(-time.Minute)
-	for i, tt := range tests {
-		p := tt.in
-		p.Domain, p.Time = "d", t0.Add(time.Duration(i)*time.Millisecond)
-		mustLog(t, db, p)
-	}
-	mustLog(t, db, Pair{Domain: "elsewhere", Input: "not exported", Answer: "no"})
+	mustLog(t, db, Pair{Domain: "elsewhere", Input: "not read", Answer: "no"})
 	flush(t, db)
-	var buf bytes.Buffer
-	n, err := db.ExportJSONL(context.Background(), "d", &buf)
-	if err != nil {
-		t.Fatal(err)
+	n := 0
+	count := func(Pair) error { n++; return nil }
+	if err := db.Pairs(context.Background(), "nothing-here", count); err != nil || n != 0 {
+		t.Errorf("Pairs(nothing-here) = %d pairs, %v; want 0, nil", n, err)
 	}
-	if n != len(tests) {
-		t.Errorf("ExportJSONL = %d lines, want %d", n, len(tests))
+	if err := db.Pairs(context.Background(), "not/a/domain", count); !errors.Is(err, ErrNotFound) || n != 0 {
+		t.Errorf("Pairs(not/a/domain) = %d pairs, %v; want 0, ErrNotFound", n, err)
 	}
-	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
-	if len(lines) != len(tests) {
-		t.Fatalf("%d lines in output, want %d:\n%s", len(lines), len(tests), buf.String())
-	}
-	for i, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var line struct {
-				Messages []struct {
-					Role    string `json:"role"`
-					Content string `json:"content"`
-				} `json:"messages"`
-			}
-			dec := json.NewDecoder(strings.NewReader(lines[i]))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&line); err != nil {
-				t.Fatalf("line %q: %v", lines[i], err)
-			}
-			var got []msg
-			for _, m := range line.Messages {
-				got = append(got, msg{m.Role, m.Content})
-			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("messages = %v, want %v", got, tt.want)
-			}
-		})
-	}
-	t.Run("unknown domain", func(t *testing.T) {
-		n, err := db.ExportJSONL(context.Background(), "nothing-here", io.Discard)
-		if err != nil || n != 0 {
-			t.Errorf("ExportJSONL = %d, %v; want 0, nil", n, err)
-		}
-		n, err = db.ExportJSONL(context.Background(), "not/a/domain", io.Discard)
-		if !errors.Is(err, ErrNotFound) || n != 0 {
-			t.Errorf("ExportJSONL(invalid name) = %d, %v; want 0, ErrNotFound", n, err)
-		}
-	})
 }
 
 func TestLogDrops(t *testing.T) {

@@ -105,7 +105,7 @@ func NewAdmin(cfg *config.Config, deps AdminDeps) *Admin {
 	a.token = sha256.Sum256([]byte(cfg.Admin.Token))
 	a.stop, a.cancelStop = context.WithCancel(context.Background())
 	a.srv = &fasthttp.Server{
-		Handler:               chain(serveErrors(log, a.route), recoverWith(log), a.auth),
+		Handler:               chain(serveErrors(log, a.dispatch), recoverWith(log), a.auth),
 		Name:                  "understudy-admin",
 		NoDefaultServerHeader: true,
 		ReadTimeout:           time.Minute,
@@ -165,7 +165,8 @@ func (a *Admin) auth(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	}
 }
 
-func (a *Admin) route(ctx *fasthttp.RequestCtx) error {
+// dispatch hands a request to the handler of its path.
+func (a *Admin) dispatch(ctx *fasthttp.RequestCtx) error {
 	path := string(ctx.Path())
 	switch {
 	case path == "/healthz":

@@ -11,12 +11,15 @@
 // answered, tells it how in one call (Answered); scoring is the router's
 // and the shadow's.
 //
-// A completion's path runs one way: completion (the route handler) asks
-// the router, perhaps the student, then askTeacher, which returns an error
-// when nothing reached the client, or relays the answer (relayAnswer) and
-// hands its text back; completion alone decides on a fallback student.
-// exchange.end is the one place a teacher's response is released and its
-// outcome given to the breaker.
+// A completion's path runs one way: completion (the completion handler,
+// completion.go) asks the router, perhaps the student, then askTeacher,
+// which returns an error when nothing reached the client, or relays the
+// answer (relayAnswer) and hands its text back; completion alone decides
+// on a fallback student. exchange.end is the one place a teacher's
+// response is released and its outcome given to the breaker. "Route"
+// means one thing here: who answered a request (router.Route: teacher,
+// student, deferred, student-fallback), as the X-Understudy-Route header
+// and the metrics' route label tell it; dispatch finds a path's handler.
 //
 // Handlers return errors (an apiError carries the status and the OpenAI
 // error object's fields; the request parser's *openai.Error is a 400);

@@ -17,7 +17,7 @@ import (
 )
 
 // Middleware wraps a handler. Server chains them in the order recover →
-// request id → metrics → auth → route.
+// request id → metrics → auth → dispatch.
 type middleware func(fasthttp.RequestHandler) fasthttp.RequestHandler
 
 // chain applies mws so that the first is outermost.
@@ -36,7 +36,7 @@ type reqInfo struct {
 	id          string
 	endpoint    string // chat_completions, completions, embeddings, models, or "" (other)
 	domain      string
-	route       string // teacher, or "" before routing
+	route       string // who answered (a router.Route: teacher, student, deferred, student-fallback), or "" before that is known
 	teacherTime time.Duration
 	streaming   bool // a stream writer will call finish
 }

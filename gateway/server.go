@@ -91,7 +91,7 @@ func New(cfg *config.Config, deps Deps) (*Server, error) {
 	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(deps.Registry, promhttp.HandlerOpts{}))
 	s.stop, s.cancelStop = context.WithCancel(context.Background())
 	s.srv = &fasthttp.Server{
-		Handler:               chain(serveErrors(s.log, s.route), s.recover, s.requestID, s.observe, s.auth),
+		Handler:               chain(serveErrors(s.log, s.dispatch), s.recover, s.requestID, s.observe, s.auth),
 		ErrorHandler:          s.transportError,
 		Name:                  "understudy",
 		NoDefaultServerHeader: true,
@@ -187,8 +187,9 @@ func loopback(addr net.Addr) bool {
 	return ok && ta.IP.IsLoopback()
 }
 
-// route dispatches by path and method.
-func (s *Server) route(ctx *fasthttp.RequestCtx) error {
+// dispatch hands a request to the handler of its path, which checks its
+// method.
+func (s *Server) dispatch(ctx *fasthttp.RequestCtx) error {
 	path := string(ctx.Path())
 	info := infoOf(ctx)
 	if len(ctx.Request.Body()) > int(s.cfg.Gateway.MaxBodySize) {

@@ -14,10 +14,11 @@ all: build
 build:
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/understudy
 
-## deps: ONNX Runtime's library and the SpamAssassin task files, in .cache/.
+## deps: ONNX Runtime's library and the SpamAssassin and WordNet task files, in .cache/.
 deps: npm
 	scripts/fetch-onnxruntime.sh
 	scripts/fetch-spamassassin.sh
+	scripts/fetch-wordnet.sh
 
 ## prometheus: Debian's Prometheus (and promtool), for the dashboard test.
 prometheus:

@@ -305,6 +305,12 @@ type Trainer struct {
 	// MaxTrainPairs caps a run's data to a domain's newest pairs.
 	// Default 20000.
 	MaxTrainPairs int `yaml:"max_train_pairs"`
+	// BacktestPairs is the most of a domain's newest pairs (at most a
+	// fifth of them) a run holds out of training to back-test the version
+	// on: its scores there count toward the gate at once, assuming the
+	// recent past looks like the present. 0 turns back-testing off.
+	// Default 2000.
+	BacktestPairs int `yaml:"backtest_pairs"`
 	// Threads ONNX Runtime may use for training, so serving keeps its
 	// cores. Default 1.
 	Threads int `yaml:"threads"`
@@ -329,6 +335,7 @@ var DefaultTrainer = Trainer{
 	MinPairs:      200,
 	RetrainEvery:  500,
 	MaxTrainPairs: 20000,
+	BacktestPairs: 2000,
 	Threads:       1,
 	Interval:      5 * time.Second,
 	Cooldown:      time.Minute,

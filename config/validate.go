@@ -190,6 +190,7 @@ func (t Trainer) validate() []error {
 	}
 	v.atLeast("retrain_every", t.RetrainEvery, 1)
 	v.atLeast("max_train_pairs", t.MaxTrainPairs, 1)
+	v.notNegativeInt("backtest_pairs", t.BacktestPairs)
 	v.atLeast("threads", t.Threads, 1)
 	v.atLeast("dim", t.Dim, 1)
 	v.notNegativeInt("hidden", t.Hidden)

@@ -69,14 +69,18 @@ func (s *Server) completion(ctx *fasthttp.RequestCtx, r *openai.Request) error {
 		if err != nil {
 			s.log.Error("student prediction failed", "request_id", info.id, "domain", domain, "err", err)
 		} else {
+			// The shadow sample is drawn whatever the confidence, so
+			// that the gate's evidence about the serving version is
+			// unbiased (router.Decision.Sampled).
+			sampled, confident := dec.Sampled(), p.Confidence >= dec.Tau
 			switch {
-			case dec.Pinned || (p.Confident && !dec.Sampled()):
+			case dec.Pinned || (confident && !sampled):
 				s.studentAnswers(ctx, info, r, p, dec.Version, router.RouteStudent)
 				return nil
-			case !p.Confident:
+			case !confident:
 				info.route = string(router.RouteDeferred)
 			}
-			o.Student, o.Version = p, dec.Version
+			o.Student, o.Version, o.Sampled = p, dec.Version, sampled
 		}
 	}
 	err = s.askTeacher(ctx, info, teacherCall{stream: r.Stream, spare: dec.Fallback != nil,

@@ -173,8 +173,8 @@ func TestStudentRoute(t *testing.T) {
 		dec  router.Decision
 		want string
 	}{
-		{"confident", router.Decision{State: router.Serving, Version: 3, Student: &fakeModel{pred: confidentSpam}}, "Spam"},
-		{"pinned and unsure", router.Decision{State: router.PinnedStudent, Version: 3, Pinned: true, Student: &fakeModel{pred: unsureHam}}, "Ham"},
+		{"confident", router.Decision{State: router.Serving, Version: 3, Tau: 0.9, Student: &fakeModel{pred: confidentSpam}}, "Spam"},
+		{"pinned and unsure", router.Decision{State: router.PinnedStudent, Version: 3, Tau: 0.9, Pinned: true, Student: &fakeModel{pred: unsureHam}}, "Ham"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rt := &fakeRouter{dec: tc.dec}
@@ -204,19 +204,24 @@ func TestStudentRoute(t *testing.T) {
 	}
 }
 
-// TestDeferredRoute: an unsure serving student defers to the teacher, and
-// a confident one sampled for scoring asks it too; the client gets the
-// teacher's answer, the pair is logged, and the router gets the student's
-// prediction beside the teacher's label to score.
+// TestDeferredRoute: a serving student unsure at the router's τ defers to
+// the teacher (whatever the threshold its training chose), and a confident
+// one sampled for scoring asks it too; the client gets the teacher's
+// answer, the pair is logged, and the router gets the student's prediction
+// beside the teacher's label to score, told whether it was sampled.
 func TestDeferredRoute(t *testing.T) {
+	// Confident by its training's τ, not by the router's.
+	belowTau := student.Prediction{Label: "spam", Answer: "Spam", Confidence: 0.95, Confident: true}
 	for _, tc := range []struct {
 		name      string
 		dec       router.Decision
 		route     router.Route
 		predicted string
+		sampled   bool
 	}{
-		{"unsure", router.Decision{State: router.Serving, Version: 2, Student: &fakeModel{pred: unsureHam}}, router.RouteDeferred, "ham"},
-		{"sampled", router.Decision{State: router.Serving, Version: 2, ShadowRate: 1, Student: &fakeModel{pred: confidentSpam}}, router.RouteTeacher, "spam"},
+		{"unsure", router.Decision{State: router.Serving, Version: 2, Tau: 0.9, Student: &fakeModel{pred: unsureHam}}, router.RouteDeferred, "ham", false},
+		{"below the router's τ", router.Decision{State: router.Serving, Version: 2, Tau: 0.97, Student: &fakeModel{pred: belowTau}}, router.RouteDeferred, "spam", false},
+		{"sampled", router.Decision{State: router.Serving, Version: 2, Tau: 0.9, ShadowRate: 1, Student: &fakeModel{pred: confidentSpam}}, router.RouteTeacher, "spam", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rt := &fakeRouter{dec: tc.dec}
@@ -228,7 +233,7 @@ func TestDeferredRoute(t *testing.T) {
 			}
 			for i, o := range rt.told(t, len(shapes)) {
 				if o.Domain != "mail" || o.Route != tc.route || o.Teacher != "spam" || o.Input != spamText ||
-					o.Version != 2 || o.Student.Label != tc.predicted {
+					o.Version != 2 || o.Student.Label != tc.predicted || o.Sampled != tc.sampled {
 					t.Errorf("outcome %d: %+v; want route %s, teacher spam, v2's prediction %s, the input", i, o, tc.route, tc.predicted)
 				}
 			}

@@ -15,7 +15,7 @@ type metrics struct {
 	samples     *prometheus.CounterVec
 	transitions *prometheus.CounterVec
 
-	selective, lower, coverage, threshold, state *prometheus.Desc
+	selective, lower, coverage, tau, backtest, threshold, state *prometheus.Desc
 }
 
 func newMetrics(domains *MetricDomains) *metrics {
@@ -34,15 +34,19 @@ func newMetrics(domains *MetricDomains) *metrics {
 		}, []string{"domain", "to"}),
 		selective: d("selective_agreement", "Selective agreement with the teacher (among confident answers) of a domain's student version, all time.", "domain", "version", "role"),
 		lower:     d("agreement_lower_bound", "Anytime-valid lower confidence bound of the selective agreement.", "domain", "version", "role"),
-		coverage:  d("coverage", "Share of scored requests on which the student version was confident.", "domain", "version", "role"),
+		coverage:  d("coverage", "Share of scored requests on which the student version was confident (at its τ in use): the coverage the gate has certified once it passed.", "domain", "version", "role"),
+		tau:       d("tau", "The confidence threshold in use: the lowest the gate certified, or the next it tests.", "domain", "version", "role"),
+		backtest:  d("backtest_samples", "Samples of the version scored by back-testing on pairs it never trained on.", "domain", "version", "role"),
 		threshold: d("agreement_threshold", "Selective agreement a student must be shown to reach to serve.", "domain"),
 		state:     d("domain_state", "1 for a domain's current routing state.", "domain", "state"),
 	}
 }
 
-func outcome(s shadow.Sample) string {
+// outcome names a sample for the samples counter: confident means at the
+// version's τ in use.
+func outcome(s shadow.Sample, tau float64) string {
 	switch {
-	case !s.Confident:
+	case s.Confidence < tau:
 		return "unconfident"
 	case s.Agree:
 		return "agree"
@@ -55,7 +59,7 @@ func outcome(s shadow.Sample) string {
 func (r *Router) Describe(ch chan<- *prometheus.Desc) {
 	r.m.samples.Describe(ch)
 	r.m.transitions.Describe(ch)
-	for _, d := range []*prometheus.Desc{r.m.selective, r.m.lower, r.m.coverage, r.m.threshold, r.m.state} {
+	for _, d := range []*prometheus.Desc{r.m.selective, r.m.lower, r.m.coverage, r.m.tau, r.m.backtest, r.m.threshold, r.m.state} {
 		ch <- d
 	}
 }
@@ -81,10 +85,15 @@ func (r *Router) Collect(ch chan<- prometheus.Metric) {
 		d.mu.Lock()
 		gauge(r.m.threshold, r.cfg.Gate.Threshold, d.name)
 		gauge(r.m.state, 1, d.name, string(d.rec.State))
-		for _, v := range []struct {
+		type roled struct {
 			ver  *version
 			role string
-		}{{d.serving, "serving"}, {d.candidate, "shadow"}} {
+		}
+		vs := []roled{{d.serving, "serving"}}
+		for _, c := range d.candidates {
+			vs = append(vs, roled{c, "candidate"})
+		}
+		for _, v := range vs {
 			if v.ver == nil {
 				continue
 			}
@@ -93,6 +102,8 @@ func (r *Router) Collect(ch chan<- prometheus.Metric) {
 			gauge(r.m.selective, st.SelectiveAgreement, d.name, n, v.role)
 			gauge(r.m.lower, st.LowerBound, d.name, n, v.role)
 			gauge(r.m.coverage, st.Coverage, d.name, n, v.role)
+			gauge(r.m.tau, st.Tau, d.name, n, v.role)
+			gauge(r.m.backtest, float64(st.Backtest), d.name, n, v.role)
 		}
 		d.mu.Unlock()
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -61,7 +62,9 @@ type Shadow func(j shadow.Job) bool
 // failed.
 type Scores interface {
 	Add(s shadow.Sample) shadow.Verdict
+	AddBacktest(samples []shadow.Sample) shadow.Verdict
 	MarkPromoted()
+	Tau() float64
 	Stats() shadow.Stats
 	Snapshot() ([]byte, error)
 }
@@ -138,7 +141,11 @@ type Record struct {
 	State State `json:"state"`
 	// Serving is the version that answers in serving (0: none).
 	Serving int `json:"serving,omitempty"`
-	// Candidate is the version being scored in the shadow (0: none).
+	// Candidates are the versions being scored in the shadow, oldest
+	// first: at most MaxCandidates.
+	Candidates []int `json:"candidates,omitempty"`
+	// Candidate is where releases before several candidates kept the one
+	// being scored; New reads it into Candidates.
 	Candidate int `json:"candidate,omitempty"`
 	// Unpinned is the state an unpin returns to.
 	Unpinned    State           `json:"unpinned,omitempty"`
@@ -150,6 +157,12 @@ type Record struct {
 
 // maxTransitions is how many transitions a record keeps.
 const maxTransitions = 20
+
+// MaxCandidates is how many versions of a domain are scored in the shadow
+// at once. A new version joins the newest; when there is no room, the one
+// whose promotion has come least far leaves (shadow.Weakest), so the
+// evidence gathered for a version about to pass survives a retraining.
+const MaxCandidates = 2
 
 // Router holds every domain's routing state and decides, per request, who
 // answers. It is safe for concurrent use.
@@ -169,13 +182,13 @@ type Router struct {
 
 // domain is the live state of one domain.
 type domain struct {
-	mu        sync.Mutex
-	name      string
-	rec       Record
-	serving   *version
-	candidate *version
-	samples   int           // since the last save
-	shadowLim *rate.Limiter // Config.ShadowMaxRate; nil without a cap
+	mu         sync.Mutex
+	name       string
+	rec        Record
+	serving    *version
+	candidates []*version // oldest first
+	samples    int           // since the last save
+	shadowLim  *rate.Limiter // Config.ShadowMaxRate; nil without a cap
 }
 
 // version is a loaded student version with its scores.
@@ -183,6 +196,45 @@ type version struct {
 	n      int
 	model  *student.Model
 	scores Scores
+	tau    float64 // scores.Tau(), kept current by observe
+}
+
+// candidate returns the candidate version v, or nil.
+func (d *domain) candidate(v int) *version {
+	for _, c := range d.candidates {
+		if c.n == v {
+			return c
+		}
+	}
+	return nil
+}
+
+// leader is the candidate furthest along, or nil.
+func (d *domain) leader() *version {
+	var best *version
+	bp := -1.0
+	for _, c := range d.candidates {
+		if p := progress(c.scores); p > bp {
+			best, bp = c, p
+		}
+	}
+	return best
+}
+
+// setCandidates records the candidates' versions.
+func (d *domain) setCandidates() {
+	d.rec.Candidates = d.rec.Candidates[:0]
+	for _, c := range d.candidates {
+		d.rec.Candidates = append(d.rec.Candidates, c.n)
+	}
+}
+
+// progress is a tracker's Progress, 0 for other Scores.
+func progress(s Scores) float64 {
+	if t, ok := s.(*shadow.Tracker); ok {
+		return t.Progress()
+	}
+	return 0
 }
 
 // New builds a router from the stored routing records; it loads the models
@@ -214,16 +266,25 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		if err := json.Unmarshal(b, &rec); err != nil {
 			return nil, fmt.Errorf("reading the routing record of %s: %w", name, err)
 		}
+		if len(rec.Candidates) == 0 && rec.Candidate != 0 {
+			rec.Candidates = []int{rec.Candidate}
+		}
+		rec.Candidate = 0
 		d := r.newDomain(name, rec)
 		if d.rec.State == "" {
 			d.rec.State = Collecting
 		}
 		d.serving = r.restore(name, rec.Serving, rec.Scores, true)
-		d.candidate = r.restore(name, rec.Candidate, rec.Scores, false)
+		for _, v := range rec.Candidates {
+			if c := r.restore(name, v, rec.Scores, false); c != nil {
+				d.candidates = append(d.candidates, c)
+			}
+		}
+		d.setCandidates()
 		if d.rec.State == Serving && d.serving == nil {
 			d.rec.State = Collecting
 		}
-		if d.rec.State == Shadowing && d.candidate == nil {
+		if d.rec.State == Shadowing && len(d.candidates) == 0 {
 			d.rec.State = Collecting
 		}
 		r.domains[name] = d
@@ -249,7 +310,7 @@ func (r *Router) Run(ctx context.Context, reports <-chan trainer.Report) error {
 		case rep := <-reports:
 			switch {
 			case rep.Artifact != nil:
-				if err := r.AddVersion(rep.Artifact); err != nil {
+				if err := r.AddVersion(rep.Artifact, rep.Backtest); err != nil {
 					r.log.Error("adding a student version", "domain", rep.Domain, "err", err)
 				}
 			case rep.OpenEnded != "":
@@ -275,6 +336,9 @@ func (r *Router) newDomain(name string, rec Record) *domain {
 	return d
 }
 
+// restore loads a stored version with its scores. A version whose scores
+// cannot be restored (a release's older format) starts afresh: promoted,
+// it serves at its first threshold until evidence certifies another.
 func (r *Router) restore(name string, v int, scores map[int][]byte, promoted bool) *version {
 	if v == 0 {
 		return nil
@@ -289,16 +353,27 @@ func (r *Router) restore(name string, v int, scores map[int][]byte, promoted boo
 		t, err := shadow.RestoreTracker(r.cfg.Gate, b)
 		if err == nil {
 			sc = t
+		} else {
+			r.log.Warn("restarting a student version's evidence", "domain", name, "version", v, "err", err)
 		}
 	}
 	if sc == nil {
-		t := shadow.NewTracker(r.cfg.Gate)
+		t := shadow.NewTracker(r.cfg.Gate, startOf(m.Artifact))
 		if promoted {
 			t.MarkPromoted()
 		}
 		sc = t
 	}
-	return &version{n: v, model: m, scores: sc}
+	return &version{n: v, model: m, scores: sc, tau: sc.Tau()}
+}
+
+// startOf is the first threshold the gate tests for a version: the one
+// its training chose (Artifact.StartTau), else its holdout τ.
+func startOf(a *student.Artifact) int {
+	if a.StartTau > 0 {
+		return shadow.StartIndex(a.StartTau)
+	}
+	return shadow.StartIndex(a.Tau)
 }
 
 // load reads a stored version and makes it servable.
@@ -337,10 +412,14 @@ type Decision struct {
 	// student); Version is its version.
 	Student Model
 	Version int
+	// Tau is the confidence at or above which Student answers: the lowest
+	// threshold the gate has certified for it.
+	Tau float64
 	// Pinned: the student answers whatever its confidence.
 	Pinned bool
-	// ShadowRate is the share of confident answers to send to the teacher
-	// anyway, to be scored.
+	// ShadowRate is the share of requests sent to the teacher and scored
+	// whatever the student's confidence (see Sampled), so that the
+	// serving version's evidence stays unbiased and drift is caught.
 	ShadowRate float64
 	// Fallback, when set, may answer in the teacher's place when the
 	// teacher fails before answering (router.fallback_to_student): the
@@ -361,7 +440,7 @@ func (r *Router) Decide(name string) Decision {
 	switch d.rec.State {
 	case Serving, PinnedStudent:
 		if d.serving != nil {
-			dec.Student, dec.Version = d.serving.model, d.serving.n
+			dec.Student, dec.Version, dec.Tau = d.serving.model, d.serving.n, d.serving.tau
 			dec.Pinned = d.rec.State == PinnedStudent
 		}
 	}
@@ -371,8 +450,9 @@ func (r *Router) Decide(name string) Decision {
 	return dec
 }
 
-// Sampled reports whether a confident answer should still go to the
-// teacher to be scored.
+// Sampled draws whether this request goes to the teacher and is scored
+// whatever the student's confidence. Draw it once per request, before
+// looking at the confidence, and report it in Outcome.Sampled.
 func (dec Decision) Sampled() bool { return dec.ShadowRate > 0 && rand.Float64() < dec.ShadowRate }
 
 // Outcome is how one eligible request was answered.
@@ -390,6 +470,9 @@ type Outcome struct {
 	// is that version, 0 when no prediction was made.
 	Student student.Prediction
 	Version int
+	// Sampled is Decision.Sampled's draw: the teacher was asked whatever
+	// the student's confidence, so the sample counts in the gate's tests.
+	Sampled bool
 }
 
 // Answered takes the outcome of one answered eligible request: it counts
@@ -409,11 +492,13 @@ func (r *Router) Answered(o Outcome) {
 		return
 	}
 	if o.Version != 0 {
-		r.observe(d, o.Version, shadow.SampleOf(o.Student, o.Teacher))
+		r.observe(d, o.Version, shadow.SampleOf(o.Student, o.Teacher, o.Sampled))
 	}
-	if c := d.candidate; c != nil && r.deps.Shadow != nil && d.rec.State != OpenEnded && d.rec.State != PinnedTeacher &&
+	if len(d.candidates) > 0 && r.deps.Shadow != nil && d.rec.State != OpenEnded && d.rec.State != PinnedTeacher &&
 		(d.shadowLim == nil || d.shadowLim.Allow()) {
-		r.deps.Shadow(shadow.Job{Domain: o.Domain, Version: c.n, Model: c.model, Input: o.Input, Label: o.Teacher, Sink: r.sink})
+		for _, c := range d.candidates {
+			r.deps.Shadow(shadow.Job{Domain: o.Domain, Version: c.n, Model: c.model, Input: o.Input, Label: o.Teacher, Sink: r.sink})
+		}
 	}
 }
 
@@ -430,59 +515,90 @@ func (r *Router) Observe(name string, v int, s shadow.Sample) {
 
 // observe is Observe with d.mu held.
 func (r *Router) observe(d *domain, v int, s shadow.Sample) {
-	name := d.name
-	var ver *version
-	switch {
-	case d.candidate != nil && d.candidate.n == v:
-		ver = d.candidate
-	case d.serving != nil && d.serving.n == v:
+	ver := d.candidate(v)
+	if ver == nil && d.serving != nil && d.serving.n == v {
 		ver = d.serving
-	default:
+	}
+	if ver == nil {
 		return // a version no longer tracked
 	}
 	verdict := ver.scores.Add(s)
-	r.m.samples.WithLabelValues(r.m.domains.Name(name), outcome(s)).Inc()
+	r.m.samples.WithLabelValues(r.m.domains.Name(d.name), outcome(s, ver.tau)).Inc()
 	d.samples++
+	r.apply(d, ver, verdict)
+}
+
+// apply acts on a version's verdict. d.mu must be held.
+func (r *Router) apply(d *domain, ver *version, verdict shadow.Verdict) {
+	old := ver.tau
+	ver.tau = ver.scores.Tau()
+	v := ver.n
 	switch {
-	case verdict == shadow.Promote && ver == d.candidate && d.rec.State != PinnedTeacher && d.rec.State != PinnedStudent && d.rec.State != OpenEnded:
+	case verdict == shadow.Promote && ver != d.serving && d.rec.State != PinnedTeacher && d.rec.State != PinnedStudent && d.rec.State != OpenEnded:
 		st := ver.scores.Stats()
-		reason := fmt.Sprintf("v%d passed the gate: selective agreement %.4f, lower bound %.4f ≥ %.2f after %d confident samples (coverage %.3f)",
-			v, st.SelectiveAgreement, st.LowerBound, r.cfg.Gate.Threshold, st.Confident, st.Coverage)
-		ver.scores.MarkPromoted()
-		old := d.serving
-		d.serving, d.candidate = ver, nil
-		d.rec.Serving, d.rec.Candidate = v, 0
-		r.transition(d, Serving, v, reason)
-		if old != nil {
-			_ = old.model.Close()
+		if d.serving != nil && d.rec.State == Serving {
+			if cur := d.serving.scores.Stats(); cur.Certified && cur.Coverage >= st.Coverage {
+				break // it passed, but answers no more than the serving one
+			}
 		}
+		reason := fmt.Sprintf("v%d passed the gate at τ %.2f: selective agreement %.4f, lower bound %.4f > %.2f on %d confident samples, coverage %.3f",
+			v, st.Tau, st.SelectiveAgreement, st.LowerBound, r.cfg.Gate.Threshold, st.Confident, st.Coverage)
+		if st.Backtest > 0 {
+			reason += fmt.Sprintf(" (%d of %d samples back-tested)", st.Backtest, st.Uniform)
+		}
+		ver.scores.MarkPromoted()
+		if d.serving != nil {
+			retire(d.serving.model)
+		}
+		d.serving = ver
+		d.candidates = slices.DeleteFunc(d.candidates, func(c *version) bool { return c == ver })
+		d.rec.Serving = v
+		d.setCandidates()
+		r.transition(d, Serving, v, reason)
+	case verdict == shadow.Raise && ver == d.serving:
+		st := ver.scores.Stats()
+		r.transition(d, d.rec.State, v, fmt.Sprintf("v%d: τ raised from %.2f to %.2f: its selective agreement at %.2f was shown to fall below %.2f",
+			v, old, ver.tau, old, r.cfg.Gate.Threshold)+fmt.Sprintf(" (coverage now %.3f)", st.Coverage))
 	case verdict == shadow.Demote && ver == d.serving && d.rec.State == Serving:
 		st := ver.scores.Stats()
-		reason := fmt.Sprintf("v%d drifted: recent selective agreement %.4f, upper bound %.4f < %.2f", v,
-			st.Recent.SelectiveAgreement, st.UpperBound, r.cfg.Gate.Threshold)
+		reason := fmt.Sprintf("v%d drifted: its selective agreement at τ %.2f was shown to fall below %.2f (recent %.4f)",
+			v, old, r.cfg.Gate.Threshold, st.Recent.SelectiveAgreement)
 		d.serving = nil
 		d.rec.Serving = 0
 		to := Shadowing
-		if d.candidate == nil {
+		if len(d.candidates) == 0 {
 			to = Collecting
 		}
 		r.transition(d, to, v, reason)
-		_ = ver.model.Close()
+		retire(ver.model)
 		if r.deps.Retrain != nil {
-			r.deps.Retrain(name) // must not block: the trainer queues it
+			r.deps.Retrain(d.name) // must not block: the trainer queues it
 		}
 	default:
+		if ver == d.serving && ver.tau < old {
+			r.log.Info("serving more: τ lowered", "domain", d.name, "version", v, "from", old, "to", ver.tau)
+		}
 		if d.samples >= PersistEvery {
 			r.persist(d)
 		}
 	}
 }
 
+// retireAfter is how long a version that stopped serving stays open: a
+// request that took it from Decide (a fallback waiting on the teacher, up
+// to teacher.timeout) may still predict with it.
+const retireAfter = 15 * time.Minute
+
+// retire closes a model that no longer serves once requests are done
+// with it.
+func retire(m *student.Model) { time.AfterFunc(retireAfter, func() { _ = m.Close() }) }
+
 // AddVersion makes a newly trained version (its artifact, as the trainer
-// has it in hand) its domain's candidate: it is scored in the shadow
-// (beside the serving version, if any) and replaces it only through the
-// gate.
-func (r *Router) AddVersion(a *student.Artifact) error {
+// has it in hand) a candidate of its domain: it is scored in the shadow,
+// beside the serving version and the newest other candidate, and serves
+// only through the gate. Back-tested samples (scored on pairs it never
+// trained on) count as evidence at once; nil when there are none.
+func (r *Router) AddVersion(a *student.Artifact, backtest []shadow.Sample) error {
 	name, v := a.Domain, a.Version
 	m, err := student.Load(a, 1)
 	if err != nil {
@@ -491,16 +607,35 @@ func (r *Router) AddVersion(a *student.Artifact) error {
 	d := r.get(name)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.candidate != nil {
-		_ = d.candidate.model.Close()
+	if len(d.candidates) >= MaxCandidates {
+		ts := make([]*shadow.Tracker, 0, len(d.candidates))
+		for _, c := range d.candidates {
+			t, _ := c.scores.(*shadow.Tracker)
+			ts = append(ts, t)
+		}
+		w := 0
+		if !slices.Contains(ts, nil) {
+			w = shadow.Weakest(ts)
+		}
+		_ = d.candidates[w].model.Close() // candidates never answer requests
+		d.candidates = slices.Delete(d.candidates, w, w+1)
 	}
-	d.candidate = &version{n: v, model: m, scores: shadow.NewTracker(r.cfg.Gate)}
-	d.rec.Candidate = v
+	t := shadow.NewTracker(r.cfg.Gate, startOf(a))
+	ver := &version{n: v, model: m, scores: t, tau: t.Tau()}
+	d.candidates = append(d.candidates, ver)
+	d.setCandidates()
+	reason := fmt.Sprintf("v%d trained: scoring it in the shadow of the teacher from τ %.2f", v, ver.tau)
+	if len(backtest) > 0 {
+		reason += fmt.Sprintf(", with %d back-tested samples", len(backtest))
+	}
 	switch d.rec.State {
 	case Collecting, OpenEnded:
-		r.transition(d, Shadowing, v, fmt.Sprintf("v%d trained: scoring it in the shadow of the teacher", v))
+		r.transition(d, Shadowing, v, reason)
 	default:
-		r.transition(d, d.rec.State, v, fmt.Sprintf("v%d trained: shadowing beside the current route", v))
+		r.transition(d, d.rec.State, v, reason+", beside the current route")
+	}
+	if len(backtest) > 0 {
+		r.apply(d, ver, t.AddBacktest(backtest))
 	}
 	return nil
 }
@@ -514,13 +649,14 @@ func (r *Router) SetOpenEnded(name, reason string) {
 		return
 	}
 	if d.serving != nil {
-		_ = d.serving.model.Close()
+		retire(d.serving.model)
 		d.serving, d.rec.Serving = nil, 0
 	}
-	if d.candidate != nil {
-		_ = d.candidate.model.Close()
-		d.candidate, d.rec.Candidate = nil, 0
+	for _, c := range d.candidates {
+		_ = c.model.Close()
 	}
+	d.candidates = nil
+	d.setCandidates()
 	d.rec.Reason = reason
 	r.transition(d, OpenEnded, 0, reason)
 }
@@ -539,27 +675,32 @@ func (r *Router) Act(name, action string) (Record, error) {
 	defer d.mu.Unlock()
 	switch action {
 	case "promote":
-		if d.candidate == nil {
+		v := d.leader()
+		if v == nil {
 			return d.rec, fmt.Errorf("promoting %s: %w in the shadow", name, ErrNoStudent)
 		}
-		v := d.candidate
 		v.scores.MarkPromoted()
+		v.tau = v.scores.Tau()
 		if d.serving != nil {
-			_ = d.serving.model.Close()
+			retire(d.serving.model)
 		}
-		d.serving, d.candidate = v, nil
-		d.rec.Serving, d.rec.Candidate = v.n, 0
-		r.transition(d, Serving, v.n, "promoted by an operator")
+		d.serving = v
+		d.candidates = slices.DeleteFunc(d.candidates, func(c *version) bool { return c == v })
+		d.rec.Serving = v.n
+		d.setCandidates()
+		r.transition(d, Serving, v.n, fmt.Sprintf("promoted by an operator, at τ %.2f", v.tau))
 	case "demote":
 		if d.serving == nil {
 			return d.rec, fmt.Errorf("demoting %s: %w", name, ErrNoStudent)
 		}
 		v := d.serving
 		d.serving, d.rec.Serving = nil, 0
-		if d.candidate == nil { // keep scoring it
-			d.candidate, d.rec.Candidate = &version{n: v.n, model: v.model, scores: shadow.NewTracker(r.cfg.Gate)}, v.n
+		if len(d.candidates) == 0 { // keep scoring it
+			t := shadow.NewTracker(r.cfg.Gate, startOf(v.model.Artifact))
+			d.candidates = []*version{{n: v.n, model: v.model, scores: t, tau: t.Tau()}}
+			d.setCandidates()
 		} else {
-			_ = v.model.Close()
+			retire(v.model)
 		}
 		r.transition(d, Shadowing, v.n, "demoted by an operator")
 	case "pin-teacher":
@@ -568,9 +709,13 @@ func (r *Router) Act(name, action string) (Record, error) {
 		}
 		r.transition(d, PinnedTeacher, 0, "pinned to the teacher by an operator")
 	case "pin-student":
-		if d.serving == nil && d.candidate != nil {
-			d.serving, d.candidate = d.candidate, nil
-			d.rec.Serving, d.rec.Candidate = d.serving.n, 0
+		if c := d.leader(); d.serving == nil && c != nil {
+			c.scores.MarkPromoted()
+			c.tau = c.scores.Tau()
+			d.serving = c
+			d.candidates = slices.DeleteFunc(d.candidates, func(v *version) bool { return v == c })
+			d.rec.Serving = c.n
+			d.setCandidates()
 		}
 		if d.serving == nil {
 			return d.rec, fmt.Errorf("pinning %s to its student: %w", name, ErrNoStudent)
@@ -584,7 +729,7 @@ func (r *Router) Act(name, action string) (Record, error) {
 		switch {
 		case d.serving != nil && (to == Serving || to == PinnedStudent || to == ""):
 			to = Serving
-		case d.candidate != nil:
+		case len(d.candidates) > 0:
 			to = Shadowing
 		case to == OpenEnded:
 		default:
@@ -622,7 +767,7 @@ func (r *Router) persist(d *domain) {
 		return
 	}
 	d.rec.Scores = map[int][]byte{}
-	for _, v := range []*version{d.serving, d.candidate} {
+	for _, v := range append([]*version{d.serving}, d.candidates...) {
 		if v != nil {
 			if b, err := v.scores.Snapshot(); err == nil {
 				d.rec.Scores[v.n] = b
@@ -634,9 +779,14 @@ func (r *Router) persist(d *domain) {
 
 // View is a domain's routing state for display.
 type View struct {
-	State       State           `json:"state"`
-	Serving     int             `json:"serving_version,omitempty"`
+	State   State `json:"state"`
+	Serving int   `json:"serving_version,omitempty"`
+	// Tau is the confidence at or above which the serving version answers.
+	Tau float64 `json:"tau,omitempty"`
+	// Candidate is the candidate furthest along the gate (CandidateStats
+	// its statistics); Candidates lists them all, oldest first.
 	Candidate   int             `json:"candidate_version,omitempty"`
+	Candidates  []VersionView   `json:"candidates,omitempty"`
 	Reason      string          `json:"reason,omitempty"`
 	Transitions []Transition    `json:"transitions,omitempty"`
 	Routes      map[Route]int64 `json:"routes,omitempty"`
@@ -645,6 +795,15 @@ type View struct {
 	ServingStats   *shadow.Stats `json:"serving_stats,omitempty"`
 	CandidateStats *shadow.Stats `json:"candidate_stats,omitempty"`
 	Threshold      float64       `json:"threshold"`
+	// Waiting says, while no version serves, why the leading candidate
+	// does not yet: e.g. "v3 needs ~800 more confident samples at τ 0.91".
+	Waiting string `json:"waiting,omitempty"`
+}
+
+// VersionView is one candidate version for display.
+type VersionView struct {
+	Version int          `json:"version"`
+	Stats   shadow.Stats `json:"stats"`
 }
 
 // View returns a domain's routing state, or false when the router has
@@ -658,7 +817,7 @@ func (r *Router) View(name string) (View, bool) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	v := View{State: d.rec.State, Serving: d.rec.Serving, Candidate: d.rec.Candidate, Reason: d.rec.Reason,
+	v := View{State: d.rec.State, Serving: d.rec.Serving, Reason: d.rec.Reason,
 		Transitions: append([]Transition(nil), d.rec.Transitions...), Routes: map[Route]int64{}, Threshold: r.cfg.Gate.Threshold}
 	var total int64
 	for k, n := range d.rec.Routes {
@@ -670,11 +829,35 @@ func (r *Router) View(name string) (View, bool) {
 	}
 	if d.serving != nil {
 		st := d.serving.scores.Stats()
-		v.ServingStats = &st
+		v.ServingStats, v.Tau = &st, d.serving.tau
 	}
-	if d.candidate != nil {
-		st := d.candidate.scores.Stats()
-		v.CandidateStats = &st
+	lead := d.leader()
+	for _, c := range d.candidates {
+		st := c.scores.Stats()
+		v.Candidates = append(v.Candidates, VersionView{Version: c.n, Stats: st})
+		if c == lead {
+			v.Candidate, v.CandidateStats = c.n, &st
+		}
+	}
+	if d.serving == nil && v.CandidateStats != nil {
+		v.Waiting = waiting(v.Candidate, *v.CandidateStats, r.cfg.Gate.Threshold)
 	}
 	return v, true
+}
+
+// waiting says why a candidate does not serve yet.
+func waiting(version int, st shadow.Stats, threshold float64) string {
+	switch {
+	case st.Certified:
+		return fmt.Sprintf("v%d passed at τ %.2f: a domain pinned or open-ended is not switched", version, st.Tau)
+	case st.Next == nil:
+		return fmt.Sprintf("v%d: no threshold left to test", version)
+	case st.NeedSamples < 0 && st.Next.Confident == 0:
+		return fmt.Sprintf("v%d needs confident samples at τ %.2f", version, st.Next.Tau)
+	case st.NeedSamples < 0:
+		return fmt.Sprintf("v%d agrees %.4f at τ %.2f, not above %.2f: waiting for a better version",
+			version, st.Next.SelectiveAgreement, st.Next.Tau, threshold)
+	}
+	return fmt.Sprintf("v%d needs ~%d more confident samples at τ %.2f (selective agreement %.4f so far)",
+		version, st.NeedSamples, st.Next.Tau, st.Next.SelectiveAgreement)
 }

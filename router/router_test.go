@@ -79,7 +79,7 @@ func (e *env) version(domain string, v int) *student.Artifact {
 
 func (e *env) add(r *router.Router, domain string, v int) {
 	e.t.Helper()
-	if err := r.AddVersion(e.version(domain, v)); err != nil {
+	if err := r.AddVersion(e.version(domain, v), nil); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -137,7 +137,7 @@ func TestLifecycle(t *testing.T) {
 	if v, _ := r.View("spam"); d.State != router.Shadowing || d.Student != nil || d.Fallback != nil || v.Candidate != 1 {
 		t.Fatalf("after v1: %+v, shadow version %d", d, v.Candidate)
 	}
-	agree := shadow.Sample{Confident: true, Agree: true, Teacher: "yes", Student: "yes"}
+	agree := shadow.Sample{Confidence: 1, Uniform: true, Agree: true, Teacher: "yes", Student: "yes"}
 	for i := 0; i < 1000 && r.Decide("spam").State != router.Serving; i++ {
 		r.Observe("spam", 1, agree)
 	}
@@ -155,7 +155,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("after a restart: %+v", d)
 	}
 	// Drift: the serving version is demoted.
-	disagree := shadow.Sample{Confident: true, Agree: false, Teacher: "no", Student: "yes"}
+	disagree := shadow.Sample{Confidence: 1, Uniform: true, Agree: false, Teacher: "no", Student: "yes"}
 	for i := 0; i < 500 && r.Decide("spam").State == router.Serving; i++ {
 		r.Observe("spam", 1, disagree)
 	}
@@ -275,7 +275,7 @@ func TestAnswered(t *testing.T) {
 		t.Fatalf("shadow jobs %+v, want v2 on (no no, no) and (yes yes, yes)", jobs)
 	}
 	for _, j := range jobs {
-		j.Sink(j.Domain, j.Version, shadow.SampleOf(yes, j.Label))
+		j.Sink(j.Domain, j.Version, shadow.SampleOf(yes, j.Label, true))
 	}
 	if v, _ := r.View("d"); v.CandidateStats == nil || v.CandidateStats.Samples != 2 || v.CandidateStats.Agree != 1 {
 		t.Errorf("candidate's samples: %+v, want 2 with 1 agreement", v.CandidateStats)
@@ -307,13 +307,13 @@ func TestRun(t *testing.T) {
 	reports <- trainer.Report{Domain: "chat", OpenEnded: "1000 distinct answers in 1000 pairs"}
 	reports <- trainer.Report{} // a no-op: nothing to take
 	for i := 0; i < 1000 && r.Decide("spam").State != router.Serving; i++ {
-		r.Observe("spam", 1, shadow.Sample{Confident: true, Agree: true, Teacher: "yes", Student: "yes"})
+		r.Observe("spam", 1, shadow.Sample{Confidence: 1, Uniform: true, Agree: true, Teacher: "yes", Student: "yes"})
 	}
 	if d := r.Decide("spam"); d.State != router.Serving || d.Version != 1 {
 		t.Fatalf("spam after agreeing samples: %+v", d)
 	}
 	for i := 0; i < 500 && r.Decide("spam").State == router.Serving; i++ {
-		r.Observe("spam", 1, shadow.Sample{Confident: true, Teacher: "no", Student: "yes"})
+		r.Observe("spam", 1, shadow.Sample{Confidence: 1, Uniform: true, Teacher: "no", Student: "yes"})
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -5,25 +5,26 @@ import (
 	"testing"
 )
 
-// BenchmarkAdd measures one confident sample at a steady 0.98 agreement.
+// BenchmarkAdd measures one sample of a promoted student at a steady 0.98
+// agreement, its confidence spread over the grid of thresholds.
 func BenchmarkAdd(b *testing.B) {
-	tr := NewTracker(Gate{})
+	tr := NewTracker(Gate{}, 0)
 	r := rand.New(rand.NewPCG(1, 1))
 	for range 2000 {
-		tr.Add(Sample{Confident: true, Agree: r.Float64() < 0.98, Teacher: "a", Student: "b"})
+		tr.Add(Sample{Confidence: 0.5 + r.Float64()/2, Uniform: true, Agree: r.Float64() < 0.98, Teacher: "a", Student: "b"})
 	}
 	tr.MarkPromoted()
 	b.ReportAllocs()
 	for b.Loop() {
-		tr.Add(Sample{Confident: true, Agree: r.Float64() < 0.98, Teacher: "a", Student: "b"})
+		tr.Add(Sample{Confidence: 0.5 + r.Float64()/2, Uniform: true, Agree: r.Float64() < 0.98, Teacher: "a", Student: "b"})
 	}
 }
 
 func BenchmarkSnapshotRestore(b *testing.B) {
-	tr := NewTracker(Gate{})
+	tr := NewTracker(Gate{}, 0)
 	r := rand.New(rand.NewPCG(1, 1))
 	for range 2000 {
-		tr.Add(Sample{Confident: true, Agree: r.Float64() < 0.98, Teacher: "a", Student: "b"})
+		tr.Add(Sample{Confidence: 0.5 + r.Float64()/2, Uniform: true, Agree: r.Float64() < 0.98, Teacher: "a", Student: "b"})
 	}
 	b.ReportAllocs()
 	for b.Loop() {

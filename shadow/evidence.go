@@ -47,16 +47,18 @@ const (
 	vanishing = 1e-200
 )
 
-// grid returns the values θ' at which the bounds are tested: 0.01…0.49 by
-// 0.01, 0.500…0.999 by 0.001, and threshold, sorted and without repeats.
-func grid(threshold float64) []float64 {
-	g := make([]float64, 0, 550)
-	for k := 1; k < 50; k++ {
+// boundGrid returns the values θ' at which the bounds of one threshold τ
+// are tested: coarse far from the gate's threshold, by 0.01 from 0.90 and
+// by 0.005 above 0.98, and threshold itself, sorted and without repeats.
+// Each τ of the grid of thresholds keeps both sides on it, so the bounds
+// cost a few hundred bytes per τ; they are for display, and the promotion
+// test is the one value at threshold.
+func boundGrid(threshold float64) []float64 {
+	g := []float64{0.5, 0.6, 0.7, 0.8, 0.85, 0.88}
+	for k := 90; k <= 98; k++ {
 		g = append(g, float64(k)/100)
 	}
-	for k := 500; k < 1000; k++ {
-		g = append(g, float64(k)/1000)
-	}
+	g = append(g, 0.985, 0.99, 0.995)
 	i, found := slices.BinarySearch(g, threshold)
 	if found {
 		return g
@@ -98,8 +100,9 @@ type bounds struct {
 	n, s         int64 // samples and agreements since the start
 }
 
-func newBounds(threshold float64) bounds {
-	g := grid(threshold)
+// newBounds returns bounds on grid g (boundGrid's; it is shared, not
+// copied).
+func newBounds(g []float64) bounds {
 	b := bounds{grid: g, lower: make([]float64, len(g)), upper: make([]float64, len(g))}
 	b.reset()
 	return b

@@ -11,11 +11,13 @@ var ErrInvalidSnapshot = errors.New("invalid tracker snapshot")
 
 // Gate configures promotion and demotion of one domain's student.
 //
-// A student is promoted when the anytime-valid lower confidence bound of its
-// selective agreement with the teacher reaches Threshold, after at least
-// MinSamples confident samples; a promoted student is demoted when a test at
-// DemotionConfidence shows its selective agreement to be below Threshold.
-// See Tracker for the tests.
+// A student is promoted at the lowest confidence threshold τ of a fixed
+// grid (Thresholds) whose selective agreement with the teacher is proven,
+// anytime-valid at Confidence, to exceed Threshold, once it holds at least
+// MinSamples confident samples; a promoted student's τ is raised, or the
+// student demoted, when a test at DemotionConfidence shows its selective
+// agreement at the τ in use to be below Threshold. See Tracker for the
+// tests.
 type Gate struct {
 	// Threshold θ: the selective agreement a student must be shown to
 	// reach to be promoted, and below which it is demoted. In (0, 1];
@@ -44,8 +46,8 @@ type Gate struct {
 	// at 0.98 was not demoted in any of 2,000 streams of 20,000 samples,
 	// and one exactly at the threshold of 0.95 in about 11%.
 	DemotionConfidence float64
-	// MinSamples is the fewest confident samples before a promotion,
-	// counted since the promotion test (re)started. At least 0; zero means
+	// MinSamples is the fewest confident samples at a τ before the gate
+	// uses it, counted since its test (re)started. At least 0; zero means
 	// the default. Default 200.
 	MinSamples int
 }
@@ -101,10 +103,15 @@ const (
 	// Add keeps returning Promote until MarkPromoted is called, so acting
 	// on it must be idempotent.
 	Promote
-	// Demote: the promoted student was shown to agree less than the
-	// threshold. Returned once: the tracker leaves the promoted state and
-	// restarts its promotion test on the samples that follow.
+	// Demote: the promoted student was shown to agree less than θ at the
+	// τ in use, and no higher τ is certified. Returned once: the tracker
+	// leaves the promoted state and restarts its tests on the samples
+	// that follow.
 	Demote
+	// Raise: the promoted student was shown to agree less than θ at the
+	// τ in use; it keeps serving at the certified τ above (Tracker.Tau),
+	// and the tests at the τ it left and below restart.
+	Raise
 )
 
 func (v Verdict) String() string {
@@ -115,6 +122,8 @@ func (v Verdict) String() string {
 		return "promote"
 	case Demote:
 		return "demote"
+	case Raise:
+		return "raise"
 	}
 	return fmt.Sprintf("Verdict(%d)", int(v))
 }

@@ -18,7 +18,9 @@ type Predictor interface {
 
 var _ Predictor = (*student.Model)(nil)
 
-// Job asks the pool to score a student version on one teacher answer.
+// Job asks the pool to score a student version on one teacher answer. Its
+// sample is uniform (Sample.Uniform): candidates are scored on teacher
+// answers chosen whatever their confidence.
 type Job struct {
 	Domain  string
 	Version int
@@ -33,9 +35,11 @@ type Job struct {
 // Sink receives a scored sample.
 type Sink func(domain string, version int, s Sample)
 
-// SampleOf scores a student's prediction against the teacher's label.
-func SampleOf(p student.Prediction, teacher string) Sample {
-	return Sample{Confident: p.Confident, Agree: p.Label == teacher, Teacher: teacher, Student: p.Label}
+// SampleOf scores a student's prediction against the teacher's label. The
+// caller says whether the request was scored whatever the confidence
+// (Sample.Uniform).
+func SampleOf(p student.Prediction, teacher string, uniform bool) Sample {
+	return Sample{Confidence: p.Confidence, Agree: p.Label == teacher, Uniform: uniform, Teacher: teacher, Student: p.Label}
 }
 
 // PoolConfig sizes the pool. A zero or negative field means its default
@@ -237,7 +241,7 @@ func (p *Pool) score(batch []Job) {
 		p.predTime.Observe(time.Since(began).Seconds())
 		if err == nil {
 			for i, j := range same {
-				j.Sink(j.Domain, j.Version, SampleOf(preds[i], j.Label))
+				j.Sink(j.Domain, j.Version, SampleOf(preds[i], j.Label, true))
 			}
 		}
 		batch = rest

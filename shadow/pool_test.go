@@ -25,7 +25,7 @@ func (e *echo) PredictBatch(texts []string) ([]student.Prediction, error) {
 	e.mu.Unlock()
 	out := make([]student.Prediction, len(texts))
 	for i, t := range texts {
-		out[i] = student.Prediction{Label: t, Confident: true}
+		out[i] = student.Prediction{Label: t, Confidence: 0.97, Confident: true}
 	}
 	return out, nil
 }
@@ -121,7 +121,7 @@ func TestPoolScoresInBatches(t *testing.T) {
 		if s.Agree {
 			agree++
 		}
-		if s.Agree != (s.Teacher == "x") || s.Student != "x" || !s.Confident {
+		if s.Agree != (s.Teacher == "x") || s.Student != "x" || s.Confidence != 0.97 || !s.Uniform {
 			t.Errorf("sample %+v", s)
 		}
 	}

@@ -37,8 +37,13 @@ type Artifact struct {
 	Labels     []string         `json:"labels"`
 	Surface    []string         `json:"surface"`
 	Featurizer FeaturizerConfig `json:"featurizer"`
-	// Tau is the confidence threshold: below it the student defers.
+	// Tau is the confidence threshold chosen on the holdout set: below it
+	// the student defers until the gate has certified a threshold of its
+	// own from live and back-tested evidence.
 	Tau float64 `json:"tau"`
+	// StartTau is the first threshold the gate tests (see the shadow
+	// package); 0 in versions made before it existed: the top of the grid.
+	StartTau float64 `json:"start_tau,omitempty"`
 	// Temperature divides the logits before the softmax (calibration); the
 	// ONNX graph applies it.
 	Temperature float64 `json:"temperature"`

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/understudy-dev/understudy/shadow"
 	"github.com/understudy-dev/understudy/storage"
 	"github.com/understudy-dev/understudy/student"
 )
@@ -45,6 +46,9 @@ type Report struct {
 	// OpenEnded says why the domain's answers are not a closed set of
 	// labels; "" when Artifact is set.
 	OpenEnded string
+	// Backtest are the version's samples on the newest pairs, which it
+	// never trained on (SchedulerConfig.BacktestPairs).
+	Backtest []shadow.Sample
 }
 
 // SchedulerDeps are the scheduler's collaborators.
@@ -57,8 +61,8 @@ type SchedulerDeps struct {
 }
 
 // SchedulerConfig configures background training. A zero or negative
-// field means its DefaultSchedulerConfig value, except Cooldown, where zero
-// is a setting of its own.
+// field means its DefaultSchedulerConfig value, except Cooldown and
+// BacktestPairs, where zero is a setting of its own.
 type SchedulerConfig struct {
 	// MinPairs a domain needs before its first version. Default 200.
 	MinPairs int
@@ -69,6 +73,16 @@ type SchedulerConfig struct {
 	MaxTrainPairs int
 	// Interval is how often domains are checked. Default 5s.
 	Interval time.Duration
+	// BacktestPairs is the most of a domain's newest pairs a run holds
+	// out of training, and never looks at, to score the version it trains
+	// on them (back-testing); at most a fifth of its pairs. 0: none.
+	// Default 2000.
+	//
+	// These samples count toward the gate like live ones, on the
+	// assumption that the recent past looks like the present: the pairs
+	// were logged from the same traffic, just before. The live shadow and
+	// the drift test stay the guard if it does not.
+	BacktestPairs int
 	// Cooldown is the least time between two runs of a domain that were
 	// not requested. Zero means none, so a zero SchedulerConfig retrains
 	// as soon as pairs allow; DefaultSchedulerConfig's is 1m.
@@ -80,7 +94,7 @@ type SchedulerConfig struct {
 // DefaultSchedulerConfig is the defaults of config's trainer section.
 func DefaultSchedulerConfig() SchedulerConfig {
 	return SchedulerConfig{
-		MinPairs: 200, RetrainEvery: 500, MaxTrainPairs: 20000,
+		MinPairs: 200, RetrainEvery: 500, MaxTrainPairs: 20000, BacktestPairs: 2000,
 		Interval: 5 * time.Second, Cooldown: time.Minute,
 		Options: DefaultOptions(),
 	}
@@ -228,7 +242,7 @@ func (s *Scheduler) run(ctx context.Context, domain, why string) {
 		s.mu.Unlock()
 	}()
 	began := time.Now()
-	a, err := s.TrainDomain(ctx, domain)
+	a, bt, err := s.TrainDomain(ctx, domain)
 	s.duration.Observe(time.Since(began).Seconds())
 	var open *OpenEndedError
 	switch {
@@ -248,7 +262,7 @@ func (s *Scheduler) run(ctx context.Context, domain, why string) {
 			"labels", m.Labels, "holdout_accuracy", round(m.HoldoutAccuracy), "tau", round(a.Tau),
 			"coverage_at_tau", round(m.CoverageAtTau), "selective_agreement_at_tau", round(m.SelectiveAgreementAtTau),
 			"epochs", m.Epochs, "seconds", round(m.TrainSeconds), "examples_per_second", int(m.ExamplesPerSecond))
-		s.report(ctx, Report{Domain: domain, Artifact: a})
+		s.report(ctx, Report{Domain: domain, Artifact: a, Backtest: bt})
 	}
 }
 
@@ -262,29 +276,36 @@ func (s *Scheduler) report(ctx context.Context, r Report) {
 
 func round(x float64) float64 { return float64(int(x*10000+0.5)) / 10000 }
 
-// TrainDomain runs one training of domain on its newest pairs and stores
-// the version. For an open-ended domain it stores nothing and returns an
-// *OpenEndedError (errors.Is ErrOpenEnded) with the reason.
-func (s *Scheduler) TrainDomain(ctx context.Context, domain string) (*student.Artifact, error) {
+// TrainDomain runs one training of domain on its newest pairs, less those
+// it holds out for back-testing, stores the version and returns it with
+// its back-tested samples. For an open-ended domain it stores nothing and
+// returns an *OpenEndedError (errors.Is ErrOpenEnded) with the reason.
+func (s *Scheduler) TrainDomain(ctx context.Context, domain string) (*student.Artifact, []shadow.Sample, error) {
 	d, err := s.store.Domain(domain)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	s.log.Info("training student", "domain", domain, "pairs", d.Pairs)
 	examples, err := s.examples(ctx, domain)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := s.store.SetDomainSetting(domain, settingLoggedAtRun, strconv.FormatInt(max(d.Logged, 1), 10)); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	held := min(s.cfg.BacktestPairs, len(examples)/5)
+	examples, newest := examples[:len(examples)-held], examples[len(examples)-held:]
 	a, err := Train(ctx, examples, s.cfg.Options)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	bt, err := backtest(a, newest)
+	if err != nil {
+		return nil, nil, fmt.Errorf("back-testing: %w", err)
 	}
 	versions, err := s.store.StudentVersions(domain)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	a.Domain, a.Version = domain, 1
 	if n := len(versions); n > 0 {
@@ -292,19 +313,19 @@ func (s *Scheduler) TrainDomain(ctx context.Context, domain string) (*student.Ar
 	}
 	meta, err := json.Marshal(a)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	blob, err := a.Marshal()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := s.store.PutStudent(domain, a.Version, meta, blob); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return a, nil
+	return a, bt, nil
 }
 
-// examples reads the newest MaxTrainPairs pairs of a domain.
+// examples reads the newest MaxTrainPairs pairs of a domain, oldest first.
 func (s *Scheduler) examples(ctx context.Context, domain string) ([]Example, error) {
 	ring := make([]Example, 0, s.cfg.MaxTrainPairs)
 	next := 0
@@ -321,5 +342,33 @@ func (s *Scheduler) examples(ctx context.Context, domain string) ([]Example, err
 	if err != nil {
 		return nil, fmt.Errorf("reading pairs of %s: %w", domain, err)
 	}
-	return ring, nil
+	return append(ring[next:], ring[:next]...), nil
+}
+
+// backtest scores a trained version on held-out examples: uniform
+// samples for the gate.
+func backtest(a *student.Artifact, held []Example) ([]shadow.Sample, error) {
+	if len(held) == 0 {
+		return nil, nil
+	}
+	m, err := student.Load(a, 1)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	texts := make([]string, len(held))
+	for i, e := range held {
+		texts[i] = e.Text
+	}
+	out := make([]shadow.Sample, 0, len(held))
+	for start := 0; start < len(texts); start += 256 {
+		preds, err := m.PredictBatch(texts[start:min(start+256, len(texts))])
+		if err != nil {
+			return nil, err
+		}
+		for i, p := range preds {
+			out = append(out, shadow.SampleOf(p, held[start+i].Label, true))
+		}
+	}
+	return out, nil
 }

@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"time"
 
+	"github.com/understudy-dev/understudy/shadow"
 	"github.com/understudy-dev/understudy/student"
 )
 
@@ -204,6 +206,7 @@ func Train(ctx context.Context, examples []Example, opts Options) (*student.Arti
 	}
 	temp := fitTemperature(logits, holdout)
 	tau, cov, sel, acc := chooseTau(logits, holdout, temp, opts.Target+opts.Margin, opts.MinCovered)
+	start := startTau(logits, holdout, temp, tau, cov)
 	onnx, err := ExportInference(cfg, best, float32(temp))
 	if err != nil {
 		return nil, err
@@ -214,6 +217,7 @@ func Train(ctx context.Context, examples []Example, opts Options) (*student.Arti
 		Surface:     space.Surface,
 		Featurizer:  opts.Featurizer,
 		Tau:         tau,
+		StartTau:    start,
 		Temperature: temp,
 		Pairs:       len(examples),
 		Device:      "cpu",
@@ -413,6 +417,37 @@ func chooseTau(logits [][]float32, holdout []sample, temp, need float64, minCove
 		}
 	}
 	return tau, coverage, selective, accuracy
+}
+
+// startTau is where the gate's fixed sequence of thresholds starts: the
+// highest τ of shadow.Thresholds whose holdout coverage is at least half the
+// coverage at the holdout's τ, and no lower than the grid value at or below
+// that τ. Starting at the top instead
+// would wait for evidence at thresholds few answers reach; starting at the
+// holdout's τ, chosen on a small holdout for an optimistic point estimate,
+// would block the sequence at its first test when the live agreement there
+// falls short (it did: 0.93–0.94 live at a τ the holdout put at 0.96). It
+// is fixed before any live or back-tested sample, as the sequence needs.
+func startTau(logits [][]float32, holdout []sample, temp, tau, coverage float64) float64 {
+	if coverage <= 0 {
+		return shadow.Thresholds[0]
+	}
+	confs := make([]float64, len(holdout))
+	for i := range holdout {
+		confs[i] = slices.Max(softmax(logits[i], temp))
+	}
+	for _, g := range shadow.Thresholds {
+		n := 0
+		for _, c := range confs {
+			if c >= g {
+				n++
+			}
+		}
+		if float64(n)/float64(len(confs)) >= coverage/2 || g <= tau {
+			return g
+		}
+	}
+	return shadow.Thresholds[len(shadow.Thresholds)-1]
 }
 
 func softmax(logits []float32, temp float64) []float64 {

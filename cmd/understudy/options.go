@@ -60,6 +60,7 @@ func schedulerConfig(cfg *config.Config) trainer.SchedulerConfig {
 		MinPairs:      t.MinPairs,
 		RetrainEvery:  t.RetrainEvery,
 		MaxTrainPairs: t.MaxTrainPairs,
+		BacktestPairs: t.BacktestPairs,
 		Interval:      t.Interval,
 		Cooldown:      t.Cooldown,
 		Options:       trainerOptions(cfg),

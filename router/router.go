@@ -186,7 +186,7 @@ type domain struct {
 	name       string
 	rec        Record
 	serving    *version
-	candidates []*version // oldest first
+	candidates []*version    // oldest first
 	samples    int           // since the last save
 	shadowLim  *rate.Limiter // Config.ShadowMaxRate; nil without a cap
 }

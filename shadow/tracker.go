@@ -95,9 +95,9 @@ type Stats struct {
 	Certified bool
 	// Confident, ConfidentAgree, SelectiveAgreement, Coverage: as in Level,
 	// at Tau.
-	Confident, ConfidentAgree     int64
-	SelectiveAgreement, Coverage  float64
-	LowerBound, UpperBound        float64
+	Confident, ConfidentAgree    int64
+	SelectiveAgreement, Coverage float64
+	LowerBound, UpperBound       float64
 	// Levels are the thresholds tested, highest first.
 	Levels []Level
 	// Next is the next τ the gate needs certified: the first one tested

@@ -459,7 +459,7 @@ func TestConfusions(t *testing.T) {
 	}
 	add("ham", "spam", 20)
 	tr.Add(Sample{Confidence: 0.3, Uniform: true, Teacher: "ham", Student: "eggs"}) // not confident
-	tr.Add(Sample{Confidence: 1, Teacher: "ham", Student: "eggs"})                 // not uniform
+	tr.Add(Sample{Confidence: 1, Teacher: "ham", Student: "eggs"})                  // not uniform
 	tr.Add(Sample{Confidence: 1, Uniform: true, Agree: true, Teacher: "ham", Student: "ham"})
 	got := tr.Stats().Confusions
 	want := []Confusion{{"ham", "spam", 20}}

@@ -314,10 +314,13 @@ type Trainer struct {
 	// Threads ONNX Runtime may use for training, so serving keeps its
 	// cores. Default 1.
 	Threads int `yaml:"threads"`
-	// Interval is how often domains are checked for training. Default 5s.
+	// Interval is how often domains are checked for training (from
+	// memory: cheap). Default 1s.
 	Interval time.Duration `yaml:"interval"`
 	// Cooldown is the least time between two runs of one domain, so a busy
-	// domain is not retrained back to back. Default 1m.
+	// domain is not retrained back to back. A domain that has doubled its
+	// pairs since its last run is retrained at once, whatever the cooldown
+	// and retrain_every (200, 400, 800, ... pairs). Default 1m.
 	Cooldown time.Duration `yaml:"cooldown"`
 	// Dim is the students' embedding width. Default 16.
 	Dim int `yaml:"dim"`
@@ -337,7 +340,7 @@ var DefaultTrainer = Trainer{
 	MaxTrainPairs: 20000,
 	BacktestPairs: 2000,
 	Threads:       1,
-	Interval:      5 * time.Second,
+	Interval:      time.Second,
 	Cooldown:      time.Minute,
 	Dim:           16,
 	MaxEpochs:     30,

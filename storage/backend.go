@@ -19,6 +19,7 @@ type PairLog interface {
 // is not among them: that is RoutingRecords, the router's alone.
 type DomainRecords interface {
 	Domains() ([]Domain, error)
+	Summaries() ([]Domain, error)
 	Domain(name string) (Domain, error)
 	SetDomainSetting(name, key, value string) error
 }

@@ -84,6 +84,31 @@ func (db *DB) Domains() ([]Domain, error) {
 	return out, nil
 }
 
+// Summaries returns every domain as Domains does but without its label
+// counts (Labels is nil), from memory: cheap enough to call every second
+// whatever the number of domains and labels.
+func (db *DB) Summaries() ([]Domain, error) {
+	if err := db.acquire(); err != nil {
+		return nil, fmt.Errorf("listing domains: %w", err)
+	}
+	defer db.release()
+	db.mu.Lock()
+	out := make([]Domain, 0, len(db.domains))
+	for name, e := range db.domains {
+		rec := e.rec.clone()
+		out = append(out, Domain{Name: name, FirstSeen: rec.FirstSeen, LastSeen: rec.LastSeen,
+			Pairs: rec.Pairs, Logged: rec.Logged, Settings: rec.Settings})
+	}
+	db.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	for i := range out {
+		if out[i].Settings == nil {
+			out[i].Settings = map[string]string{}
+		}
+	}
+	return out, nil
+}
+
 // Domain returns one domain; ErrNotFound when it was never logged.
 func (db *DB) Domain(name string) (Domain, error) {
 	if !ValidDomain(name) {

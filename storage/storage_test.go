@@ -255,6 +255,21 @@ func TestDomainRecords(t *testing.T) {
 		if wantTop := []LabelCount{{"ham", 3}, {"spam", 3}}; !reflect.DeepEqual(top, wantTop) {
 			t.Errorf("TopLabels(2) = %v, want %v", top, wantTop)
 		}
+		// Summaries: the same, from memory, without label counts.
+		sums, err := db.Summaries()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range sums {
+			g, w := sums[i], got[i]
+			w.Labels = nil
+			if !reflect.DeepEqual(g, w) {
+				t.Errorf("summary:\n got %+v\nwant %+v", g, w)
+			}
+		}
+		if len(sums) != len(got) {
+			t.Errorf("%d summaries of %d domains", len(sums), len(got))
+		}
 	}
 	t.Run("open", func(t *testing.T) { check(t, db) })
 	if err := db.Close(); err != nil {

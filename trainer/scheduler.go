@@ -71,7 +71,7 @@ type SchedulerConfig struct {
 	RetrainEvery int
 	// MaxTrainPairs caps a run's data to the newest pairs. Default 20000.
 	MaxTrainPairs int
-	// Interval is how often domains are checked. Default 5s.
+	// Interval is how often domains are checked. Default 1s.
 	Interval time.Duration
 	// BacktestPairs is the most of a domain's newest pairs a run holds
 	// out of training, and never looks at, to score the version it trains
@@ -95,7 +95,7 @@ type SchedulerConfig struct {
 func DefaultSchedulerConfig() SchedulerConfig {
 	return SchedulerConfig{
 		MinPairs: 200, RetrainEvery: 500, MaxTrainPairs: 20000, BacktestPairs: 2000,
-		Interval: 5 * time.Second, Cooldown: time.Minute,
+		Interval: time.Second, Cooldown: time.Minute,
 		Options: DefaultOptions(),
 	}
 }
@@ -205,9 +205,14 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 }
 
-// due lists the domains with enough new pairs for a run.
+// due lists the domains with enough new pairs for a run: MinPairs for the
+// first, then RetrainEvery new ones past the Cooldown, or as soon as the
+// domain has doubled since its last run (200, 400, 800, ... pairs). A young domain's students get
+// better fastest (a version from 400 pairs is much better than one from
+// 200, one from 20,000 barely better than one from 19,500) and train in
+// a second, so the cooldown holds back only the runs that gain little.
 func (s *Scheduler) due() []string {
-	ds, err := s.store.Domains()
+	ds, err := s.store.Summaries()
 	if err != nil {
 		s.log.Error("listing domains for training", "err", err)
 		return nil
@@ -219,8 +224,10 @@ func (s *Scheduler) due() []string {
 		cooling := time.Since(s.lastRun[d.Name]) < s.cfg.Cooldown
 		s.mu.Unlock()
 		switch {
-		case d.Pairs < int64(s.cfg.MinPairs), cooling:
-		case last == 0 || d.Logged-last >= int64(s.cfg.RetrainEvery):
+		case d.Pairs < int64(s.cfg.MinPairs):
+		case last == 0:
+			out = append(out, d.Name)
+		case d.Logged-last >= int64(s.cfg.RetrainEvery) && !cooling, d.Logged >= 2*last:
 			out = append(out, d.Name)
 		}
 	}

@@ -85,3 +85,52 @@ func TestTrainerCannotWriteRoutingState(t *testing.T) {
 		}
 	}
 }
+
+// TestDueDoublingSkipsCooldown: within the cooldown a domain is retrained
+// only once its pairs have doubled since its last run, and then whatever
+// RetrainEvery says.
+func TestDueDoublingSkipsCooldown(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := storage.Open(storage.Options{Dir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s := NewScheduler(SchedulerConfig{MinPairs: 200, RetrainEvery: 500, Cooldown: time.Hour}, SchedulerDeps{Store: db, Logger: quiet})
+	log := func(n int) {
+		for i := range n {
+			db.Log(storage.Pair{Domain: "d", Input: fmt.Sprint(i), Answer: "a", Label: "a"})
+		}
+		if err := db.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ranAt := func(logged int) {
+		if err := db.SetDomainSetting("d", settingLoggedAtRun, fmt.Sprint(logged)); err != nil {
+			t.Fatal(err)
+		}
+		s.lastRun["d"] = time.Now()
+	}
+	log(300)
+	if got := s.due(); fmt.Sprint(got) != "[d]" {
+		t.Fatalf("300 pairs, never trained: due %v", got)
+	}
+	ranAt(300)
+	log(299)
+	if got := s.due(); len(got) != 0 {
+		t.Errorf("599 pairs, trained at 300, cooling: due %v", got)
+	}
+	log(1)
+	if got := s.due(); fmt.Sprint(got) != "[d]" {
+		t.Errorf("600 pairs, trained at 300: doubled, due %v", got)
+	}
+	ranAt(600)
+	log(500)
+	if got := s.due(); len(got) != 0 {
+		t.Errorf("1,100 pairs, trained at 600, cooling: due %v", got)
+	}
+	s.lastRun["d"] = time.Now().Add(-2 * time.Hour)
+	if got := s.due(); fmt.Sprint(got) != "[d]" {
+		t.Errorf("1,100 pairs, trained at 600, cooled down: due %v", got)
+	}
+}

@@ -25,7 +25,7 @@ cost saved. The data comes from "make deps".`)
 		fs.PrintDefaults()
 	}
 	var cfg demo.Config
-	fs.StringVar(&cfg.Dataset, "dataset", demo.DefaultDataset, "`directory` of the SpamAssassin task files")
+	fs.StringVar(&cfg.Dataset, "dataset", demo.DefaultDataset, "data `set`: spamassassin or wordnet (make deps fetches both), or a directory of one's task files")
 	fs.IntVar(&cfg.Requests, "requests", demo.DefaultRequests, "requests to send in all")
 	fs.IntVar(&cfg.Concurrency, "concurrency", demo.DefaultConcurrency, "requests in flight at once")
 	fs.DurationVar(&cfg.TeacherLatency, "teacher-latency", demo.DefaultTeacherLatency, "the teacher's answer latency")

@@ -9,10 +9,12 @@ import (
 
 // Config configures a demo run. Zero values mean the documented defaults.
 type Config struct {
-	// Dataset is the directory holding the SpamAssassin task files
-	// (spam-ham.jsonl, spam-3way.jsonl, subjects.jsonl) that
-	// scripts/fetch-spamassassin.sh writes. Default
-	// ".cache/data/spamassassin".
+	// Dataset is the data set replayed: "spamassassin" (spam/ham,
+	// spam/easy_ham/hard_ham and the open-ended subject line, from
+	// .cache/data/spamassassin) or "wordnet" (a noun's definition into 25
+	// categories of meaning, from .cache/data/wordnet), as make deps
+	// fetches them, or a directory holding one's task files. Default
+	// "spamassassin".
 	Dataset string
 	// Requests is how many requests the replay sends in all, over every
 	// task. Default 12000.
@@ -53,7 +55,7 @@ type Config struct {
 
 // Defaults of the zero Config fields.
 const (
-	DefaultDataset        = ".cache/data/spamassassin"
+	DefaultDataset        = "spamassassin"
 	DefaultRequests       = 12000
 	DefaultConcurrency    = 64
 	DefaultTeacherLatency = 300 * time.Millisecond

@@ -6,12 +6,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/understudy-dev/understudy/internal/teachersim"
 )
 
 // ErrNoDataset is returned when the task files are missing.
-var ErrNoDataset = errors.New("the SpamAssassin task files are missing: run \"make deps\" to fetch them")
+var ErrNoDataset = errors.New("the data set's task files are missing: run \"make deps\" to fetch them")
 
 // taskSpec is one task of the demo: a file of the dataset, the domain its
 // requests are sent to, the system prompt that selects it at the teacher,
@@ -21,33 +22,74 @@ type taskSpec struct {
 	weight               int
 }
 
-// tasks are the demo's tasks, in display order. The two closed tasks can be
-// distilled; subjects is open-ended (nearly every answer differs), so no
-// student may ever answer it.
-var tasks = []taskSpec{
-	{domain: "spam-ham", file: "spam-ham.jsonl", weight: 2,
-		system: "Is this e-mail spam or ham? Answer with one word."},
-	{domain: "spam-triage", file: "spam-3way.jsonl", weight: 2,
-		system: "Classify this e-mail as spam, easy_ham or hard_ham. Answer with the label only."},
-	{domain: "subjects", file: "subjects.jsonl", weight: 1,
-		system: "What is the subject line of this e-mail? Answer with the subject only."},
+// dataset is a set of tasks the demo can replay, with the directory that
+// holds their files.
+type dataset struct {
+	name, dir string
+	tasks     []taskSpec
 }
 
-// loadTasks reads the task files of dir for the teacher simulator, in the
-// order of tasks.
-func loadTasks(dir string) ([]teachersim.Task, error) {
-	out := make([]teachersim.Task, 0, len(tasks))
-	for _, spec := range tasks {
-		path := filepath.Join(dir, spec.file)
+// datasets are the data sets the demo knows, each written under
+// .cache/data/<name> by scripts/fetch-<name>.sh (make deps). The first is
+// the default.
+var datasets = []dataset{
+	// SpamAssassin: two closed tasks that can be distilled, and subjects,
+	// open-ended (nearly every answer differs), which no student may ever
+	// answer.
+	{name: "spamassassin", tasks: []taskSpec{
+		{domain: "spam-ham", file: "spam-ham.jsonl", weight: 2,
+			system: "Is this e-mail spam or ham? Answer with one word."},
+		{domain: "spam-triage", file: "spam-3way.jsonl", weight: 2,
+			system: "Classify this e-mail as spam, easy_ham or hard_ham. Answer with the label only."},
+		{domain: "subjects", file: "subjects.jsonl", weight: 1,
+			system: "What is the subject line of this e-mail? Answer with the subject only."},
+	}},
+	// WordNet: a moderately hard task, a noun's definition classified into
+	// one of 25 categories of meaning.
+	{name: "wordnet", tasks: []taskSpec{
+		{domain: "noun-sense", file: "nouns.jsonl", weight: 1,
+			system: "Which category of meaning does this noun belong to (artifact, person, plant, animal, act, ...)? Answer with the category only."},
+	}},
+}
+
+// findDataset resolves the demo's --dataset: a known data set's name (its
+// files under .cache/data/<name>), or a directory holding one's files.
+func findDataset(arg string) (dataset, error) {
+	for _, d := range datasets {
+		if arg == d.name {
+			d.dir = filepath.Join(".cache", "data", d.name)
+			return d, nil
+		}
+	}
+	for _, d := range datasets {
+		if _, err := os.Stat(filepath.Join(arg, d.tasks[0].file)); err == nil {
+			d.dir = arg
+			return d, nil
+		}
+	}
+	names := make([]string, len(datasets))
+	for i, d := range datasets {
+		names[i] = d.name
+	}
+	return dataset{}, fmt.Errorf("reading dataset %s (a name: %s, or a directory of one's files): %w",
+		arg, strings.Join(names, ", "), ErrNoDataset)
+}
+
+// load reads the task files for the teacher simulator, in the order of
+// the tasks.
+func (d dataset) load() ([]teachersim.Task, error) {
+	out := make([]teachersim.Task, 0, len(d.tasks))
+	for _, spec := range d.tasks {
+		path := filepath.Join(d.dir, spec.file)
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("reading dataset %s: %w", dir, ErrNoDataset)
+			return nil, fmt.Errorf("reading dataset %s: %w", d.dir, ErrNoDataset)
 		}
 		t, err := teachersim.LoadTask(spec.domain, path, spec.system)
 		if err != nil {
-			return nil, fmt.Errorf("reading dataset %s: %w", dir, err)
+			return nil, fmt.Errorf("reading dataset %s: %w", d.dir, err)
 		}
 		if len(t.Examples) == 0 {
-			return nil, fmt.Errorf("reading dataset %s: %s has no examples", dir, path)
+			return nil, fmt.Errorf("reading dataset %s: %s has no examples", d.dir, path)
 		}
 		out = append(out, t)
 	}
@@ -57,7 +99,8 @@ func loadTasks(dir string) ([]teachersim.Task, error) {
 // job is one request of the replay.
 type job struct {
 	index  int
-	task   int // index into tasks
+	task   int      // index into the data set's tasks
+	spec   taskSpec // that task
 	text   string
 	label  string
 	stream bool
@@ -67,7 +110,7 @@ type job struct {
 // each task's e-mails in a seeded shuffled order (the files are grouped by
 // label), cycling when a task runs out; every third request on average is
 // streamed.
-func schedule(loaded []teachersim.Task, n int, seed uint64) []job {
+func schedule(tasks []taskSpec, loaded []teachersim.Task, n int, seed uint64) []job {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	orders := make([][]teachersim.Example, len(loaded))
 	for i, t := range loaded {
@@ -82,16 +125,16 @@ func schedule(loaded []teachersim.Task, n int, seed uint64) []job {
 	next := make([]int, len(loaded))
 	jobs := make([]job, n)
 	for i := range jobs {
-		t := pickTask(rng.IntN(total))
+		t := pickTask(tasks, rng.IntN(total))
 		ex := orders[t][next[t]%len(orders[t])]
 		next[t]++
-		jobs[i] = job{index: i, task: t, text: ex.Text, label: ex.Label, stream: rng.IntN(3) == 0}
+		jobs[i] = job{index: i, task: t, spec: tasks[t], text: ex.Text, label: ex.Label, stream: rng.IntN(3) == 0}
 	}
 	return jobs
 }
 
 // pickTask maps a draw in [0, sum of weights) to a task.
-func pickTask(draw int) int {
+func pickTask(tasks []taskSpec, draw int) int {
 	for i, spec := range tasks {
 		if draw < spec.weight {
 			return i

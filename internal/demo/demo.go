@@ -36,7 +36,11 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("invalid demo settings:\n%w", err)
 	}
-	loaded, err := loadTasks(cfg.Dataset)
+	ds, err := findDataset(cfg.Dataset)
+	if err != nil {
+		return nil, err
+	}
+	loaded, err := ds.load()
 	if err != nil {
 		return nil, err
 	}
@@ -60,9 +64,9 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	fmt.Fprintf(cfg.Out, "gateway on %s (admin %s), data in %s\n", gw.addr, gw.adminAddr, dir)
-	fmt.Fprintf(cfg.Out, "replaying %d e-mails, %d at a time\n\n", cfg.Requests, cfg.Concurrency)
+	fmt.Fprintf(cfg.Out, "replaying %d requests of %s, %d at a time\n\n", cfg.Requests, ds.name, cfg.Concurrency)
 
-	rep, err := replayAll(ctx, cfg, gw, schedule(loaded, cfg.Requests, cfg.Seed))
+	rep, err := replayAll(ctx, cfg, gw, ds.tasks, schedule(ds.tasks, loaded, cfg.Requests, cfg.Seed))
 	if stopErr := gw.stop(); stopErr != nil && err == nil {
 		err = stopErr
 	}
@@ -95,12 +99,12 @@ func startTeacher(ctx context.Context, cfg Config, loaded []teachersim.Task) (st
 // replayAll replays the jobs through the gateway while the monitor polls
 // its admin API and the progress lines are drawn. It fails when ctx ends
 // or the gateway exits during the replay.
-func replayAll(ctx context.Context, cfg Config, gw *gateway, jobs []job) (*Report, error) {
-	t := newTally()
+func replayAll(ctx context.Context, cfg Config, gw *gateway, tasks []taskSpec, jobs []job) (*Report, error) {
+	t := newTally(tasks)
 	r := newReplayer("http://"+gw.addr+"/v1/", jobs, cfg.Concurrency, prices{cfg.InputPrice, cfg.OutputPrice}, t)
 	mon := newMonitor(gw.adminAddr)
 	started := time.Now()
-	prog := &progress{out: cfg.Out, live: cfg.Live, every: cfg.ProgressEvery, total: len(jobs), start: started, tally: t, mon: mon}
+	prog := &progress{tasks: tasks, out: cfg.Out, live: cfg.Live, every: cfg.ProgressEvery, total: len(jobs), start: started, tally: t, mon: mon}
 
 	g, gctx := errgroup.WithContext(ctx)
 	watchCtx, stopWatching := context.WithCancel(gctx)
@@ -123,12 +127,12 @@ func replayAll(ctx context.Context, cfg Config, gw *gateway, jobs []job) (*Repor
 	}
 	elapsed := time.Since(started)
 	mon.poll(ctx) // the state at the end
-	return buildReport(cfg, started, elapsed, r, mon), nil
+	return buildReport(cfg, tasks, started, elapsed, r, mon), nil
 }
 
 // buildReport summarises each domain from the trace and the gateway's
 // view.
-func buildReport(cfg Config, started time.Time, elapsed time.Duration, r *replayer, mon *monitor) *Report {
+func buildReport(cfg Config, tasks []taskSpec, started time.Time, elapsed time.Duration, r *replayer, mon *monitor) *Report {
 	rep := &Report{
 		Settings: Settings{Dataset: cfg.Dataset, Requests: cfg.Requests, Concurrency: cfg.Concurrency,
 			TeacherLatencyMS: ms(cfg.TeacherLatency), TeacherJitterMS: ms(cfg.TeacherJitter), Seed: cfg.Seed,
@@ -143,7 +147,7 @@ func buildReport(cfg Config, started time.Time, elapsed time.Duration, r *replay
 			at = &t
 		}
 		s := summarize(spec.domain, r.trace, at)
-		s.State, s.GatewaySpentUSD, s.GatewaySavedUSD = v.State, v.SpentDollars, v.SavedDollars
+		s.State, s.GatewaySpentUSD, s.GatewaySavedUSD, s.Routing = v.State, v.SpentDollars, v.SavedDollars, v.Routing
 		if promoted {
 			s.PromotedVersion = p.version
 		}

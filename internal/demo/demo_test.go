@@ -94,17 +94,18 @@ func TestEncodeReport(t *testing.T) {
 // TestSchedule: the replay is the same for a seed, mixes the tasks by
 // weight, and does not repeat an e-mail before a task runs out.
 func TestSchedule(t *testing.T) {
+	tasks := datasets[0].tasks
 	loaded := make([]teachersim.Task, len(tasks))
 	for i := range loaded {
 		for j := range 1000 {
 			loaded[i].Examples = append(loaded[i].Examples, teachersim.Example{Text: tasks[i].domain + string(rune('a'+j%26)) + strings.Repeat("x", j), Label: "l"})
 		}
 	}
-	a, b := schedule(loaded, 1000, 7), schedule(loaded, 1000, 7)
+	a, b := schedule(tasks, loaded, 1000, 7), schedule(tasks, loaded, 1000, 7)
 	if !reflect.DeepEqual(a, b) {
 		t.Fatal("two schedules of one seed differ")
 	}
-	if reflect.DeepEqual(a, schedule(loaded, 1000, 8)) {
+	if reflect.DeepEqual(a, schedule(tasks, loaded, 1000, 8)) {
 		t.Error("two seeds give one schedule")
 	}
 	perTask, streamed, seen := make([]int, len(tasks)), 0, map[string]bool{}

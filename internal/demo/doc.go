@@ -1,14 +1,16 @@
 // Package demo owns `understudy demo`: a self-contained run that shows a
 // student model taking over real traffic.
 //
-// [Run] starts the teacher simulator in-process on loopback, answering three
-// tasks built from the SpamAssassin corpus (spam/ham, spam/easy_ham/hard_ham,
-// and the open-ended "what is the subject line"), each with its own system
-// prompt and a latency like a real LLM's. It starts the gateway as a child
-// process (the running executable's `serve`), with a temporary data
-// directory and a config tuned for a short run, and replays the tasks'
-// e-mails through it concurrently with the official openai-go SDK, streamed
-// and plain, each task in its own domain (X-Understudy-Domain).
+// [Run] starts the teacher simulator in-process on loopback, answering the
+// tasks of a data set, each with its own system prompt and a latency like
+// a real LLM's: three built from the SpamAssassin corpus (spam/ham,
+// spam/easy_ham/hard_ham, and the open-ended "what is the subject line"),
+// or, harder, WordNet's noun definitions classified into 25 categories of
+// meaning. It starts the gateway as a child process (the running
+// executable's `serve`), with a temporary data directory and default
+// settings, and replays the tasks' texts through it concurrently with the
+// official openai-go SDK, streamed and plain, each task in its own domain
+// (X-Understudy-Domain).
 //
 // While it runs it draws a progress line per domain (requests, routing
 // state, offload, agreement, cost saved), and at the end it prints a

@@ -18,23 +18,11 @@ import (
 	"github.com/understudy-dev/understudy/student"
 )
 
-// gatewayConfig is the gateway's config for a short run: a first student
-// from 400 pairs (one from 200 is often too weak to pass the gate, and a
-// better one may not finish training before a fast run ends), domains
-// checked for training often, a retraining every 500 new pairs but at most
-// every 2s (each new version restarts the shadow test), on the newest
-// 2,000 pairs for at most 10 epochs (so that a run takes seconds on 2
-// cores); the teacher's prices for the cost metrics.
+// gatewayConfig is the gateway's config: the defaults a user gets, and the
+// teacher's prices for the cost metrics.
 const gatewayConfig = `# written by understudy demo
 teacher:
   api_key: demo
-trainer:
-  min_pairs: 400
-  retrain_every: 500
-  max_train_pairs: 2000
-  max_epochs: 10
-  interval: 200ms
-  cooldown: 2s
 pricing:
   models:
     %s: {input: %g, output: %g}

@@ -12,6 +12,7 @@ import (
 // progress draws a line per domain while the replay runs: redrawn in place
 // on a terminal, printed every few seconds otherwise.
 type progress struct {
+	tasks []taskSpec
 	out   io.Writer
 	live  bool
 	every time.Duration
@@ -71,7 +72,7 @@ func (p *progress) lines() []string {
 		fmt.Sprintf("%s  %d/%d requests  %.0f req/s", clock(elapsed), done, p.total, rate),
 		fmt.Sprintf(lineFormat, "domain", "reqs", "state", "offload", "agreement", "saved"),
 	}
-	for _, spec := range tasks {
+	for _, spec := range p.tasks {
 		v, _, _ := p.mon.view(spec.domain)
 		out = append(out, domainLine(spec.domain, counts[spec.domain], v))
 	}

@@ -119,7 +119,7 @@ type answer struct {
 
 // send sends one job and describes the outcome.
 func (r *replayer) send(ctx context.Context, j job) Request {
-	spec := tasks[j.task]
+	spec := j.spec
 	began := time.Now()
 	var resp *http.Response
 	opts := []option.RequestOption{option.WithHeader("X-Understudy-Domain", spec.domain), option.WithResponseInto(&resp)}
@@ -223,7 +223,7 @@ func (d *domainTally) recentOffload() float64 {
 	return ratio(s, n)
 }
 
-func newTally() *tally {
+func newTally(tasks []taskSpec) *tally {
 	t := &tally{domains: map[string]*domainTally{}}
 	for _, spec := range tasks {
 		t.domains[spec.domain] = &domainTally{}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"slices"
 	"time"
+
+	"github.com/understudy-dev/understudy/router"
 )
 
 // Report is the outcome of a run: the settings, a summary per domain, and
@@ -73,6 +75,10 @@ type Summary struct {
 	TeacherAgreement float64 `json:"teacher_agreement"`
 	// Latency is the latency by route, in milliseconds.
 	Latency map[string]LatencyStats `json:"latency"`
+	// Routing is the domain's routing state at the end, as the admin API
+	// gave it: τ in use, the versions' evidence per threshold, why a
+	// candidate waits, the transitions.
+	Routing *router.View `json:"routing,omitempty"`
 	// SpentUSD is what the teacher's answers cost; SavedUSD what the
 	// student's answers would have cost the teacher (each at the token
 	// usage its response reported).

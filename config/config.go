@@ -363,9 +363,16 @@ type Router struct {
 	// MinSamples is the fewest confident shadow samples before a promotion.
 	// Default 200.
 	MinSamples int `yaml:"min_samples"`
-	// ShadowRate is the share of a serving domain's confident requests still
-	// sent to the teacher and scored, so drift is caught. Default 0.05.
+	// ShadowRate is the share of a serving domain's requests sent to the
+	// teacher and scored whatever the student's confidence, so drift is
+	// caught. Default 0.05.
 	ShadowRate float64 `yaml:"shadow_rate"`
+	// ExploreRate replaces ShadowRate while a serving student could be
+	// proven at a lower threshold (its next one agrees above the
+	// threshold so far): the samples that prove more coverage cost
+	// teacher calls on requests the student could have answered. Default
+	// 0.2.
+	ExploreRate float64 `yaml:"explore_rate"`
 	// ShadowMaxRate caps, per domain, the requests per second scored
 	// against a shadowing student (each costs a featurization and a
 	// prediction); 0 scores every one. The gate needs a few hundred
@@ -388,6 +395,7 @@ var DefaultRouter = Router{
 	DemotionConfidence: 0.85,
 	MinSamples:         200,
 	ShadowRate:         0.05,
+	ExploreRate:        0.2,
 	ShadowMaxRate:      200,
 	FallbackToStudent:  true,
 	ShadowQueueSize:    4096,

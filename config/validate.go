@@ -215,6 +215,9 @@ func (r Router) validate() []error {
 	if s := r.ShadowRate; !(s >= 0 && s <= 1) {
 		v.bad("shadow_rate", "must be in [0,1], got %v", s)
 	}
+	if s := r.ExploreRate; !(s >= 0 && s <= 1) {
+		v.bad("explore_rate", "must be in [0,1], got %v", s)
+	}
 	if s := r.ShadowMaxRate; !(s >= 0) {
 		v.bad("shadow_max_rate", "must not be negative, got %v", s)
 	}

@@ -77,6 +77,9 @@ var _ Scores = (*shadow.Tracker)(nil)
 // shadow.DefaultGate's; config's router section holds the defaults.
 type Config struct {
 	Gate shadow.Gate
+	// ExploreRate replaces ShadowRate while the serving version's next
+	// threshold looks provable (shadow.Tracker.Promising).
+	ExploreRate float64
 	// ShadowRate is the share of confident requests of a serving domain
 	// still sent to the teacher and scored, so drift is caught.
 	ShadowRate float64
@@ -159,9 +162,10 @@ type Record struct {
 const maxTransitions = 20
 
 // MaxCandidates is how many versions of a domain are scored in the shadow
-// at once. A new version joins the newest; when there is no room, the one
-// whose promotion has come least far leaves (shadow.Weakest), so the
-// evidence gathered for a version about to pass survives a retraining.
+// at once. A new version joins; when there is no room, the one that could
+// prove the least coverage leaves, or on a tie the one whose promotion has
+// come least far (shadow.Weakest), so the evidence gathered for a version
+// about to pass survives a retraining.
 const MaxCandidates = 2
 
 // Router holds every domain's routing state and decides, per request, who
@@ -197,6 +201,9 @@ type version struct {
 	model  *student.Model
 	scores Scores
 	tau    float64 // scores.Tau(), kept current by observe
+	// explore: the next threshold looks provable, so more requests are
+	// sampled (Config.ExploreRate); kept current by observe.
+	explore bool
 }
 
 // candidate returns the candidate version v, or nil.
@@ -442,6 +449,9 @@ func (r *Router) Decide(name string) Decision {
 		if d.serving != nil {
 			dec.Student, dec.Version, dec.Tau = d.serving.model, d.serving.n, d.serving.tau
 			dec.Pinned = d.rec.State == PinnedStudent
+			if d.serving.explore {
+				dec.ShadowRate = max(dec.ShadowRate, r.cfg.ExploreRate)
+			}
 		}
 	}
 	if r.cfg.FallbackToStudent && d.serving != nil && d.rec.State != OpenEnded {
@@ -496,8 +506,11 @@ func (r *Router) Answered(o Outcome) {
 	}
 	if len(d.candidates) > 0 && r.deps.Shadow != nil && d.rec.State != OpenEnded && d.rec.State != PinnedTeacher &&
 		(d.shadowLim == nil || d.shadowLim.Allow()) {
+		// Without a serving prediction the teacher answered whatever the
+		// confidence; with one, only a sampled request was.
+		uniform := o.Version == 0 || o.Sampled
 		for _, c := range d.candidates {
-			r.deps.Shadow(shadow.Job{Domain: o.Domain, Version: c.n, Model: c.model, Input: o.Input, Label: o.Teacher, Sink: r.sink})
+			r.deps.Shadow(shadow.Job{Domain: o.Domain, Version: c.n, Model: c.model, Input: o.Input, Label: o.Teacher, Uniform: uniform, Sink: r.sink})
 		}
 	}
 }
@@ -532,6 +545,9 @@ func (r *Router) observe(d *domain, v int, s shadow.Sample) {
 func (r *Router) apply(d *domain, ver *version, verdict shadow.Verdict) {
 	old := ver.tau
 	ver.tau = ver.scores.Tau()
+	if t, ok := ver.scores.(*shadow.Tracker); ok {
+		ver.explore = t.Promising()
+	}
 	v := ver.n
 	switch {
 	case verdict == shadow.Promote && ver != d.serving && d.rec.State != PinnedTeacher && d.rec.State != PinnedStudent && d.rec.State != OpenEnded:

@@ -18,10 +18,12 @@ type Predictor interface {
 
 var _ Predictor = (*student.Model)(nil)
 
-// Job asks the pool to score a student version on one teacher answer. Its
-// sample is uniform (Sample.Uniform): candidates are scored on teacher
-// answers chosen whatever their confidence.
+// Job asks the pool to score a student version on one teacher answer.
 type Job struct {
+	// Uniform: the teacher was asked whatever any student's confidence
+	// (Sample.Uniform). While another version serves, the teacher answers
+	// mostly what it was unsure of: those answers are not uniform.
+	Uniform bool
 	Domain  string
 	Version int
 	Model   Predictor
@@ -241,7 +243,7 @@ func (p *Pool) score(batch []Job) {
 		p.predTime.Observe(time.Since(began).Seconds())
 		if err == nil {
 			for i, j := range same {
-				j.Sink(j.Domain, j.Version, SampleOf(preds[i], j.Label, true))
+				j.Sink(j.Domain, j.Version, SampleOf(preds[i], j.Label, j.Uniform))
 			}
 		}
 		batch = rest

@@ -105,7 +105,7 @@ func TestPoolScoresInBatches(t *testing.T) {
 		if i%3 == 0 {
 			label = "y" // the echo says "x": a disagreement
 		}
-		if !p.Submit(Job{Domain: "d", Version: v, Model: m, Input: "x", Label: label, Sink: c.sink}) {
+		if !p.Submit(Job{Domain: "d", Version: v, Model: m, Input: "x", Label: label, Uniform: true, Sink: c.sink}) {
 			t.Fatalf("job %d dropped", i)
 		}
 	}

@@ -310,6 +310,24 @@ func (t *Tracker) Tau() float64 {
 	return t.tau()
 }
 
+// Promising reports whether the threshold below the one in use could be
+// certified with more samples: its selective agreement so far is above θ
+// and its test has not passed yet.
+func (t *Tracker) Promising() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k := t.use + 1
+	if t.use < 0 || k >= len(t.levels) {
+		return false
+	}
+	l := &t.levels[k]
+	if l.b.lower[t.theta] >= t.reject || l.b.lower[t.theta] == 0 {
+		return false
+	}
+	mu, _ := l.b.estimate()
+	return mu > t.gate.Threshold
+}
+
 // Progress orders trackers by how far their promotion has come: the
 // number of certified thresholds plus the share of the way the next test
 // has gone to 1/α (in log wealth).
@@ -513,14 +531,34 @@ func ratio(a, b int64) float64 {
 	return float64(a) / float64(b)
 }
 
+// Prospect estimates the coverage the version could be certified at: that
+// of the lowest threshold down to which every tested one agrees above θ so
+// far (on its uniform samples), 0 when the first does not.
+func (t *Tracker) Prospect() float64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cov := 0.0
+	for k := range t.levels {
+		b := &t.levels[k].b
+		if b.n == 0 || float64(b.s) <= t.gate.Threshold*float64(b.n) {
+			break
+		}
+		cov = ratio(b.n, t.uniform)
+	}
+	return cov
+}
+
 // Weakest returns the index of the tracker to stop scoring when there is
-// room for one fewer: the one whose promotion has come least far
-// (Progress), the earlier one on a tie (trackers are oldest first).
+// room for one fewer: the one with the least Prospect (a version that could
+// prove more coverage is worth its samples), then the one whose promotion
+// has come least far (Progress), then the earlier (trackers are oldest
+// first).
 func Weakest(ts []*Tracker) int {
-	w, wp := 0, math.Inf(1)
-	for i, t := range ts {
-		if p := t.Progress(); p < wp {
-			w, wp = i, p
+	w := 0
+	for i := 1; i < len(ts); i++ {
+		pi, pw := ts[i].Prospect(), ts[w].Prospect()
+		if pi < pw || pi == pw && ts[i].Progress() < ts[w].Progress() {
+			w = i
 		}
 	}
 	return w

@@ -711,3 +711,37 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("%d samples, want 2000", s.Samples)
 	}
 }
+
+// Weakest drops the candidate that could prove the least coverage: an
+// old version certain only of its few most confident answers gives way to
+// one that agrees above θ much further down.
+func TestWeakest(t *testing.T) {
+	r := rand.New(rand.NewPCG(16, 16))
+	narrow, broad := NewTracker(Gate{}, 0), NewTracker(Gate{}, 0)
+	for range 3000 {
+		c := 0.5 + r.Float64()/2
+		// narrow agrees above θ only at 0.99 and up; broad is calibrated.
+		narrow.Add(Sample{Confidence: c, Agree: c >= 0.99 || r.Float64() < 0.5, Uniform: true})
+		broad.Add(calibrated(r))
+	}
+	if p, q := narrow.Prospect(), broad.Prospect(); p >= q || q < 0.15 {
+		t.Fatalf("prospects %v (narrow) and %v (broad)", p, q)
+	}
+	if w := Weakest([]*Tracker{narrow, broad}); w != 0 {
+		t.Errorf("Weakest = %d, want the narrow one", w)
+	}
+	if w := Weakest([]*Tracker{broad, narrow}); w != 1 {
+		t.Errorf("Weakest = %d, want the narrow one", w)
+	}
+	// On a tie of prospects the one least far along goes.
+	a, b := NewTracker(Gate{}, 0), NewTracker(Gate{}, 0)
+	for range 50 {
+		a.Add(confidentSample(true))
+	}
+	for range 10 {
+		b.Add(confidentSample(true))
+	}
+	if w := Weakest([]*Tracker{a, b}); w != 1 {
+		t.Errorf("Weakest = %d, want the one with fewer samples", w)
+	}
+}

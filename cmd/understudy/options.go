@@ -78,6 +78,7 @@ func routerConfig(cfg *config.Config) router.Config {
 			MinSamples:         r.MinSamples,
 		},
 		ShadowRate:        r.ShadowRate,
+		ExploreRate:       r.ExploreRate,
 		ShadowMaxRate:     r.ShadowMaxRate,
 		FallbackToStudent: r.FallbackToStudent,
 	}

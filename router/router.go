@@ -661,7 +661,10 @@ func (r *Router) SetOpenEnded(name, reason string) {
 	d := r.get(name)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.rec.State == OpenEnded && d.rec.Reason == reason {
+	if d.rec.State == OpenEnded {
+		// Still open-ended: the reason's counts change, the state does not.
+		d.rec.Reason = reason
+		r.persist(d)
 		return
 	}
 	if d.serving != nil {

@@ -67,10 +67,11 @@ func writeStatus(w io.Writer, ds []gateway.DomainView) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DOMAIN\tSTATE\tSTUDENT\tAGREEMENT ± BOUND\tCOVERAGE\tOFFLOAD\tSAVED\tSPENT")
+	fmt.Fprintln(tw, "DOMAIN\tSTATE\tSTUDENT\tτ\tAGREEMENT ± BOUND\tCOVERAGE\tOFFLOAD\tSAVED\tSPENT")
 	var saved, spent float64
+	var notes []string
 	for _, d := range ds {
-		student, agreement, coverage, offload := "-", "-", "-", "-"
+		student, tau, agreement, coverage, offload := "-", "-", "-", "-", "-"
 		if rv := d.Routing; rv != nil {
 			st := rv.ServingStats
 			switch {
@@ -83,14 +84,28 @@ func writeStatus(w io.Writer, ds []gateway.DomainView) error {
 				agreement = fmt.Sprintf("%.3f -%.3f", st.SelectiveAgreement, st.SelectiveAgreement-st.LowerBound)
 				coverage = fmt.Sprintf("%.1f%%", 100*st.Coverage)
 			}
+			if st != nil {
+				tau = fmt.Sprintf("%.2f", st.Tau)
+			}
+			if rv.Waiting != "" {
+				notes = append(notes, d.Name+": "+rv.Waiting)
+			}
 			if len(rv.Routes) > 0 {
 				offload = fmt.Sprintf("%.1f%%", 100*rv.Offload)
 			}
 		}
 		saved += d.SavedDollars
 		spent += d.SpentDollars
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t$%.4f\t$%.4f\n", d.Name, d.State, student, agreement, coverage, offload, d.SavedDollars, d.SpentDollars)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t$%.4f\t$%.4f\n", d.Name, d.State, student, tau, agreement, coverage, offload, d.SavedDollars, d.SpentDollars)
 	}
-	fmt.Fprintf(tw, "total\t\t\t\t\t\t$%.4f\t$%.4f\n", saved, spent)
-	return tw.Flush()
+	fmt.Fprintf(tw, "total\t\t\t\t\t\t\t$%.4f\t$%.4f\n", saved, spent)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, n := range notes {
+		if _, err := fmt.Fprintln(w, n); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -320,7 +320,8 @@ type Trainer struct {
 	// Cooldown is the least time between two runs of one domain, so a busy
 	// domain is not retrained back to back. A domain that has doubled its
 	// pairs since its last run is retrained at once, whatever the cooldown
-	// and retrain_every (200, 400, 800, ... pairs). Default 1m.
+	// and retrain_every (200, 400, 800, ... pairs, up to max_train_pairs).
+	// Default 1m.
 	Cooldown time.Duration `yaml:"cooldown"`
 	// Dim is the students' embedding width. Default 16.
 	Dim int `yaml:"dim"`

@@ -207,7 +207,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 
 // due lists the domains with enough new pairs for a run: MinPairs for the
 // first, then RetrainEvery new ones past the Cooldown, or as soon as the
-// domain has doubled since its last run (200, 400, 800, ... pairs). A young domain's students get
+// domain has doubled since its last run (200, 400, 800, ... pairs) while
+// that still grows the training data (up to MaxTrainPairs). A young domain's students get
 // better fastest (a version from 400 pairs is much better than one from
 // 200, one from 20,000 barely better than one from 19,500) and train in
 // a second, so the cooldown holds back only the runs that gain little.
@@ -227,7 +228,8 @@ func (s *Scheduler) due() []string {
 		case d.Pairs < int64(s.cfg.MinPairs):
 		case last == 0:
 			out = append(out, d.Name)
-		case d.Logged-last >= int64(s.cfg.RetrainEvery) && !cooling, d.Logged >= 2*last:
+		case d.Logged-last >= int64(s.cfg.RetrainEvery) && !cooling,
+			d.Logged >= 2*last && 2*last <= int64(s.cfg.MaxTrainPairs):
 			out = append(out, d.Name)
 		}
 	}

@@ -134,3 +134,29 @@ func TestDueDoublingSkipsCooldown(t *testing.T) {
 		t.Errorf("1,100 pairs, trained at 600, cooled down: due %v", got)
 	}
 }
+
+// TestDueNoDoublingPastTheCap: past MaxTrainPairs a doubling no longer
+// grows the training data, and the cooldown holds.
+func TestDueNoDoublingPastTheCap(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := storage.Open(storage.Options{Dir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s := NewScheduler(SchedulerConfig{MinPairs: 200, RetrainEvery: 1 << 30, MaxTrainPairs: 300, Cooldown: time.Hour},
+		SchedulerDeps{Store: db, Logger: quiet})
+	for i := range 700 {
+		db.Log(storage.Pair{Domain: "d", Input: fmt.Sprint(i), Answer: "a", Label: "a"})
+	}
+	if err := db.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetDomainSetting("d", settingLoggedAtRun, "200"); err != nil {
+		t.Fatal(err)
+	}
+	s.lastRun["d"] = time.Now()
+	if got := s.due(); len(got) != 0 {
+		t.Errorf("700 pairs, trained at 200, cap 300: due %v", got)
+	}
+}

@@ -66,10 +66,13 @@ const (
 	modeDirect = "direct"
 )
 
-// studentEnv trains one student and never promotes it by the gate.
+// studentEnv trains a student on the first pairs and no other (a domain
+// retrains as its pairs double only up to max_train_pairs), and never
+// promotes it by the gate.
 var studentEnv = []string{
 	"UNDERSTUDY_TRAINER_ENABLED=true",
 	"UNDERSTUDY_TRAINER_RETRAIN_EVERY=1000000000",
+	"UNDERSTUDY_TRAINER_MAX_TRAIN_PAIRS=" + strconv.Itoa(studentPairs),
 	"UNDERSTUDY_ROUTER_MIN_SAMPLES=1000000000",
 }
 
@@ -312,6 +315,7 @@ func (b *bench) waitStudent(ctx context.Context, gw *proc) (string, error) {
 				Routing *struct {
 					State     string `json:"state"`
 					Candidate int    `json:"candidate_version"`
+					Serving   int    `json:"serving_version"`
 				} `json:"routing"`
 			} `json:"domains"`
 		}
@@ -325,15 +329,19 @@ func (b *bench) waitStudent(ctx context.Context, gw *proc) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("listing domains at %s: %w", url, err)
 		}
-		if len(list.Domains) != 1 {
+		// The domain appears once the pair log's writer has stored its
+		// first pairs (every 100 ms): until then, wait like for a student.
+		if len(list.Domains) > 1 {
 			return "", fmt.Errorf("listing domains at %s: %d domains, want 1", url, len(list.Domains))
 		}
-		if d := list.Domains[0]; d.Routing != nil && d.Routing.Candidate > 0 {
-			fmt.Fprintf(b.stderr, "student: %s@v%d is shadowing\n", d.Name, d.Routing.Candidate)
-			return d.Name, nil
+		if len(list.Domains) == 1 {
+			if d := list.Domains[0]; d.Routing != nil && (d.Routing.Candidate > 0 || d.Routing.Serving > 0) {
+				fmt.Fprintf(b.stderr, "student: %s has a version in the shadow\n", d.Name)
+				return d.Name, nil
+			}
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("no student for %s after %s (gateway log: %s)%s", list.Domains[0].Name, trainTimeout, gw.logPath, gw.logTail())
+			return "", fmt.Errorf("no student after %s (gateway log: %s)%s", trainTimeout, gw.logPath, gw.logTail())
 		}
 		select {
 		case <-ctx.Done():

@@ -371,8 +371,8 @@ type Router struct {
 	// ExploreRate replaces ShadowRate while a serving student could be
 	// proven at a lower threshold (its next one agrees above the
 	// threshold so far): the samples that prove more coverage cost
-	// teacher calls on requests the student could have answered. Default
-	// 0.2.
+	// teacher calls on requests the student could have answered, so it
+	// lowers the offload while it lasts. Default 0.1.
 	ExploreRate float64 `yaml:"explore_rate"`
 	// ShadowMaxRate caps, per domain, the requests per second scored
 	// against a shadowing student (each costs a featurization and a
@@ -396,7 +396,7 @@ var DefaultRouter = Router{
 	DemotionConfidence: 0.85,
 	MinSamples:         200,
 	ShadowRate:         0.05,
-	ExploreRate:        0.2,
+	ExploreRate:        0.1,
 	ShadowMaxRate:      200,
 	FallbackToStudent:  true,
 	ShadowQueueSize:    4096,

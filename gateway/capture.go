@@ -15,7 +15,7 @@ var _ PairLog = (*storage.DB)(nil)
 
 // logPair hands an eligible request's answer, with its label, to the pair
 // log.
-func (s *Server) logPair(info *reqInfo, r *openai.Request, a openai.Answer, label string, stream bool) {
+func (s *Server) logPair(info *reqInfo, r *openai.Request, a openai.Answer, label string, stream, deferred bool) {
 	if s.pairs == nil || r == nil || r.Ineligible != "" {
 		return
 	}
@@ -31,6 +31,7 @@ func (s *Server) logPair(info *reqInfo, r *openai.Request, a openai.Answer, labe
 		CompletionTokens: a.CompletionTokens,
 		TeacherLatency:   info.teacherTime,
 		Stream:           stream,
+		Deferred:         deferred,
 	}
 	if s.cfg.Storage.KeepRequests {
 		p.Messages = r.Messages

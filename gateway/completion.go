@@ -106,7 +106,7 @@ func (s *Server) teacherAnswered(info *reqInfo, r *openai.Request, a openai.Answ
 		o.Route, o.Teacher = router.Route(info.route), label
 		s.router.Answered(o)
 	}
-	s.logPair(info, r, a, label, stream)
+	s.logPair(info, r, a, label, stream, o.Version != 0 && !o.Sampled)
 }
 
 // studentAnswers answers with a student and tells the router.

@@ -18,7 +18,7 @@ import (
 //	string   messages       (raw JSON; see flags for nil)
 //	string   answer
 //	varint   prompt tokens, completion tokens, teacher latency (ns)
-//	byte     flags: 1 stream, 2 messages present
+//	byte     flags: 1 stream, 2 messages present, 4 deferred
 //
 // A string is a uvarint length followed by its bytes. The ID and the domain
 // are not repeated: they are the key.
@@ -27,6 +27,7 @@ const pairCodecV1 = 1
 const (
 	flagStream   = 1 << 0
 	flagMessages = 1 << 1
+	flagDeferred = 1 << 2
 )
 
 var errCorruptPair = errors.New("corrupt pair record")
@@ -60,6 +61,9 @@ func appendPair(dst []byte, p *Pair) []byte {
 	}
 	if p.Messages != nil {
 		flags |= flagMessages
+	}
+	if p.Deferred {
+		flags |= flagDeferred
 	}
 	return append(dst, flags)
 }
@@ -147,6 +151,7 @@ func decodePair(v []byte, p *Pair) error {
 		return d.err
 	}
 	p.Stream = flags&flagStream != 0
+	p.Deferred = flags&flagDeferred != 0
 	p.Messages = nil
 	if flags&flagMessages != 0 {
 		p.Messages = append(json.RawMessage{}, msgs...)

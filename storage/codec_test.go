@@ -15,7 +15,7 @@ func TestPairCodec(t *testing.T) {
 		{"zero", Pair{Time: time.Unix(0, 0).UTC()}},
 		{"full", Pair{Time: time.Date(2025, 5, 6, 7, 8, 9, 10, time.UTC), Model: "m", Input: "in", System: "sys",
 			Messages: json.RawMessage(`[{"role":"user","content":"in"}]`), Answer: "A.", Label: "a",
-			PromptTokens: 1 << 20, CompletionTokens: -1, TeacherLatency: time.Hour, Stream: true}},
+			PromptTokens: 1 << 20, CompletionTokens: -1, TeacherLatency: time.Hour, Stream: true, Deferred: true}},
 		{"empty messages kept", Pair{Time: time.Unix(1, 0).UTC(), Messages: json.RawMessage{}}},
 		{"before 1970", Pair{Time: time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC)}},
 	}

@@ -40,6 +40,11 @@ type Pair struct {
 	CompletionTokens int
 	TeacherLatency   time.Duration
 	Stream           bool
+	// Deferred: a serving student was asked first and deferred to the
+	// teacher, unsampled. While a student serves, the teacher answers
+	// mostly what it is unsure of, so such pairs are not a uniform sample
+	// of the traffic: they train, but do not back-test.
+	Deferred bool
 }
 
 // queued is a pair accepted by Log with its parsed ID.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -302,8 +303,7 @@ func (s *Scheduler) TrainDomain(ctx context.Context, domain string) (*student.Ar
 	if err := s.store.SetDomainSetting(domain, settingLoggedAtRun, strconv.FormatInt(max(d.Logged, 1), 10)); err != nil {
 		return nil, nil, err
 	}
-	held := min(s.cfg.BacktestPairs, len(examples)/5)
-	examples, newest := examples[:len(examples)-held], examples[len(examples)-held:]
+	examples, newest := holdOut(examples, min(s.cfg.BacktestPairs, len(examples)/5))
 	a, err := Train(ctx, examples, s.cfg.Options)
 	if err != nil {
 		return nil, nil, err
@@ -334,12 +334,31 @@ func (s *Scheduler) TrainDomain(ctx context.Context, domain string) (*student.Ar
 	return a, bt, nil
 }
 
+// holdOut splits the newest n uniform pairs (logged when no student was
+// asked, or sampled whatever its confidence) off examples for back-testing;
+// the rest, deferred pairs among them, train. A serving student's
+// deferrals are its hard cases: they teach, but back-tested they would
+// make every successor look worse than it is.
+func holdOut(examples []Example, n int) (train, newest []Example) {
+	train = make([]Example, 0, len(examples))
+	for i := len(examples) - 1; i >= 0; i-- {
+		if e := examples[i]; len(newest) < n && !e.deferred {
+			newest = append(newest, e)
+		} else {
+			train = append(train, e)
+		}
+	}
+	slices.Reverse(train)
+	slices.Reverse(newest)
+	return train, newest
+}
+
 // examples reads the newest MaxTrainPairs pairs of a domain, oldest first.
 func (s *Scheduler) examples(ctx context.Context, domain string) ([]Example, error) {
 	ring := make([]Example, 0, s.cfg.MaxTrainPairs)
 	next := 0
 	err := s.store.Pairs(ctx, domain, func(p storage.Pair) error {
-		e := Example{Text: p.Input, Label: p.Label, Answer: p.Answer}
+		e := Example{Text: p.Input, Label: p.Label, Answer: p.Answer, deferred: p.Deferred}
 		if len(ring) < s.cfg.MaxTrainPairs {
 			ring = append(ring, e)
 			return nil

@@ -160,3 +160,26 @@ func TestDueNoDoublingPastTheCap(t *testing.T) {
 		t.Errorf("700 pairs, trained at 200, cap 300: due %v", got)
 	}
 }
+
+// TestHoldOutUniform: back-testing takes the newest pairs that are a
+// uniform sample of the traffic, never a serving student's deferrals.
+func TestHoldOutUniform(t *testing.T) {
+	var ex []Example
+	for i := range 10 {
+		ex = append(ex, Example{Text: fmt.Sprint(i), deferred: i >= 6 && i%2 == 0})
+	}
+	train, newest := holdOut(ex, 3)
+	texts := func(es []Example) string {
+		var s []string
+		for _, e := range es {
+			s = append(s, e.Text)
+		}
+		return strings.Join(s, " ")
+	}
+	if got := texts(newest); got != "5 7 9" {
+		t.Errorf("back-tested %q, want the newest uniform pairs 5 7 9", got)
+	}
+	if got := texts(train); got != "0 1 2 3 4 6 8" {
+		t.Errorf("trained on %q, want the rest in order", got)
+	}
+}

@@ -21,6 +21,8 @@ type Example struct {
 	Text   string
 	Label  string
 	Answer string
+	// deferred: logged from a serving student's deferral (storage.Pair).
+	deferred bool
 }
 
 // Options configure a training run. Zero values mean the documented

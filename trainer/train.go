@@ -41,9 +41,17 @@ type Options struct {
 	// holdout loss. Default 3.
 	Patience int
 	Adam     AdamConfig
-	// HoldoutFraction of each label's pairs is held out for early stopping,
-	// calibration and the reported metrics. Default 0.2.
-	HoldoutFraction float64
+	// Folds is how many folds the pairs are dealt into, stratified by
+	// label. Default 5. Each round fits a student on all folds but one and
+	// stops early on the one left out, its holdout; the rounds' holdout
+	// predictions calibrate the temperature and τ and give the reported
+	// metrics.
+	Folds int
+	// HoldoutPairs is how many holdout predictions the rounds should gather:
+	// training runs as many rounds as that takes, at least one and at most
+	// Folds (when the pairs are few, every pair is held out once). Default
+	// 2000.
+	HoldoutPairs int
 	// Target is the selective agreement τ must reach on the holdout set,
 	// plus Margin. Defaults 0.95 and 0.01.
 	Target, Margin float64
@@ -66,7 +74,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		Featurizer: student.DefaultFeaturizer(), Dim: 16, Batch: 64, MaxEpochs: 30, Patience: 3,
-		Adam: DefaultAdam(), HoldoutFraction: 0.2, Target: 0.95, Margin: 0.01, MinCovered: 10,
+		Adam: DefaultAdam(), Folds: 5, HoldoutPairs: 2000, Target: 0.95, Margin: 0.01, MinCovered: 10,
 		Rule: DefaultLabelRule(), Threads: 1, Seed: 1,
 	}
 }
@@ -86,12 +94,11 @@ func (o Options) withDefaults() Options {
 	setInt(&o.MaxEpochs, d.MaxEpochs)
 	setInt(&o.Patience, d.Patience)
 	setInt(&o.MinCovered, d.MinCovered)
+	setInt(&o.Folds, d.Folds)
+	setInt(&o.HoldoutPairs, d.HoldoutPairs)
 	setInt(&o.Threads, d.Threads)
 	if o.Adam == (AdamConfig{}) {
 		o.Adam = d.Adam
-	}
-	if o.HoldoutFraction == 0 {
-		o.HoldoutFraction = d.HoldoutFraction
 	}
 	if o.Target == 0 {
 		o.Target = d.Target
@@ -121,10 +128,13 @@ var ErrOpenEnded = errors.New("not distillable")
 
 func (e *OpenEndedError) Is(target error) bool { return target == ErrOpenEnded }
 
-// Train trains a student on examples: label space, stratified holdout,
-// epochs of sparse-Adam steps through ONNX Runtime with early stopping on
-// the holdout loss, temperature scaling and the choice of τ on the holdout.
-// The artifact it returns has everything but Domain and Version set.
+// Train trains a student on examples: label space, stratified folds,
+// rounds of epochs of sparse-Adam steps through ONNX Runtime, each with
+// early stopping on the loss of the fold it leaves out, then the student it
+// returns, trained on every pair for the rounds' mean best epoch count;
+// temperature scaling and the choice of τ on the rounds' predictions for
+// the pairs they held out. The artifact has everything but Domain and
+// Version set.
 func Train(ctx context.Context, examples []Example, opts Options) (*student.Artifact, error) {
 	opts = opts.withDefaults()
 	began := time.Now()
@@ -150,66 +160,52 @@ func Train(ctx context.Context, examples []Example, opts Options) (*student.Arti
 		ids = feat.Featurize(ids[:0], e.Text)
 		data[i] = sample{ids: toInt32(ids), class: c}
 	}
-	rng := rand.New(rand.NewPCG(opts.Seed, 0x5eed))
-	train, holdout := split(data, len(space.Labels), opts.HoldoutFraction, rng)
-	if len(train) == 0 || len(holdout) == 0 {
-		return nil, fmt.Errorf("training: %d pairs are too few to hold any out", len(examples))
+	if opts.Folds < 2 {
+		return nil, fmt.Errorf("training: folds must be at least 2, got %d", opts.Folds)
 	}
-	weights := classWeights(train, len(space.Labels))
-
+	rng := rand.New(rand.NewPCG(opts.Seed, 0x5eed))
+	folds := deal(data, len(space.Labels), opts.Folds, rng)
+	rounds := min(opts.Folds, max(1, ceilDiv(opts.HoldoutPairs, len(folds[0]))))
 	cfg := ModelConfig{Buckets: opts.Featurizer.Buckets(), Dim: opts.Dim, Hidden: opts.Hidden, Classes: len(space.Labels)}
-	params := NewParams(cfg, opts.Seed)
-	stepper, err := NewStepper(cfg, opts.Adam, opts.Batch, opts.Featurizer.MaxTokens, params, opts.Threads)
+	var (
+		logits  [][]float32 // holdout predictions, from the round that held each out
+		holdout []sample
+		seen    int
+		epochs  int // the rounds' best epoch counts, summed
+	)
+	for i := range rounds {
+		var train []sample
+		for j, f := range folds {
+			if j != i {
+				train = appendInSpace(train, f)
+			}
+		}
+		if len(train) == 0 || len(appendInSpace(nil, folds[i])) == 0 {
+			return nil, fmt.Errorf("training: %d pairs are too few to hold any out", len(examples))
+		}
+		r, err := fit(ctx, cfg, opts, train, folds[i], opts.MaxEpochs, rng)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range folds[i] {
+			logits = append(logits, Forward(cfg, r.params, toInt64(s.ids)))
+		}
+		holdout = append(holdout, folds[i]...)
+		seen, epochs = seen+r.seen, epochs+r.bestEpoch
+	}
+	epochs = max(1, int(math.Round(float64(epochs)/float64(rounds))))
+	all := appendInSpace(nil, data)
+	final, err := fit(ctx, cfg, opts, all, nil, epochs, rng)
 	if err != nil {
 		return nil, err
 	}
-	defer stepper.Close()
-
-	best, bestLoss, stale, epochs, seen := params.Clone(), math.Inf(1), 0, 0, 0
-	batch := newBatchBuf(opts.Batch, opts.Featurizer.MaxTokens)
-	labels := make([]int32, 0, opts.Batch)
-	ws := make([]float32, 0, opts.Batch)
-	for epoch := 1; epoch <= opts.MaxEpochs; epoch++ {
-		rng.Shuffle(len(train), func(i, j int) { train[i], train[j] = train[j], train[i] })
-		var sum float64
-		for start := 0; start < len(train); start += opts.Batch {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			labels, ws = labels[:0], ws[:0]
-			chunk := train[start:min(start+opts.Batch, len(train))]
-			for _, s := range chunk {
-				labels = append(labels, int32(s.class))
-				ws = append(ws, weights[s.class])
-			}
-			ids := batch.fill(chunk)
-			loss, err := stepper.Step(ids, labels, ws)
-			if err != nil {
-				return nil, fmt.Errorf("training step: %w", err)
-			}
-			sum += float64(loss) * float64(len(ids))
-			seen += len(ids)
-		}
-		epochs = epoch
-		hl := holdoutLoss(cfg, params, holdout, 1)
-		opts.Logger.Debug("epoch", "epoch", epoch, "train_loss", sum/float64(len(train)), "holdout_loss", hl)
-		if hl < bestLoss-1e-4 {
-			bestLoss, stale = hl, 0
-			copyParams(best, params)
-		} else if stale++; stale >= opts.Patience {
-			break
-		}
-	}
+	seen += final.seen
 	trainTime := time.Since(began)
 
-	logits := make([][]float32, len(holdout))
-	for i, s := range holdout {
-		logits[i] = Forward(cfg, best, toInt64(s.ids))
-	}
 	temp := fitTemperature(logits, holdout)
 	tau, cov, sel, acc := chooseTau(logits, holdout, temp, opts.Target+opts.Margin, opts.MinCovered)
 	start := startTau(logits, holdout, temp, tau, cov)
-	onnx, err := ExportInference(cfg, best, float32(temp))
+	onnx, err := ExportInference(cfg, final.params, float32(temp))
 	if err != nil {
 		return nil, err
 	}
@@ -225,7 +221,7 @@ func Train(ctx context.Context, examples []Example, opts Options) (*student.Arti
 		Device:      "cpu",
 		ONNX:        onnx,
 		Metrics: student.Metrics{
-			Labels: len(space.Labels), TrainPairs: len(train), HoldoutPairs: len(holdout),
+			Labels: len(space.Labels), TrainPairs: len(all), HoldoutPairs: len(holdout),
 			HoldoutAccuracy: acc, Tau: tau, CoverageAtTau: cov, SelectiveAgreementAtTau: sel,
 			Temperature: temp, Epochs: epochs, TrainSeconds: trainTime.Seconds(),
 			ExamplesPerSecond: float64(seen) / trainTime.Seconds(), ModelBytes: len(onnx),
@@ -280,25 +276,101 @@ func (b *batchBuf) fill(chunk []sample) [][]int64 {
 	return b.rows[:len(chunk)]
 }
 
-// split holds out a share of each class (at least one of a class with two
-// or more samples), and every sample outside the label space, so the
-// holdout measures what live traffic will see.
-func split(data []sample, classes int, frac float64, rng *rand.Rand) (train, holdout []sample) {
+// deal deals data into k folds, stratified: the samples outside the label
+// space, then each class's, shuffled and dealt in turn, so every fold
+// holds about a k-th of each.
+func deal(data []sample, classes, k int, rng *rand.Rand) [][]sample {
 	byClass := make([][]sample, classes+1)
 	for _, s := range data {
 		byClass[s.class+1] = append(byClass[s.class+1], s)
 	}
-	holdout = append(holdout, byClass[0]...)
-	for _, group := range byClass[1:] {
+	folds := make([][]sample, k)
+	n := 0
+	for _, group := range byClass {
 		rng.Shuffle(len(group), func(i, j int) { group[i], group[j] = group[j], group[i] })
-		n := int(math.Round(frac * float64(len(group))))
-		if n == 0 && len(group) >= 2 {
-			n = 1
+		for _, s := range group {
+			folds[n%k] = append(folds[n%k], s)
+			n++
 		}
-		holdout = append(holdout, group[:n]...)
-		train = append(train, group[n:]...)
 	}
-	return train, holdout
+	return folds
+}
+
+// appendInSpace appends the samples of src inside the label space, the
+// only ones a student trains on.
+func appendInSpace(dst, src []sample) []sample {
+	for _, s := range src {
+		if s.class >= 0 {
+			dst = append(dst, s)
+		}
+	}
+	return dst
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// fitted is a fit's outcome.
+type fitted struct {
+	params    *Params
+	bestEpoch int // the epoch params are from
+	seen      int // examples stepped through
+}
+
+// fit trains a student from fresh parameters on train for at most
+// maxEpochs. With a holdout it stops once the holdout loss has not
+// improved for Patience epochs and returns the parameters of the best
+// epoch; without one it runs maxEpochs and returns the last.
+func fit(ctx context.Context, cfg ModelConfig, opts Options, train, holdout []sample, maxEpochs int, rng *rand.Rand) (fitted, error) {
+	params := NewParams(cfg, opts.Seed)
+	stepper, err := NewStepper(cfg, opts.Adam, opts.Batch, opts.Featurizer.MaxTokens, params, opts.Threads)
+	if err != nil {
+		return fitted{}, err
+	}
+	defer stepper.Close()
+
+	weights := classWeights(train, cfg.Classes)
+	f := fitted{params: params}
+	if holdout != nil {
+		f.params = params.Clone()
+	}
+	bestLoss, stale := math.Inf(1), 0
+	batch := newBatchBuf(opts.Batch, opts.Featurizer.MaxTokens)
+	labels := make([]int32, 0, opts.Batch)
+	ws := make([]float32, 0, opts.Batch)
+	for epoch := 1; epoch <= maxEpochs; epoch++ {
+		rng.Shuffle(len(train), func(i, j int) { train[i], train[j] = train[j], train[i] })
+		var sum float64
+		for start := 0; start < len(train); start += opts.Batch {
+			if err := ctx.Err(); err != nil {
+				return fitted{}, err
+			}
+			labels, ws = labels[:0], ws[:0]
+			chunk := train[start:min(start+opts.Batch, len(train))]
+			for _, s := range chunk {
+				labels = append(labels, int32(s.class))
+				ws = append(ws, weights[s.class])
+			}
+			loss, err := stepper.Step(batch.fill(chunk), labels, ws)
+			if err != nil {
+				return fitted{}, fmt.Errorf("training step: %w", err)
+			}
+			sum += float64(loss) * float64(len(chunk))
+			f.seen += len(chunk)
+		}
+		if holdout == nil {
+			f.bestEpoch = epoch
+			continue
+		}
+		hl := holdoutLoss(cfg, params, holdout, 1)
+		opts.Logger.Debug("epoch", "epoch", epoch, "train_loss", sum/float64(len(train)), "holdout_loss", hl)
+		if hl < bestLoss-1e-4 {
+			bestLoss, stale, f.bestEpoch = hl, 0, epoch
+			copyParams(f.params, params)
+		} else if stale++; stale >= opts.Patience {
+			break
+		}
+	}
+	return f, nil
 }
 
 // classWeights weighs each class by N / (C · n_c), so every class carries

@@ -5,7 +5,7 @@
 //	understudy status [--watch]
 //	understudy domains
 //	understudy export --domain NAME [--out FILE]
-//	understudy train --data FILE.jsonl [--json]
+//	understudy train --data FILE.jsonl [--json] [--curve N,N,... [--seeds K]]
 //	understudy config check FILE
 //	understudy teacher-sim --task NAME=FILE.jsonl [...]
 //	understudy demo [--requests N] [--report FILE.json] [--chart FILE.png] [...]

@@ -104,7 +104,7 @@ router.agreement_threshold).`)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "labels\t%d\t(%s)\n", m.Labels, summarize(a.Surface, 8))
-	fmt.Fprintf(tw, "pairs\t%d train, %d holdout\n", m.TrainPairs, m.HoldoutPairs)
+	fmt.Fprintf(tw, "pairs\t%d trained on, %d held out\t(each predicted by a round that left it out)\n", m.TrainPairs, m.HoldoutPairs)
 	fmt.Fprintf(tw, "holdout accuracy\t%.4f\n", m.HoldoutAccuracy)
 	fmt.Fprintf(tw, "confidence threshold τ\t%.4f\t(calibrated; temperature %.3f)\n", m.Tau, m.Temperature)
 	fmt.Fprintf(tw, "coverage at τ\t%.4f\tshare of inputs the student would answer\n", m.CoverageAtTau)

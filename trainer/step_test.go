@@ -59,6 +59,27 @@ func at(s []float32, i int) any {
 	return "missing"
 }
 
+// TestStepLR checks the learning rate a step uses: Adam's bias correction
+// times the decay.
+func TestStepLR(t *testing.T) {
+	for _, tc := range []struct {
+		decay int
+		step  int
+		want  float64
+	}{
+		{0, 1, 0.1 * math.Sqrt(1-0.99) / (1 - 0.9)},
+		{0, 3, 0.1 * math.Sqrt(1-0.99*0.99*0.99) / (1 - 0.9*0.9*0.9)},
+		{2, 1, 0.1 / math.Sqrt(1.5) * math.Sqrt(1-0.99) / (1 - 0.9)},
+		{2, 6, 0.1 / 2 * math.Sqrt(1-math.Pow(0.99, 6)) / (1 - math.Pow(0.9, 6))},
+		{150, 450, 0.1 / 2 * math.Sqrt(1-math.Pow(0.99, 450)) / (1 - math.Pow(0.9, 450))},
+	} {
+		a := AdamConfig{LR: 0.1, Beta1: 0.9, Beta2: 0.99, Eps: 1e-8, DecaySteps: tc.decay}
+		if got := a.stepLR(tc.step); math.Abs(float64(got)-tc.want) > 1e-6*tc.want {
+			t.Errorf("decay %d, step %d: lr %v, want %v", tc.decay, tc.step, got, tc.want)
+		}
+	}
+}
+
 // TestStepMatchesReference runs a few ORT steps and the same steps in
 // plain Go, and compares loss, parameters and moments after each.
 func TestStepMatchesReference(t *testing.T) {
@@ -74,7 +95,7 @@ func TestStepMatchesReference(t *testing.T) {
 		{[][]int64{{2, 2, 2, 2, 2, 2}, {9}}, []int32{2, 0}, []float32{1, 1}},
 		{ids, labels, weights},
 	}
-	adam := AdamConfig{LR: 0.05, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}
+	adam := AdamConfig{LR: 0.05, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, DecaySteps: 2}
 	for _, tc := range tinyConfigs {
 		for _, threads := range []int{1, 2} { // ScatterND and ScatterElements graphs
 			t.Run(fmt.Sprintf("%s/threads=%d", tc.name, threads), func(t *testing.T) {
@@ -333,6 +354,7 @@ func TestNewStepperRejectsBadArguments(t *testing.T) {
 		{"nil params", cfg, DefaultAdam(), 2, 2, nil, "params: nil"},
 		{"zero learning rate", cfg, AdamConfig{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}, 2, 2, good, "adam lr"},
 		{"beta of one", cfg, AdamConfig{LR: 0.1, Beta1: 1, Beta2: 0.999, Eps: 1e-8}, 2, 2, good, "adam beta1"},
+		{"negative decay", cfg, AdamConfig{LR: 0.1, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, DecaySteps: -1}, 2, 2, good, "adam decay steps"},
 		{"zero batch", cfg, DefaultAdam(), 0, 2, good, "batch"},
 		{"zero tokens", cfg, DefaultAdam(), 2, 0, good, "max tokens"},
 	}

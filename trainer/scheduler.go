@@ -303,8 +303,19 @@ func (s *Scheduler) TrainDomain(ctx context.Context, domain string) (*student.Ar
 	if err := s.store.SetDomainSetting(domain, settingLoggedAtRun, strconv.FormatInt(max(d.Logged, 1), 10)); err != nil {
 		return nil, nil, err
 	}
-	examples, newest := holdOut(examples, min(s.cfg.BacktestPairs, len(examples)/5))
-	a, err := Train(ctx, examples, s.cfg.Options)
+	// Whether the domain is open-ended is a question about all its pairs;
+	// a split of them may lack a label (pairs logged grouped by answer)
+	// and then trains without back-testing.
+	if space := BuildLabelSpace(examples, s.cfg.Options.withDefaults().Rule); space.OpenEnded {
+		return nil, nil, &OpenEndedError{Reason: space.Reason}
+	}
+	train, newest := holdOut(examples, min(s.cfg.BacktestPairs, len(examples)/5))
+	a, err := Train(ctx, train, s.cfg.Options)
+	if errors.Is(err, ErrOpenEnded) {
+		s.log.Info("training without back-testing: the newest pairs hold labels the rest lacks", "domain", domain)
+		newest = nil
+		a, err = Train(ctx, examples, s.cfg.Options)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

@@ -183,3 +183,39 @@ func TestHoldOutUniform(t *testing.T) {
 		t.Errorf("trained on %q, want the rest in order", got)
 	}
 }
+
+// TestTrainGroupedPairs: pairs logged grouped by answer (every "no" after
+// every "yes") leave the held-out newest pairs with a label the rest lacks;
+// the domain is still closed, and trains on all its pairs.
+func TestTrainGroupedPairs(t *testing.T) {
+	if err := student.InitRuntime(""); err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := storage.Open(storage.Options{Dir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, label := range []string{"yes", "no"} {
+		n := map[string]int{"yes": 200, "no": 40}[label]
+		for i := range n {
+			db.Log(storage.Pair{Domain: "d", Input: fmt.Sprintf("%s %d", strings.Repeat(label+" ", 3), i), Answer: label, Label: label})
+		}
+	}
+	if err := db.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	opts := DefaultOptions()
+	opts.Featurizer.BucketBits, opts.Dim = 10, 8
+	cfg := DefaultSchedulerConfig()
+	cfg.Options = opts
+	s := NewScheduler(cfg, SchedulerDeps{Store: db, Logger: quiet})
+	a, bt, err := s.TrainDomain(context.Background(), "d")
+	if err != nil {
+		t.Fatalf("grouped pairs: %v, want a version", err)
+	}
+	if len(a.Labels) != 2 || len(bt) != 0 {
+		t.Errorf("labels %v, %d back-tested samples; want both labels and none", a.Labels, len(bt))
+	}
+}

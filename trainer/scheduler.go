@@ -220,7 +220,9 @@ func (s *Scheduler) due() []string {
 		return nil
 	}
 	var out []string
+	pairs := map[string]int64{}
 	for _, d := range ds {
+		pairs[d.Name] = d.Pairs
 		last, _ := strconv.ParseInt(d.Settings[settingLoggedAtRun], 10, 64)
 		s.mu.Lock()
 		cooling := time.Since(s.lastRun[d.Name]) < s.cfg.Cooldown
@@ -234,9 +236,17 @@ func (s *Scheduler) due() []string {
 			out = append(out, d.Name)
 		}
 	}
-	// Least recently trained first, so a busy domain cannot starve others.
+	// Least recently trained first, so a busy domain cannot starve others;
+	// then the smallest, whose runs are quickest (an open-ended domain's
+	// takes no training at all).
 	s.mu.Lock()
-	sort.SliceStable(out, func(i, j int) bool { return s.lastRun[out[i]].Before(s.lastRun[out[j]]) })
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := s.lastRun[out[i]], s.lastRun[out[j]]
+		if !a.Equal(b) {
+			return a.Before(b)
+		}
+		return pairs[out[i]] < pairs[out[j]]
+	})
 	s.mu.Unlock()
 	return out
 }

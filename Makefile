@@ -69,7 +69,8 @@ lint:
 	$(GO) tool staticcheck $(PKGS)
 
 ## bench: micro-benchmarks (gateway, student), the pair log's write speed and
-## its RSS at 1M pairs, then the load benchmark. Each step prints as it runs
+## its RSS at 1M pairs, the students' learning curves (SpamAssassin, WordNet),
+## then the load benchmark. Each step prints as it runs
 ## and is also saved in $(BENCH_DIR)/ (git-ignored).
 BENCH_DIR := bench-results
 bench loadbench: SHELL := /bin/bash
@@ -83,6 +84,9 @@ bench: build deps
 	$(GO) test -run='^$$' -bench=BenchmarkLog -benchtime=200000x -count=3 ./storage 2>&1 | tee $(BENCH_DIR)/storage-log.txt
 	@echo "== pair log RSS at 1M pairs (needs ~1.5 GB of disk) -> $(BENCH_DIR)/storage-rss.txt"
 	UNDERSTUDY_BENCH_RSS=1 $(GO) test -run=TestRSSMillionPairs -v -count=1 -timeout 30m ./storage 2>&1 | tee $(BENCH_DIR)/storage-rss.txt
+	@echo "== learning curves: SpamAssassin 3-way, WordNet nouns -> $(BENCH_DIR)/curve.txt"
+	$(BIN) train --data .cache/data/spamassassin/spam-3way.jsonl --curve 500,1000,2000,4735 --seeds 3 2>&1 | tee $(BENCH_DIR)/curve.txt
+	$(BIN) train --data .cache/data/wordnet/nouns.jsonl --curve 500,1000,2000,5000,20000 --seeds 3 2>&1 | tee -a $(BENCH_DIR)/curve.txt
 	@$(MAKE) --no-print-directory loadbench
 
 ## loadbench: gateway vs teacher-sim at fixed rates, then pair logging on vs off

@@ -10,7 +10,6 @@ package main
 
 import (
 	"archive/tar"
-	"bufio"
 	"compress/gzip"
 	"encoding/json"
 	"errors"
@@ -21,18 +20,14 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/understudy-dev/understudy/internal/taskfile"
 )
 
 type email struct {
 	Group string `json:"group"`
 	ID    string `json:"id"`
 	Text  string `json:"text"`
-}
-
-type line struct {
-	Text  string `json:"text"`
-	Label string `json:"label"`
 }
 
 func main() {
@@ -56,12 +51,12 @@ func run(tgz, out string) error {
 		}
 		return emails[i].ID < emails[j].ID
 	})
-	var spamHam, threeWay, subjects []line
+	var spamHam, threeWay, subjects []taskfile.Line
 	seen := map[string]bool{}
 	seenSubject := map[string]bool{}
 	for _, e := range emails {
 		subject, body := split(e.Text)
-		text := clip(strings.TrimSpace("Subject: "+subject+"\n\n"+body), 2000)
+		text := taskfile.Clip(strings.TrimSpace("Subject: "+subject+"\n\n"+body), taskfile.MaxText)
 		if seen[text] {
 			continue
 		}
@@ -71,12 +66,12 @@ func run(tgz, out string) error {
 		if kind == "spam" {
 			coarse = "spam"
 		}
-		spamHam = append(spamHam, line{text, coarse})
-		threeWay = append(threeWay, line{text, strings.ReplaceAll(kind, "-", "_")})
-		b := clip(strings.TrimSpace(body), 2000)
+		spamHam = append(spamHam, taskfile.Line{Text: text, Label: coarse})
+		threeWay = append(threeWay, taskfile.Line{Text: text, Label: strings.ReplaceAll(kind, "-", "_")})
+		b := taskfile.Clip(strings.TrimSpace(body), taskfile.MaxText)
 		if subject != "" && b != "" && !seen["body:"+b] {
 			seen["body:"+b] = true
-			subjects = append(subjects, line{b, "The subject of this e-mail is: " + subject})
+			subjects = append(subjects, taskfile.Line{Text: b, Label: "The subject of this e-mail is: " + subject})
 			seenSubject[subject] = true
 		}
 	}
@@ -86,8 +81,8 @@ func run(tgz, out string) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	for name, lines := range map[string][]line{"spam-ham.jsonl": spamHam, "spam-3way.jsonl": threeWay, "subjects.jsonl": subjects} {
-		if err := write(filepath.Join(out, name), lines); err != nil {
+	for name, lines := range map[string][]taskfile.Line{"spam-ham.jsonl": spamHam, "spam-3way.jsonl": threeWay, "subjects.jsonl": subjects} {
+		if err := taskfile.Write(filepath.Join(out, name), lines); err != nil {
 			return err
 		}
 	}
@@ -143,37 +138,4 @@ func split(raw string) (subject, body string) {
 		}
 	}
 	return subject, body
-}
-
-// clip cuts s to at most n bytes on a rune boundary, and makes it valid
-// UTF-8.
-func clip(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-func write(path string, lines []line) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriter(f)
-	enc := json.NewEncoder(w)
-	for _, l := range lines {
-		if err := enc.Encode(l); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

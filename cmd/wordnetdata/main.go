@@ -25,7 +25,6 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -35,7 +34,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/understudy-dev/understudy/internal/taskfile"
 )
 
 // lexNames are WordNet's lexicographer files, by number (lexnames(5WN)).
@@ -61,11 +61,6 @@ var tasks = []struct {
 }{
 	{"nouns.jsonl", "data.noun", 80000},
 	{"verbs.jsonl", "data.verb", 13000},
-}
-
-type line struct {
-	Text  string `json:"text"`
-	Label string `json:"label"`
 }
 
 func main() {
@@ -98,7 +93,7 @@ func run(tgz, out string) error {
 		if len(lines) < t.min {
 			return fmt.Errorf("only %d synsets read from dict/%s of %s: is it the right package?", len(lines), t.data, tgz)
 		}
-		if err := write(filepath.Join(out, t.name), lines); err != nil {
+		if err := taskfile.Write(filepath.Join(out, t.name), lines); err != nil {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "wordnetdata: %s: %d texts, %d labels\n", t.name, len(lines), labels(lines))
@@ -143,8 +138,8 @@ func read(path string) (map[string][]byte, error) {
 // label. A line is "offset lex_filenum ss_type w_cnt word lex_id ...
 // p_cnt pointers... [frames...] | gloss"; the licence at the top of the
 // file is indented by two spaces.
-func synsets(raw []byte) ([]line, error) {
-	byLabel := map[string][]line{}
+func synsets(raw []byte) ([]taskfile.Line, error) {
+	byLabel := map[string][]taskfile.Line{}
 	seen := map[string]bool{}
 	sc := bufio.NewScanner(bytes.NewReader(raw))
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
@@ -177,13 +172,13 @@ func synsets(raw []byte) ([]line, error) {
 			w, _, _ := strings.Cut(f[4+2*i], "(") // adjectives' (a), (p), (ip)
 			ws = append(ws, strings.ReplaceAll(w, "_", " "))
 		}
-		text := clip(strings.Join(ws, ", ")+": "+strings.TrimSpace(gloss), 2000)
+		text := taskfile.Clip(strings.Join(ws, ", ")+": "+strings.TrimSpace(gloss), taskfile.MaxText)
 		if seen[text] {
 			continue
 		}
 		seen[text] = true
 		_, label, _ := strings.Cut(name, ".")
-		byLabel[label] = append(byLabel[label], line{text, label})
+		byLabel[label] = append(byLabel[label], taskfile.Line{Text: text, Label: label})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
@@ -193,50 +188,17 @@ func synsets(raw []byte) ([]line, error) {
 		names = append(names, l)
 	}
 	sort.Strings(names)
-	var out []line
+	var out []taskfile.Line
 	for _, l := range names {
 		out = append(out, byLabel[l]...)
 	}
 	return out, nil
 }
 
-func labels(lines []line) int {
+func labels(lines []taskfile.Line) int {
 	set := map[string]bool{}
 	for _, l := range lines {
 		set[l.Label] = true
 	}
 	return len(set)
-}
-
-// clip cuts s to at most n bytes on a rune boundary, and makes it valid
-// UTF-8.
-func clip(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-func write(path string, lines []line) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriter(f)
-	enc := json.NewEncoder(w)
-	for _, l := range lines {
-		if err := enc.Encode(l); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

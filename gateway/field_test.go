@@ -257,16 +257,25 @@ func TestTornStreams(t *testing.T) {
 			t.Errorf("%s: stream error %T %v, want the SDK's StreamError from the gateway's error event", name, s.Err(), s.Err())
 		}
 	}
-	if err := h.pairs.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	// A stream's pair is logged after its last byte reached the client:
+	// wait for it, then make sure no other came.
 	var labels []string
-	if err := h.pairs.Pairs(context.Background(), "torn", func(p storage.Pair) error {
-		labels = append(labels, p.Label)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+	read := func() bool {
+		if err := h.pairs.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		labels = nil
+		if err := h.pairs.Pairs(context.Background(), "torn", func(p storage.Pair) error {
+			labels = append(labels, p.Label)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return len(labels) > 0
 	}
+	waitFor(t, read)
+	time.Sleep(50 * time.Millisecond)
+	read()
 	if fmt.Sprint(labels) != "[ham]" {
 		t.Errorf("logged labels %v, want only the complete answer's [ham]", labels)
 	}

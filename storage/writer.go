@@ -92,7 +92,6 @@ func (db *DB) writePairs(batch []*queued) {
 	for _, q := range batch {
 		size += q.size
 	}
-	defer db.queued.Add(-size)
 	var firstErr error
 	for len(batch) > 0 {
 		n := chunkLen(batch)
@@ -119,6 +118,8 @@ func (db *DB) writePairs(batch []*queued) {
 		batch = batch[n:]
 	}
 
+	// Free the batch's bytes before Flush can see it written.
+	db.queued.Add(-size)
 	db.progMu.Lock()
 	db.written += total
 	db.writtenA.Store(db.written)

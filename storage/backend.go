@@ -40,7 +40,16 @@ type RoutingRecords interface {
 	PutRoutingRecord(domain string, rec []byte) error
 }
 
+// Responses keeps the responses a student made on the Responses API, for
+// as long as the pair log keeps pairs; the gateway owns their format.
+type Responses interface {
+	PutResponse(id string, rec []byte) error
+	Response(id string) ([]byte, error)
+	DeleteResponse(id string) error
+}
+
 var (
+	_ Responses        = (*DB)(nil)
 	_ PairLog          = (*DB)(nil)
 	_ DomainRecords    = (*DB)(nil)
 	_ StudentArtifacts = (*DB)(nil)

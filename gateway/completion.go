@@ -55,7 +55,7 @@ func (s *Server) completion(ctx *fasthttp.RequestCtx, r *openai.Request) error {
 	info.domain = domain
 	info.route = string(router.RouteTeacher)
 	if r.Ineligible != "" {
-		return s.askTeacher(ctx, info, teacherCall{stream: r.Stream})
+		return s.askTeacher(ctx, info, teacherCall{stream: r.Stream, body: r.Forward})
 	}
 	var dec router.Decision
 	if s.router != nil {
@@ -83,7 +83,7 @@ func (s *Server) completion(ctx *fasthttp.RequestCtx, r *openai.Request) error {
 			o.Student, o.Version, o.Sampled = p, dec.Version, sampled
 		}
 	}
-	err = s.askTeacher(ctx, info, teacherCall{stream: r.Stream, spare: dec.Fallback != nil,
+	err = s.askTeacher(ctx, info, teacherCall{stream: r.Stream, api: r.Endpoint, body: r.Forward, spare: dec.Fallback != nil,
 		answered: func(a openai.Answer, stream bool) { s.teacherAnswered(info, r, a, stream, o) }})
 	if err == nil || dec.Fallback == nil {
 		return err
@@ -116,21 +116,27 @@ func (s *Server) studentAnswers(ctx *fasthttp.RequestCtx, info *reqInfo, r *open
 }
 
 // answerWithStudent renders a student's answer as the OpenAI response the
-// client asked for: a chat completion or a completion, JSON or a stream.
+// client asked for: a chat completion, a completion or a Response, JSON or
+// a stream.
 func (s *Server) answerWithStudent(ctx *fasthttp.RequestCtx, info *reqInfo, r *openai.Request, p student.Prediction, version int, route router.Route) {
 	info.route = string(route)
 	domain := info.domain
 	h := &ctx.Response.Header
 	h.Set("X-Understudy-Student", domain+"@v"+strconv.Itoa(version))
 	h.Set("X-Understudy-Confidence", strconv.FormatFloat(p.Confidence, 'f', 4, 64))
-	c := openai.Completion{ID: "chatcmpl-" + info.id, Chat: r.Chat, Created: time.Now().Unix(), Model: r.Model,
+	promptTokens, completionTokens := estimateTokens(r.System)+estimateTokens(r.Input), estimateTokens(p.Answer)
+	s.costs.student(domain, r.Model, string(route), promptTokens, completionTokens)
+	if r.Endpoint == openai.ResponsesAPI {
+		s.studentResponse(ctx, info, r, p.Answer, promptTokens, completionTokens)
+		return
+	}
+	c := openai.Completion{ID: "chatcmpl-" + info.id, Chat: r.Endpoint == openai.Chat, Created: time.Now().Unix(), Model: r.Model,
 		Fingerprint:  "understudy-" + domain + "-v" + strconv.Itoa(version),
-		PromptTokens: estimateTokens(r.System) + estimateTokens(r.Input), CompletionTokens: estimateTokens(p.Answer),
+		PromptTokens: promptTokens, CompletionTokens: completionTokens,
 		IncludeUsage: r.Stream && r.IncludeUsage}
-	if !r.Chat {
+	if !c.Chat {
 		c.ID = "cmpl-" + info.id
 	}
-	s.costs.student(domain, r.Model, string(route), c.PromptTokens, c.CompletionTokens)
 	// The body is written straight into the response's own buffer.
 	b := ctx.Response.SwapBody(nil)[:0]
 	defer func() { ctx.Response.SwapBody(b) }()
@@ -141,7 +147,7 @@ func (s *Server) answerWithStudent(ctx *fasthttp.RequestCtx, info *reqInfo, r *o
 	}
 	ctx.SetContentType("text/event-stream")
 	h.Set("Cache-Control", "no-cache")
-	if r.Chat {
+	if c.Chat {
 		b = c.AppendChunk(b, openai.ChunkRole, "")
 	}
 	b = c.AppendChunk(b, openai.ChunkContent, p.Answer)

@@ -14,6 +14,14 @@ import (
 // DomainResolver finds a request's task domain: the X-Understudy-Domain
 // header, then metadata.task, then the first configured rule that matches,
 // else an automatic name fingerprinting model and normalized system prompt.
+//
+// The shape of answer a request asks for is part of its domain, so that a
+// student only answers requests of the shape it learned: an automatic name
+// hashes it with the prompt, and a name given by header, task or rule has
+// it as a suffix ("sentiment" for plain text, "sentiment.schema-1a2b3c4d"
+// for a JSON schema, "sentiment.tools" when tools are offered; see
+// shapeSuffix). A chat request and a Responses API request with the same
+// model, prompt and shape share a domain.
 type DomainResolver struct {
 	rules []domainRule
 	// autos caches automatic names by model and raw system prompt: a
@@ -59,13 +67,13 @@ func (d *DomainResolver) Resolve(header string, r *openai.Request) (string, erro
 		if !config.ValidDomainName(header) {
 			return "", invalidRequest("X-Understudy-Domain", "Invalid X-Understudy-Domain header %q: use 1-64 characters of A-Z a-z 0-9 . _ -", header)
 		}
-		return header, nil
+		return withShape(header, r.Shape), nil
 	}
 	if r.Task != "" {
 		if !config.ValidDomainName(r.Task) {
 			return "", invalidRequest("metadata.task", "Invalid 'metadata.task' %q: use 1-64 characters of A-Z a-z 0-9 . _ -", r.Task)
 		}
-		return r.Task, nil
+		return withShape(r.Task, r.Shape), nil
 	}
 	for _, rule := range d.rules {
 		if rule.prefix != "" && !strings.HasPrefix(r.System, rule.prefix) {
@@ -77,9 +85,47 @@ func (d *DomainResolver) Resolve(header string, r *openai.Request) (string, erro
 		if rule.model != "" && rule.model != r.Model {
 			continue
 		}
-		return rule.name, nil
+		return withShape(rule.name, r.Shape), nil
+	}
+	if r.Shape != "" {
+		// Rare enough not to be worth a cache of its own.
+		return Fingerprint(r.Model, r.System+"\x00"+r.Shape), nil
 	}
 	return d.auto(r.Model, r.System), nil
+}
+
+// withShape appends a named domain's shape suffix, keeping the name within
+// 64 characters by shortening its first part.
+func withShape(name, shape string) string {
+	if shape == "" {
+		return name
+	}
+	suffix := "." + shapeSuffix(shape)
+	if len(name)+len(suffix) > 64 {
+		name = name[:64-len(suffix)]
+	}
+	return name + suffix
+}
+
+// shapeSuffix names a shape in a domain name: "schema-" and 8 hex digits
+// for a JSON schema, "json" for a JSON object, "format-" and 8 hex digits
+// for an unknown format, "tools" when tools are offered, joined by "-".
+func shapeSuffix(shape string) string {
+	format, tools := strings.CutSuffix(shape, "+tools")
+	var parts []string
+	switch {
+	case format == "":
+	case strings.HasPrefix(format, "json_schema:"):
+		parts = append(parts, "schema-"+format[len("json_schema:"):][:8])
+	case strings.HasPrefix(format, "format:"):
+		parts = append(parts, "format-"+format[len("format:"):][:8])
+	default:
+		parts = append(parts, "json")
+	}
+	if tools {
+		parts = append(parts, "tools")
+	}
+	return strings.Join(parts, "-")
 }
 
 // auto returns Fingerprint(model, system), from the cache when it can.

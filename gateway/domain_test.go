@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/understudy-dev/understudy/config"
 	"github.com/understudy-dev/understudy/internal/openai"
 )
 
@@ -36,5 +37,66 @@ func TestResolveAutomaticNames(t *testing.T) {
 				t.Fatalf("round %d, prompt %d: Resolve = %q, %v; want %q", round, i, got, err, want)
 			}
 		}
+	}
+}
+
+// TestResolveShapes: requests of one prompt that ask for different shapes
+// of answer are different domains, named or automatic; chat and the
+// Responses API asking for the same shape share one.
+func TestResolveShapes(t *testing.T) {
+	d, err := NewDomainResolver(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parse := func(chat bool, body string) *openai.Request {
+		t.Helper()
+		var r *openai.Request
+		var err error
+		if chat {
+			r, err = openai.ParseChatRequest([]byte(body))
+		} else {
+			r, err = openai.ParseResponsesRequest([]byte(body))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	const schema = `{"type":"object","properties":{"spam":{"type":"boolean"}}}`
+	plain := parse(true, `{"model":"m","messages":[{"role":"system","content":"Sort."},{"role":"user","content":"x"}]}`)
+	plainResp := parse(false, `{"model":"m","instructions":"Sort.","input":"x"}`)
+	chatSchema := parse(true, `{"model":"m","response_format":{"type":"json_schema","json_schema":{"name":"v","strict":true,"schema":`+schema+`}},"messages":[{"role":"system","content":"Sort."},{"role":"user","content":"x"}]}`)
+	respSchema := parse(false, `{"model":"m","instructions":"Sort.","text":{"format":{"type":"json_schema","name":"v","strict":true,"schema":`+schema+`}},"input":"x"}`)
+	jsonObject := parse(true, `{"model":"m","response_format":{"type":"json_object"},"messages":[{"role":"system","content":"Sort."},{"role":"user","content":"x"}]}`)
+	tools := parse(false, `{"model":"m","instructions":"Sort.","tools":[{"type":"web_search"}],"input":"x"}`)
+	name := func(header string, r *openai.Request) string {
+		t.Helper()
+		n, err := d.Resolve(header, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, header := range []string{"", "sort"} {
+		p, s := name(header, plain), name(header, chatSchema)
+		if name(header, plainResp) != p || name(header, respSchema) != s {
+			t.Errorf("header %q: chat and Responses of one shape in different domains", header)
+		}
+		seen := map[string]bool{}
+		for _, n := range []string{p, s, name(header, jsonObject), name(header, tools)} {
+			if seen[n] || !config.ValidDomainName(n) {
+				t.Errorf("header %q: domain %q repeated or invalid", header, n)
+			}
+			seen[n] = true
+		}
+	}
+	if got := name("sort", plain); got != "sort" {
+		t.Errorf("a named plain domain is %q", got)
+	}
+	if got := name("sort", tools); got != "sort.tools" {
+		t.Errorf("a named domain offered tools is %q", got)
+	}
+	if got := name(strings.Repeat("a", 64), chatSchema); len(got) != 64 || !strings.Contains(got, ".schema-") {
+		t.Errorf("a 64-character name with a schema is %q", got)
 	}
 }

@@ -24,6 +24,7 @@ type metrics struct {
 	teacherErrors  *prometheus.CounterVec
 	teacherRetries *prometheus.CounterVec
 	studentTime    prometheus.Histogram
+	keptErrors     prometheus.Counter
 
 	breakerState       prometheus.Gauge
 	breakerTransitions *prometheus.CounterVec
@@ -83,11 +84,15 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
 		// Fine around the tens of µs a prediction takes, so a p50 reads true.
 		Buckets: []float64{.00001, .00002, .00003, .00004, .00005, .00006, .00007, .00008, .0001, .000125, .00015, .0002, .00025, .0005, .001, .0025, .005, .01, .1},
 	})
+	m.keptErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "understudy", Subsystem: "gateway", Name: "kept_response_errors_total",
+		Help: "Responses API answers a student made that could not be kept, so cannot be read back or continued (a full disk, say).",
+	})
 	// Series exist from the start, so dashboards and alerts see zeros.
 	for _, r := range []string{"connect", "stale_connection"} {
 		m.teacherRetries.WithLabelValues(r)
 	}
-	reg.MustRegister(m.studentTime, m.requests, m.duration, m.overhead, m.inFlight, m.teacherTTFT, m.teacherTime,
+	reg.MustRegister(m.studentTime, m.keptErrors, m.requests, m.duration, m.overhead, m.inFlight, m.teacherTTFT, m.teacherTime,
 		m.teacherErrors, m.teacherRetries, m.breakerState, m.breakerTransitions)
 	return m
 }

@@ -35,6 +35,10 @@ var hopHeaders = map[string]bool{
 type teacherCall struct {
 	// stream: the client asked for an event stream.
 	stream bool
+	// api is the API of an eligible request, whose answer is read.
+	api openai.Endpoint
+	// body, when not nil, is sent instead of the client's body.
+	body []byte
 	// spare: a server error (5xx) of the teacher is returned as an error
 	// instead of relayed, so that a student may answer in its place.
 	spare bool
@@ -57,7 +61,7 @@ type teacherCall struct {
 // returned.
 func (s *Server) askTeacher(ctx *fasthttp.RequestCtx, info *reqInfo, c teacherCall) error {
 	req := fasthttp.AcquireRequest()
-	s.upstreamRequest(ctx, req)
+	s.upstreamRequest(ctx, req, c.body)
 	x := exchange{resp: fasthttp.AcquireResponse(), start: time.Now(), info: info}
 	x.resp.StreamBody = c.stream
 	var err error
@@ -130,7 +134,9 @@ func (s *Server) relayAnswer(ctx *fasthttp.RequestCtx, x exchange, c teacherCall
 		ctx.SetBody(resp.Body())
 		var a openai.Answer
 		ok := c.answered != nil && status == fasthttp.StatusOK
-		if ok {
+		if ok && c.api == openai.ResponsesAPI {
+			a, ok = openai.ParseResponse(resp.Body())
+		} else if ok {
 			a, ok = openai.ParseAnswer(resp.Body())
 		}
 		x.end(nil)
@@ -143,12 +149,16 @@ func (s *Server) relayAnswer(ctx *fasthttp.RequestCtx, x exchange, c teacherCall
 		info.streaming = true
 		ctx.Response.Header.Set("Cache-Control", "no-cache")
 		ctx.Response.Header.Set("X-Accel-Buffering", "no")
-		var tee *openai.StreamAnswer
-		if c.answered != nil && status == fasthttp.StatusOK {
+		var tee answerTee
+		switch {
+		case c.answered == nil || status != fasthttp.StatusOK:
+		case c.api == openai.ResponsesAPI:
+			tee = &openai.ResponseStreamAnswer{}
+		default:
 			tee = &openai.StreamAnswer{}
 		}
 		ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
-			err := s.relay(w, resp, x.start, tee)
+			err := s.relay(w, resp, x.start, c.api, tee)
 			info.teacherTime = time.Since(x.start)
 			x.end(err)
 			if tee != nil && err == nil {
@@ -164,10 +174,10 @@ func (s *Server) relayAnswer(ctx *fasthttp.RequestCtx, x exchange, c teacherCall
 
 // upstreamRequest builds the teacher's copy of the client's request: same
 // method, path below the base URL, query, headers (less hop-by-hop ones and
-// the gateway's own) and body; the teacher's key, or the client's when
-// teacher.pass_client_authorization is set. Compression is not asked for,
+// the gateway's own) and body (or body, when not nil); the teacher's key,
+// or the client's when teacher.pass_client_authorization is set. Compression is not asked for,
 // so the gateway can read what the teacher answers.
-func (s *Server) upstreamRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request) {
+func (s *Server) upstreamRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request, body []byte) {
 	for k, v := range ctx.Request.Header.All() {
 		if !hopHeaders[string(k)] {
 			req.Header.SetBytesKV(k, v)
@@ -191,7 +201,19 @@ func (s *Server) upstreamRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request
 	case s.teacher.apiKey != "":
 		req.Header.Set("Authorization", "Bearer "+s.teacher.apiKey)
 	}
-	req.SetBodyRaw(ctx.PostBody())
+	if body == nil {
+		body = ctx.PostBody()
+	}
+	req.SetBodyRaw(body)
+}
+
+// answerTee rebuilds an answer from the lines of its event stream:
+// openai.StreamAnswer for chat and completions, openai.ResponseStreamAnswer
+// for the Responses API.
+type answerTee interface {
+	Line(l []byte)
+	Discard()
+	Answer() (openai.Answer, bool)
 }
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
@@ -201,9 +223,11 @@ var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<
 // answer is not kept.
 const maxEventLine = 1 << 20
 
-// errIncompleteStream: the teacher's stream ended (EOF) without its final
-// "data: [DONE]". Its answer is torn: the client is told, nothing is logged.
-var errIncompleteStream = errors.New("teacher stream ended before data: [DONE]")
+// errIncompleteStream: the teacher's stream ended (EOF) without the event
+// that ends it ("data: [DONE]"; response.completed, failed or incomplete
+// on the Responses API). Its answer is torn: the client is told, nothing
+// is logged.
+var errIncompleteStream = errors.New("teacher stream ended before its last event")
 
 // doneLine is the data line that ends a chat or completions stream.
 var doneLine = []byte("data: [DONE]")
@@ -220,7 +244,9 @@ var doneLine = []byte("data: [DONE]")
 // API error instead of a JSON syntax error.
 //
 // When sc is not nil, every line also goes to it, to rebuild the answer.
-func (s *Server) relay(w *bufio.Writer, resp *fasthttp.Response, start time.Time, sc *openai.StreamAnswer) error {
+// api says which event ends the stream, and how the error event is sent:
+// on the Responses API it is an "event: error".
+func (s *Server) relay(w *bufio.Writer, resp *fasthttp.Response, start time.Time, api openai.Endpoint, sc answerTee) error {
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(resp.BodyStream())
 	defer func() { br.Reset(nil); readerPool.Put(br) }()
@@ -255,7 +281,7 @@ func (s *Server) relay(w *bufio.Writer, resp *fasthttp.Response, start time.Time
 			}
 			midEvent = len(text) > 0 || passing
 			passing = false
-			if bytes.Equal(text, doneLine) {
+			if api == openai.ResponsesAPI && openai.ResponseStreamEnd(text) || bytes.Equal(text, doneLine) {
 				complete = true
 			}
 			if !midEvent { // blank line: end of an event
@@ -290,6 +316,9 @@ func (s *Server) relay(w *bufio.Writer, resp *fasthttp.Response, start time.Time
 			Message: "The teacher's stream broke off before the answer was complete (" + streamFailure(err) + ").",
 			Type:    "server_error", Code: "teacher_stream_incomplete",
 		}
+		if api == openai.ResponsesAPI {
+			_, _ = w.WriteString("event: error\n")
+		}
 		_, _ = w.WriteString("data: ")
 		_, _ = w.Write(msg.Body())
 		_, _ = w.WriteString("\n\n")
@@ -301,7 +330,7 @@ func (s *Server) relay(w *bufio.Writer, resp *fasthttp.Response, start time.Time
 // streamFailure says in a few words how a teacher stream failed.
 func streamFailure(err error) string {
 	if errors.Is(err, errIncompleteStream) {
-		return "it ended without data: [DONE]"
+		return "it ended without its last event"
 	}
 	return errorReason(err)
 }

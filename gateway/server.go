@@ -17,6 +17,7 @@ import (
 
 	"github.com/understudy-dev/understudy/config"
 	"github.com/understudy-dev/understudy/router"
+	"github.com/understudy-dev/understudy/storage"
 	"github.com/understudy-dev/understudy/student"
 )
 
@@ -31,6 +32,11 @@ type Deps struct {
 	Pairs PairLog
 	// Router decides who answers eligible requests. Default: the teacher.
 	Router Router
+	// Responses keeps the Responses API answers students make, to read
+	// back and continue. Default: none are kept (previous_response_id
+	// and GET of a student's response go to the teacher, which does not
+	// know them).
+	Responses storage.Responses
 	// MetricDomains bounds the domain label of metrics; share the router's.
 	// Default: metrics.max_domains domains.
 	MetricDomains *router.MetricDomains
@@ -46,6 +52,7 @@ type Server struct {
 	teacher       *Teacher
 	domains       *DomainResolver
 	pairs         PairLog
+	kept          storage.Responses
 	router        Router
 	// normalizer turns answers into labels.
 	normalizer student.Normalizer
@@ -70,7 +77,7 @@ func New(cfg *config.Config, deps Deps) (*Server, error) {
 	if deps.Registry == nil {
 		deps.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, log: deps.Logger, pairs: deps.Pairs, router: deps.Router, reg: deps.Registry,
+	s := &Server{cfg: cfg, log: deps.Logger, pairs: deps.Pairs, kept: deps.Responses, router: deps.Router, reg: deps.Registry,
 		normalizer: student.Normalizer{FoldCase: cfg.Labels.FoldCase, StripTrailingPeriod: cfg.Labels.StripTrailingPeriod}}
 	s.m = newMetrics(deps.Registry, s.log)
 	if deps.MetricDomains == nil {
@@ -203,6 +210,9 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx) error {
 	case "/v1/completions":
 		info.endpoint = "completions"
 		return only(ctx, post, s.completions)
+	case "/v1/responses":
+		info.endpoint = "responses"
+		return only(ctx, post, s.responses)
 	case "/v1/embeddings":
 		info.endpoint = "embeddings"
 		return only(ctx, post, s.passThrough)
@@ -215,6 +225,10 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx) error {
 		return only(ctx, getOrHead, s.readyz)
 	case "/metrics":
 		return only(ctx, get, func(ctx *fasthttp.RequestCtx) error { s.metrics(ctx); return nil })
+	}
+	if strings.HasPrefix(path, "/v1/responses/") && len(path) > len("/v1/responses/") {
+		info.endpoint = "responses"
+		return s.responseByID(ctx)
 	}
 	if strings.HasPrefix(path, "/v1/models/") && len(path) > len("/v1/models/") {
 		info.endpoint = "models"

@@ -68,7 +68,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	metricDomains := router.NewMetricDomains(cfg.Metrics.MaxDomains)
 	deps := gateway.Deps{Logger: log, Registry: reg, MetricDomains: metricDomains}
 	if cfg.Storage.Enabled {
-		deps.Pairs = db
+		deps.Pairs, deps.Responses = db, db
 	}
 	admin := gateway.AdminDeps{Store: db, Logger: log}
 	var (

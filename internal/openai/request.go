@@ -1,6 +1,8 @@
 package openai
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -25,11 +27,37 @@ type Request struct {
 	// (tools, image_input, audio_input, file_input, n>1, logprobs).
 	Ineligible string
 	// Messages is the request's messages array, as sent but for
-	// whitespace (chat only).
+	// whitespace (chat); for the Responses API, its input as chat
+	// messages, instructions first.
 	Messages []byte
-	// Chat is true for chat completions, false for legacy completions.
-	Chat bool
+	// Endpoint is the API the request came on.
+	Endpoint Endpoint
+	// Shape is the shape of answer asked for, beyond plain text: "" for
+	// text, "json_object", "json_schema:" and a hash of the schema, or
+	// "format:" and a hash of an unknown type; "+tools" follows when
+	// tools are offered. A domain's key includes
+	// it, so that a student only answers requests of the shape it
+	// learned.
+	Shape string
+	// Forward, when not nil, is the body the teacher gets instead of the
+	// client's: the client's without the metadata.task the gateway
+	// consumed (and without metadata when nothing else was in it), since
+	// OpenAI refuses chat metadata unless store is set.
+	Forward []byte
+
+	// The Responses API's own fields (see ParseResponsesRequest).
+	Responses
 }
+
+// Endpoint is an API a request can come on.
+type Endpoint uint8
+
+// The APIs the gateway learns from.
+const (
+	Chat Endpoint = iota
+	Completions
+	ResponsesAPI
+)
 
 // parsers are reused across requests: a fastjson parser keeps its memory.
 var parsers fastjson.ParserPool
@@ -47,7 +75,7 @@ func ParseChatRequest(body []byte) (*Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.Chat = true
+	r.Endpoint = Chat
 	msgs := o.Get("messages")
 	if absent(msgs) {
 		return nil, invalidRequest("messages", "Missing required parameter: 'messages'.")
@@ -60,20 +88,8 @@ func ParseChatRequest(body []byte) (*Request, error) {
 		return nil, invalidRequest("messages", "Invalid 'messages': empty array. Expected an array with minimum length 1.")
 	}
 	r.Messages = msgs.MarshalTo(nil)
-	if meta := o.Get("metadata"); !absent(meta) {
-		mo, err := meta.Object()
-		if err != nil {
-			return nil, typeError("metadata", "an object", meta)
-		}
-		if err := noDuplicateKey(mo, "metadata"); err != nil {
-			return nil, err
-		}
-		if task := mo.Get("task"); !absent(task) {
-			if task.Type() != fastjson.TypeString {
-				return nil, typeError("metadata.task", "a string", task)
-			}
-			r.Task = validUTF8(string(task.GetStringBytes()))
-		}
+	if err := readTask(o, r); err != nil {
+		return nil, err
 	}
 	var system, input strings.Builder
 	for i, m := range messages {
@@ -91,7 +107,7 @@ func ParseChatRequest(body []byte) (*Request, error) {
 		if role.Type() != fastjson.TypeString {
 			return nil, typeError(fmt.Sprintf("messages[%d].role", i), "a string", role)
 		}
-		text, media, err := contentText(mo.Get("content"), i)
+		text, media, err := contentText(mo.Get("content"), "messages", i)
 		if err != nil {
 			return nil, err
 		}
@@ -125,7 +141,99 @@ func ParseChatRequest(body []byte) (*Request, error) {
 	case logprobs:
 		r.Ineligible = "logprobs"
 	}
+	if r.Shape, err = answerShape(o.Get("response_format"), "response_format", "json_schema"); err != nil {
+		return nil, err
+	}
+	if hasValue(o.Get("tools")) || hasValue(o.Get("functions")) {
+		r.Shape += "+tools"
+	}
+	stripTask(o, r)
 	return r, nil
+}
+
+// readTask reads metadata.task, which names the request's domain.
+func readTask(o *fastjson.Object, r *Request) error {
+	meta := o.Get("metadata")
+	if absent(meta) {
+		return nil
+	}
+	mo, err := meta.Object()
+	if err != nil {
+		return typeError("metadata", "an object", meta)
+	}
+	if err := noDuplicateKey(mo, "metadata"); err != nil {
+		return err
+	}
+	if task := mo.Get("task"); !absent(task) {
+		if task.Type() != fastjson.TypeString {
+			return typeError("metadata.task", "a string", task)
+		}
+		r.Task = validUTF8(string(task.GetStringBytes()))
+	}
+	return nil
+}
+
+// stripTask sets r.Forward to the body without metadata.task when the
+// request named its domain there: the task is the gateway's, not the
+// teacher's. It runs last, once nothing more is read from o.
+func stripTask(o *fastjson.Object, r *Request) {
+	meta := o.Get("metadata")
+	if meta == nil || meta.Get("task") == nil {
+		return
+	}
+	mo, _ := meta.Object()
+	mo.Del("task")
+	if mo.Len() == 0 {
+		o.Del("metadata")
+	}
+	r.Forward = o.MarshalTo(nil)
+}
+
+// answerShape reads the shape of answer a request asks for from
+// response_format (chat) or text.format (Responses API), named param:
+// "" for text or when absent, "json_object", "json_schema:" and 12 hex
+// digits of a hash of the schema, or "format:" and a hash of a type this
+// gateway does not know. The schema is at schemaAt on chat
+// (response_format.json_schema.schema) and in the format itself on the
+// Responses API; both hash alike, so the two APIs share a domain.
+func answerShape(v *fastjson.Value, param, schemaAt string) (string, error) {
+	if absent(v) {
+		return "", nil
+	}
+	fo, err := v.Object()
+	if err != nil {
+		return "", typeError(param, "an object", v)
+	}
+	if err := noDuplicateKey(fo, param); err != nil {
+		return "", err
+	}
+	kind := fo.Get("type")
+	if !absent(kind) && kind.Type() != fastjson.TypeString {
+		return "", typeError(param+".type", "a string", kind)
+	}
+	switch k := string(kind.GetStringBytes()); k {
+	case "", "text":
+		return "", nil
+	case "json_schema":
+		holder := v
+		if schemaAt != "" {
+			holder = v.Get(schemaAt)
+		}
+		var schema []byte
+		if holder != nil {
+			if sv := holder.Get("schema"); sv != nil {
+				schema = sv.MarshalTo(nil)
+			}
+		}
+		h := sha256.Sum256(schema)
+		return "json_schema:" + hex.EncodeToString(h[:6]), nil
+	case "json_object":
+		return k, nil
+	default:
+		// A kind this gateway does not know: a shape of its own.
+		h := sha256.Sum256([]byte(k))
+		return "format:" + hex.EncodeToString(h[:6]), nil
+	}
 }
 
 // ParseCompletionRequest reads a /v1/completions body, with
@@ -138,6 +246,7 @@ func ParseCompletionRequest(body []byte) (*Request, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.Endpoint = Completions
 	n, err := intParam(o.Get("n"), "n")
 	if err != nil {
 		return nil, err
@@ -471,15 +580,16 @@ func jsonTypeName(v *fastjson.Value) string {
 	}
 }
 
-// contentText returns the text of messages[msg].content (a string, an
-// array of parts, or null) and, if it holds a part no student can take,
-// that part's kind. The text is valid until the parser's next use.
-func contentText(v *fastjson.Value, msg int) (text []byte, media string, err error) {
+// contentText returns the text of <list>[idx].content (a string, an array
+// of parts, or null) and, if it holds a part no student can take, that
+// part's kind. list is "messages" or "input", for the error's param. The
+// text is valid until the parser's next use.
+func contentText(v *fastjson.Value, list string, idx int) (text []byte, media string, err error) {
 	if absent(v) {
 		return nil, "", nil
 	}
 	invalid := func(why string) error {
-		return invalidRequest(fmt.Sprintf("messages[%d].content", msg), "Invalid 'messages[%d].content': %s", msg, why)
+		return invalidRequest(fmt.Sprintf("%s[%d].content", list, idx), "Invalid '%s[%d].content': %s", list, idx, why)
 	}
 	switch v.Type() {
 	case fastjson.TypeString:
@@ -492,18 +602,20 @@ func contentText(v *fastjson.Value, msg int) (text []byte, media string, err err
 				return nil, "", invalid("expected an array of content parts")
 			}
 			if _, dup := duplicateKey(po); dup {
-				return nil, "", noDuplicateKey(po, fmt.Sprintf("messages[%d].content[%d]", msg, j))
+				return nil, "", noDuplicateKey(po, fmt.Sprintf("%s[%d].content[%d]", list, idx, j))
 			}
 			kind, txt := po.Get("type"), po.Get("text")
 			if !absent(kind) && kind.Type() != fastjson.TypeString || !absent(txt) && txt.Type() != fastjson.TypeString {
 				return nil, "", invalid("expected an array of content parts")
 			}
 			switch string(kind.GetStringBytes()) {
-			case "text", "input_text":
+			case "text", "input_text", "output_text":
 				if len(text) > 0 {
 					text = append(text, '\n')
 				}
 				text = append(text, txt.GetStringBytes()...)
+			case "refusal":
+				// An earlier assistant turn's refusal: no text to learn.
 			case "image_url", "input_image":
 				media = "image_input"
 			case "input_audio":

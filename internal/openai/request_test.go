@@ -2,6 +2,8 @@ package openai
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,9 +29,19 @@ func TestParseChatRequest(t *testing.T) {
 		{"developer role and parts", `{"model":"m","messages":[{"role":"developer","content":[{"type":"text","text":"Sys"}]},{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}]}`,
 			Request{Model: "m", System: "Sys", Input: "a\nb"}},
 		{"metadata task", `{"model":"m","metadata":{"task":"spam"},"messages":[{"role":"user","content":"x"}]}`,
-			Request{Model: "m", Task: "spam", Input: "x"}},
+			Request{Model: "m", Task: "spam", Input: "x", Forward: []byte(`{"model":"m","messages":[{"role":"user","content":"x"}]}`)}},
+		{"metadata task beside other keys", `{"model":"m","metadata":{"user":"u1","task":"spam"},"messages":[{"role":"user","content":"x"}]}`,
+			Request{Model: "m", Task: "spam", Input: "x", Forward: []byte(`{"model":"m","metadata":{"user":"u1"},"messages":[{"role":"user","content":"x"}]}`)}},
+		{"metadata without task forwarded as sent", `{"model":"m","metadata":{"user":"u1"},"messages":[{"role":"user","content":"x"}]}`,
+			Request{Model: "m", Input: "x"}},
+		{"json schema", `{"model":"m","response_format":{"type":"json_schema","json_schema":{"name":"v","schema":{"type":"object"}}},"messages":[{"role":"user","content":"x"}]}`,
+			Request{Model: "m", Input: "x", Shape: "json_schema:" + schemaHash(`{"type":"object"}`)}},
+		{"json object", `{"model":"m","response_format":{"type":"json_object"},"messages":[{"role":"user","content":"x"}]}`,
+			Request{Model: "m", Input: "x", Shape: "json_object"}},
+		{"text format", `{"model":"m","response_format":{"type":"text"},"messages":[{"role":"user","content":"x"}]}`,
+			Request{Model: "m", Input: "x"}},
 		{"tools", `{"model":"m","tools":[{"type":"function","function":{"name":"f"}}],"messages":[{"role":"user","content":"x"}]}`,
-			Request{Model: "m", Input: "x", Ineligible: "tools"}},
+			Request{Model: "m", Input: "x", Ineligible: "tools", Shape: "+tools"}},
 		{"empty tools stays eligible", `{"model":"m","tools":[],"messages":[{"role":"user","content":"x"}]}`,
 			Request{Model: "m", Input: "x"}},
 		{"image", `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"what"},{"type":"image_url","image_url":{"url":"http://x"}}]}]}`,
@@ -50,15 +62,21 @@ func TestParseChatRequest(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseChatRequest: %v", err)
 			}
-			if !got.Chat || !strings.Contains(tc.body, string(got.Messages)) {
-				t.Errorf("Chat %v, Messages %s: want true and the messages as sent", got.Chat, got.Messages)
+			if got.Endpoint != Chat || !strings.Contains(tc.body, string(got.Messages)) {
+				t.Errorf("Endpoint %v, Messages %s: want Chat and the messages as sent", got.Endpoint, got.Messages)
 			}
-			got.Messages, got.Chat = nil, false
+			got.Messages = nil
 			if !reflect.DeepEqual(*got, tc.want) {
 				t.Errorf("got %+v\nwant %+v", *got, tc.want)
 			}
 		})
 	}
+}
+
+// schemaHash is the hash answerShape gives a schema.
+func schemaHash(schema string) string {
+	h := sha256.Sum256([]byte(schema))
+	return hex.EncodeToString(h[:6])
 }
 
 func TestParseChatRequestErrors(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/responses"
 
 	"github.com/understudy-dev/understudy/config"
 	"github.com/understudy-dev/understudy/gateway"
@@ -140,6 +141,21 @@ func ask(client openai.Client, shape string, opts ...option.RequestOption) reply
 			r.model = cp.Model
 		}
 		r.err = s.Err()
+	case "responses":
+		var rs *responses.Response
+		if rs, r.err = client.Responses.New(ctx, respParams, opts...); r.err == nil {
+			r.text, r.usage, r.model = rs.OutputText(), rs.Usage.TotalTokens, string(rs.Model)
+		}
+	case "responses stream":
+		s := client.Responses.NewStreaming(ctx, respParams, opts...)
+		for s.Next() {
+			ev := s.Current()
+			r.text += ev.Delta
+			if ev.Type == "response.completed" {
+				r.usage, r.model = ev.Response.Usage.TotalTokens, string(ev.Response.Model)
+			}
+		}
+		r.err = s.Err()
 	default:
 		panic(shape)
 	}
@@ -150,7 +166,11 @@ func ask(client openai.Client, shape string, opts ...option.RequestOption) reply
 	return r
 }
 
-var shapes = []string{"chat", "chat stream", "completion", "completion stream"}
+// respParams asks what the chat request asks, on the Responses API.
+var respParams = responses.ResponseNewParams{Model: "teacher-sim", Instructions: openai.String(spamSystem),
+	Input: responses.ResponseNewParamsInputUnion{OfString: openai.String(spamText)}}
+
+var shapes = []string{"chat", "chat stream", "completion", "completion stream", "responses", "responses stream"}
 
 // deadTeacher points the gateway at an address nothing listens on.
 func deadTeacher(t *testing.T) func(*config.Config) {
@@ -247,7 +267,7 @@ func TestDeferredRoute(t *testing.T) {
 				}
 				return len(labels) >= len(shapes)
 			})
-			if fmt.Sprint(labels) != "[spam spam spam spam]" {
+			if fmt.Sprint(labels) != "[spam spam spam spam spam spam]" {
 				t.Errorf("logged labels %v, want the teacher's spam for each request", labels)
 			}
 		})

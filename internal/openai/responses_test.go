@@ -167,3 +167,38 @@ func TestParseResponseRefuses(t *testing.T) {
 		t.Error("an incomplete stream gave an answer")
 	}
 }
+
+// FuzzParseResponsesRequest checks the parser never panics, that what it
+// accepts has a model or a prompt template, and that the JSON it builds
+// (the items kept with a student's response, the messages kept with a
+// pair, the body forwarded without the task) is JSON.
+func FuzzParseResponsesRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"model":"m","input":"hi"}`,
+		`{"model":"m","instructions":"s","stream":true,"store":false,"input":[{"role":"developer","content":"d"},{"type":"message","role":"user","content":[{"type":"input_text","text":"a"},{"type":"input_image"}]}]}`,
+		`{"model":"m","metadata":{"task":"t","k":"v"},"text":{"format":{"type":"json_schema","schema":{}}},"tools":[{}],"input":[{"type":"function_call_output"}]}`,
+		`{"prompt":{"id":"p"}}`, `{"model":"m","previous_response_id":"resp_1"}`, `[]`, `null`, `{"model":"m","input":[{"role":1}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r, err := ParseResponsesRequest(body)
+		if err != nil {
+			if _, ok := err.(*Error); !ok {
+				t.Fatalf("error %T is not an *Error", err)
+			}
+			return
+		}
+		if !json.Valid(body) {
+			t.Fatalf("accepted a body that is not JSON")
+		}
+		if r.Model == "" && !bytes.Contains(body, []byte(`prompt`)) {
+			t.Fatal("accepted a request without a model or a prompt")
+		}
+		for name, b := range map[string][]byte{"Items": r.Items, "Messages": r.Messages, "Forward": r.Forward} {
+			if b != nil && !json.Valid(b) {
+				t.Fatalf("%s %q is not JSON", name, b)
+			}
+		}
+	})
+}

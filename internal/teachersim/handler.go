@@ -17,12 +17,12 @@ import (
 
 // scratch is the per-request working memory of the handler, pooled.
 type scratch struct {
-	chat   chatRequest
-	system []byte // system prompt of a chat request
-	text   []byte // user text of a chat request, prompt of a completion
-	out    []byte // response body
-	vec    []float32
-	raw    []byte // embedding bytes before base64
+	chat chatRequest
+	conv conversation // what a chat request is answered by
+	text []byte       // prompt of a completion
+	out  []byte       // response body
+	vec  []float32
+	raw  []byte // embedding bytes before base64
 }
 
 // maxPooledBytes keeps unusually large buffers out of the pool.
@@ -31,7 +31,8 @@ const maxPooledBytes = 1 << 20
 func (s *Server) getScratch() *scratch { return s.scratch.Get().(*scratch) }
 
 func (s *Server) putScratch(sc *scratch) {
-	if cap(sc.out) > maxPooledBytes || cap(sc.text) > maxPooledBytes || cap(sc.raw) > maxPooledBytes {
+	if cap(sc.out) > maxPooledBytes || cap(sc.text) > maxPooledBytes || cap(sc.raw) > maxPooledBytes ||
+		cap(sc.conv.system) > maxPooledBytes || cap(sc.conv.text) > maxPooledBytes {
 		return
 	}
 	s.scratch.Put(sc)
@@ -266,24 +267,9 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, n uint64) {
 		s.writeError(ctx, missingParam("messages"))
 		return
 	}
-	sc.system, sc.text = sc.system[:0], sc.text[:0]
-	haveSystem, haveText := false, false
+	sc.conv.reset()
 	for i, m := range req.Messages {
-		var ok bool
-		switch {
-		case isSystemRole(m.Role) && !haveSystem:
-			haveSystem = true
-			sc.system, ok = appendContent(sc.system, m.Content)
-		case isSystemRole(m.Role):
-			ok = true // only the first system message is the prompt
-		default:
-			if haveText {
-				sc.text = append(sc.text, '\n')
-			}
-			haveText = true
-			sc.text, ok = appendContent(sc.text, m.Content)
-		}
-		if !ok {
+		if !sc.conv.add(m.Role, m.Content, "text") {
 			s.writeError(ctx, invalidParam("messages["+strconv.Itoa(i)+"].content", "Invalid type for 'messages["+strconv.Itoa(i)+"].content': expected a string or an array of content parts."))
 			return
 		}
@@ -292,9 +278,8 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, n uint64) {
 	if !s.prelude(ctx, set) {
 		return
 	}
-	a, found := s.ix.chat(sc.system, sc.text)
-	text := set.answer(a, found)
-	r := newReply(true, n, req.Model, text, utf8.RuneCount(sc.system)+utf8.RuneCount(sc.text))
+	text := s.answer(set, &sc.conv)
+	r := newReply(true, n, req.Model, text, sc.conv.runes())
 	if req.Stream {
 		r.includeUsage = req.StreamOptions.IncludeUsage
 		s.stream(ctx, r, text, set.ChunkDelay)
@@ -340,6 +325,15 @@ func (s *Server) completion(ctx *fasthttp.RequestCtx, n uint64) {
 	}
 	sc.out = r.appendJSON(sc.out[:0], text)
 	s.writeJSON(ctx, sc.out)
+}
+
+// answer is the teacher's answer to a conversation under set: the
+// label of the example whose text is the conversation's text, searched
+// among the tasks whose system prompt is the conversation's, or among all
+// tasks when none has it.
+func (s *Server) answer(set *settings, c *conversation) string {
+	a, found := s.ix.chat(c.system, c.text)
+	return set.answer(a, found)
 }
 
 // answer is the teacher's answer under these settings.

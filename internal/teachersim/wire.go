@@ -64,10 +64,52 @@ func isSystemRole(role string) bool {
 	return role == "system" || role == "developer"
 }
 
+// conversation collects the two texts a lookup reads from a conversation,
+// by the one rule the chat and Responses endpoints share: the first
+// system or developer message is the system prompt (later ones are
+// ignored), and the texts of all other messages (user, assistant, tool),
+// in order and joined by "\n", are the text the answer is looked up by.
+type conversation struct {
+	system, text         []byte
+	haveSystem, haveText bool
+}
+
+// reset empties c for reuse while keeping its buffers.
+func (c *conversation) reset() {
+	*c = conversation{system: c.system[:0], text: c.text[:0]}
+}
+
+// add adds a message of role whose content is raw, a JSON string, an
+// array of content parts or null, of which the parts of type textType
+// carry text. ok is false for any other JSON value.
+func (c *conversation) add(role string, raw json.RawMessage, textType string) (ok bool) {
+	switch {
+	case isSystemRole(role) && !c.haveSystem:
+		c.haveSystem = true
+		c.system, ok = appendContent(c.system, raw, textType)
+	case isSystemRole(role):
+		ok = true // only the first system message is the prompt
+	default:
+		if c.haveText {
+			c.text = append(c.text, '\n')
+		}
+		c.haveText = true
+		c.text, ok = appendContent(c.text, raw, textType)
+	}
+	return ok
+}
+
+// runes is the length in runes of the texts, from which the prompt's
+// tokens are estimated.
+func (c *conversation) runes() int {
+	return utf8.RuneCount(c.system) + utf8.RuneCount(c.text)
+}
+
 // appendContent appends the text of a message content (a JSON string, an
-// array of content parts, or null) to dst, text parts joined by "\n". ok is
-// false for any other JSON value.
-func appendContent(dst []byte, raw json.RawMessage) (_ []byte, ok bool) {
+// array of content parts, or null) to dst, the parts of type textType
+// joined by "\n" and other parts skipped. ok is false for any other JSON
+// value.
+func appendContent(dst []byte, raw json.RawMessage, textType string) (_ []byte, ok bool) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return dst, true
@@ -82,7 +124,7 @@ func appendContent(dst []byte, raw json.RawMessage) (_ []byte, ok bool) {
 		}
 		first := true
 		for _, p := range parts {
-			if p.Type != "text" {
+			if p.Type != textType {
 				continue
 			}
 			if !first {

@@ -52,7 +52,7 @@ func FuzzAppendContent(f *testing.F) {
 		if !json.Valid(raw) {
 			return
 		}
-		got, ok := appendContent(nil, raw)
+		got, ok := appendContent(nil, raw, "text")
 		var s string
 		if json.Unmarshal(raw, &s) == nil && ok && string(got) != s && strings.TrimSpace(string(raw))[0] == '"' {
 			t.Errorf("appendContent(%s) = %q, encoding/json gives %q", raw, got, s)

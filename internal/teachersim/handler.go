@@ -110,6 +110,7 @@ const (
 	pathCompletions = "/v1/completions"
 	pathEmbeddings  = "/v1/embeddings"
 	pathModels      = "/v1/models"
+	pathResponses   = "/v1/responses"
 	pathSimConfig   = "/sim/config"
 	pathSimStats    = "/sim/stats"
 )
@@ -174,7 +175,15 @@ func (s *Server) api(ctx *fasthttp.RequestCtx, n uint64) {
 		if s.allow(ctx, fasthttp.MethodGet) && s.prelude(ctx, s.settings.Load()) {
 			s.writeJSON(ctx, s.modelList)
 		}
+	case pathResponses:
+		if s.allow(ctx, fasthttp.MethodPost) {
+			s.createResponse(ctx, n)
+		}
 	default:
+		if id, ok := bytes.CutPrefix(path, []byte(pathResponses+"/")); ok {
+			s.responseByID(ctx, string(id))
+			return
+		}
 		id, ok := bytes.CutPrefix(path, []byte(pathModels+"/"))
 		if !ok || len(id) == 0 {
 			s.notFound(ctx)

@@ -30,6 +30,8 @@ type Server struct {
 	models    map[string][]byte // GET /v1/models/{id} bodies
 	authz     []byte            // "Bearer <APIKey>", nil without a key
 
+	stored *responseStore // responses kept for GET /v1/responses/{id}
+
 	settings   atomic.Pointer[settings]
 	settingsMu sync.Mutex // serialises /sim/config updates
 
@@ -71,6 +73,7 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger,
 		created: time.Now().Unix(),
 		closing: make(chan struct{}),
+		stored:  newResponseStore(maxStoredResponses),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -79,6 +79,14 @@ func (c *conversation) reset() {
 	*c = conversation{system: c.system[:0], text: c.text[:0]}
 }
 
+// setSystem makes system the system prompt, unless c has one already.
+func (c *conversation) setSystem(system string) {
+	if !c.haveSystem {
+		c.haveSystem = true
+		c.system = append(c.system[:0], system...)
+	}
+}
+
 // add adds a message of role whose content is raw, a JSON string, an
 // array of content parts or null, of which the parts of type textType
 // carry text. ok is false for any other JSON value.

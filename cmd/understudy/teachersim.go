@@ -27,8 +27,9 @@ func teacherSim(ctx context.Context, args []string, stderr io.Writer) error {
 
 An OpenAI-compatible server that answers from labelled JSONL files
 ({"text": ..., "label": ...} per line; a {"system": ...} line sets the task's
-system prompt). Chat requests are matched to a task by system prompt and
-answered with the label of the example whose text equals the user message.`)
+system prompt). Chat and Responses requests are matched to a task by system
+prompt (Responses: instructions) and answered with the label of the example
+whose text equals the user message.`)
 		fs.PrintDefaults()
 	}
 	var tasks, systems, models listFlag

@@ -649,3 +649,24 @@ func TestResponsesFollowSettings(t *testing.T) {
 		}
 	})
 }
+
+// FuzzReadInput checks that no input panics the Responses input parser and
+// that a string input is read as encoding/json reads it.
+func FuzzReadInput(f *testing.F) {
+	for _, s := range []string{`"plain"`, `"esc\n\u00e9"`, `[{"role":"user","content":"a"}]`, `[{"role":"assistant","content":[{"type":"output_text","text":"b"}]}]`,
+		`[{"type":"message","role":"system","content":[{"type":"input_text","text":"s"},{"type":"input_image"}]}]`, `[null]`, `[[]]`, `[{"role":"user","content":[1]}]`, `42`, `null`, "\"\xff\""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if !json.Valid(raw) {
+			return
+		}
+		var c conversation
+		e := readInput(&c, raw)
+		var s string
+		isString := strings.HasPrefix(strings.TrimSpace(string(raw)), `"`)
+		if isString && json.Unmarshal(raw, &s) == nil && (e != nil || string(c.text) != s || c.haveSystem) {
+			t.Errorf("readInput(%s) = %v, text %q; want no error and text %q", raw, e, c.text, s)
+		}
+	})
+}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/openai/openai-go/v3/shared"
 
 	"github.com/understudy-dev/understudy/config"
+	"github.com/understudy-dev/understudy/gateway"
 	"github.com/understudy-dev/understudy/internal/teachersim"
 	"github.com/understudy-dev/understudy/router"
 	"github.com/understudy-dev/understudy/storage"
@@ -145,4 +148,81 @@ func TestTaskTagNotForwarded(t *testing.T) {
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// simIDs matches what differs between two answers of teacher-sim to one
+// request: its numbered ids and the times.
+var simIDs = regexp.MustCompile(`(resp|msg)_sim-\d+|"(created_at|completed_at)":\d+|sim-\d+`)
+
+// TestResponsesRelayed: before any student serves, the Responses API through
+// the gateway is the teacher's, byte for byte but for ids and times, plain
+// and streamed; the answers are logged in the chat domain of the same
+// prompt; a teacher's response is read back through the gateway.
+func TestResponsesRelayed(t *testing.T) {
+	h := startWith(t, teachersim.Config{}, nil, &storage.Options{})
+	for _, stream := range []bool{false, true} {
+		body := fmt.Sprintf(`{"model":"teacher-sim","instructions":%q,"input":%q,"stream":%v}`, spamSystem, spamText, stream)
+		status, hdr, got := h.raw("POST", "/v1/responses", []byte(body), nil)
+		resp, err := http.Post(h.simURL+"/responses", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := readAll(t, resp)
+		if status != 200 || simIDs.ReplaceAllString(string(got), "") != simIDs.ReplaceAllString(string(want), "") {
+			t.Errorf("stream=%v: %d via the gateway:\n%s\ndirect:\n%s", stream, status, got, want)
+		}
+		if ct := hdr.Get("Content-Type"); stream != strings.HasPrefix(ct, "text/event-stream") {
+			t.Errorf("stream=%v: Content-Type %q", stream, ct)
+		}
+	}
+	chat, err := h.gw.Chat.Completions.New(context.Background(), chatParams(spamText))
+	if err != nil {
+		t.Fatal(err)
+	}
+	domain := gateway.Fingerprint("teacher-sim", spamSystem)
+	waitFor(t, func() bool { return len(h.pairsOf(domain)) == 3 })
+	for _, p := range h.pairsOf(domain) {
+		if p.Input != spamText || p.Label != chat.Choices[0].Message.Content {
+			t.Errorf("pair %q → %q, want %q → %q", p.Input, p.Label, spamText, chat.Choices[0].Message.Content)
+		}
+	}
+
+	r, err := h.gw.Responses.New(context.Background(), respParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := h.gw.Responses.Get(context.Background(), r.ID, responses.ResponseGetParams{})
+	if err != nil || back.ID != r.ID || back.OutputText() != r.OutputText() {
+		t.Errorf("GET of the teacher's response through the gateway: %+v, %v", back, err)
+	}
+}
+
+// TestTornResponsesStream: a teacher whose Responses stream ends before
+// response.completed leaves the client an error, as a torn chat stream
+// does, and nothing is logged.
+func TestTornResponsesStream(t *testing.T) {
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Write([]byte("event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\",\"object\":\"response\",\"status\":\"in_progress\",\"output\":[]}}\n\n" +
+			"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"sp\"}\n\n"))
+	})}
+	ln := listen(t)
+	go srv.Serve(ln)
+	defer srv.Close()
+	h := startWith(t, teachersim.Config{}, func(c *config.Config) { c.Teacher.URL = "http://" + ln.Addr().String() + "/v1" }, &storage.Options{})
+	s := h.gw.Responses.NewStreaming(context.Background(), respParams)
+	var text string
+	for s.Next() {
+		text += s.Current().Delta
+	}
+	if err := s.Err(); err == nil || !strings.Contains(err.Error(), "teacher_stream_incomplete") && !strings.Contains(err.Error(), "broke off") {
+		t.Errorf("after %q: stream error %v, want the torn-stream error", text, err)
+	}
+	// The relay counts the torn stream before it would hand the answer on.
+	waitFor(t, func() bool {
+		return h.metric("understudy_teacher_errors_total", map[string]string{"reason": "incomplete_stream"}) == 1
+	})
+	if n := len(h.pairsOf(gateway.Fingerprint("teacher-sim", spamSystem))); n != 0 {
+		t.Errorf("%d pairs logged from a torn stream", n)
+	}
 }

@@ -94,6 +94,8 @@ func checkSummary(t *testing.T, s demo.Summary, trace []demo.Request) {
 		spent, saved                                           float64
 		routes                                                 = map[string]int{}
 		latencies                                              = map[string][]float64{}
+		studentByAPI                                           = map[string]int{}
+		wrongByAPI                                             = map[string]int{}
 	)
 	for _, r := range trace {
 		if r.Domain != s.Domain {
@@ -108,9 +110,12 @@ func checkSummary(t *testing.T, s demo.Summary, trace []demo.Request) {
 			errs++
 		case student:
 			studentN++
+			studentByAPI[r.API]++
 			saved += r.CostUSD
 			if r.Correct {
 				correct++
+			} else {
+				wrongByAPI[r.API]++
 			}
 		default:
 			spent += r.CostUSD
@@ -134,6 +139,14 @@ func checkSummary(t *testing.T, s demo.Summary, trace []demo.Request) {
 		}
 	} else if s.PromotedAtRequest != nil {
 		t.Errorf("%s: promoted_at_request %d without promoted_at_ms", s.Domain, *s.PromotedAtRequest)
+	}
+	// A third of the traffic is on the Responses API, in one domain with
+	// the chat traffic: the student answers both.
+	if afterStudent > 0 && (studentByAPI["chat"] == 0 || studentByAPI["responses"] == 0) {
+		t.Errorf("%s: the student answered %v requests by API; want both chat and the Responses API", s.Domain, studentByAPI)
+	}
+	for api, n := range studentByAPI {
+		t.Logf("%s: the student answered %d requests on %s, %d of them unlike the data set", s.Domain, n, api, wrongByAPI[api])
 	}
 	checkInts(t, s.Domain, map[string][2]int{
 		"requests": {s.Requests, requests}, "errors": {s.Errors, errs},

@@ -104,12 +104,15 @@ type job struct {
 	text   string
 	label  string
 	stream bool
+	// responses: sent on the Responses API rather than as a chat
+	// completion, in the same domain.
+	responses bool
 }
 
 // schedule builds the replay: n requests whose tasks are drawn by weight,
 // each task's e-mails in a seeded shuffled order (the files are grouped by
 // label), cycling when a task runs out; every third request on average is
-// streamed.
+// streamed, and, drawn apart, every third is sent on the Responses API.
 func schedule(tasks []taskSpec, loaded []teachersim.Task, n int, seed uint64) []job {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	orders := make([][]teachersim.Example, len(loaded))
@@ -128,7 +131,7 @@ func schedule(tasks []taskSpec, loaded []teachersim.Task, n int, seed uint64) []
 		t := pickTask(tasks, rng.IntN(total))
 		ex := orders[t][next[t]%len(orders[t])]
 		next[t]++
-		jobs[i] = job{index: i, task: t, spec: tasks[t], text: ex.Text, label: ex.Label, stream: rng.IntN(3) == 0}
+		jobs[i] = job{index: i, task: t, spec: tasks[t], text: ex.Text, label: ex.Label, stream: rng.IntN(3) == 0, responses: rng.IntN(3) == 0}
 	}
 	return jobs
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/responses"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -28,6 +29,9 @@ type Request struct {
 	// deferred, student-fallback), or "error" when the request failed.
 	Route  string `json:"route"`
 	Stream bool   `json:"stream"`
+	// API is "chat" (chat completions) or "responses" (the Responses
+	// API); both reach the same domain.
+	API string `json:"api"`
 	// Correct: the answer equals the data set's label for the e-mail.
 	Correct bool `json:"correct"`
 	// StartMS is when the request was sent, in milliseconds since the
@@ -125,16 +129,26 @@ func (r *replayer) send(ctx context.Context, j job) Request {
 	opts := []option.RequestOption{option.WithHeader("X-Understudy-Domain", spec.domain), option.WithResponseInto(&resp)}
 	params := openai.ChatCompletionNewParams{Model: model, Messages: []openai.ChatCompletionMessageParamUnion{
 		openai.SystemMessage(spec.system), openai.UserMessage(j.text)}}
+	rparams := responses.ResponseNewParams{Model: model, Instructions: openai.String(spec.system),
+		Input: responses.ResponseNewParamsInputUnion{OfString: openai.String(j.text)}}
 	var (
 		a   answer
 		err error
 	)
-	if j.stream {
+	api := "chat"
+	switch {
+	case j.responses && j.stream:
+		api = "responses"
+		a, err = r.responseStream(ctx, rparams, opts)
+	case j.responses:
+		api = "responses"
+		a, err = r.response(ctx, rparams, opts)
+	case j.stream:
 		a, err = r.stream(ctx, params, opts)
-	} else {
+	default:
 		a, err = r.plain(ctx, params, opts)
 	}
-	req := Request{Index: j.index, Domain: spec.domain, Stream: j.stream,
+	req := Request{Index: j.index, Domain: spec.domain, Stream: j.stream, API: api,
 		StartMS: ms(began.Sub(r.start)), LatencyMS: ms(time.Since(began))}
 	if err != nil {
 		req.Route, req.Error = routeError, err.Error()
@@ -187,6 +201,42 @@ func (r *replayer) stream(ctx context.Context, p openai.ChatCompletionNewParams,
 		}
 	}
 	return a, s.Err()
+}
+
+// response sends a non-streamed Responses API request.
+func (r *replayer) response(ctx context.Context, p responses.ResponseNewParams, opts []option.RequestOption) (answer, error) {
+	resp, err := r.client.Responses.New(ctx, p, opts...)
+	if err != nil {
+		return answer{}, err
+	}
+	return answer{content: resp.OutputText(), prompt: resp.Usage.InputTokens, completion: resp.Usage.OutputTokens}, nil
+}
+
+// responseStream sends a streamed Responses API request and reads its
+// events to the end: the text from its deltas, the usage from
+// response.completed.
+func (r *replayer) responseStream(ctx context.Context, p responses.ResponseNewParams, opts []option.RequestOption) (answer, error) {
+	s := r.client.Responses.NewStreaming(ctx, p, opts...)
+	defer s.Close()
+	var a answer
+	completed := false
+	for s.Next() {
+		ev := s.Current()
+		switch ev.Type {
+		case "response.output_text.delta":
+			a.content += ev.Delta
+		case "response.completed":
+			completed = true
+			a.prompt, a.completion = ev.Response.Usage.InputTokens, ev.Response.Usage.OutputTokens
+		}
+	}
+	if err := s.Err(); err != nil {
+		return a, err
+	}
+	if !completed {
+		return a, errors.New("the response stream ended without response.completed")
+	}
+	return a, nil
 }
 
 // ms converts a duration to fractional milliseconds.

@@ -8,14 +8,16 @@
 # .cache/NAME/, refuses a tarball whose sha256 is not SHA256, and runs the
 # Go program ./cmd/CONVERTER on it to write the FILEs under
 # .cache/data/NAME/. Idempotent: with every FILE there it does nothing.
-# Prints the output directory.
+# Prints the output directory. With CACHE_DIR set (e.g.
+# CACHE_DIR=~/.cache/understudy, where an installed understudy looks), it
+# works under $CACHE_DIR instead of .cache.
 set -euo pipefail
 [ $# -ge 6 ] || { echo "usage: $0 NAME PACKAGE VERSION SHA256 CONVERTER FILE..." >&2; exit 2; }
 name=$1 package=$2 version=$3 sha256=$4 converter=$5
 shift 5
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cache="$root/.cache/$name"
-out="$root/.cache/data/$name"
+cache="${CACHE_DIR:-$root/.cache}/$name"
+out="${CACHE_DIR:-$root/.cache}/data/$name"
 tgz="$cache/$(echo "${package#@}" | tr / -)-$version.tgz"
 
 done=1

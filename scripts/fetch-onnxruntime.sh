@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # fetch-onnxruntime.sh puts the ONNX Runtime shared library that students
 # train and serve with at .cache/onnxruntime/<version>/libonnxruntime.so in
-# the repository root, and prints its path.
+# the repository root (or under $CACHE_DIR when set, e.g.
+# CACHE_DIR=~/.cache/understudy, where an installed understudy looks), and
+# prints its path.
 #
 # The library comes from the npm package onnxruntime-node (Linux x64 build),
 # fetched with `npm pack` and unpacked with `tar`: no package install scripts
@@ -24,7 +26,7 @@ die() {
 }
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-dest_dir="${root}/.cache/onnxruntime/${ORT_VERSION}"
+dest_dir="${CACHE_DIR:-${root}/.cache}/onnxruntime/${ORT_VERSION}"
 dest="${dest_dir}/libonnxruntime.so"
 
 sha256_of() {
@@ -33,7 +35,7 @@ sha256_of() {
 
 hint() {
 	echo "${dest}"
-	echo "fetch-onnxruntime: tests and 'go run' find it there; elsewhere set UNDERSTUDY_ORT_LIB=${dest} (or onnxruntime.library in the config)" >&2
+	echo "fetch-onnxruntime: understudy finds it there (or set UNDERSTUDY_ORT_LIB=${dest}, or onnxruntime.library in the config)" >&2
 }
 
 case "$(uname -s)/$(uname -m)" in

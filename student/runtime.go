@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/understudy-dev/understudy/internal/cache"
 )
 
 // EnvLibrary names the environment variable that points at the ONNX Runtime
@@ -15,8 +17,9 @@ import (
 const EnvLibrary = "UNDERSTUDY_ORT_LIB"
 
 // CachedLibrary is where scripts/fetch-onnxruntime.sh puts the library,
-// relative to the module root.
-const CachedLibrary = ".cache/onnxruntime/1.30.0/libonnxruntime.so"
+// relative to the cache (see internal/cache: .cache in the repository, or
+// the user cache directory).
+const CachedLibrary = "onnxruntime/1.30.0/libonnxruntime.so"
 
 // ErrRuntime wraps every failure to find or load the ONNX Runtime library.
 var ErrRuntime = errors.New("onnx runtime unavailable")
@@ -38,9 +41,11 @@ var runtimeState struct {
 // already loaded, and an error when it names another one. It is safe for
 // concurrent use.
 //
-// An empty libPath means $UNDERSTUDY_ORT_LIB, else CachedLibrary under the
-// module root found by walking up from the working directory to a go.mod.
-// Every failure wraps ErrRuntime and says how to fetch the library.
+// An empty libPath means $UNDERSTUDY_ORT_LIB, else CachedLibrary in the
+// cache: the repository's above the working directory, the one the binary
+// was built into, or the user cache directory (internal/cache.Places).
+// Every failure wraps ErrRuntime, says where it looked and how to fetch
+// the library.
 func InitRuntime(libPath string) error {
 	rs := &runtimeState
 	rs.mu.Lock()
@@ -97,18 +102,18 @@ func loadRuntime(libPath string) (string, error) {
 }
 
 // resolveLibrary picks the library path: libPath, else env, else the
-// fetch script's cache under the module root. The file must exist.
+// fetch script's cache. The file must exist.
 func resolveLibrary(libPath, env string) (string, error) {
 	path, from := libPath, "onnxruntime.library"
 	if path == "" {
 		path, from = env, EnvLibrary
 	}
 	if path == "" {
-		root, err := moduleRoot()
+		found, err := cache.Find(CachedLibrary)
 		if err != nil {
 			return "", fmt.Errorf("%w: %s is unset and %v; %s", ErrRuntime, EnvLibrary, err, fetchHint)
 		}
-		path, from = filepath.Join(root, CachedLibrary), "the fetch script's cache"
+		path, from = found, "the fetch script's cache"
 	}
 	info, err := os.Stat(path)
 	if err != nil {
@@ -118,25 +123,6 @@ func resolveLibrary(libPath, env string) (string, error) {
 		return "", fmt.Errorf("%w: library %s (from %s) is not a regular file; %s", ErrRuntime, path, from, fetchHint)
 	}
 	return path, nil
-}
-
-// moduleRoot walks up from the working directory to the first directory
-// holding a go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("finding the working directory: %w", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // samePath reports whether a and b name the same file, following links.

@@ -24,6 +24,7 @@ import (
 	"syscall"
 
 	"github.com/understudy-dev/understudy/config"
+	"github.com/understudy-dev/understudy/student"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -94,6 +95,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return demoCmd(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "understudy", version)
+		// Where the students' runtime comes from, or where it was
+		// looked for: what an operator checks first.
+		if err := student.InitRuntime(""); err != nil {
+			fmt.Fprintln(stdout, "onnxruntime: not found:", err)
+		} else {
+			fmt.Fprintf(stdout, "onnxruntime %s (%s)\n", student.RuntimeVersion(), student.RuntimeLibrary())
+		}
 		return nil
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/understudy-dev/understudy/internal/cache"
 	"github.com/understudy-dev/understudy/internal/teachersim"
 )
 
@@ -53,11 +54,17 @@ var datasets = []dataset{
 }
 
 // findDataset resolves the demo's --dataset: a known data set's name (its
-// files under .cache/data/<name>), or a directory holding one's files.
+// files under data/<name> in the cache: the repository's .cache, or the
+// user cache directory; see internal/cache), or a directory holding one's
+// files.
 func findDataset(arg string) (dataset, error) {
 	for _, d := range datasets {
 		if arg == d.name {
-			d.dir = filepath.Join(".cache", "data", d.name)
+			path, err := cache.Find(filepath.Join("data", d.name, d.tasks[0].file))
+			if err != nil {
+				return dataset{}, fmt.Errorf("reading dataset %s: %w (%w)", d.name, ErrNoDataset, err)
+			}
+			d.dir = filepath.Dir(path)
 			return d, nil
 		}
 	}

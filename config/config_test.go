@@ -379,3 +379,14 @@ func TestRedactedFindsNestedSecrets(t *testing.T) {
 		t.Errorf("the original was changed: %+v", in)
 	}
 }
+
+func TestValidDomainName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"spam": true, "a.b": true, "...": true, "x_y-z.1": true, strings.Repeat("a", 64): true,
+		"": false, ".": false, "..": false, "a/b": false, "a b": false, "é": false, strings.Repeat("a", 65): false,
+	} {
+		if got := ValidDomainName(name); got != want {
+			t.Errorf("ValidDomainName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

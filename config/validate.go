@@ -19,10 +19,23 @@ type FieldError struct {
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 
-var domainName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-
-// ValidDomainName reports whether s can name a task domain.
-func ValidDomainName(s string) bool { return domainName.MatchString(s) }
+// ValidDomainName reports whether s can name a task domain: 1-64
+// characters of [A-Za-z0-9._-], and not "." or "..", which a URL path
+// (the admin API's /admin/domains/{name}) cannot carry.
+func ValidDomainName(s string) bool {
+	if len(s) == 0 || len(s) > 64 || s == "." || s == ".." {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // Validate checks the configuration and returns every problem found, each a
 // *FieldError naming its field, joined with errors.Join. Each section checks
@@ -261,7 +274,7 @@ func (l Log) validate() []error {
 func (d Domain) validate(at string) []error {
 	v := fields{at: at}
 	if !ValidDomainName(d.Name) {
-		v.bad("name", "must be 1-64 characters of A-Z a-z 0-9 . _ -, got %q", d.Name)
+		v.bad("name", "must be 1-64 characters of A-Z a-z 0-9 . _ - (not . or ..), got %q", d.Name)
 	}
 	if d.SystemPromptRegex != "" {
 		if _, err := regexp.Compile(d.SystemPromptRegex); err != nil {

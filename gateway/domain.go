@@ -65,13 +65,13 @@ func NewDomainResolver(domains []config.Domain) (*DomainResolver, error) {
 func (d *DomainResolver) Resolve(header string, r *openai.Request) (string, error) {
 	if header != "" {
 		if !config.ValidDomainName(header) {
-			return "", invalidRequest("X-Understudy-Domain", "Invalid X-Understudy-Domain header %q: use 1-64 characters of A-Z a-z 0-9 . _ -", header)
+			return "", invalidRequest("X-Understudy-Domain", "Invalid X-Understudy-Domain header %q: use 1-64 characters of A-Z a-z 0-9 . _ - (not . or ..)", header)
 		}
 		return withShape(header, r.Shape), nil
 	}
 	if r.Task != "" {
 		if !config.ValidDomainName(r.Task) {
-			return "", invalidRequest("metadata.task", "Invalid 'metadata.task' %q: use 1-64 characters of A-Z a-z 0-9 . _ -", r.Task)
+			return "", invalidRequest("metadata.task", "Invalid 'metadata.task' %q: use 1-64 characters of A-Z a-z 0-9 . _ - (not . or ..)", r.Task)
 		}
 		return withShape(r.Task, r.Shape), nil
 	}

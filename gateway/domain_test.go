@@ -100,3 +100,20 @@ func TestResolveShapes(t *testing.T) {
 		t.Errorf("a 64-character name with a schema is %q", got)
 	}
 }
+
+// TestResolveRefusesDotNames: "." and ".." cannot be managed through the
+// admin API's paths, so no request may create them.
+func TestResolveRefusesDotNames(t *testing.T) {
+	d, err := NewDomainResolver(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{".", ".."} {
+		if _, err := d.Resolve(name, &openai.Request{Model: "m"}); err == nil {
+			t.Errorf("header %q accepted", name)
+		}
+		if _, err := d.Resolve("", &openai.Request{Model: "m", Task: name}); err == nil {
+			t.Errorf("metadata.task %q accepted", name)
+		}
+	}
+}

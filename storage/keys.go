@@ -3,6 +3,8 @@ package storage
 import (
 	"crypto/sha256"
 
+	"github.com/understudy-dev/understudy/config"
+
 	"github.com/oklog/ulid/v2"
 )
 
@@ -28,22 +30,9 @@ const (
 	maxInlineLabel = 128
 )
 
-// ValidDomain reports whether name can be a task domain: 1-64 characters of
-// [A-Za-z0-9._-].
-func ValidDomain(name string) bool {
-	if len(name) == 0 || len(name) > 64 {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
+// ValidDomain reports whether name can be a task domain (see
+// config.ValidDomainName).
+func ValidDomain(name string) bool { return config.ValidDomainName(name) }
 
 func pairPrefix(domain string) []byte {
 	k := make([]byte, 0, len(prefixPair)+len(domain)+1)

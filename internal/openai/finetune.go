@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"unicode/utf8"
 )
 
 // FineTuningExample is one example of OpenAI's chat fine-tuning format: a
@@ -67,7 +68,7 @@ func (f *FineTuningWriter) Write(e FineTuningExample) error {
 			if i > 0 {
 				f.line.WriteByte(',')
 			}
-			if err := json.Compact(&f.line, m); err != nil {
+			if err := f.rawMessage(m); err != nil {
 				return err
 			}
 		}
@@ -89,6 +90,25 @@ func (f *FineTuningWriter) Write(e FineTuningExample) error {
 	f.line.WriteString("]}\n")
 	_, err := f.w.Write(f.line.Bytes())
 	return err
+}
+
+// rawMessage appends a message as the request sent it, compacted. A
+// message holding invalid UTF-8 (a client may send raw bytes in a JSON
+// string) is decoded and written again, its invalid bytes as U+FFFD:
+// OpenAI refuses a fine-tuning file that is not UTF-8.
+func (f *FineTuningWriter) rawMessage(m json.RawMessage) error {
+	if utf8.Valid(m) {
+		return json.Compact(&f.line, m)
+	}
+	var v any
+	if err := json.Unmarshal(m, &v); err != nil {
+		return err
+	}
+	if err := f.enc.Encode(v); err != nil {
+		return err
+	}
+	f.line.Truncate(f.line.Len() - 1) // the newline Encode ends with
+	return nil
 }
 
 // message appends one message object to the line.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // TestFineTuningWriter writes examples with and without kept messages,
@@ -54,5 +55,22 @@ func TestFineTuningWriter(t *testing.T) {
 		if line := strings.TrimSuffix(got[i], "\n"); line != "" && !json.Valid([]byte(line)) {
 			t.Errorf("line %d is not JSON: %s", i, line)
 		}
+	}
+}
+
+// TestFineTuningWriterInvalidUTF8: kept messages holding bytes that are not
+// UTF-8 (a client may send them raw in a JSON string) are written as
+// U+FFFD, so the file uploads.
+func TestFineTuningWriterInvalidUTF8(t *testing.T) {
+	msgs, err := SplitMessages([]byte("[{\"role\":\"user\",\"content\":\"bad \xff\xfe byte\"}]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := NewFineTuningWriter(&out).Write(FineTuningExample{Messages: msgs, Answer: "ok \xff"}); err != nil {
+		t.Fatal(err)
+	}
+	if !utf8.Valid(out.Bytes()) || !json.Valid(bytes.TrimSpace(out.Bytes())) || !strings.Contains(out.String(), "bad \ufffd\ufffd byte") {
+		t.Errorf("wrote %q, want valid UTF-8 JSON with U+FFFD for the bad bytes", out.Bytes())
 	}
 }

@@ -11,24 +11,16 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/understudy-dev/understudy/internal/openai"
-	"github.com/understudy-dev/understudy/router"
 )
 
-// passThrough relays a request the gateway does not interpret (models,
-// embeddings) to the teacher.
-func (s *Server) passThrough(ctx *fasthttp.RequestCtx) error {
-	info := infoOf(ctx)
-	info.route = string(router.RouteTeacher)
-	return s.askTeacher(ctx, info, teacherCall{})
-}
-
 // hopHeaders are not forwarded in either direction (RFC 9110 7.6.1), nor
-// are headers the gateway sets itself.
+// are headers the gateway sets itself. Expect: the gateway answered a
+// 100-continue itself before it read the body.
 var hopHeaders = map[string]bool{
 	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Proxy-Authenticate": true,
 	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
 	"Content-Length": true, "Host": true, "Accept-Encoding": true, "Authorization": true,
-	"X-Understudy-Domain": true, "Date": true, "Server": true,
+	"X-Understudy-Domain": true, "Date": true, "Server": true, "Expect": true,
 }
 
 // teacherCall says how to ask the teacher and what to do with its answer.
@@ -172,39 +164,62 @@ func (s *Server) relayAnswer(ctx *fasthttp.RequestCtx, x exchange, c teacherCall
 	return nil
 }
 
-// upstreamRequest builds the teacher's copy of the client's request: same
-// method, path below the base URL, query, headers (less hop-by-hop ones and
-// the gateway's own) and body (or body, when not nil); the teacher's key,
-// or the client's when teacher.pass_client_authorization is set. Compression is not asked for,
-// so the gateway can read what the teacher answers.
+// upstreamRequest builds the teacher's copy of a request the gateway reads:
+// upstreamHead's, and the body the gateway read (or body, when not nil).
+// Compression is not asked for, so the gateway can read what the teacher
+// answers.
 func (s *Server) upstreamRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request, body []byte) {
-	for k, v := range ctx.Request.Header.All() {
-		if !hopHeaders[string(k)] {
-			req.Header.SetBytesKV(k, v)
-		}
-	}
-	req.Header.SetMethodBytes(ctx.Method())
-	uri := make([]byte, 0, len(s.teacher.base)+64)
-	uri = append(uri, s.teacher.base...)
-	uri = append(uri, bytes.TrimPrefix(ctx.Path(), []byte("/v1"))...)
-	if q := ctx.URI().QueryString(); len(q) > 0 {
-		uri = append(uri, '?')
-		uri = append(uri, q...)
-	}
-	req.SetRequestURIBytes(uri)
-	req.Header.SetHost(s.teacher.host)
-	switch {
-	case s.teacher.passAuth:
-		if a := ctx.Request.Header.Peek("Authorization"); len(a) > 0 {
-			req.Header.SetBytesV("Authorization", a)
-		}
-	case s.teacher.apiKey != "":
-		req.Header.Set("Authorization", "Bearer "+s.teacher.apiKey)
-	}
+	s.upstreamHead(ctx, req, false)
 	if body == nil {
 		body = ctx.PostBody()
 	}
 	req.SetBodyRaw(body)
+}
+
+// upstreamHead builds the head of the teacher's copy of the client's
+// request: same method, path below the base URL, query, headers (less
+// hop-by-hop ones and the gateway's own); the teacher's key, or the
+// client's when teacher.pass_client_authorization is set. A relayed
+// request (relay) keeps the client's Accept-Encoding: the gateway passes
+// its answer on unread.
+func (s *Server) upstreamHead(ctx *fasthttp.RequestCtx, req *fasthttp.Request, relay bool) {
+	for k, v := range ctx.Request.Header.All() {
+		if !hopHeaders[string(k)] || relay && string(k) == "Accept-Encoding" {
+			req.Header.SetBytesKV(k, v)
+		}
+	}
+	req.Header.SetMethodBytes(ctx.Method())
+	req.SetRequestURIBytes(s.teacher.appendURI(make([]byte, 0, len(s.teacher.base)+64), ctx))
+	req.Header.SetHost(s.teacher.host)
+	if a := s.teacher.authorization(ctx); a != "" {
+		req.Header.Set("Authorization", a)
+	}
+}
+
+// appendURI appends the teacher's URI of the client's request to dst: the
+// base URL, the path below /v1 (escaped again: ctx.Path() is decoded) and
+// the query as the client sent it.
+func (t *Teacher) appendURI(dst []byte, ctx *fasthttp.RequestCtx) []byte {
+	dst = append(dst, t.base...)
+	dst = appendPath(dst, bytes.TrimPrefix(ctx.Path(), []byte("/v1")))
+	if q := ctx.URI().QueryString(); len(q) > 0 {
+		dst = append(dst, '?')
+		dst = append(dst, q...)
+	}
+	return dst
+}
+
+// authorization is the Authorization header the teacher gets: its own key,
+// or the client's header when teacher.pass_client_authorization is set, or
+// none.
+func (t *Teacher) authorization(ctx *fasthttp.RequestCtx) string {
+	if t.passAuth {
+		return string(ctx.Request.Header.Peek("Authorization"))
+	}
+	if t.apiKey != "" {
+		return "Bearer " + t.apiKey
+	}
+	return ""
 }
 
 // answerTee rebuilds an answer from the lines of its event stream:

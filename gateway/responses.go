@@ -170,11 +170,11 @@ func (s *Server) responseByID(ctx *fasthttp.RequestCtx) error {
 	id := strings.TrimPrefix(string(ctx.Path()), "/v1/responses/")
 	method := string(ctx.Method())
 	if s.kept == nil || strings.Contains(id, "/") || (method != fasthttp.MethodGet && method != fasthttp.MethodDelete) {
-		return s.passThrough(ctx)
+		return s.relayToTeacher(ctx)
 	}
 	b, err := s.kept.Response(id)
 	if errors.Is(err, storage.ErrNotFound) {
-		return s.passThrough(ctx)
+		return s.relayToTeacher(ctx)
 	}
 	if err != nil {
 		return err

@@ -60,7 +60,8 @@ type Server struct {
 	metrics    fasthttp.RequestHandler
 	srv        *fasthttp.Server
 	reg        *prometheus.Registry
-	maxConns   int // client connections open at once
+	maxConns   int       // client connections open at once
+	sessions   *sessions // WebSocket sessions relayed to the teacher
 
 	ready atomic.Bool
 	// stop is cancelled when the server begins shutting down, ending waits
@@ -95,6 +96,11 @@ func New(cfg *config.Config, deps Deps) (*Server, error) {
 	for _, k := range cfg.Gateway.APIKeys {
 		s.keys = append(s.keys, sha256.Sum256([]byte(k)))
 	}
+	s.sessions = newSessions()
+	deps.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "understudy", Subsystem: "gateway", Name: "websocket_sessions",
+		Help: "WebSocket sessions (the Realtime API) relayed to the teacher open now.",
+	}, func() float64 { return float64(s.sessions.count()) }))
 	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(deps.Registry, promhttp.HandlerOpts{}))
 	s.stop, s.cancelStop = context.WithCancel(context.Background())
 	s.srv = &fasthttp.Server{
@@ -102,16 +108,25 @@ func New(cfg *config.Config, deps Deps) (*Server, error) {
 		ErrorHandler:          s.transportError,
 		Name:                  "understudy",
 		NoDefaultServerHeader: true,
-		// Bodies up to twice the limit are read whole and refused by the
-		// handler, so the client gets its 413 instead of a connection
-		// reset mid-upload; only larger ones are cut off while arriving.
+		// The handler gets every body as a stream (fasthttp reads at most
+		// 8 KiB of it first): a relayed body streams on to the teacher
+		// without a size limit (relay.go), and readBody reads the body of
+		// a request the gateway interprets whole, within
+		// gateway.max_body_size. MaxRequestBodySize then only bounds that
+		// first read.
+		StreamRequestBody:  true,
 		MaxRequestBodySize: int(2 * cfg.Gateway.MaxBodySize),
 		// ReadTimeout runs from a connection's opening, or a kept-alive
 		// one's next first byte, to the end of the headers; HeaderReceived
-		// then gives the body its own time. A client that trickles its
-		// headers (slowloris) is cut off after read_header_timeout.
+		// then gives the body its own time: read_timeout, or teacher.timeout
+		// for a relayed body (an upload), which the teacher exchange it is
+		// part of bounds anyway. A client that trickles its headers
+		// (slowloris) is cut off after read_header_timeout.
 		ReadTimeout: cfg.Gateway.ReadHeaderTimeout,
-		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+		HeaderReceived: func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+			if relayedHeader(h) {
+				return fasthttp.RequestConfig{ReadTimeout: max(cfg.Gateway.ReadTimeout, cfg.Teacher.Timeout)}
+			}
 			return fasthttp.RequestConfig{ReadTimeout: cfg.Gateway.ReadTimeout}
 		},
 		IdleTimeout:                   cfg.Gateway.IdleTimeout,
@@ -181,6 +196,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer cancel()
 	err := s.srv.ShutdownWithContext(sctx)
 	<-errc
+	s.sessions.close(sctx)
 	s.teacher.Close()
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("shutting down: %w", err)
@@ -195,13 +211,17 @@ func loopback(addr net.Addr) bool {
 }
 
 // dispatch hands a request to the handler of its path, which checks its
-// method.
+// method. A /v1 request the gateway does not interpret (relayed) goes to
+// the teacher unread; the others' bodies are read whole first.
 func (s *Server) dispatch(ctx *fasthttp.RequestCtx) error {
 	path := string(ctx.Path())
 	info := infoOf(ctx)
-	if len(ctx.Request.Body()) > int(s.cfg.Gateway.MaxBodySize) {
+	if relayed(ctx.Method(), ctx.Path()) {
+		return s.relayToTeacher(ctx)
+	}
+	if err := s.readBody(ctx); err != nil {
 		info.endpoint = "unknown"
-		return s.tooLarge()
+		return err
 	}
 	switch path {
 	case "/v1/chat/completions":
@@ -213,12 +233,6 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx) error {
 	case "/v1/responses":
 		info.endpoint = "responses"
 		return only(ctx, post, s.responses)
-	case "/v1/embeddings":
-		info.endpoint = "embeddings"
-		return only(ctx, post, s.passThrough)
-	case "/v1/models":
-		info.endpoint = "models"
-		return only(ctx, get, s.passThrough)
 	case "/healthz":
 		return only(ctx, getOrHead, healthz)
 	case "/readyz":
@@ -230,9 +244,8 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx) error {
 		info.endpoint = "responses"
 		return s.responseByID(ctx)
 	}
-	if strings.HasPrefix(path, "/v1/models/") && len(path) > len("/v1/models/") {
-		info.endpoint = "models"
-		return only(ctx, get, s.passThrough)
+	if strings.HasPrefix(path, "/v1/") {
+		return s.relayToTeacher(ctx) // no handler of its own here
 	}
 	return notFound(ctx)
 }

@@ -45,6 +45,7 @@ type breaker interface {
 type Teacher struct {
 	hc       *fasthttp.HostClient
 	base     string // scheme://host[:port]/path-prefix, no trailing slash
+	basePath string // /path-prefix of base, or ""
 	host     string
 	apiKey   string
 	passAuth bool
@@ -73,6 +74,7 @@ func newTeacher(cfg config.Teacher, m *metrics) (*Teacher, error) {
 	}
 	t := &Teacher{
 		base:     strings.TrimSuffix(u.Scheme+"://"+u.Host+u.EscapedPath(), "/"),
+		basePath: strings.TrimSuffix(u.EscapedPath(), "/"),
 		host:     u.Host,
 		apiKey:   cfg.APIKey,
 		passAuth: cfg.PassClientAuthorization,
@@ -203,7 +205,12 @@ func (t *Teacher) retryAfter() int {
 //     once on a new connection. Only if every attempt fails does the
 //     breaker count a failure.
 //
-// A request the teacher began to answer is never sent again.
+// A request the teacher began to answer is never sent again, nor one whose
+// body streams from the client (req.BodyStream) once it was written: the
+// stream cannot be read twice, so only a failed connect is retried. When
+// such a body failed on the client's side (it hung up, or stalled past
+// its read timeout) the exchange is not the teacher's failure: the breaker
+// does not count it, and Do returns the client's error.
 func (t *Teacher) Do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) (done func(error), err error) {
 	done, err = t.breaker.Allow()
 	if err != nil {
@@ -212,11 +219,18 @@ func (t *Teacher) Do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.
 	}
 	start := time.Now()
 	req.SetTimeout(t.cfg.Timeout)
+	upload, _ := req.BodyStream().(interface{ clientFailed() error })
 	stale := 0
 	for attempt := 0; ; attempt++ {
 		err = t.hc.Do(req, resp)
+		if upload != nil && err != nil {
+			if cerr := upload.clientFailed(); cerr != nil {
+				done(errClientGone)
+				return nil, cerr
+			}
+		}
 		reason := retryReason(err)
-		if reason == "" || attempt >= t.cfg.Retries {
+		if reason == "" || attempt >= t.cfg.Retries || upload != nil && reason != "connect" {
 			break
 		}
 		var wait time.Duration

@@ -96,8 +96,9 @@ type Gateway struct {
 	// request (or its opening) to the end of the request's headers. Default
 	// 10s.
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
-	// ReadTimeout bounds reading a request's body, after its headers.
-	// Default 60s.
+	// ReadTimeout bounds reading a request's body, after its headers. A
+	// body relayed to the teacher unread (an upload to /v1/files, say) gets
+	// teacher.timeout instead when that is longer. Default 60s.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
 	// IdleTimeout closes a keep-alive connection with no request for this
 	// long. Default 60s.
@@ -107,7 +108,10 @@ type Gateway struct {
 	// closed. Default 0: the process's open-file limit less what the teacher
 	// connections, the pair log and the admin listener need, at most 65536.
 	MaxConns int `yaml:"max_conns"`
-	// MaxBodySize is the largest request body accepted. Default 8MiB.
+	// MaxBodySize is the largest request body accepted on the endpoints the
+	// gateway reads (chat completions, completions, responses). Bodies
+	// relayed to the teacher unread (files, audio, ...) stream through
+	// without a limit. Default 8MiB.
 	MaxBodySize Size `yaml:"max_body_size"`
 	// ShutdownTimeout bounds how long a stopping server waits for requests
 	// in flight. Default 30s.

@@ -11,6 +11,16 @@
 // answered, tells it how in one call (Answered); scoring is the router's
 // and the shadow's.
 //
+// Only the requests the gateway learns from are read: POSTs to
+// /v1/chat/completions, /v1/completions and /v1/responses (learnedPaths),
+// whose bodies are read whole within gateway.max_body_size. Every other
+// /v1 request (files, audio, images, batches, fine-tuning, models,
+// embeddings, ...) is relayed to the teacher unchanged, its bodies streamed
+// both ways without a size limit (relay.go), and a WebSocket upgrade (the
+// Realtime API) is relayed on a hijacked connection (websocket.go). Only
+// /healthz, /readyz, /metrics and the gateway's own errors are answered
+// locally.
+//
 // A completion's path runs one way: completion (the completion handler,
 // completion.go) asks the router, perhaps the student, then askTeacher,
 // which returns an error when nothing reached the client, or relays the

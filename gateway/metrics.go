@@ -35,7 +35,7 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
 		log: log,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "understudy", Subsystem: "gateway", Name: "requests_total",
-			Help: "Requests answered, by endpoint, domain, route (teacher, student, student-fallback, deferred, none) and HTTP status code.",
+			Help: "Requests answered, by endpoint (chat_completions, completions, the API family of a relayed path: files, audio, realtime, ..., or other), domain, route (teacher, student, student-fallback, deferred, none) and HTTP status code.",
 		}, []string{"endpoint", "domain", "route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "understudy", Subsystem: "gateway", Name: "request_duration_seconds",

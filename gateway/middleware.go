@@ -34,7 +34,7 @@ func chain(h fasthttp.RequestHandler, mws ...middleware) fasthttp.RequestHandler
 type reqInfo struct {
 	start       time.Time
 	id          string
-	endpoint    string // chat_completions, completions, embeddings, models, or "" (other)
+	endpoint    string // chat_completions, completions, a relayed API family (relayEndpoint), "unknown" (refused before a path was served), or "" (not counted: health, metrics)
 	domain      string
 	route       string // who answered (a router.Route: teacher, student, deferred, student-fallback), or "" before that is known
 	teacherTime time.Duration

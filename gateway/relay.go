@@ -165,14 +165,16 @@ func (s *Server) relayToTeacher(ctx *fasthttp.RequestCtx) error {
 		x.end(nil)
 		return nil
 	}
+	// fasthttp writes a body of unknown size in chunks, flushing each read:
+	// an event reaches the client as soon as the teacher sent it. An event
+	// stream with a Content-Length is sent that way too, and tells a proxy
+	// in front (nginx) not to buffer it, as relayAnswer does.
 	size := resp.Header.ContentLength()
-	if size < 0 || bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream")) {
-		// fasthttp writes a body of unknown size in chunks, flushing each
-		// read: an event reaches the client as soon as the teacher sent it.
-		// An event stream with a Content-Length is sent that way too.
+	if bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream")) {
 		size = -1
 		ctx.Response.Header.Set("X-Accel-Buffering", "no")
 	}
+	size = max(size, -1)
 	info.streaming = true
 	ctx.SetBodyStream(&relayBody{r: stream, end: x.end, s: s, info: info, start: x.start, status: status, size: int64(size)}, size)
 	return nil

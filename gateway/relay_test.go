@@ -9,8 +9,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -23,6 +25,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/understudy-dev/understudy/config"
+	"github.com/understudy-dev/understudy/gateway"
 	"github.com/understudy-dev/understudy/internal/teachersim"
 )
 
@@ -590,5 +593,87 @@ func TestLearnedBodyLimits(t *testing.T) {
 	}
 	if n := h.simRequests(); n != 0 {
 		t.Errorf("the teacher got %d requests; want none", n)
+	}
+}
+
+// TestRelayAbortedUploadsDoNotTrip: clients that hang up in the middle of
+// an upload are not the teacher's failures. After more of them than the
+// breaker's consecutive-failure limit, the next request still reaches the
+// teacher.
+func TestRelayAbortedUploadsDoNotTrip(t *testing.T) {
+	u := newUpstream(t)
+	h := startRelay(t, u, func(c *config.Config) { c.Teacher.Breaker.ConsecutiveFailures = 1 })
+	addr := strings.TrimPrefix(h.gwRoot(), "http://")
+	for i := range 3 {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST /v1/audio/transcriptions HTTP/1.1\r\nHost: %s\r\nContent-Type: audio/wav\r\nContent-Length: %d\r\n\r\n", addr, 4<<20)
+		if _, err := conn.Write(bytes.Repeat(allBytes(), 1024)); err != nil { // 256 KiB of the 4 MiB
+			t.Fatal(err)
+		}
+		conn.Close()
+		// The gateway answers the next request only once it is done with
+		// this one; wait for the request to be counted.
+		for deadline := time.Now().Add(10 * time.Second); h.metric("understudy_gateway_requests_total", map[string]string{"endpoint": "audio"}) < float64(i+1); {
+			if time.Now().After(deadline) {
+				t.Fatalf("aborted upload %d was never counted", i)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	status, _, body := h.raw("POST", "/v1/audio/transcriptions", allBytes(), map[string]string{"Content-Type": "audio/wav"})
+	if status != 200 || !bytes.Equal(body, allBytes()) {
+		t.Errorf("after 3 aborted uploads: status %d, %.200q; want the teacher's echo", status, body)
+	}
+	if s := h.metric("understudy_teacher_breaker_state", nil); s != 0 {
+		t.Errorf("breaker_state = %v; want 0 (closed)", s)
+	}
+	if n := h.metric("understudy_teacher_errors_total", nil); n != 0 {
+		t.Errorf("teacher errors_total = %v; want 0: the clients failed, not the teacher", n)
+	}
+}
+
+// TestRelayWebSocketShutdown stops the gateway while a Realtime session is
+// open: Serve returns, and the client sees its connection end.
+func TestRelayWebSocketShutdown(t *testing.T) {
+	u := newUpstream(t)
+	cfg := config.Default()
+	cfg.Teacher.URL, cfg.Teacher.APIKey = u.srv.URL+"/v1", "sk-teacher"
+	cfg.Gateway.ShutdownTimeout = 5 * time.Second
+	gw, err := gateway.New(cfg, gateway.Deps{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := listen(t)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- gw.Serve(ctx, ln) }()
+
+	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(wctx, "ws://"+ln.Addr().String()+"/v1/realtime", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if _, _, err := c.Read(wctx); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	stop()
+	select {
+	case err := <-served:
+		t.Logf("Serve returned %v after the stop", time.Since(stopped))
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Serve did not return with a WebSocket session open")
+	}
+	if _, _, err := c.Read(wctx); err == nil {
+		t.Error("the session went on after the gateway stopped")
 	}
 }

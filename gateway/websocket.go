@@ -249,6 +249,13 @@ func (ss *sessions) close(ctx context.Context) {
 func (ss *sessions) pipe(c net.Conn, up net.Conn, upr *bufio.Reader, head []byte) {
 	defer ss.remove(up)
 	defer up.Close()
+	// fasthttp closes a hijacked connection once the handler returns, and
+	// its Close does nothing before that; closing the connection beneath
+	// ends a read of the client's side at once.
+	client := c
+	if u, ok := c.(interface{ UnsafeConn() net.Conn }); ok {
+		client = u.UnsafeConn()
+	}
 	if _, err := c.Write(head); err != nil {
 		return
 	}
@@ -256,10 +263,10 @@ func (ss *sessions) pipe(c net.Conn, up net.Conn, upr *bufio.Reader, head []byte
 	wg.Go(func() {
 		_, _ = io.Copy(up, c) // client to teacher
 		_ = up.Close()
-		_ = c.Close()
+		_ = client.Close()
 	})
 	_, _ = io.Copy(c, upr) // teacher to client, from what upgrade buffered on
-	_ = c.Close()
+	_ = client.Close()
 	_ = up.Close()
 	wg.Wait()
 }

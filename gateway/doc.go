@@ -13,8 +13,9 @@
 //
 // Only the requests the gateway learns from are read: POSTs to
 // /v1/chat/completions, /v1/completions and /v1/responses (learnedPaths),
-// whose bodies are read whole within gateway.max_body_size. Every other
-// /v1 request (files, audio, images, batches, fine-tuning, models,
+// whose bodies are read whole within gateway.max_body_size, and GET and
+// DELETE of a stored response, which may be a student's the gateway kept
+// (responseByID; the teacher's are relayed). Every other /v1 request (files, audio, images, batches, fine-tuning, models,
 // embeddings, ...) is relayed to the teacher unchanged, its bodies streamed
 // both ways without a size limit (relay.go), and a WebSocket upgrade (the
 // Realtime API) is relayed on a hijacked connection (websocket.go). Only

@@ -35,7 +35,8 @@ import (
 //   - A WebSocket upgrade (the Realtime API) is relayed by relayWebSocket.
 //
 // Only the learned paths' POST bodies are read whole, parsed and limited
-// by gateway.max_body_size (readBody).
+// by gateway.max_body_size (readBody); a GET or DELETE of a stored
+// response goes to responseByID first, which relays what it does not keep.
 
 // learnedPaths are the endpoints whose POST requests the gateway
 // interprets (parses, routes, learns from). Their bodies are read whole

@@ -76,11 +76,26 @@ func serveErrors(log *slog.Logger, h handler) fasthttp.RequestHandler {
 	}
 }
 
+// ownHeaders are the headers the gateway sets on every answer.
+var ownHeaders = [...]string{"X-Request-Id", "X-Understudy-Route", "X-Understudy-Domain"}
+
 // writeError is the one place an error becomes a response: its status and
 // OpenAI's error object, as asAPIError reads it.
 func writeError(ctx *fasthttp.RequestCtx, err error) {
 	e, _ := asAPIError(err)
+	// The gateway's own headers stay: a client (or its operator) reading
+	// an error needs the request id and the route as much as with an
+	// answer.
+	var kept [len(ownHeaders)][]byte
+	for i, k := range ownHeaders {
+		kept[i] = append([]byte(nil), ctx.Response.Header.Peek(k)...)
+	}
 	ctx.Response.Reset()
+	for i, k := range ownHeaders {
+		if len(kept[i]) > 0 {
+			ctx.Response.Header.SetBytesV(k, kept[i])
+		}
+	}
 	ctx.SetStatusCode(e.Status)
 	ctx.SetContentType("application/json")
 	if e.RetryAfter > 0 {

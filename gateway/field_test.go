@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -435,5 +436,74 @@ func TestTeacherResponseNotLogged(t *testing.T) {
 	log := h.log.String()
 	if !strings.Contains(log, "teacher exchange failed") || strings.Contains(log, "TEACHER-SECRET") {
 		t.Errorf("log shows the failure: %v; shows the teacher's raw headers: %v", strings.Contains(log, "teacher exchange failed"), strings.Contains(log, "TEACHER-SECRET"))
+	}
+}
+
+// TestLargeHeaders: headers up to 8 KiB are served; larger ones get 431
+// with the OpenAI error object and the gateway's headers. (The connection
+// then lingers, so a client still sending reads the 431 rather than a
+// reset; loopback's large socket buffers hide the reset either way.)
+func TestLargeHeaders(t *testing.T) {
+	h := start(t, teachersim.Config{}, nil)
+	for _, tc := range []struct {
+		size   int
+		status string
+	}{{6 << 10, "200"}, {20 << 10, "431"}} {
+		c, err := net.Dial("tcp", strings.TrimPrefix(strings.TrimSuffix(h.gwURL, "/v1"), "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := `{"model":"m","messages":[{"role":"user","content":"hi"}]}`
+		req := "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+			"X-Big: " + strings.Repeat("a", tc.size) + "\r\n" +
+			"Content-Length: " + strconv.Itoa(len(body)) + "\r\nConnection: close\r\n\r\n" + body
+		if _, err := c.Write([]byte(req)); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%d-byte header: reading the answer: %v", tc.size, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		c.Close()
+		if err != nil || !strings.HasPrefix(resp.Status, tc.status) {
+			t.Fatalf("%d-byte header: %s %s, %v; want %s", tc.size, resp.Status, b, err, tc.status)
+		}
+		if tc.status == "431" {
+			if e := openAIError(t, b); !strings.Contains(e.Message, "too large") {
+				t.Errorf("431 message %q", e.Message)
+			}
+			if resp.Header.Get("X-Request-Id") == "" || resp.Header.Get("X-Understudy-Route") != "none" {
+				t.Errorf("431 headers %v", resp.Header)
+			}
+		}
+	}
+}
+
+// TestOwnErrorsCarryHeaders: the gateway's own errors carry x-request-id
+// and X-Understudy-Route none, as its answers do.
+func TestOwnErrorsCarryHeaders(t *testing.T) {
+	h := start(t, teachersim.Config{}, func(c *config.Config) {
+		c.Gateway.APIKeys = []string{"sk-gw"}
+		c.Gateway.MaxBodySize = 1 << 10
+	})
+	key := map[string]string{"Authorization": "Bearer sk-gw"}
+	for _, tc := range []struct {
+		method, path string
+		body         []byte
+		header       map[string]string
+		status       int
+	}{
+		{"GET", "/nowhere", nil, key, 404},
+		{"POST", "/v1/chat/completions", []byte(`{"model":1}`), key, 400},
+		{"POST", "/v1/chat/completions", []byte(`{"model":"` + strings.Repeat("m", 2<<10) + `"}`), key, 413},
+		{"POST", "/v1/chat/completions", []byte(`{}`), nil, 401},
+		{"PUT", "/healthz", nil, key, 405},
+	} {
+		status, hdr, _ := h.raw(tc.method, tc.path, tc.body, tc.header)
+		if status != tc.status || !strings.HasPrefix(hdr.Get("X-Request-Id"), "req_") || hdr.Get("X-Understudy-Route") != "none" {
+			t.Errorf("%s %s: %d, x-request-id %q, route %q; want %d with both", tc.method, tc.path, status,
+				hdr.Get("X-Request-Id"), hdr.Get("X-Understudy-Route"), tc.status)
+		}
 	}
 }

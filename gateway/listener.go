@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
 )
 
 // limitListener is the client-facing listener. It keeps the process alive
@@ -177,10 +179,45 @@ type countedConn struct {
 	net.Conn
 	l    *limitListener
 	once sync.Once
+	// linger: the gateway answered before reading all the client sent (a
+	// malformed request, headers too large), so Close lingers.
+	linger atomic.Bool
 }
 
+// lingerOnClose marks the request's connection to linger when it closes:
+// the gateway answers before reading all the client sent.
+func lingerOnClose(ctx *fasthttp.RequestCtx) {
+	if c, ok := ctx.Conn().(*countedConn); ok {
+		c.linger.Store(true)
+	}
+}
+
+// Lingering close: how long, and how much, a connection closed with
+// unread input drains it first.
+const (
+	lingerTime  = 500 * time.Millisecond
+	lingerBytes = 256 << 10
+)
+
+// Close closes the connection and gives its slot back. A connection marked
+// to linger first shuts its writing side and drains what the client is
+// still sending, for a moment, in the background (as net/http does):
+// closing a socket with unread data resets it, and the client would lose
+// the answer written just before.
 func (c *countedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() { c.l.open.Add(-1) })
-	return err
+	if !c.linger.Load() {
+		err := c.Conn.Close()
+		c.once.Do(func() { c.l.open.Add(-1) })
+		return err
+	}
+	if tc, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		_ = tc.CloseWrite()
+	}
+	go func() {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(lingerTime))
+		_, _ = io.Copy(io.Discard, io.LimitReader(c.Conn, lingerBytes))
+		_ = c.Conn.Close()
+		c.once.Do(func() { c.l.open.Add(-1) })
+	}()
+	return nil
 }

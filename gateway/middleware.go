@@ -72,7 +72,8 @@ func recoverWith(log *slog.Logger) middleware {
 
 // requestID gives every request an id and every response the x-request-id
 // (the teacher's when it sent one), X-Understudy-Domain and
-// X-Understudy-Route headers.
+// X-Understudy-Route headers; the route is "none" for what the gateway
+// answers itself (its errors, health).
 func (s *Server) requestID(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		info := &reqInfo{start: time.Now(), id: newRequestID()}
@@ -87,6 +88,8 @@ func (s *Server) requestID(next fasthttp.RequestHandler) fasthttp.RequestHandler
 		}
 		if info.route != "" {
 			h.Set("X-Understudy-Route", info.route)
+		} else {
+			h.Set("X-Understudy-Route", "none") // answered by the gateway itself
 		}
 	}
 }

@@ -275,8 +275,8 @@ func bodyReadError(err error) *apiError {
 // fasthttp would without StreamRequestBody. A body over
 // gateway.max_body_size is refused with 413; one of up to twice the limit
 // is read first, so that the client gets its 413 instead of a connection
-// reset mid-upload, and only a larger one is cut off while arriving (the
-// connection is then closed).
+// reset mid-upload; a larger one is refused at once and its connection
+// closed, lingering (lingerOnClose) so the client can still read the 413.
 func (s *Server) readBody(ctx *fasthttp.RequestCtx) error {
 	stream := ctx.RequestBodyStream()
 	if stream == nil {
@@ -286,6 +286,7 @@ func (s *Server) readBody(ctx *fasthttp.RequestCtx) error {
 	n := int64(ctx.Request.Header.ContentLength())
 	if n > limit {
 		ctx.SetConnectionClose()
+		lingerOnClose(ctx)
 		return s.tooLarge()
 	}
 	var body []byte
@@ -301,6 +302,7 @@ func (s *Server) readBody(ctx *fasthttp.RequestCtx) error {
 		}
 		if int64(len(body)) > limit {
 			ctx.SetConnectionClose()
+			lingerOnClose(ctx)
 			return s.tooLarge()
 		}
 	}

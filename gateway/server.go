@@ -130,6 +130,7 @@ func New(cfg *config.Config, deps Deps) (*Server, error) {
 			return fasthttp.RequestConfig{ReadTimeout: cfg.Gateway.ReadTimeout}
 		},
 		IdleTimeout:                   cfg.Gateway.IdleTimeout,
+		ReadBufferSize:                maxHeaderBytes,
 		DisablePreParseMultipartForm:  true,
 		CloseOnShutdown:               true,
 		Logger:                        slogPrinter{s.log},
@@ -139,6 +140,12 @@ func New(cfg *config.Config, deps Deps) (*Server, error) {
 	s.maxConns = connCap(cfg, s.log)
 	return s, nil
 }
+
+// maxHeaderBytes bounds a request's line and headers, as nginx's default
+// does (fasthttp's own is 4 KiB, which a large bearer token or a proxy's
+// cookies can pass); larger ones get 431. Each connection being read holds
+// a buffer this size.
+const maxHeaderBytes = 8 << 10
 
 // connCap is gateway.max_conns, or when it is 0 the open-file limit less
 // what the process needs besides client connections: the teacher's
@@ -226,13 +233,13 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx) error {
 	switch path {
 	case "/v1/chat/completions":
 		info.endpoint = "chat_completions"
-		return only(ctx, post, s.chatCompletions)
+		return s.chatCompletions(ctx)
 	case "/v1/completions":
 		info.endpoint = "completions"
-		return only(ctx, post, s.completions)
+		return s.completions(ctx)
 	case "/v1/responses":
 		info.endpoint = "responses"
-		return only(ctx, post, s.responses)
+		return s.responses(ctx)
 	case "/healthz":
 		return only(ctx, getOrHead, healthz)
 	case "/readyz":
@@ -294,12 +301,20 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) error {
 	return nil
 }
 
-// transportError answers requests fasthttp rejected before any handler ran.
+// transportError answers requests fasthttp rejected before any handler
+// ran: headers over maxHeaderBytes (431), a client too slow to send them
+// (408), a malformed request (400). fasthttp closes the connection then,
+// with the rest of the request unread: it lingers, so the client reads the
+// answer instead of a reset.
 func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.Response.Header.Set("X-Request-Id", newRequestID())
-	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-		writeError(ctx, s.tooLarge())
-		s.m.requests.WithLabelValues("unknown", router.NoDomain, "none", "413").Inc()
+	ctx.Response.Header.Set("X-Understudy-Route", "none")
+	lingerOnClose(ctx)
+	var small *fasthttp.ErrSmallBuffer
+	if errors.As(err, &small) {
+		writeError(ctx, &apiError{Status: fasthttp.StatusRequestHeaderFieldsTooLarge, Type: "invalid_request_error",
+			Message: fmt.Sprintf("Request header fields too large: the request line and headers may take %d KiB.", maxHeaderBytes>>10)})
+		s.m.requests.WithLabelValues("unknown", router.NoDomain, "none", "431").Inc()
 		return
 	}
 	var netErr net.Error

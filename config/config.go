@@ -505,6 +505,10 @@ func Load(path string, getenv func(string) (string, bool)) (*Config, error) {
 			return nil, fmt.Errorf("reading config: %w", err)
 		}
 		if err := cfg.parseYAML(data); err != nil {
+			var fe *FieldError
+			if errors.As(err, &fe) {
+				return nil, fmt.Errorf("%s is invalid:\n%w", path, err)
+			}
 			return nil, fmt.Errorf("parsing %s: %w", path, err)
 		}
 	}
@@ -517,7 +521,16 @@ func Load(path string, getenv func(string) (string, bool)) (*Config, error) {
 	return cfg, nil
 }
 
+// parseYAML decodes a file strictly: every key must name a setting and
+// every value fit it. Its errors are *FieldErrors with the line, joined.
 func (c *Config) parseYAML(data []byte) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return err
+	}
+	if err := checkYAML(&doc); err != nil {
+		return err
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, errEOF) {

@@ -111,11 +111,16 @@ func TestEnvTypes(t *testing.T) {
 // the field.
 func TestBadConfigs(t *testing.T) {
 	want := map[string]string{
-		"unknown-key.bad.yaml":          "field urll not found",
+		"unknown-key.bad.yaml":          "line 3: teacher.urll: unknown setting (did you mean url?)",
+		"breaker-typo.bad.yaml":         "line 3: teacher.breaker.consecutive_falures: unknown setting (did you mean consecutive_failures?)",
+		"trainer-cooldown.bad.yaml":     `line 2: trainer.cooldown: invalid duration "5 minutes": want a number with a unit`,
+		"gateway-max-conns.bad.yaml":    `line 2: gateway.max_conns: want a whole number, got "lots"`,
+		"domain-key.bad.yaml":           "line 4: domains[1].nmae: unknown setting (did you mean name?)",
+		"router-scalar.bad.yaml":        `line 1: router: want a section of settings (agreement_threshold, confidence,`,
 		"teacher-url.bad.yaml":          `teacher.url: must be an http:// or https:// URL, got "ftp://example.com"`,
 		"teacher-timeout.bad.yaml":      "teacher.timeout: must be positive, got 0s",
-		"teacher-timeout-type.bad.yaml": "cannot unmarshal !!str `soon`",
-		"body-size.bad.yaml":            `invalid size "lots"`,
+		"teacher-timeout-type.bad.yaml": `line 2: teacher.timeout: invalid duration "soon"`,
+		"body-size.bad.yaml":            `gateway.max_body_size: invalid size "lots"`,
 		"admin-token.bad.yaml":          `admin.token: is required when admin.listen ("0.0.0.0:8081") is not a loopback address`,
 		"listen.bad.yaml":               `listen: must be host:port, got "8080"`,
 		"log-level.bad.yaml":            `log.level: must be one of debug, info, warn, error, got "loud"`,

@@ -11,13 +11,20 @@ import (
 	"time"
 )
 
-// FieldError is a validation error for one configuration field.
+// FieldError is an error in one configuration field: a value Validate
+// rejects, or one that Load could not read from the file.
 type FieldError struct {
 	Field string // the YAML path, e.g. "teacher.url"
 	Msg   string
+	Line  int // the line in the file, when Load found it there; else 0
 }
 
-func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+func (e *FieldError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("line %d: %s: %s", e.Line, e.Field, e.Msg)
+	}
+	return e.Field + ": " + e.Msg
+}
 
 // ValidDomainName reports whether s can name a task domain: 1-64
 // characters of [A-Za-z0-9._-], and not "." or "..", which a URL path

@@ -250,7 +250,7 @@ func TestStudentTakesOver(t *testing.T) {
 		t.Fatalf("understudy status: %v\n%s", err, status)
 	}
 	t.Logf("understudy status:\n%s", status)
-	if !regexp.MustCompile(`(?m)^spam +serving +v\d+ +0\.\d\d +0\.9\d\d -0\.\d+ .*\$0\.\d*[1-9]`).Match(status) {
+	if !regexp.MustCompile(`(?m)^spam +serving +v\d+( \(\+v\d+ shadow\))? +0\.\d\d +(9\d\.\d|100\.0)% \(≥ \d+\.\d%\) .*\$0\.\d*[1-9]`).Match(status) {
 		t.Errorf("status does not show spam serving with agreement and savings:\n%s", status)
 	}
 	metrics := get(t, "http://"+r.gwAddr+"/metrics")

@@ -104,12 +104,11 @@ func (c *adminClient) getJSON(ctx context.Context, path string, v any) error {
 	return nil
 }
 
-func domainsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("domains", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	client := adminFlags(fs)
+func domainsCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags("domains", stdout)
+	client := adminFlags(fs.FlagSet)
 	asJSON := fs.Bool("json", false, "print the admin API's JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	c, err := client()
@@ -127,43 +126,25 @@ func domainsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	}
-	if len(out.Domains) == 0 {
-		fmt.Fprintln(stdout, "no domains yet: send traffic through the gateway")
-		return nil
+	return writeDomains(stdout, out.Domains)
+}
+
+func writeDomains(w io.Writer, ds []gateway.DomainView) error {
+	if len(ds) == 0 {
+		_, err := fmt.Fprintln(w, "no domains yet: send traffic through the gateway")
+		return err
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DOMAIN\tSTATE\tPAIRS\tLABELS\tSTUDENT\tAGREEMENT (BOUND)\tCOVERAGE\tSAMPLES\tOFFLOAD\tTOP LABELS\tLAST SEEN")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DOMAIN\tSTATE\tPAIRS\tLABELS\tSTUDENT\t"+agreementHeader+"\tCOVERAGE\tSAMPLES\t"+offloadHeader+"\tTOP LABELS\tLAST SEEN")
 	var notes []string
-	for _, d := range out.Domains {
+	for _, d := range ds {
 		var top []string
 		for _, l := range d.TopLabels {
 			top = append(top, fmt.Sprintf("%s (%d)", truncate(l.Label, 24), l.Count))
 		}
-		version, agreement, coverage, samples, offload := "-", "-", "-", "-", "-"
-		if d.LatestVersion > 0 {
-			version = fmt.Sprintf("v%d trained", d.LatestVersion)
-		}
-		if rv := d.Routing; rv != nil {
-			st := rv.ServingStats
-			switch {
-			case rv.Serving > 0 && rv.Candidate > 0:
-				version = fmt.Sprintf("v%d (+v%d shadow)", rv.Serving, rv.Candidate)
-			case rv.Serving > 0:
-				version = fmt.Sprintf("v%d", rv.Serving)
-			case rv.Candidate > 0:
-				version, st = fmt.Sprintf("v%d candidate", rv.Candidate), rv.CandidateStats
-			}
-			if st != nil && st.Samples > 0 {
-				agreement = fmt.Sprintf("%.3f (≥%.3f)", st.SelectiveAgreement, st.LowerBound)
-				coverage = fmt.Sprintf("%.2f", st.Coverage)
-				samples = fmt.Sprint(st.Confident)
-			}
-			if len(rv.Routes) > 0 {
-				offload = fmt.Sprintf("%.0f%%", 100*rv.Offload)
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.State, d.Pairs, d.Labels, version,
-			agreement, coverage, samples, offload, truncate(strings.Join(top, ", "), 40), ago(d.LastSeen))
+		c := cellsOf(d)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.State, d.Pairs, d.Labels, c.student,
+			c.agreement, c.coverage, c.samples, c.offload, truncate(strings.Join(top, ", "), 40), ago(d.LastSeen))
 		if d.OpenEndedReason != "" {
 			notes = append(notes, d.Name+": "+d.OpenEndedReason)
 		}
@@ -172,23 +153,23 @@ func domainsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	for _, n := range notes {
-		fmt.Fprintln(stdout, n)
+		if _, err := fmt.Fprintln(w, n); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
 func exportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("export", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	client := adminFlags(fs)
+	fs := newFlags("export", stdout)
+	client := adminFlags(fs.FlagSet)
 	domain := fs.String("domain", "", "the `domain` to export (required; see `understudy domains`)")
 	out := fs.String("out", "", "write to `file` instead of standard output")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if *domain == "" {
-		fs.Usage()
-		return usageError{"export needs --domain"}
+		return fs.usageError("--domain is required")
 	}
 	c, err := client()
 	if err != nil {

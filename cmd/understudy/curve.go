@@ -46,10 +46,10 @@ func parseSizes(s string) ([]int, error) {
 	for _, f := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
-			return nil, usageError{fmt.Sprintf("--curve: want positive pair counts separated by commas, got %q", s)}
+			return nil, fmt.Errorf("--curve: want positive pair counts separated by commas, got %q", s)
 		}
 		if len(sizes) > 0 && n <= sizes[len(sizes)-1] {
-			return nil, usageError{fmt.Sprintf("--curve: sizes must increase, got %q", s)}
+			return nil, fmt.Errorf("--curve: sizes must increase, got %q", s)
 		}
 		sizes = append(sizes, n)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,19 +10,8 @@ import (
 )
 
 // demoCmd runs `understudy demo`: the flags, then internal/demo.
-func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, `Usage: understudy demo [flags]
-
-Shows a student model taking over real traffic: runs a simulated teacher LLM
-and the gateway on loopback, replays the SpamAssassin e-mails of three tasks
-through it with the OpenAI SDK, and reports per task when the student was
-promoted, how much it answered, how often it matched the data, latency and
-cost saved. The data comes from "make deps".`)
-		fs.PrintDefaults()
-	}
+func demoCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags("demo", stdout)
 	var cfg demo.Config
 	fs.StringVar(&cfg.Dataset, "dataset", demo.DefaultDataset, "data `set`: spamassassin or wordnet (make deps fetches both), or a directory of one's task files")
 	fs.IntVar(&cfg.Requests, "requests", demo.DefaultRequests, "requests to send in all")
@@ -35,11 +23,8 @@ cost saved. The data comes from "make deps".`)
 	fs.Float64Var(&cfg.OutputPrice, "output-price", demo.DefaultOutputPrice, "the teacher's price, `USD` per million completion tokens")
 	fs.StringVar(&cfg.ReportPath, "report", "", "write the JSON report, with the per-request trace, to `FILE`")
 	fs.StringVar(&cfg.ChartPath, "chart", "", "write a PNG chart of offload and agreement to `FILE`")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usageError{"demo takes no arguments; got " + fs.Arg(0)}
 	}
 	exe, err := os.Executable()
 	if err != nil {

@@ -3,13 +3,18 @@
 //
 //	understudy serve [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--data-dir DIR] [--teacher-url URL]
 //	understudy status [--watch]
-//	understudy domains
+//	understudy domains [--json]
 //	understudy export --domain NAME [--out FILE]
 //	understudy train --data FILE.jsonl [--json] [--curve N,N,... [--seeds K]]
 //	understudy config check FILE
 //	understudy teacher-sim --task NAME=FILE.jsonl [...]
 //	understudy demo [--requests N] [--report FILE.json] [--chart FILE.png] [...]
 //	understudy version
+//	understudy help [COMMAND]
+//
+// What each does is in commandDocs, which -h prints. Exit status: 0 on
+// success and for -h, 2 for a mistake on the command line (its error once,
+// then the usage), 1 for any other failure.
 package main
 
 import (
@@ -21,6 +26,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/understudy-dev/understudy/config"
@@ -30,86 +36,86 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-const usage = `Understudy: an OpenAI-compatible gateway that distills its teacher model.
-
-Usage:
-  understudy serve [--config FILE] [flags]   run the gateway (the main job)
-  understudy status [--watch]                summary of every domain: state, agreement, offload, savings
-  understudy domains                         list the task domains of a running server
-  understudy export --domain NAME [--out F]  export a domain's pairs as OpenAI fine-tuning JSONL
-  understudy train --data FILE.jsonl [--json] train a student offline and print its holdout metrics
-  understudy config check FILE               validate a config file and print the effective config
-  understudy teacher-sim [flags]             run an OpenAI-compatible teacher simulator
-  understudy demo [flags]                    watch a student take over replayed traffic (data: make deps)
-  understudy version                         print the version
-
-Run "understudy COMMAND -h" for a command's flags.
-`
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := runMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "understudy:", err)
-		}
-		os.Exit(exitCode(err))
-	}
+	os.Exit(code)
 }
 
-// usageError is a mistake on the command line: exit status 2.
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
-func exitCode(err error) int {
+// runMain runs the command line and reports how it ended: nothing and 0 on
+// success (-h included); the error once and 1 for a failure; the error,
+// then the usage, and 2 for a mistake on the command line.
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := run(ctx, args, stdout, stderr)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(stderr, "understudy:", err)
 	var ue usageError
-	if errors.As(err, &ue) || errors.Is(err, flag.ErrHelp) {
-		return 2
+	if errors.As(err, &ue) && ue.usage != "" {
+		fmt.Fprint(stderr, "\n"+ue.usage)
 	}
-	return 1
+	return exitCode(err)
 }
 
+// run runs the sub-command args[0]. A request for help (flag.ErrHelp from
+// the command's parse) is a success.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	err := dispatch(ctx, args, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return usageError{"no command given"}
+		return usageError{msg: "no command given", usage: topUsage()}
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "serve":
-		return serve(ctx, rest, stderr)
+		return serve(ctx, rest, stdout, stderr)
 	case "config":
-		return configCmd(rest, stdout, stderr)
+		return configCmd(rest, stdout)
 	case "teacher-sim":
-		return teacherSim(ctx, rest, stderr)
+		return teacherSim(ctx, rest, stdout, stderr)
 	case "domains":
-		return domainsCmd(ctx, rest, stdout, stderr)
+		return domainsCmd(ctx, rest, stdout)
 	case "status":
-		return statusCmd(ctx, rest, stdout, stderr)
+		return statusCmd(ctx, rest, stdout)
 	case "export":
 		return exportCmd(ctx, rest, stdout, stderr)
 	case "train":
 		return trainCmd(ctx, rest, stdout, stderr)
 	case "demo":
-		return demoCmd(ctx, rest, stdout, stderr)
+		return demoCmd(ctx, rest, stdout)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "understudy", version)
-		// Where the students' runtime comes from, or where it was
-		// looked for: what an operator checks first.
-		if err := student.InitRuntime(""); err != nil {
-			fmt.Fprintln(stdout, "onnxruntime: not found:", err)
-		} else {
-			fmt.Fprintf(stdout, "onnxruntime %s (%s)\n", student.RuntimeVersion(), student.RuntimeLibrary())
+		return versionCmd(rest, stdout)
+	case "help", "-h", "-help", "--help":
+		if len(rest) > 0 && rest[0] != "help" && !strings.HasPrefix(rest[0], "-") {
+			return dispatch(ctx, []string{rest[0], "-h"}, stdout, stderr)
 		}
-		return nil
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, topUsage())
 		return nil
 	default:
-		fmt.Fprint(stderr, usage)
-		return usageError{fmt.Sprintf("unknown command %q", cmd)}
+		return usageError{msg: fmt.Sprintf("unknown command %q", cmd), usage: topUsage()}
 	}
+}
+
+func versionCmd(args []string, stdout io.Writer) error {
+	if err := newFlags("version", stdout).parse(args); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "understudy", version)
+	// Where the students' runtime comes from, or where it was looked for:
+	// what an operator checks first.
+	if err := student.InitRuntime(""); err != nil {
+		fmt.Fprintln(stdout, "onnxruntime: not found:", err)
+	} else {
+		fmt.Fprintf(stdout, "onnxruntime %s (%s)\n", student.RuntimeVersion(), student.RuntimeLibrary())
+	}
+	return nil
 }
 
 // loadConfig reads the config file (if any) and the environment, applies
@@ -140,22 +146,30 @@ func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func configCmd(args []string, stdout, stderr io.Writer) error {
-	if len(args) != 2 || args[0] != "check" {
-		fmt.Fprintln(stderr, "usage: understudy config check FILE")
-		return usageError{"config needs: check FILE"}
+// configCmd is `understudy config check FILE`.
+func configCmd(args []string, stdout io.Writer) error {
+	fs := newFlags("config check", stdout)
+	switch {
+	case len(args) > 0 && args[0] == "check":
+		args = args[1:]
+	case !wantsHelp(args):
+		return fs.usageError("want: config check FILE")
 	}
-	cfg, err := config.Load(args[1], nil)
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	path := fs.Arg(0)
+	cfg, err := config.Load(path, nil)
 	if err != nil {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("%s is invalid:\n%w", args[1], err)
+		return fmt.Errorf("%s is invalid:\n%w", path, err)
 	}
 	out, err := cfg.MarshalRedacted()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "# %s is valid; effective configuration (file, then environment; secrets masked):\n%s", args[1], out)
+	fmt.Fprintf(stdout, "# %s is valid; effective configuration (file, then environment; secrets masked):\n%s", path, out)
 	return nil
 }

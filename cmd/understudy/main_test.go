@@ -32,16 +32,6 @@ func TestConfigCheck(t *testing.T) {
 	}
 }
 
-func TestUsageErrors(t *testing.T) {
-	var out, errOut bytes.Buffer
-	for _, args := range [][]string{nil, {"nope"}, {"serve", "extra"}, {"config"}} {
-		err := run(context.Background(), args, &out, &errOut)
-		if exitCode(err) != 2 {
-			t.Errorf("%q: err = %v, exit %d; want a usage error (exit 2)", args, err, exitCode(err))
-		}
-	}
-}
-
 // TestServe runs teacher-sim and the gateway through the command line, with
 // a config file, environment and flags that must win in that order, and
 // sends a request through with the SDK.

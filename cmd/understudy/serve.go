@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -32,22 +31,18 @@ var serveFlags = map[string]func(*config.Config, string){
 	"teacher-url":  func(c *config.Config, v string) { c.Teacher.URL = v },
 }
 
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stdout)
 	path := fs.String("config", "", "YAML config `file` (optional: defaults work without one)")
 	def := config.Default()
 	fs.String("listen", "", fmt.Sprintf("API listen `address` (default %q; any other needs gateway.api_keys; env UNDERSTUDY_LISTEN)", def.Listen))
 	fs.String("admin-listen", "", fmt.Sprintf("admin API listen `address` (default %q; env UNDERSTUDY_ADMIN_LISTEN)", def.Admin.Listen))
 	fs.String("data-dir", "", fmt.Sprintf("data `directory` (default %q; env UNDERSTUDY_DATA_DIR)", def.DataDir))
 	fs.String("teacher-url", "", fmt.Sprintf("teacher base `URL` (default %q; env UNDERSTUDY_TEACHER_URL or OPENAI_BASE_URL)", def.Teacher.URL))
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usageError{"serve takes no arguments; got " + fs.Arg(0)}
-	}
-	cfg, err := loadConfig(*path, fs, serveFlags)
+	cfg, err := loadConfig(*path, fs.FlagSet, serveFlags)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,13 +14,12 @@ import (
 // statusCmd prints a summary of every domain: state, student version,
 // agreement with its lower bound, coverage, offload and money saved;
 // --watch redraws it.
-func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	client := adminFlags(fs)
+func statusCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags("status", stdout)
+	client := adminFlags(fs.FlagSet)
 	watch := fs.Bool("watch", false, "refresh every --interval until interrupted")
 	interval := fs.Duration("interval", 2*time.Second, "refresh `interval` with --watch")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	c, err := client()
@@ -67,36 +65,17 @@ func writeStatus(w io.Writer, ds []gateway.DomainView) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DOMAIN\tSTATE\tSTUDENT\tτ\tAGREEMENT ± BOUND\tCOVERAGE\tOFFLOAD\tSAVED\tSPENT")
+	fmt.Fprintln(tw, "DOMAIN\tSTATE\tSTUDENT\tτ\t"+agreementHeader+"\tCOVERAGE\t"+offloadHeader+"\tSAVED\tSPENT")
 	var saved, spent float64
 	var notes []string
 	for _, d := range ds {
-		student, tau, agreement, coverage, offload := "-", "-", "-", "-", "-"
-		if rv := d.Routing; rv != nil {
-			st := rv.ServingStats
-			switch {
-			case rv.Serving > 0:
-				student = fmt.Sprintf("v%d", rv.Serving)
-			case rv.Candidate > 0:
-				student, st = fmt.Sprintf("v%d (candidate)", rv.Candidate), rv.CandidateStats
-			}
-			if st != nil && st.Confident > 0 {
-				agreement = fmt.Sprintf("%.3f -%.3f", st.SelectiveAgreement, st.SelectiveAgreement-st.LowerBound)
-				coverage = fmt.Sprintf("%.1f%%", 100*st.Coverage)
-			}
-			if st != nil {
-				tau = fmt.Sprintf("%.2f", st.Tau)
-			}
-			if rv.Waiting != "" {
-				notes = append(notes, d.Name+": "+rv.Waiting)
-			}
-			if len(rv.Routes) > 0 {
-				offload = fmt.Sprintf("%.1f%%", 100*rv.Offload)
-			}
+		c := cellsOf(d)
+		if rv := d.Routing; rv != nil && rv.Waiting != "" {
+			notes = append(notes, d.Name+": "+rv.Waiting)
 		}
 		saved += d.SavedDollars
 		spent += d.SpentDollars
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t$%.4f\t$%.4f\n", d.Name, d.State, student, tau, agreement, coverage, offload, d.SavedDollars, d.SpentDollars)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t$%.4f\t$%.4f\n", d.Name, d.State, c.student, c.tau, c.agreement, c.coverage, c.offload, d.SavedDollars, d.SpentDollars)
 	}
 	fmt.Fprintf(tw, "total\t\t\t\t\t\t\t$%.4f\t$%.4f\n", saved, spent)
 	if err := tw.Flush(); err != nil {
@@ -109,3 +88,57 @@ func writeStatus(w io.Writer, ds []gateway.DomainView) error {
 	}
 	return nil
 }
+
+// The columns status and domains share, headed alike.
+const (
+	agreementHeader = "AGREEMENT (≥ BOUND)"
+	offloadHeader   = "OFFLOAD (ALL TIME)"
+)
+
+// cells is how status and domains both show a domain's student and the
+// evidence about it, so that the two read the same.
+type cells struct {
+	student   string // "v3", "v3 candidate", "v3 (+v4 shadow)", "v2 trained"
+	tau       string // the τ the student answers at: "0.91"
+	agreement string // selective agreement at τ and its lower bound: "96.8% (≥ 95.1%)"
+	coverage  string // share of inputs confident at τ: "83.0%"
+	samples   string // the confident samples behind the agreement
+	offload   string // share of eligible answers the student gave, since the domain began
+}
+
+// cellsOf renders the serving version's statistics, else the leading
+// candidate's; "-" where there is nothing to show yet.
+func cellsOf(d gateway.DomainView) cells {
+	c := cells{"-", "-", "-", "-", "-", "-"}
+	if d.LatestVersion > 0 {
+		c.student = fmt.Sprintf("v%d trained", d.LatestVersion)
+	}
+	rv := d.Routing
+	if rv == nil {
+		return c
+	}
+	st := rv.ServingStats
+	switch {
+	case rv.Serving > 0 && rv.Candidate > 0:
+		c.student = fmt.Sprintf("v%d (+v%d shadow)", rv.Serving, rv.Candidate)
+	case rv.Serving > 0:
+		c.student = fmt.Sprintf("v%d", rv.Serving)
+	case rv.Candidate > 0:
+		c.student, st = fmt.Sprintf("v%d candidate", rv.Candidate), rv.CandidateStats
+	}
+	if st != nil {
+		c.tau = fmt.Sprintf("%.2f", st.Tau)
+		c.samples = fmt.Sprint(st.Confident)
+		if st.Confident > 0 {
+			c.agreement = fmt.Sprintf("%s (≥ %s)", percent(st.SelectiveAgreement), percent(st.LowerBound))
+			c.coverage = percent(st.Coverage)
+		}
+	}
+	if len(rv.Routes) > 0 {
+		c.offload = percent(rv.Offload)
+	}
+	return c
+}
+
+// percent renders a share in [0,1] as "96.8%".
+func percent(x float64) string { return fmt.Sprintf("%.1f%%", 100*x) }

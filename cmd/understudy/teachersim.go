@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,19 +18,8 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
-func teacherSim(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("teacher-sim", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, `Usage: understudy teacher-sim --task NAME=FILE.jsonl [--system NAME=PROMPT] [flags]
-
-An OpenAI-compatible server that answers from labelled JSONL files
-({"text": ..., "label": ...} per line; a {"system": ...} line sets the task's
-system prompt). Chat and Responses requests are matched to a task by system
-prompt (Responses: instructions) and answered with the label of the example
-whose text equals the user message.`)
-		fs.PrintDefaults()
-	}
+func teacherSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("teacher-sim", stdout)
 	var tasks, systems, models listFlag
 	listen := fs.String("listen", "127.0.0.1:9090", "listen `address`")
 	fs.Var(&tasks, "task", "a task as `NAME=FILE.jsonl` (repeatable)")
@@ -45,21 +33,21 @@ whose text equals the user message.`)
 	fs.IntVar(&cfg.ErrorStatus, "error-status", 500, "HTTP status of injected errors")
 	fs.StringVar(&cfg.APIKey, "api-key", "", "require this API key (default: none)")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "random seed for latency and errors")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	prompts := map[string]string{}
 	for _, s := range systems {
 		name, prompt, ok := strings.Cut(s, "=")
 		if !ok {
-			return usageError{fmt.Sprintf("--system %q: want NAME=PROMPT", s)}
+			return fs.usageError(fmt.Sprintf("--system %q: want NAME=PROMPT", s))
 		}
 		prompts[name] = prompt
 	}
 	for _, t := range tasks {
 		name, path, ok := strings.Cut(t, "=")
 		if !ok {
-			return usageError{fmt.Sprintf("--task %q: want NAME=FILE.jsonl", t)}
+			return fs.usageError(fmt.Sprintf("--task %q: want NAME=FILE.jsonl", t))
 		}
 		task, err := teachersim.LoadTask(name, path, prompts[name])
 		if err != nil {

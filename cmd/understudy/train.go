@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,53 +16,33 @@ import (
 )
 
 func trainCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("train", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, `Usage: understudy train --data FILE.jsonl [--json] [--save FILE]
-       understudy train --data FILE.jsonl --curve 500,1000,... [--seeds N] [--json]
-
-Trains a student offline on {"text": ..., "label": ...} lines exactly as the
-background trainer would on logged pairs (labels are normalized the same
-way), and prints its holdout metrics: size a task before putting traffic
-through the gateway.
-
-With --curve it prints a learning curve instead: the lines are shuffled
-(seed k for the k-th of --seeds runs), the last 20% become a test set, and a
-student is trained on the first N of the rest for each N, as if the gateway
-had logged N pairs; each is measured on the test set, predicting as serving
-does: accuracy, coverage and selective agreement at its τ, and the oracle
-coverage (the most a threshold chosen on the test set itself could cover at
-router.agreement_threshold).`)
-		fs.PrintDefaults()
-	}
+	fs := newFlags("train", stdout)
 	path := fs.String("config", "", "config `file` (trainer, labels and onnxruntime settings)")
 	data := fs.String("data", "", "labelled `file`: one {\"text\",\"label\"} JSON object per line")
 	asJSON := fs.Bool("json", false, "print the metrics as JSON")
 	save := fs.String("save", "", "also write the trained artifact to `file`")
 	curve := fs.String("curve", "", "print a learning curve at these `sizes` (pairs, comma-separated)")
 	seeds := fs.Int("seeds", 1, "with --curve, average over this many shuffles and trainer seeds")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if *data == "" {
-		fs.Usage()
-		return usageError{"train needs --data"}
+		return fs.usageError("--data is required")
 	}
 	var sizes []int
 	if *curve != "" {
 		var err error
 		if sizes, err = parseSizes(*curve); err != nil {
-			return err
+			return fs.usageError(err.Error())
 		}
 		if *seeds < 1 {
-			return usageError{fmt.Sprintf("--seeds: must be at least 1, got %d", *seeds)}
+			return fs.usageError(fmt.Sprintf("--seeds: must be at least 1, got %d", *seeds))
 		}
 		if *save != "" {
-			return usageError{"--save trains one student; --curve trains many"}
+			return fs.usageError("--save trains one student; --curve trains many")
 		}
 	}
-	cfg, err := loadConfig(*path, fs, nil)
+	cfg, err := loadConfig(*path, fs.FlagSet, nil)
 	if err != nil {
 		return err
 	}

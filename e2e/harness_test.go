@@ -4,14 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,11 +22,14 @@ import (
 )
 
 // TestMain checks that the tests leave no goroutine behind (the waits on
-// their child processes included) and removes the binary they built.
+// their child processes included) and removes the binary they built, also
+// when a test fails. Binaries an earlier run could not remove (killed, or
+// timed out outside `go test`) are removed first.
 func TestMain(m *testing.M) {
+	removeStaleBinaries()
 	goleak.VerifyTestMain(idleClosing{m}, goleak.Cleanup(func(code int) {
-		if binary.dir != "" {
-			_ = os.RemoveAll(binary.dir)
+		if binary.remove != "" {
+			_ = os.RemoveAll(binary.remove)
 		}
 		os.Exit(code)
 	}))
@@ -40,27 +46,39 @@ func (c idleClosing) Run() int {
 	return code
 }
 
-// binary is the understudy binary, built once from cmd/understudy into a
-// temporary directory that TestMain removes.
+// binary is the understudy binary, built once from cmd/understudy by
+// buildBinary; remove is what TestMain removes.
 var binary struct {
-	once      sync.Once
-	dir, path string
-	err       error
+	once         sync.Once
+	path, remove string
+	err          error
 }
 
 // mainPackage is what buildBinary builds: by import path, so that it works
 // from any directory inside the module.
 const mainPackage = "github.com/understudy-dev/understudy/cmd/understudy"
 
+// binaryPrefix names the directory buildBinary makes outside `go test`'s
+// work directory: understudy-e2e-PID-*, PID the test process's.
+const binaryPrefix = "understudy-e2e-"
+
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	binary.once.Do(func() {
-		dir, err := os.MkdirTemp("", "understudy-bin")
-		if err != nil {
-			binary.err = err
-			return
+		dir, remove := goWorkDir(), ""
+		if dir == "" {
+			var err error
+			if dir, err = os.MkdirTemp("", fmt.Sprintf("%s%d-", binaryPrefix, os.Getpid())); err != nil {
+				binary.err = err
+				return
+			}
+			remove = dir
 		}
-		binary.dir, binary.path = dir, filepath.Join(dir, "understudy")
+		binary.path = filepath.Join(dir, "understudy")
+		if remove == "" {
+			remove = binary.path
+		}
+		binary.remove = remove
 		out, err := exec.Command("go", "build", "-o", binary.path, mainPackage).CombinedOutput()
 		if err != nil {
 			binary.err = fmt.Errorf("go build: %v\n%s", err, out)
@@ -70,6 +88,42 @@ func buildBinary(t *testing.T) string {
 		t.Fatal(binary.err)
 	}
 	return binary.path
+}
+
+// goWorkDir returns the directory of the test binary when `go test` built
+// it into its work directory ($TMPDIR/go-build*/b*), which the go command
+// removes when the run ends, however it ends: a failure, -timeout, ^C. A
+// binary built there cannot outlive the run. Else "".
+func goWorkDir() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	dir := filepath.Dir(exe)
+	if !strings.HasPrefix(filepath.Base(filepath.Dir(dir)), "go-build") || !regexp.MustCompile(`^b\d+$`).MatchString(filepath.Base(dir)) {
+		return ""
+	}
+	return dir
+}
+
+// removeStaleBinaries removes the directories buildBinary made for test
+// processes that are gone.
+func removeStaleBinaries() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), binaryPrefix+"*-*"))
+	for _, d := range dirs {
+		pidText, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(d), binaryPrefix), "-")
+		pid, err := strconv.Atoi(pidText)
+		if err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		p, err := os.FindProcess(pid)
+		if err == nil {
+			err = p.Signal(syscall.Signal(0))
+		}
+		if errors.Is(err, os.ErrProcessDone) {
+			_ = os.RemoveAll(d)
+		}
+	}
 }
 
 // child is a running understudy process.

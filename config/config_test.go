@@ -46,6 +46,18 @@ func TestLoadFull(t *testing.T) {
 	}
 }
 
+// TestMergeKeys: a YAML merge (<<: *anchor) is read as yaml.v3 reads it,
+// and what it merges is checked like the rest.
+func TestMergeKeys(t *testing.T) {
+	cfg, err := Load("testdata/merge-ok.yaml", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Domains) != 2 || cfg.Domains[1].Name != "b" || cfg.Domains[1].Model != "m" {
+		t.Errorf("domains = %+v, want b to take model m from a", cfg.Domains)
+	}
+}
+
 // TestOpenRelayOptIn: a gateway without keys on a public address loads only
 // when the operator says so.
 func TestOpenRelayOptIn(t *testing.T) {
@@ -116,6 +128,7 @@ func TestBadConfigs(t *testing.T) {
 		"trainer-cooldown.bad.yaml":     `line 2: trainer.cooldown: invalid duration "5 minutes": want a number with a unit`,
 		"gateway-max-conns.bad.yaml":    `line 2: gateway.max_conns: want a whole number, got "lots"`,
 		"domain-key.bad.yaml":           "line 4: domains[1].nmae: unknown setting (did you mean name?)",
+		"domain-merge-key.bad.yaml":     "line 7: domains[1].modle: unknown setting (did you mean model?)",
 		"router-scalar.bad.yaml":        `line 1: router: want a section of settings (agreement_threshold, confidence,`,
 		"teacher-url.bad.yaml":          `teacher.url: must be an http:// or https:// URL, got "ftp://example.com"`,
 		"teacher-timeout.bad.yaml":      "teacher.timeout: must be positive, got 0s",

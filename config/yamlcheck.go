@@ -50,6 +50,16 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key, value := n.Content[i], n.Content[i+1]
+			if key.Tag == "!!merge" { // <<: *anchor merges another section's settings
+				if value.Kind == yaml.SequenceNode {
+					for _, v := range value.Content {
+						checkNode(v, t, path, errs)
+					}
+				} else {
+					checkNode(value, t, path, errs)
+				}
+				continue
+			}
 			field, ok := fieldByTag(t, key.Value)
 			if !ok {
 				msg := "unknown setting"

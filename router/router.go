@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -193,6 +194,43 @@ type domain struct {
 	candidates []*version    // oldest first
 	samples    int           // since the last save
 	shadowLim  *rate.Limiter // Config.ShadowMaxRate; nil without a cap
+	recent     recentRoutes
+}
+
+// RecentWindow is how many of a domain's last eligible answers its recent
+// offload covers.
+const RecentWindow = 1000
+
+// recentRoutes remembers, for a domain's last RecentWindow eligible
+// answers, whether a student gave each (since the process started).
+type recentRoutes struct {
+	bits    [(RecentWindow + 63) / 64]uint64
+	next, n int
+}
+
+// add records one answer.
+func (w *recentRoutes) add(student bool) {
+	word, bit := w.next/64, uint(w.next%64)
+	if student {
+		w.bits[word] |= 1 << bit
+	} else {
+		w.bits[word] &^= 1 << bit
+	}
+	w.next = (w.next + 1) % RecentWindow
+	w.n = min(w.n+1, RecentWindow)
+}
+
+// offload is the share of the remembered answers a student gave, and how
+// many answers that is.
+func (w *recentRoutes) offload() (float64, int) {
+	if w.n == 0 {
+		return 0, 0
+	}
+	students := 0
+	for _, b := range w.bits {
+		students += bits.OnesCount64(b)
+	}
+	return float64(students) / float64(w.n), w.n
 }
 
 // version is a loaded student version with its scores.
@@ -498,6 +536,7 @@ func (r *Router) Answered(o Outcome) {
 		d.rec.Routes = map[Route]int64{}
 	}
 	d.rec.Routes[o.Route]++
+	d.recent.add(o.Route == RouteStudent || o.Route == RouteFallback)
 	if o.Teacher == "" {
 		return
 	}
@@ -809,8 +848,12 @@ type View struct {
 	Reason      string          `json:"reason,omitempty"`
 	Transitions []Transition    `json:"transitions,omitempty"`
 	Routes      map[Route]int64 `json:"routes,omitempty"`
-	// Offload is the share of eligible answers the student gave.
+	// Offload is the share of eligible answers the student gave, all
+	// time; RecentOffload the share of the last RecentAnswers (at most
+	// RecentWindow, since the process started).
 	Offload        float64       `json:"offload"`
+	RecentOffload  float64       `json:"recent_offload"`
+	RecentAnswers  int           `json:"recent_answers"`
 	ServingStats   *shadow.Stats `json:"serving_stats,omitempty"`
 	CandidateStats *shadow.Stats `json:"candidate_stats,omitempty"`
 	Threshold      float64       `json:"threshold"`
@@ -846,6 +889,7 @@ func (r *Router) View(name string) (View, bool) {
 	if total > 0 {
 		v.Offload = float64(d.rec.Routes[RouteStudent]+d.rec.Routes[RouteFallback]) / float64(total)
 	}
+	v.RecentOffload, v.RecentAnswers = d.recent.offload()
 	if d.serving != nil {
 		st := d.serving.scores.Stats()
 		v.ServingStats, v.Tau = &st, d.serving.tau

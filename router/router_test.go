@@ -336,3 +336,30 @@ func TestRun(t *testing.T) {
 		t.Errorf("spam after a restart: %s with %d transitions, want collecting after 3", v.State, len(v.Transitions))
 	}
 }
+
+// TestRecentOffload: the view's recent offload covers the last
+// RecentWindow answers, beside the all-time share.
+func TestRecentOffload(t *testing.T) {
+	e := newEnv(t)
+	r := e.router(testConfig)
+	if v, _ := r.View("d"); v.RecentAnswers != 0 {
+		t.Fatalf("recent answers before any: %d", v.RecentAnswers)
+	}
+	for range 3000 {
+		r.Answered(router.Outcome{Domain: "d", Route: router.RouteTeacher})
+	}
+	for i := range router.RecentWindow {
+		route := router.RouteStudent
+		if i%4 == 0 {
+			route = router.RouteDeferred
+		}
+		r.Answered(router.Outcome{Domain: "d", Route: route})
+	}
+	v, _ := r.View("d")
+	if v.RecentAnswers != router.RecentWindow || v.RecentOffload != 0.75 {
+		t.Errorf("recent offload %v of %d answers, want 0.75 of %d", v.RecentOffload, v.RecentAnswers, router.RecentWindow)
+	}
+	if want := 750.0 / 4000; v.Offload != want {
+		t.Errorf("all-time offload %v, want %v", v.Offload, want)
+	}
+}

@@ -34,7 +34,8 @@ writing every accepted pair.`},
 Agreement is the serving student's (else the leading candidate's) selective
 agreement with the teacher at its τ, with the lower confidence bound the
 gate tests in parentheses; offload is the share of eligible answers the
-student gave since the domain began (the admin API has no recent window).`},
+student gave since the domain began, and in parentheses of the last 1,000
+answered since the server started.`},
 	{name: "domains", synopsis: []string{"[--json] [flags]"},
 		summary: "list the task domains with pairs, labels, students and agreement",
 		about: `Reads a running server's admin API (see --admin-url, --config, --token).

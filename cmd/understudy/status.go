@@ -92,7 +92,7 @@ func writeStatus(w io.Writer, ds []gateway.DomainView) error {
 // The columns status and domains share, headed alike.
 const (
 	agreementHeader = "AGREEMENT (≥ BOUND)"
-	offloadHeader   = "OFFLOAD (ALL TIME)"
+	offloadHeader   = "OFFLOAD (RECENT)"
 )
 
 // cells is how status and domains both show a domain's student and the
@@ -103,7 +103,7 @@ type cells struct {
 	agreement string // selective agreement at τ and its lower bound: "96.8% (≥ 95.1%)"
 	coverage  string // share of inputs confident at τ: "83.0%"
 	samples   string // the confident samples behind the agreement
-	offload   string // share of eligible answers the student gave, since the domain began
+	offload   string // share of eligible answers the student gave, all time and of the last 1,000: "62.0% (81.3%)"
 }
 
 // cellsOf renders the serving version's statistics, else the leading
@@ -136,6 +136,9 @@ func cellsOf(d gateway.DomainView) cells {
 	}
 	if len(rv.Routes) > 0 {
 		c.offload = percent(rv.Offload)
+		if rv.RecentAnswers > 0 {
+			c.offload += " (" + percent(rv.RecentOffload) + ")"
+		}
 	}
 	return c
 }

@@ -169,7 +169,7 @@ func TestStatusAndDomainsAgree(t *testing.T) {
 	st := &shadow.Stats{Samples: 1200, Tau: 0.91, Confident: 900, SelectiveAgreement: 0.968, LowerBound: 0.951, Coverage: 0.83}
 	view := gateway.DomainView{
 		Name: "spam", State: string(router.Serving), Pairs: 5000, Labels: 2, LatestVersion: 3, LastSeen: time.Now(),
-		Routing: &router.View{State: router.Serving, Serving: 3, ServingStats: st, Offload: 0.62,
+		Routing: &router.View{State: router.Serving, Serving: 3, ServingStats: st, Offload: 0.62, RecentOffload: 0.813, RecentAnswers: 1000,
 			Routes: map[router.Route]int64{router.RouteStudent: 62, router.RouteTeacher: 38}},
 	}
 	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -187,7 +187,7 @@ func TestStatusAndDomainsAgree(t *testing.T) {
 		outputs[cmd] = out
 	}
 	for cmd, out := range outputs {
-		for _, want := range []string{"AGREEMENT (≥ BOUND)", "OFFLOAD (ALL TIME)", " v3 ", "96.8% (≥ 95.1%)", "83.0%", "62.0%"} {
+		for _, want := range []string{"AGREEMENT (≥ BOUND)", "OFFLOAD (RECENT)", " v3 ", "96.8% (≥ 95.1%)", "83.0%", "62.0% (81.3%)"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("%s lacks %q:\n%s", cmd, want, out)
 			}

@@ -103,6 +103,10 @@ type Gateway struct {
 	// IdleTimeout closes a keep-alive connection with no request for this
 	// long. Default 60s.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// WriteTimeout bounds each write of an answer to a client: a client
+	// that stops reading a stream (its socket buffer full) for this long
+	// is dropped, and the teacher's stream it held released. Default 30s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// MaxConns caps the client connections open at once; past it a new
 	// connection is answered 503 (an OpenAI error object, Retry-After) and
 	// closed. Default 0: the process's open-file limit less what the teacher
@@ -128,6 +132,7 @@ var DefaultGateway = Gateway{
 	ReadHeaderTimeout: 10 * time.Second,
 	ReadTimeout:       60 * time.Second,
 	IdleTimeout:       60 * time.Second,
+	WriteTimeout:      30 * time.Second,
 	MaxBodySize:       8 * MiB,
 	ShutdownTimeout:   30 * time.Second,
 	GCPercent:         200,
@@ -151,6 +156,12 @@ type Teacher struct {
 	FirstByteTimeout time.Duration `yaml:"first_byte_timeout"`
 	// Timeout bounds a whole teacher exchange, streams included. Default 600s.
 	Timeout time.Duration `yaml:"timeout"`
+	// IdleTimeout bounds the silence between two reads of an answer once
+	// its first byte came: a teacher that stalls mid-stream this long is
+	// cut off, and the client told, instead of holding the connection until
+	// Timeout. Long enough for a reasoning model's silence between events.
+	// Default 300s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// MaxConns caps open connections to the teacher. Default 1024.
 	MaxConns int `yaml:"max_conns"`
 	// QueueTimeout is how long a request waits for one of the MaxConns
@@ -182,6 +193,7 @@ var DefaultTeacher = Teacher{
 	ConnectTimeout:      5 * time.Second,
 	FirstByteTimeout:    120 * time.Second,
 	Timeout:             600 * time.Second,
+	IdleTimeout:         300 * time.Second,
 	MaxConns:            1024,
 	QueueTimeout:        10 * time.Second,
 	MaxIdleConnDuration: 4 * time.Second,

@@ -135,6 +135,7 @@ func (g Gateway) validate(listen string) []error {
 	}
 	v.positive("read_header_timeout", g.ReadHeaderTimeout)
 	v.positive("read_timeout", g.ReadTimeout)
+	v.positive("write_timeout", g.WriteTimeout)
 	v.positive("idle_timeout", g.IdleTimeout)
 	v.notNegativeInt("max_conns", g.MaxConns)
 	for i, k := range g.APIKeys {
@@ -157,6 +158,7 @@ func (t Teacher) validate() []error {
 	}
 	v.positive("connect_timeout", t.ConnectTimeout)
 	v.positive("first_byte_timeout", t.FirstByteTimeout)
+	v.positive("idle_timeout", t.IdleTimeout)
 	v.positive("timeout", t.Timeout)
 	v.positive("max_idle_conn_duration", t.MaxIdleConnDuration)
 	v.positive("queue_timeout", t.QueueTimeout)

@@ -507,3 +507,64 @@ func TestOwnErrorsCarryHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestStalledStreams: a client that stops reading a stream is dropped after
+// gateway.write_timeout, and a teacher that stalls mid-stream is cut off
+// after teacher.idle_timeout; either way the teacher's connection is
+// released, not held until teacher.timeout (600 s here).
+func TestStalledStreams(t *testing.T) {
+	released := make(chan string, 4)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		event := "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"" + strings.Repeat("x", 64<<10) + "\"}}]}\n\n"
+		if strings.Contains(r.URL.Path, "stall") || r.Header.Get("X-Test") == "teacher-stalls" {
+			io.WriteString(w, event)
+			w.(http.Flusher).Flush()
+			<-r.Context().Done() // silent until the gateway lets go
+			released <- "teacher stalled"
+			return
+		}
+		for { // a client that stops reading: write until the gateway lets go
+			if _, err := io.WriteString(w, event); err != nil {
+				released <- "client stalled"
+				return
+			}
+			w.(http.Flusher).Flush()
+		}
+	})}
+	ln := listen(t)
+	go srv.Serve(ln)
+	defer srv.Close()
+	h := start(t, teachersim.Config{}, func(c *config.Config) {
+		c.Teacher.URL = "http://" + ln.Addr().String() + "/v1"
+		c.Teacher.IdleTimeout = 300 * time.Millisecond
+		c.Gateway.WriteTimeout = 300 * time.Millisecond
+	})
+	body := `{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`
+	addr := strings.TrimPrefix(strings.TrimSuffix(h.gwURL, "/v1"), "http://")
+	for _, tc := range []struct{ name, header string }{{"client stalls", ""}, {"teacher stalls", "X-Test: teacher-stalls\r\n"}} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + tc.header +
+			"Content-Length: " + strconv.Itoa(len(body)) + "\r\nConnection: close\r\n\r\n" + body
+		if _, err := c.Write([]byte(req)); err != nil {
+			t.Fatal(err)
+		}
+		if tc.name == "teacher stalls" {
+			// Read on: the stream ends with the gateway's error event.
+			got, _ := io.ReadAll(c)
+			if !strings.Contains(string(got), "teacher_stream_incomplete") {
+				t.Errorf("%s: the client got no error event (%d bytes)", tc.name, len(got))
+			}
+		} // else: never read
+		select {
+		case what := <-released:
+			t.Logf("%s: released (%s)", tc.name, what)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: the teacher's connection is still held", tc.name)
+		}
+		c.Close()
+	}
+}

@@ -149,8 +149,9 @@ func (s *Server) relayAnswer(ctx *fasthttp.RequestCtx, x exchange, c teacherCall
 		default:
 			tee = &openai.StreamAnswer{}
 		}
+		extend := s.writeDeadline(ctx)
 		ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
-			err := s.relay(w, resp, x.start, c.api, tee)
+			err := s.relay(w, resp, x.start, c.api, tee, extend)
 			info.teacherTime = time.Since(x.start)
 			x.end(err)
 			if tee != nil && err == nil {
@@ -222,6 +223,17 @@ func (t *Teacher) authorization(ctx *fasthttp.RequestCtx) string {
 	return ""
 }
 
+// writeDeadline returns a function that gives the request's client
+// gateway.write_timeout from now for its next write. A streamed answer is
+// written from another goroutine (fasthttp copies it to the connection),
+// so a client that stops reading blocks that copy; the deadline ends it,
+// the stream's writer fails, and the teacher's stream is released instead
+// of held until teacher.timeout.
+func (s *Server) writeDeadline(ctx *fasthttp.RequestCtx) func() {
+	c, timeout := ctx.Conn(), s.cfg.Gateway.WriteTimeout
+	return func() { _ = c.SetWriteDeadline(time.Now().Add(timeout)) }
+}
+
 // answerTee rebuilds an answer from the lines of its event stream:
 // openai.StreamAnswer for chat and completions, openai.ResponseStreamAnswer
 // for the Responses API.
@@ -260,8 +272,9 @@ var doneLine = []byte("data: [DONE]")
 //
 // When sc is not nil, every line also goes to it, to rebuild the answer.
 // api says which event ends the stream, and how the error event is sent:
-// on the Responses API it is an "event: error".
-func (s *Server) relay(w *bufio.Writer, resp *fasthttp.Response, start time.Time, api openai.Endpoint, sc answerTee) error {
+// on the Responses API it is an "event: error". extend gives the client
+// gateway.write_timeout for what is written next (writeDeadline).
+func (s *Server) relay(w *bufio.Writer, resp *fasthttp.Response, start time.Time, api openai.Endpoint, sc answerTee, extend func()) error {
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(resp.BodyStream())
 	defer func() { br.Reset(nil); readerPool.Put(br) }()
@@ -269,6 +282,7 @@ func (s *Server) relay(w *bufio.Writer, resp *fasthttp.Response, start time.Time
 	first, complete, midEvent, passing := true, false, false, false
 	for {
 		line, err := br.ReadSlice('\n')
+		extend()
 		if len(long) > 0 || err == bufio.ErrBufferFull {
 			long = append(long, line...)
 			if err == bufio.ErrBufferFull {

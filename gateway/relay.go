@@ -177,7 +177,8 @@ func (s *Server) relayToTeacher(ctx *fasthttp.RequestCtx) error {
 	}
 	size = max(size, -1)
 	info.streaming = true
-	ctx.SetBodyStream(&relayBody{r: stream, end: x.end, s: s, info: info, start: x.start, status: status, size: int64(size)}, size)
+	ctx.SetBodyStream(&relayBody{r: stream, end: x.end, s: s, info: info, start: x.start, status: status, size: int64(size),
+		extend: s.writeDeadline(ctx)}, size)
 	return nil
 }
 
@@ -196,10 +197,16 @@ type relayBody struct {
 	n      int64 // bytes read
 	err    error // the teacher's read error; io.EOF once the body is complete
 	closed bool
+	// extend gives the client gateway.write_timeout for the write of
+	// what was just read (Server.writeDeadline).
+	extend func()
 }
 
 func (b *relayBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
+	if b.extend != nil {
+		b.extend()
+	}
 	b.n += int64(n)
 	if err == nil && b.n == b.size {
 		err = io.EOF

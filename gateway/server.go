@@ -129,7 +129,9 @@ func New(cfg *config.Config, deps Deps) (*Server, error) {
 			}
 			return fasthttp.RequestConfig{ReadTimeout: cfg.Gateway.ReadTimeout}
 		},
-		IdleTimeout:                   cfg.Gateway.IdleTimeout,
+		IdleTimeout: cfg.Gateway.IdleTimeout,
+		// Each write of a streamed answer extends it (writeDeadline).
+		WriteTimeout:                  cfg.Gateway.WriteTimeout,
 		ReadBufferSize:                maxHeaderBytes,
 		DisablePreParseMultipartForm:  true,
 		CloseOnShutdown:               true,

@@ -104,7 +104,7 @@ func newTeacher(cfg config.Teacher, m *metrics) (*Teacher, error) {
 			if err != nil {
 				return nil, &dialError{err}
 			}
-			return &firstByteConn{Conn: c, firstByte: firstByte}, nil
+			return &firstByteConn{Conn: c, firstByte: firstByte, idle: cfg.IdleTimeout}, nil
 		},
 	}
 	b := cfg.Breaker
@@ -153,13 +153,17 @@ type dialError struct{ err error }
 func (e *dialError) Error() string { return "connecting to teacher: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
-// firstByteConn enforces the first-byte timeout: when fasthttp sets the read
-// deadline for a response (the whole exchange's deadline), the connection
-// tightens it to the first-byte timeout until the first byte arrives, then
-// restores it. One exchange uses a connection at a time.
+// firstByteConn enforces the first-byte and idle timeouts: when fasthttp
+// sets the read deadline for a response (the whole exchange's deadline),
+// the connection tightens it to the first-byte timeout until the first
+// byte arrives; after that, each read may wait at most the idle timeout
+// (teacher.idle_timeout), so a teacher that stalls mid-stream is cut off
+// instead of holding the connection, and the client's stream, until the
+// exchange's deadline. One exchange uses a connection at a time.
 type firstByteConn struct {
 	net.Conn
 	firstByte time.Duration
+	idle      time.Duration
 	deadline  time.Time // the exchange's own read deadline
 	waiting   bool      // no response byte read yet
 }
@@ -174,14 +178,32 @@ func (c *firstByteConn) SetReadDeadline(t time.Time) error {
 }
 
 func (c *firstByteConn) Read(p []byte) (int, error) {
+	if !c.waiting && c.idle > 0 {
+		if err := c.Conn.SetReadDeadline(c.idleDeadline()); err != nil {
+			return 0, err
+		}
+	}
 	n, err := c.Conn.Read(p)
 	if n > 0 && c.waiting {
 		c.waiting = false
-		if err2 := c.Conn.SetReadDeadline(c.deadline); err == nil {
+		if err2 := c.Conn.SetReadDeadline(c.idleDeadline()); err == nil {
 			err = err2
 		}
 	}
 	return n, err
+}
+
+// idleDeadline is the next read's deadline once the first byte came: the
+// idle timeout from now, within the exchange's own deadline.
+func (c *firstByteConn) idleDeadline() time.Time {
+	if c.idle <= 0 {
+		return c.deadline
+	}
+	d := time.Now().Add(c.idle)
+	if !c.deadline.IsZero() && c.deadline.Before(d) {
+		return c.deadline
+	}
+	return d
 }
 
 // retryAfter is the number of seconds until the open breaker lets a probe

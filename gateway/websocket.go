@@ -159,7 +159,7 @@ func (s *Server) relayRefusedUpgrade(ctx *fasthttp.RequestCtx, info *reqInfo, st
 	}
 	info.streaming = true
 	ctx.SetBodyStream(&relayBody{r: resp.Body, s: s, info: info, start: start, status: resp.StatusCode, size: int64(size),
-		end: func(err error) { _ = up.Close(); done(err) }}, size)
+		end: func(err error) { _ = up.Close(); done(err) }, extend: s.writeDeadline(ctx)}, size)
 	return nil
 }
 

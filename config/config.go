@@ -424,6 +424,11 @@ type Metrics struct {
 	// MaxDomains is how many domains get their own label value; later
 	// ones are counted under "_other". Default 50.
 	MaxDomains int `yaml:"max_domains"`
+	// RequireAPIKey protects the gateway's /metrics with gateway.api_keys,
+	// like /v1 (Prometheus sends one with its scrape config's
+	// authorization). Default false: metrics name domains and volumes, so
+	// set it when the gateway's port is reachable by others.
+	RequireAPIKey bool `yaml:"require_api_key"`
 }
 
 // DefaultMetrics is the metrics section's default.

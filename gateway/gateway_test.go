@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -319,6 +320,15 @@ func TestBreaker(t *testing.T) {
 	if !bytes.Contains(ready, []byte(`"teacher_breaker":"open"`)) {
 		t.Errorf("/readyz = %s, want the open breaker shown", ready)
 	}
+	// Refused requests are logged at most once a second, not one line each.
+	began := time.Now()
+	for range 50 {
+		h.gw.Chat.Completions.New(ctx, chatParams("x"))
+	}
+	lines := strings.Count(h.log.String(), "reason=breaker_open")
+	if most := 2 + int(time.Since(began)/time.Second); lines > most {
+		t.Errorf("%d log lines for 51 refused requests in %v, want at most %d", lines, time.Since(began), most)
+	}
 
 	h.simConfig(map[string]any{"error_rate": 0})
 	time.Sleep(600 * time.Millisecond) // past open_timeout: half-open
@@ -416,13 +426,16 @@ func TestTimeouts(t *testing.T) {
 func TestForwarding(t *testing.T) {
 	type seen struct {
 		path, auth, domainHdr, accept string
+		credentials                   []string // Cookie, OpenAI-Organization, Api-Key as the teacher got them
 		body                          []byte
 	}
 	got := make(chan seen, 4)
 	upstream := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b := readAll(t, &http.Response{Body: r.Body})
-		got <- seen{r.URL.RequestURI(), r.Header.Get("Authorization"), r.Header.Get("X-Understudy-Domain"), r.Header.Get("Accept-Encoding"), b}
+		got <- seen{r.URL.RequestURI(), r.Header.Get("Authorization"), r.Header.Get("X-Understudy-Domain"), r.Header.Get("Accept-Encoding"),
+			[]string{r.Header.Get("Cookie"), r.Header.Get("OpenAI-Organization"), r.Header.Get("Api-Key")}, b}
 		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Set-Cookie", "session=teacher-only")
 		w.Write([]byte(`{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`))
 	})}
 	ln := listen(t)
@@ -437,6 +450,7 @@ func TestForwarding(t *testing.T) {
 		body := []byte(`{"model":"m","messages":[{"role":"user","content":"hi"}],"x_vendor_field":{"keep":[1,2,3]},"temperature":0.2}`)
 		status, hdr, _ := h.raw("POST", "/v1/chat/completions?api-version=2", body, map[string]string{
 			"Authorization": "Bearer sk-client", "X-Understudy-Domain": "greetings", "Accept-Encoding": "gzip",
+			"Cookie": "user=alice", "OpenAI-Organization": "org-client", "Api-Key": "azure-client",
 		})
 		s := <-got
 		if status != 200 || !bytes.Equal(s.body, body) {
@@ -451,6 +465,15 @@ func TestForwarding(t *testing.T) {
 		}
 		if s.auth != wantAuth || s.domainHdr != "" || s.accept != "" {
 			t.Errorf("pass=%v: teacher got Authorization %q, X-Understudy-Domain %q, Accept-Encoding %q", pass, s.auth, s.domainHdr, s.accept)
+		}
+		// The client's own credentials go with its own key only, and the
+		// teacher's cookie only back to that client.
+		wantCreds, wantCookie := "[  ]", ""
+		if pass {
+			wantCreds, wantCookie = "[user=alice org-client azure-client]", "session=teacher-only"
+		}
+		if fmt.Sprint(s.credentials) != wantCreds || hdr.Get("Set-Cookie") != wantCookie {
+			t.Errorf("pass=%v: teacher got credentials %q, client got Set-Cookie %q; want %s and %q", pass, s.credentials, hdr.Get("Set-Cookie"), wantCreds, wantCookie)
 		}
 		// The upstream sent no x-request-id: the gateway's own is returned.
 		if id := hdr.Get("X-Request-Id"); !strings.HasPrefix(id, "req_") || hdr.Get("X-Understudy-Domain") != "greetings" {
@@ -546,5 +569,26 @@ func TestCostModelLabelsBounded(t *testing.T) {
 	}
 	if len(models) != maxModels+1 || models["_other"] == 0 || spent != float64(tokens) {
 		t.Errorf("%d model labels (want %d), _other $%v, $%v spent in all for %d tokens", len(models), maxModels+1, models["_other"], spent, tokens)
+	}
+}
+
+// TestMetricsKey: with metrics.require_api_key, /metrics asks for a gateway
+// key like /v1; without it, it stays open for scrapers; health stays open.
+func TestMetricsKey(t *testing.T) {
+	for _, protect := range []bool{false, true} {
+		h := start(t, teachersim.Config{}, func(c *config.Config) {
+			c.Gateway.APIKeys = []string{"sk-gw"}
+			c.Metrics.RequireAPIKey = protect
+		})
+		open, _, _ := h.raw("GET", "/metrics", nil, nil)
+		keyed, _, body := h.raw("GET", "/metrics", nil, map[string]string{"Authorization": "Bearer sk-gw"})
+		health, _, _ := h.raw("GET", "/healthz", nil, nil)
+		wantOpen := 200
+		if protect {
+			wantOpen = 401
+		}
+		if open != wantOpen || keyed != 200 || !bytes.Contains(body, []byte("understudy_teacher_breaker_state")) || health != 200 {
+			t.Errorf("require_api_key=%v: /metrics %d without a key, %d with; /healthz %d", protect, open, keyed, health)
+		}
 	}
 }

@@ -9,6 +9,11 @@ import (
 // LatencyBuckets reach 300 s, the duration of a long LLM answer.
 var LatencyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300}
 
+// requestBuckets add sub-millisecond buckets to LatencyBuckets: a
+// student's answer takes well under a millisecond, and would be invisible
+// under the first 5 ms bucket.
+var requestBuckets = append([]float64{.0001, .00025, .0005, .001, .0025}, LatencyBuckets...)
+
 // overheadBuckets resolve the gateway's own time, from 10 µs up.
 var overheadBuckets = []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .1, 1}
 
@@ -40,7 +45,7 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "understudy", Subsystem: "gateway", Name: "request_duration_seconds",
 			Help:    "Time from receiving a request to the end of its response, streams included.",
-			Buckets: LatencyBuckets,
+			Buckets: requestBuckets,
 		}, []string{"endpoint", "route"}),
 		overhead: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "understudy", Subsystem: "gateway", Name: "overhead_seconds",

@@ -132,12 +132,12 @@ func (s *Server) finish(info *reqInfo, status int) {
 	}
 }
 
-// auth checks gateway keys on the API paths when any are configured. The
-// comparison is constant-time over hashes, so neither content nor length
+// auth checks gateway keys on the API paths when any are configured, and
+// on /metrics with metrics.require_api_key. The comparison is constant-time over hashes, so neither content nor length
 // leaks.
 func (s *Server) auth(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		if len(s.keys) == 0 || !hasPrefix(ctx.Path(), "/v1/") {
+		if len(s.keys) == 0 || !hasPrefix(ctx.Path(), "/v1/") && !(s.cfg.Metrics.RequireAPIKey && string(ctx.Path()) == "/metrics") {
 			next(ctx)
 			return
 		}

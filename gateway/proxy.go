@@ -23,6 +23,36 @@ var hopHeaders = map[string]bool{
 	"X-Understudy-Domain": true, "Date": true, "Server": true, "Expect": true,
 }
 
+// clientCredentials are the client's own credentials and identity beyond
+// Authorization: its cookies, its OpenAI organization and project, and
+// Azure's and others' key headers. With the shared teacher key they would
+// reach the teacher beside the gateway's key (a client choosing another
+// organization's billing, or sending one user's cookies), so they are
+// forwarded only with teacher.pass_client_authorization; the same goes
+// for the teacher's Set-Cookie, which would otherwise reach every client.
+var clientCredentials = map[string]bool{
+	"Cookie": true, "Openai-Organization": true, "Openai-Project": true, "Api-Key": true, "X-Api-Key": true,
+}
+
+// forwardUp reports whether a client request header goes to the teacher.
+// A relayed request (relay) keeps the client's Accept-Encoding: the
+// gateway passes its answer on unread.
+func (t *Teacher) forwardUp(k []byte, relay bool) bool {
+	switch {
+	case hopHeaders[string(k)]:
+		return relay && string(k) == "Accept-Encoding"
+	case clientCredentials[string(k)]:
+		return t.passAuth
+	}
+	return true
+}
+
+// forwardDown reports whether a teacher's response header goes to the
+// client.
+func (t *Teacher) forwardDown(k string) bool {
+	return !hopHeaders[k] && (t.passAuth || k != "Set-Cookie")
+}
+
 // teacherCall says how to ask the teacher and what to do with its answer.
 type teacherCall struct {
 	// stream: the client asked for an event stream.
@@ -62,7 +92,7 @@ func (s *Server) askTeacher(ctx *fasthttp.RequestCtx, info *reqInfo, c teacherCa
 	if err != nil {
 		info.teacherTime = time.Since(x.start)
 		x.end(nil) // Do told the breaker
-		s.log.Warn("teacher exchange failed", "request_id", info.id, "endpoint", info.endpoint, "err", err)
+		s.failures.warn(errorReason(err), "teacher exchange failed", "request_id", info.id, "endpoint", info.endpoint, "err", err)
 		return s.teacher.transportError(err)
 	}
 	if status := x.resp.StatusCode(); c.spare && status >= 500 {
@@ -111,13 +141,13 @@ func (s *Server) relayAnswer(ctx *fasthttp.RequestCtx, x exchange, c teacherCall
 		info.teacherTime = time.Since(x.start)
 		x.end(err)
 		if err != nil {
-			s.log.Warn("teacher exchange failed", "request_id", info.id, "endpoint", info.endpoint, "err", err)
+			s.failures.warn(errorReason(err), "teacher exchange failed", "request_id", info.id, "endpoint", info.endpoint, "err", err)
 			return s.teacher.transportError(err)
 		}
 	}
 	ctx.SetStatusCode(status)
 	for k, v := range resp.Header.All() {
-		if !hopHeaders[string(k)] {
+		if s.teacher.forwardDown(string(k)) {
 			ctx.Response.Header.SetBytesKV(k, v)
 		}
 	}
@@ -179,13 +209,12 @@ func (s *Server) upstreamRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request
 
 // upstreamHead builds the head of the teacher's copy of the client's
 // request: same method, path below the base URL, query, headers (less
-// hop-by-hop ones and the gateway's own); the teacher's key, or the
-// client's when teacher.pass_client_authorization is set. A relayed
-// request (relay) keeps the client's Accept-Encoding: the gateway passes
-// its answer on unread.
+// hop-by-hop ones, the gateway's own and, with the shared key, the
+// client's credentials: forwardUp); the teacher's key, or the client's
+// when teacher.pass_client_authorization is set.
 func (s *Server) upstreamHead(ctx *fasthttp.RequestCtx, req *fasthttp.Request, relay bool) {
 	for k, v := range ctx.Request.Header.All() {
-		if !hopHeaders[string(k)] || relay && string(k) == "Accept-Encoding" {
+		if s.teacher.forwardUp(k, relay) {
 			req.Header.SetBytesKV(k, v)
 		}
 	}

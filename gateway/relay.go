@@ -145,14 +145,14 @@ func (s *Server) relayToTeacher(ctx *fasthttp.RequestCtx) error {
 			s.log.Debug("client request body failed while relayed", "request_id", info.id, "endpoint", info.endpoint, "err", up.err)
 			return bodyReadError(up.err)
 		}
-		s.log.Warn("teacher exchange failed", "request_id", info.id, "endpoint", info.endpoint, "err", err)
+		s.failures.warn(errorReason(err), "teacher exchange failed", "request_id", info.id, "endpoint", info.endpoint, "err", err)
 		return s.teacher.transportError(err)
 	}
 	resp := x.resp
 	status := resp.StatusCode()
 	ctx.SetStatusCode(status)
 	for k, v := range resp.Header.All() {
-		if !hopHeaders[string(k)] {
+		if s.teacher.forwardDown(string(k)) {
 			ctx.Response.Header.SetBytesKV(k, v)
 		}
 	}

@@ -46,6 +46,7 @@ type Deps struct {
 type Server struct {
 	cfg           *config.Config
 	log           *slog.Logger
+	failures      *failureLog // teacher failures, at most one line a second per reason
 	m             *metrics
 	costs         *costs
 	metricDomains *router.MetricDomains
@@ -81,6 +82,7 @@ func New(cfg *config.Config, deps Deps) (*Server, error) {
 	s := &Server{cfg: cfg, log: deps.Logger, pairs: deps.Pairs, kept: deps.Responses, router: deps.Router, reg: deps.Registry,
 		normalizer: student.Normalizer{FoldCase: cfg.Labels.FoldCase, StripTrailingPeriod: cfg.Labels.StripTrailingPeriod}}
 	s.m = newMetrics(deps.Registry, s.log)
+	s.failures = newFailureLog(s.log)
 	if deps.MetricDomains == nil {
 		deps.MetricDomains = router.NewMetricDomains(cfg.Metrics.MaxDomains)
 	}

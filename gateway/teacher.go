@@ -322,6 +322,10 @@ func retryReason(err error) string {
 func errorReason(err error) string {
 	var de *dialError
 	switch {
+	case errors.Is(err, ErrTeacherUnavailable):
+		return "breaker_open"
+	case errors.Is(err, errTeacherBusy):
+		return "busy"
 	case errors.As(err, &de):
 		return "connect"
 	case errors.Is(err, fasthttp.ErrTimeout), isTimeout(err):

@@ -88,7 +88,7 @@ func (s *Server) upgradeRequest(ctx *fasthttp.RequestCtx) []byte {
 	b = append(b, ctx.Request.Header.Peek("Upgrade")...)
 	b = append(b, "\r\n"...)
 	for k, v := range ctx.Request.Header.All() {
-		if !hopHeaders[string(k)] {
+		if t.forwardUp(k, false) {
 			b = append(append(append(append(b, k...), ": "...), v...), "\r\n"...)
 		}
 	}
@@ -146,7 +146,7 @@ func (s *Server) relayRefusedUpgrade(ctx *fasthttp.RequestCtx, info *reqInfo, st
 	}
 	ctx.SetStatusCode(resp.StatusCode)
 	for k, vs := range resp.Header {
-		if hopHeaders[k] {
+		if !s.teacher.forwardDown(k) {
 			continue
 		}
 		for _, v := range vs {

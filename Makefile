@@ -10,11 +10,11 @@ PKGS      := ./...
 FUZZTIME  ?= 200000x
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build deps npm prometheus test unit fuzz lint bench loadbench soak demo clean
+.PHONY: all build cc deps npm prometheus test unit fuzz lint bench loadbench soak demo clean
 
 all: build
 
-build:
+build: cc
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/understudy
 
 ## deps: ONNX Runtime's library and the SpamAssassin and WordNet task files, in .cache/.
@@ -28,6 +28,12 @@ prometheus:
 	@command -v prometheus >/dev/null 2>&1 || { echo "installing prometheus with apt-get"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
 
+## cc: a C compiler, which cgo needs to build the ONNX Runtime binding
+## (github.com/yalue/onnxruntime_go); gcc from apt-get when none is found.
+cc:
+	@command -v $${CC:-cc} >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || { echo "installing gcc with apt-get: cgo needs a C compiler for ONNX Runtime"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev >/dev/null; }
+
 npm:
 	@command -v npm >/dev/null 2>&1 || { echo "installing npm with apt-get"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
@@ -35,12 +41,13 @@ npm:
 ## test: vet, unit and integration tests (race detector on), a short fuzz run.
 test: deps prometheus lint unit fuzz
 
-unit: deps prometheus
+unit: cc deps prometheus
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseChatRequest$$' -fuzztime=$(FUZZTIME) ./internal/openai
 	$(GO) test -run='^$$' -fuzz='^FuzzParseCompletionRequest$$' -fuzztime=$(FUZZTIME) ./internal/openai
+	$(GO) test -run='^$$' -fuzz='^FuzzParseResponsesRequest$$' -fuzztime=$(FUZZTIME) ./internal/openai
 	$(GO) test -run='^$$' -fuzz='^FuzzScanJSON$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=3s ./internal/openai
 	$(GO) test -run='^$$' -fuzz='^FuzzParseDepthAndKeys$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=3s ./internal/openai
 	$(GO) test -run='^$$' -fuzz='^FuzzFeaturize$$' -fuzztime=$(FUZZTIME) ./student

@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -445,16 +446,57 @@ type Price struct {
 // student answers would have cost (at the domain's mean teacher tokens per
 // answer).
 type Pricing struct {
-	// Models maps a requested model to its price.
+	// Models maps a requested model to its price; they take precedence
+	// over ListPrices. Default none.
 	Models map[string]Price `yaml:"models"`
-	// Default prices models not listed. Default 0 (no cost counted).
+	// Default prices models neither listed here nor in ListPrices.
+	// Default 0 (no cost counted).
 	Default Price `yaml:"default"`
 }
 
-// Of returns a model's price.
+// ListPricesDate is when ListPrices were OpenAI's list prices.
+const ListPricesDate = "2025-08"
+
+// ListPrices are OpenAI's list prices (standard tier, text tokens, US
+// dollars per million) as of ListPricesDate, so that spend and savings
+// show without configuration for OpenAI's models. Prices change: set
+// pricing.models to your own (a negotiated price, another provider, a
+// self-hosted teacher).
+var ListPrices = map[string]Price{
+	"gpt-5":         {Input: 1.25, Output: 10.00},
+	"gpt-5-mini":    {Input: 0.25, Output: 2.00},
+	"gpt-5-nano":    {Input: 0.05, Output: 0.40},
+	"gpt-4.1":       {Input: 2.00, Output: 8.00},
+	"gpt-4.1-mini":  {Input: 0.40, Output: 1.60},
+	"gpt-4.1-nano":  {Input: 0.10, Output: 0.40},
+	"gpt-4o":        {Input: 2.50, Output: 10.00},
+	"gpt-4o-mini":   {Input: 0.15, Output: 0.60},
+	"o3":            {Input: 2.00, Output: 8.00},
+	"o3-mini":       {Input: 1.10, Output: 4.40},
+	"o4-mini":       {Input: 1.10, Output: 4.40},
+	"gpt-3.5-turbo": {Input: 0.50, Output: 1.50},
+}
+
+// Of returns a model's price: pricing.models', then ListPrices', by the
+// exact name; else the price of the longest name in either that the model
+// extends with "-" (a dated snapshot such as gpt-4o-mini-2024-07-18 is
+// priced as gpt-4o-mini; pricing.models wins a tie); else Default.
 func (p Pricing) Of(model string) Price {
-	if pr, ok := p.Models[model]; ok {
-		return pr
+	for _, table := range []map[string]Price{p.Models, ListPrices} {
+		if pr, ok := table[model]; ok {
+			return pr
+		}
+	}
+	best, price, found := "", Price{}, false
+	for _, table := range []map[string]Price{p.Models, ListPrices} {
+		for name, pr := range table {
+			if len(name) > len(best) && strings.HasPrefix(model, name+"-") {
+				best, price, found = name, pr, true
+			}
+		}
+	}
+	if found {
+		return price
 	}
 	return p.Default
 }

@@ -408,3 +408,20 @@ func TestValidDomainName(t *testing.T) {
 		}
 	}
 }
+
+func TestPricingOf(t *testing.T) {
+	p := Pricing{Models: map[string]Price{"gpt-4o": {Input: 1, Output: 2}, "mine": {Input: 3, Output: 4}}, Default: Price{Input: 9}}
+	for model, want := range map[string]Price{
+		"gpt-4o":                 {Input: 1, Output: 2},     // configured wins over the list
+		"gpt-4o-2024-08-06":      {Input: 1, Output: 2},     // a snapshot of a configured model
+		"gpt-4o-mini":            ListPrices["gpt-4o-mini"], // the list, not the configured gpt-4o
+		"gpt-4o-mini-2024-07-18": ListPrices["gpt-4o-mini"],
+		"mine":                   {Input: 3, Output: 4},
+		"llama-3-70b":            {Input: 9},
+		"gpt-4oX":                {Input: 9}, // not a snapshot of gpt-4o
+	} {
+		if got := p.Of(model); got != want {
+			t.Errorf("Of(%q) = %+v, want %+v", model, got, want)
+		}
+	}
+}

@@ -226,3 +226,34 @@ func TestTornResponsesStream(t *testing.T) {
 		t.Errorf("%d pairs logged from a torn stream", n)
 	}
 }
+
+// TestStudentResponsesContinueAtTeacherSim: the same follow-up in front of
+// teacher-sim, which never saw the student's response: it answers the
+// inlined conversation, through the official SDK, plain and streamed.
+func TestStudentResponsesContinueAtTeacherSim(t *testing.T) {
+	rt := &fakeRouter{dec: router.Decision{State: router.Serving, Version: 3, Tau: 0.9, Student: &fakeModel{pred: confidentSpam}}}
+	h := startRouted(t, teachersim.Config{}, nil, &storage.Options{}, rt)
+	ctx := context.Background()
+	first, err := h.gw.Responses.New(ctx, respParams, inDomain)
+	if err != nil || first.OutputText() != "Spam" {
+		t.Fatalf("student's response: %+v, %v", first, err)
+	}
+	rt.mu.Lock()
+	rt.dec = router.Decision{State: router.Shadowing}
+	rt.mu.Unlock()
+	follow := respParams
+	follow.Input = responses.ResponseNewParamsInputUnion{OfString: openai.String(spamTask.Examples[1].Text)}
+	follow.PreviousResponseID = openai.String(first.ID)
+	got, err := h.gw.Responses.New(ctx, follow, inDomain)
+	if err != nil || got.OutputText() == "" || got.Status != "completed" {
+		t.Fatalf("follow-up at teacher-sim: %+v, %v", got, err)
+	}
+	s := h.gw.Responses.NewStreaming(ctx, follow, inDomain)
+	var text string
+	for s.Next() {
+		text += s.Current().Delta
+	}
+	if err := s.Err(); err != nil || text != got.OutputText() {
+		t.Errorf("streamed follow-up: %q, %v; want %q", text, err, got.OutputText())
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"io"
 	"math/rand/v2"
-	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -74,27 +73,9 @@ func TestRelayMemory(t *testing.T) {
 	baseline := vmKiB(t, pid, "VmRSS")
 
 	t.Run("upload", func(t *testing.T) {
-		pr, pw := io.Pipe()
-		sent := sha256.New()
-		mw := multipart.NewWriter(io.MultiWriter(pw, sent))
-		go func() {
-			err := func() error {
-				if err := mw.WriteField("purpose", "batch"); err != nil {
-					return err
-				}
-				fw, err := mw.CreateFormFile("file", "big.jsonl")
-				if err != nil {
-					return err
-				}
-				if _, err := io.Copy(fw, io.LimitReader(rand.NewChaCha8([32]byte{2}), size)); err != nil {
-					return err
-				}
-				return mw.Close()
-			}()
-			pw.CloseWithError(err)
-		}()
-		req, _ := http.NewRequest("POST", base+"/v1/files", pr)
-		req.Header.Set("Content-Type", mw.FormDataContentType())
+		up := testnet.NewUpload(size, 2)
+		req, _ := http.NewRequest("POST", base+"/v1/files", up.Body)
+		req.Header.Set("Content-Type", up.ContentType)
 		peak := watchRSS(t, pid, func() {
 			resp, err := client.Do(req)
 			if err != nil {
@@ -109,7 +90,7 @@ func TestRelayMemory(t *testing.T) {
 		mu.Lock()
 		got := received
 		mu.Unlock()
-		if want := hex.EncodeToString(sent.Sum(nil)); got != want {
+		if want, _ := up.SHA256(); got != want {
 			t.Errorf("the teacher's hash of the upload %s; want %s", got, want)
 		}
 		t.Logf("upload of %d MiB: gateway RSS %d MiB before, peak %d MiB", size>>20, baseline>>10, peak>>10)

@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"mime/multipart"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -27,6 +26,7 @@ import (
 	"github.com/understudy-dev/understudy/config"
 	"github.com/understudy-dev/understudy/gateway"
 	"github.com/understudy-dev/understudy/internal/teachersim"
+	"github.com/understudy-dev/understudy/internal/testnet"
 )
 
 // upstream is a teacher on loopback that speaks the parts of OpenAI's API
@@ -237,38 +237,12 @@ func TestRelayLargeUpload(t *testing.T) {
 	h := startRelay(t, u, nil)
 	const size = 64 << 20
 
-	pr, pw := io.Pipe()
-	mw := multipart.NewWriter(pw)
-	sum := make(chan string, 1)
-	go func() {
-		hash := sha256.New()
-		err := func() error {
-			if err := mw.WriteField("purpose", "batch"); err != nil {
-				return err
-			}
-			fw, err := mw.CreateFormFile("file", "big.jsonl")
-			if err != nil {
-				return err
-			}
-			rng := rand.NewChaCha8([32]byte{7})
-			buf := make([]byte, 32<<10)
-			for left := size; left > 0; left -= len(buf) {
-				_, _ = rng.Read(buf)
-				hash.Write(buf)
-				if _, err := fw.Write(buf); err != nil {
-					return err
-				}
-			}
-			return mw.Close()
-		}()
-		sum <- hex.EncodeToString(hash.Sum(nil))
-		pw.CloseWithError(err)
-	}()
-	req, err := http.NewRequest("POST", h.gwURL+"/files", pr)
+	up := testnet.NewUpload(size, 7)
+	req, err := http.NewRequest("POST", h.gwURL+"/files", up.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("Content-Type", up.ContentType)
 	req.Header.Set("Authorization", "Bearer sk-client")
 
 	runtime.GC()
@@ -289,7 +263,7 @@ func TestRelayLargeUpload(t *testing.T) {
 	if err := json.Unmarshal(body, &got); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("status %d, body %.300q (%v)", resp.StatusCode, body, err)
 	}
-	if want := <-sum; got.Bytes != size || got.SHA256 != want || got.Filename != "big.jsonl" || got.Purpose != "batch" {
+	if _, want := up.SHA256(); got.Bytes != size || got.SHA256 != want || got.Filename != "big.jsonl" || got.Purpose != "batch" {
 		t.Errorf("the teacher got %d bytes, sha256 %s, file %q, purpose %q; want %d bytes, sha256 %s, big.jsonl, batch",
 			got.Bytes, got.SHA256, got.Filename, got.Purpose, size, want)
 	}

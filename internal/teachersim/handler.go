@@ -382,45 +382,16 @@ func newReply(chat bool, n uint64, model, text string, promptRunes int) *reply {
 // stream answers r as server-sent events, each flushed as it is written,
 // the content chunks after the first delay apart.
 func (s *Server) stream(ctx *fasthttp.RequestCtx, r *reply, text string, delay time.Duration) {
-	ctx.SetContentType("text/event-stream")
-	ctx.Response.Header.Set("Cache-Control", "no-cache")
-	done := ctx.Done()
-	// fasthttp runs the writer in a goroutine of its own that it does not
-	// wait for once the client has gone; Serve waits for it instead.
-	s.streams.Add(1)
-	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
-		defer s.streams.Done()
-		defer func() {
-			if p := recover(); p != nil {
-				s.log.Error("teachersim: stream writer panic", "panic", p)
-			}
-		}()
-		sc := s.getScratch()
-		defer s.putScratch(sc)
+	s.eventStream(ctx, "chat", func(w *bufio.Writer, sc *scratch, done <-chan struct{}) {
 		emit := func(kind chunkKind, piece string) bool {
 			sc.out = r.appendChunk(sc.out[:0], kind, piece)
-			if _, err := w.Write(sc.out); err != nil {
-				return false
-			}
-			return w.Flush() == nil
+			return flushed(w, sc.out)
 		}
-		first := true
-		if r.chat {
-			if !emit(chunkRole, "") {
-				return
-			}
-			first = false
+		if r.chat && !emit(chunkRole, "") {
+			return
 		}
-		for rest := text; rest != ""; {
-			n := nextPiece(rest)
-			if !first && delay > 0 && !s.sleep(done, delay) {
-				delay = 0 // shutting down: finish the stream at once
-			}
-			first = false
-			if !emit(chunkContent, rest[:n]) {
-				return
-			}
-			rest = rest[n:]
+		if !s.sendPieces(done, text, delay, !r.chat, func(piece string) bool { return emit(chunkContent, piece) }) {
+			return
 		}
 		if !emit(chunkStop, "") {
 			return
@@ -428,10 +399,58 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx, r *reply, text string, delay t
 		if r.includeUsage && !emit(chunkUsage, "") {
 			return
 		}
-		if _, err := w.WriteString(doneEvent); err == nil {
-			_ = w.Flush()
-		}
+		flushed(w, []byte(doneEvent))
 	})
+}
+
+// eventStream answers with server-sent events that write writes, given
+// the stream, a scratch buffer and the channel closed at shutdown.
+// fasthttp runs the writer in a goroutine of its own that it does not
+// wait for once the client has gone; Serve waits for it instead. what
+// names the stream in a panic's log line.
+func (s *Server) eventStream(ctx *fasthttp.RequestCtx, what string, write func(w *bufio.Writer, sc *scratch, done <-chan struct{})) {
+	ctx.SetContentType("text/event-stream")
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	done := ctx.Done()
+	s.streams.Add(1)
+	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer s.streams.Done()
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error("teachersim: "+what+" stream writer panic", "panic", p)
+			}
+		}()
+		sc := s.getScratch()
+		defer s.putScratch(sc)
+		write(w, sc, done)
+	})
+}
+
+// flushed writes b to the stream and flushes it, so that it reaches the
+// client now; false once the client has gone.
+func flushed(w *bufio.Writer, b []byte) bool {
+	if _, err := w.Write(b); err != nil {
+		return false
+	}
+	return w.Flush() == nil
+}
+
+// sendPieces emits text in the pieces nextPiece cuts, delay apart (and
+// delay before the first too unless first), and reports whether every
+// emit succeeded. At shutdown the rest goes at once.
+func (s *Server) sendPieces(done <-chan struct{}, text string, delay time.Duration, first bool, emit func(piece string) bool) bool {
+	for rest := text; rest != ""; {
+		n := nextPiece(rest)
+		if !first && delay > 0 && !s.sleep(done, delay) {
+			delay = 0 // shutting down: finish the stream at once
+		}
+		first = false
+		if !emit(rest[:n]) {
+			return false
+		}
+		rest = rest[n:]
+	}
+	return true
 }
 
 // embeddings serves POST /v1/embeddings.

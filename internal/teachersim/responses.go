@@ -172,43 +172,18 @@ func (s *Server) createResponse(ctx *fasthttp.RequestCtx, n uint64) {
 // delay apart. save runs once the text is complete, before
 // response.completed is sent.
 func (s *Server) streamResponse(ctx *fasthttp.RequestCtx, r *responseReply, delay time.Duration, save func()) {
-	ctx.SetContentType("text/event-stream")
-	ctx.Response.Header.Set("Cache-Control", "no-cache")
-	done := ctx.Done()
-	// As in stream: Serve waits for the writer, which fasthttp does not.
-	s.streams.Add(1)
-	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
-		defer s.streams.Done()
-		defer func() {
-			if p := recover(); p != nil {
-				s.log.Error("teachersim: responses stream writer panic", "panic", p)
-			}
-		}()
-		sc := s.getScratch()
-		defer s.putScratch(sc)
+	s.eventStream(ctx, "responses", func(w *bufio.Writer, sc *scratch, done <-chan struct{}) {
 		emit := func(kind eventKind, piece string) bool {
 			sc.out = r.appendEvent(sc.out[:0], kind, piece)
-			if _, err := w.Write(sc.out); err != nil {
-				return false
-			}
-			return w.Flush() == nil
+			return flushed(w, sc.out)
 		}
 		for _, kind := range []eventKind{eventCreated, eventInProgress, eventItemAdded, eventPartAdded} {
 			if !emit(kind, "") {
 				return
 			}
 		}
-		first := true
-		for rest := r.text; rest != ""; {
-			n := nextPiece(rest)
-			if !first && delay > 0 && !s.sleep(done, delay) {
-				delay = 0 // shutting down: finish the stream at once
-			}
-			first = false
-			if !emit(eventTextDelta, rest[:n]) {
-				return
-			}
-			rest = rest[n:]
+		if !s.sendPieces(done, r.text, delay, true, func(piece string) bool { return emit(eventTextDelta, piece) }) {
+			return
 		}
 		r.completedAt = time.Now().Unix()
 		save()

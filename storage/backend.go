@@ -20,6 +20,7 @@ type PairLog interface {
 type DomainRecords interface {
 	Domains() ([]Domain, error)
 	Summaries() ([]Domain, error)
+	ChangedSince(cursor uint64) ([]Domain, uint64, error)
 	Domain(name string) (Domain, error)
 	SetDomainSetting(name, key, value string) error
 }

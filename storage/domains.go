@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -215,5 +216,94 @@ func (db *DB) updateDomain(name string, fn func(*domainRecord)) error {
 		return fmt.Errorf("updating domain %s: %w", name, err)
 	}
 	e.rec = rec
+	db.markUpdated(name)
 	return nil
+}
+
+// DomainPage is one page of the domains, by name.
+type DomainPage struct {
+	Domains []Domain
+	// More: domains follow the last of this page.
+	More bool
+	// Total is how many domains there are, on every page.
+	Total int
+}
+
+// DomainsPage returns up to limit domains whose names sort after after
+// ("" for the first page), sorted by name, as Domains does, with their
+// label counts. Its cost is in proportion to limit, not to the domains
+// stored: Badger seeks to the first name.
+func (db *DB) DomainsPage(after string, limit int) (DomainPage, error) {
+	if limit <= 0 {
+		return DomainPage{}, fmt.Errorf("listing domains: limit %d, want at least 1", limit)
+	}
+	if err := db.acquire(); err != nil {
+		return DomainPage{}, fmt.Errorf("listing domains: %w", err)
+	}
+	defer db.release()
+	var page DomainPage
+	db.mu.Lock()
+	page.Total = len(db.domains)
+	db.mu.Unlock()
+	err := db.bdb.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixDomain), PrefetchValues: true, PrefetchSize: min(limit+1, 100)})
+		var names []string
+		var recs []domainRecord
+		if after == "" {
+			it.Rewind()
+		} else {
+			it.Seek(append(domainKey(after), 0))
+		}
+		for ; it.Valid(); it.Next() {
+			if len(names) == limit {
+				page.More = true
+				break
+			}
+			item := it.Item()
+			var rec domainRecord
+			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &rec) }); err != nil {
+				it.Close()
+				return fmt.Errorf("decoding domain %s: %w", item.Key()[len(prefixDomain):], err)
+			}
+			names = append(names, string(item.Key()[len(prefixDomain):]))
+			recs = append(recs, rec)
+		}
+		it.Close()
+		page.Domains = make([]Domain, 0, len(names))
+		for i, name := range names {
+			d, err := readDomain(txn, name, recs[i])
+			if err != nil {
+				return err
+			}
+			page.Domains = append(page.Domains, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return DomainPage{}, fmt.Errorf("listing domains: %w", err)
+	}
+	return page, nil
+}
+
+// HasDomain reports, from memory, whether a domain has pairs logged (or
+// had: retention keeps the record of a domain whose pairs it deleted).
+// A pair still in the writer's queue does not count yet.
+func (db *DB) HasDomain(name string) bool {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.domains[name] != nil
+}
+
+// CountDomains returns, from memory, how many domains' names begin with
+// prefix.
+func (db *DB) CountDomains(prefix string) int {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	n := 0
+	for name := range db.domains {
+		if strings.HasPrefix(name, prefix) {
+			n++
+		}
+	}
+	return n
 }

@@ -90,6 +90,8 @@ type DB struct {
 	mu      sync.Mutex
 	domains map[string]*domainEntry
 	nLabels int // label counts cached across all domains
+	// changes orders the domains by their last change, for ChangedSince.
+	changes changeLog
 
 	retMu sync.Mutex // one retention pass at a time
 
@@ -364,7 +366,7 @@ func (db *DB) Log(p Pair) bool {
 	}
 	select {
 	case db.queue <- q:
-		db.enqueued.Add(1)
+		db.changes.mark(q.p.Domain, db.enqueued.Add(1))
 		db.queued.Add(q.size)
 		if len(db.queue) >= db.opts.BatchSize {
 			select {

@@ -1,11 +1,15 @@
 package trainer
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"testing"
 	"time"
 
+	"github.com/understudy-dev/understudy/storage"
 	"github.com/understudy-dev/understudy/student"
 )
 
@@ -94,5 +98,35 @@ func BenchmarkPredict(b *testing.B) {
 			}
 			b.ReportMetric(float64(time.Since(start).Microseconds())/float64(b.N), "µs/prediction")
 		})
+	}
+}
+
+// BenchmarkDueIdle measures one scheduler tick with 70,000 domains stored
+// and none of them changing: the idle cost of the scan that runs every
+// trainer.interval (1s by default).
+func BenchmarkDueIdle(b *testing.B) {
+	const domains = 70_000
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := storage.Open(storage.Options{Dir: b.TempDir(), Logger: quiet, QueueSize: domains})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	for i := range domains {
+		if !db.Log(storage.Pair{Domain: fmt.Sprintf("auto-%012x", i), Input: "x", Answer: "a", Label: "a"}) {
+			b.Fatal("pair dropped")
+		}
+	}
+	if err := db.Flush(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	s := NewScheduler(SchedulerConfig{}, SchedulerDeps{Store: db, Logger: quiet})
+	s.due() // the first scan reads every domain
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if d := s.due(); len(d) != 0 {
+			b.Fatalf("due %v", d)
+		}
 	}
 }

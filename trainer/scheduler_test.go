@@ -212,3 +212,59 @@ func testStore(t *testing.T) (*storage.DB, *slog.Logger) {
 	t.Cleanup(func() { db.Close() })
 	return db, quiet
 }
+
+// TestDueIncremental: the scan after the first looks only at domains that
+// changed, yet misses none: among 2,000 idle domains, the one that reaches
+// MinPairs is due, and a domain held by the cooldown is due once it ends
+// without a new pair.
+func TestDueIncremental(t *testing.T) {
+	db, quiet := testStore(t)
+	s := NewScheduler(SchedulerConfig{MinPairs: 50, RetrainEvery: 10, Cooldown: time.Hour}, SchedulerDeps{Store: db, Logger: quiet})
+	logTo := func(domain string, n int) {
+		for i := range n {
+			if !db.Log(storage.Pair{Domain: domain, Input: fmt.Sprint(i), Answer: "a", Label: "a"}) {
+				t.Fatal("pair dropped")
+			}
+		}
+		if err := db.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 2000 {
+		logTo(fmt.Sprintf("idle-%04d", i), 1)
+	}
+	if got := s.due(); len(got) != 0 {
+		t.Fatalf("2,000 domains of one pair: due %v", got)
+	}
+	logTo("idle-0042", 49)
+	if got := s.due(); fmt.Sprint(got) != "[idle-0042]" {
+		t.Fatalf("idle-0042 reached 50 pairs: due %v", got)
+	}
+	if got := s.due(); fmt.Sprint(got) != "[idle-0042]" {
+		t.Errorf("not trained yet: due %v, want it again", got)
+	}
+	if err := db.SetDomainSetting("idle-0042", settingLoggedAtRun, "50"); err != nil {
+		t.Fatal(err)
+	}
+	s.lastRun["idle-0042"] = time.Now()
+	logTo("idle-0042", 70) // 120 logged: more than doubled since 50
+	if got := s.due(); fmt.Sprint(got) != "[idle-0042]" {
+		t.Fatalf("trained at 50, 120 logged: doubled, due %v", got)
+	}
+	if err := db.SetDomainSetting("idle-0042", settingLoggedAtRun, "120"); err != nil {
+		t.Fatal(err)
+	}
+	s.lastRun["idle-0042"] = time.Now()
+	logTo("idle-0042", 20)
+	if got := s.due(); len(got) != 0 {
+		t.Fatalf("trained at 120, 140 logged, cooling: due %v", got)
+	}
+	logTo("idle-0007", 1) // traffic elsewhere moves the cursor on
+	if got := s.due(); len(got) != 0 {
+		t.Fatalf("still cooling: due %v", got)
+	}
+	s.lastRun["idle-0042"] = time.Now().Add(-2 * time.Hour)
+	if got := s.due(); fmt.Sprint(got) != "[idle-0042]" {
+		t.Errorf("cooldown over, no new pair: due %v, want idle-0042", got)
+	}
+}

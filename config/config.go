@@ -126,17 +126,33 @@ type Gateway struct {
 	// little memory for fewer collections competing with requests: the pair
 	// log allocates per request. Default 200.
 	GCPercent int `yaml:"gc_percent"`
+	// MaxAutoDomains bounds the automatic domains (auto-…, named by a
+	// fingerprint of model, system prompt and answer shape): past it, a
+	// request of an automatic domain the gateway does not know yet is
+	// answered by the teacher but not logged, scored or answered by a
+	// student, and counted in understudy_gateway_domains_refused_total.
+	// Domains that exist (in the pair log at start, or admitted since)
+	// always pass, and so do named ones (X-Understudy-Domain,
+	// metadata.task, domains rules), which do not count toward it. 0 admits
+	// no new automatic domain. Default 1000.
+	MaxAutoDomains int `yaml:"max_auto_domains"`
+	// NewDomainsPerMinute bounds how fast new automatic domains are
+	// admitted, with a burst of as many: a token bucket. 0 admits none.
+	// Default 60.
+	NewDomainsPerMinute int `yaml:"new_domains_per_minute"`
 }
 
 // DefaultGateway is the gateway section's default.
 var DefaultGateway = Gateway{
-	ReadHeaderTimeout: 10 * time.Second,
-	ReadTimeout:       60 * time.Second,
-	IdleTimeout:       60 * time.Second,
-	WriteTimeout:      30 * time.Second,
-	MaxBodySize:       8 * MiB,
-	ShutdownTimeout:   30 * time.Second,
-	GCPercent:         200,
+	ReadHeaderTimeout:   10 * time.Second,
+	ReadTimeout:         60 * time.Second,
+	IdleTimeout:         60 * time.Second,
+	WriteTimeout:        30 * time.Second,
+	MaxBodySize:         8 * MiB,
+	ShutdownTimeout:     30 * time.Second,
+	GCPercent:           200,
+	MaxAutoDomains:      1000,
+	NewDomainsPerMinute: 60,
 }
 
 // Teacher configures the upstream model server the gateway fronts.

@@ -99,6 +99,7 @@ func TestEnvTypes(t *testing.T) {
 		"UNDERSTUDY_DATA_DIR":                          "/tmp/x",
 		"UNDERSTUDY_GATEWAY_API_KEYS":                  "k1, k2",
 		"UNDERSTUDY_GATEWAY_MAX_BODY_SIZE":             "1MiB",
+		"UNDERSTUDY_GATEWAY_MAX_AUTO_DOMAINS":          "0",
 		"UNDERSTUDY_TEACHER_TIMEOUT":                   "9s",
 		"UNDERSTUDY_TEACHER_RETRIES":                   "0",
 		"UNDERSTUDY_TEACHER_PASS_CLIENT_AUTHORIZATION": "true",
@@ -108,7 +109,7 @@ func TestEnvTypes(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Listen != "127.0.0.1:1" || cfg.Admin.Listen != "127.0.0.1:2" || cfg.DataDir != "/tmp/x" ||
-		strings.Join(cfg.Gateway.APIKeys, "|") != "k1|k2" || cfg.Gateway.MaxBodySize != MiB ||
+		strings.Join(cfg.Gateway.APIKeys, "|") != "k1|k2" || cfg.Gateway.MaxBodySize != MiB || cfg.Gateway.MaxAutoDomains != 0 ||
 		cfg.Teacher.Timeout != 9*time.Second || cfg.Teacher.Retries != 0 || !cfg.Teacher.PassClientAuthorization ||
 		cfg.Teacher.APIKey != "sk-env" {
 		t.Errorf("env not applied: %+v", cfg)
@@ -123,31 +124,32 @@ func TestEnvTypes(t *testing.T) {
 // the field.
 func TestBadConfigs(t *testing.T) {
 	want := map[string]string{
-		"unknown-key.bad.yaml":          "line 3: teacher.urll: unknown setting (did you mean url?)",
-		"breaker-typo.bad.yaml":         "line 3: teacher.breaker.consecutive_falures: unknown setting (did you mean consecutive_failures?)",
-		"trainer-cooldown.bad.yaml":     `line 2: trainer.cooldown: invalid duration "5 minutes": want a number with a unit`,
-		"gateway-max-conns.bad.yaml":    `line 2: gateway.max_conns: want a whole number, got "lots"`,
-		"domain-key.bad.yaml":           "line 4: domains[1].nmae: unknown setting (did you mean name?)",
-		"domain-merge-key.bad.yaml":     "line 7: domains[1].modle: unknown setting (did you mean model?)",
-		"router-scalar.bad.yaml":        `line 1: router: want a section of settings (agreement_threshold, confidence,`,
-		"teacher-url.bad.yaml":          `teacher.url: must be an http:// or https:// URL, got "ftp://example.com"`,
-		"teacher-timeout.bad.yaml":      "teacher.timeout: must be positive, got 0s",
-		"teacher-timeout-type.bad.yaml": `line 2: teacher.timeout: invalid duration "soon"`,
-		"body-size.bad.yaml":            `gateway.max_body_size: invalid size "lots"`,
-		"admin-token.bad.yaml":          `admin.token: is required when admin.listen ("0.0.0.0:8081") is not a loopback address`,
-		"listen.bad.yaml":               `listen: must be host:port, got "8080"`,
-		"log-level.bad.yaml":            `log.level: must be one of debug, info, warn, error, got "loud"`,
-		"domain-name.bad.yaml":          `domains[0].name: must be 1-64 characters`,
-		"domain-regex.bad.yaml":         "domains[0].system_prompt_regex: invalid regex",
-		"domain-rule.bad.yaml":          "domains[0]: needs at least one of",
-		"domain-dup.bad.yaml":           `domains[1].name: duplicate domain "a"`,
-		"storage-queue.bad.yaml":        "storage.queue_size: must be at least 1, got 0",
-		"router-threshold.bad.yaml":     "router.agreement_threshold: must be in (0,1], got 1.5",
-		"router-demotion.bad.yaml":      "router.demotion_confidence: must be in (0.5,1), got 1",
-		"storage-queue-bytes.bad.yaml":  "storage.queue_bytes: must be at least 1MiB, got 1KiB",
-		"storage-key.bad.yaml":          "storage.encryption_key_file: cannot read /nonexistent/key: no such file or directory",
-		"open-relay.bad.yaml":           `gateway.api_keys: are required when listen ("0.0.0.0:8080") is not a loopback address`,
-		"breaker-ratio.bad.yaml":        "teacher.breaker.failure_ratio: must be in (0,1], got 1.5",
+		"unknown-key.bad.yaml":              "line 3: teacher.urll: unknown setting (did you mean url?)",
+		"breaker-typo.bad.yaml":             "line 3: teacher.breaker.consecutive_falures: unknown setting (did you mean consecutive_failures?)",
+		"trainer-cooldown.bad.yaml":         `line 2: trainer.cooldown: invalid duration "5 minutes": want a number with a unit`,
+		"gateway-max-conns.bad.yaml":        `line 2: gateway.max_conns: want a whole number, got "lots"`,
+		"domain-key.bad.yaml":               "line 4: domains[1].nmae: unknown setting (did you mean name?)",
+		"domain-merge-key.bad.yaml":         "line 7: domains[1].modle: unknown setting (did you mean model?)",
+		"router-scalar.bad.yaml":            `line 1: router: want a section of settings (agreement_threshold, confidence,`,
+		"teacher-url.bad.yaml":              `teacher.url: must be an http:// or https:// URL, got "ftp://example.com"`,
+		"teacher-timeout.bad.yaml":          "teacher.timeout: must be positive, got 0s",
+		"teacher-timeout-type.bad.yaml":     `line 2: teacher.timeout: invalid duration "soon"`,
+		"body-size.bad.yaml":                `gateway.max_body_size: invalid size "lots"`,
+		"admin-token.bad.yaml":              `admin.token: is required when admin.listen ("0.0.0.0:8081") is not a loopback address`,
+		"listen.bad.yaml":                   `listen: must be host:port, got "8080"`,
+		"log-level.bad.yaml":                `log.level: must be one of debug, info, warn, error, got "loud"`,
+		"domain-name.bad.yaml":              `domains[0].name: must be 1-64 characters`,
+		"domain-regex.bad.yaml":             "domains[0].system_prompt_regex: invalid regex",
+		"domain-rule.bad.yaml":              "domains[0]: needs at least one of",
+		"domain-dup.bad.yaml":               `domains[1].name: duplicate domain "a"`,
+		"storage-queue.bad.yaml":            "storage.queue_size: must be at least 1, got 0",
+		"router-threshold.bad.yaml":         "router.agreement_threshold: must be in (0,1], got 1.5",
+		"router-demotion.bad.yaml":          "router.demotion_confidence: must be in (0.5,1), got 1",
+		"storage-queue-bytes.bad.yaml":      "storage.queue_bytes: must be at least 1MiB, got 1KiB",
+		"storage-key.bad.yaml":              "storage.encryption_key_file: cannot read /nonexistent/key: no such file or directory",
+		"open-relay.bad.yaml":               `gateway.api_keys: are required when listen ("0.0.0.0:8080") is not a loopback address`,
+		"breaker-ratio.bad.yaml":            "teacher.breaker.failure_ratio: must be in (0,1], got 1.5",
+		"gateway-max-auto-domains.bad.yaml": "gateway.max_auto_domains: must not be negative, got -1",
 	}
 	files, _ := filepath.Glob("testdata/*.bad.yaml")
 	if len(files) != len(want) {

@@ -148,6 +148,8 @@ func (g Gateway) validate(listen string) []error {
 	}
 	v.positive("shutdown_timeout", g.ShutdownTimeout)
 	v.atLeast("gc_percent", g.GCPercent, 10)
+	v.notNegativeInt("max_auto_domains", g.MaxAutoDomains)
+	v.notNegativeInt("new_domains_per_minute", g.NewDomainsPerMinute)
 	return v.errs
 }
 

@@ -22,8 +22,18 @@ import (
 // for a JSON schema, "sentiment.tools" when tools are offered; see
 // shapeSuffix). A chat request and a Responses API request with the same
 // model, prompt and shape share a domain.
+//
+// New automatic domains are bounded in rate and number (see admission,
+// gateway.max_auto_domains and gateway.new_domains_per_minute). Named
+// domains are not: a header, a metadata.task or a rule is an operator's
+// (or an authenticated client's) deliberate choice, few by nature, and
+// refusing one would silently stop learning a task someone named. They do
+// not count toward max_auto_domains either, so naming tasks never crowds
+// out automatic ones.
 type DomainResolver struct {
 	rules []domainRule
+	// admit bounds new automatic domains; nil admits them all.
+	admit *admission
 	// autos caches automatic names by model and raw system prompt: a
 	// client sends the same few prompts again and again, and hashing one
 	// cost more than the rest of resolving. At most maxAutos are kept;
@@ -62,6 +72,14 @@ func NewDomainResolver(domains []config.Domain) (*DomainResolver, error) {
 // Resolve returns the domain of a request given its X-Understudy-Domain
 // header value (may be empty) and its parsed body. A header or
 // metadata.task that is not a valid domain name is a 400.
+//
+// A new automatic domain past the bound is refused: Resolve returns "" and
+// marks the request ineligible (r.Ineligible "domain_refused:rate" or
+// "domain_refused:total"), so that the teacher answers it unchanged and
+// nothing is logged, scored or created for it; its response carries no
+// X-Understudy-Domain header and its metrics the domain "_none". An
+// ineligible request's domain is never created either, so it is not
+// counted against the bound.
 func (d *DomainResolver) Resolve(header string, r *openai.Request) (string, error) {
 	if header != "" {
 		if !config.ValidDomainName(header) {
@@ -87,11 +105,21 @@ func (d *DomainResolver) Resolve(header string, r *openai.Request) (string, erro
 		}
 		return withShape(rule.name, r.Shape), nil
 	}
+	var name string
 	if r.Shape != "" {
 		// Rare enough not to be worth a cache of its own.
-		return Fingerprint(r.Model, r.System+"\x00"+r.Shape), nil
+		name = Fingerprint(r.Model, r.System+"\x00"+r.Shape)
+	} else {
+		name = d.auto(r.Model, r.System)
 	}
-	return d.auto(r.Model, r.System), nil
+	if d.admit == nil || r.Ineligible != "" {
+		return name, nil
+	}
+	if reason := d.admit.admit(name); reason != "" {
+		r.Ineligible = "domain_refused:" + reason
+		return "", nil
+	}
+	return name, nil
 }
 
 // withShape appends a named domain's shape suffix, keeping the name within

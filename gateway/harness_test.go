@@ -130,7 +130,7 @@ func startRouted(t testing.TB, sim teachersim.Config, edit func(*config.Config),
 		if err != nil {
 			t.Fatal(err)
 		}
-		h.pairs, deps.Pairs, deps.Responses = db, db, db
+		h.pairs, deps.Pairs, deps.Responses, deps.Known = db, db, db, db
 	}
 	gw, err := gateway.New(cfg, deps)
 	if err != nil {

@@ -30,6 +30,7 @@ type metrics struct {
 	teacherRetries *prometheus.CounterVec
 	studentTime    prometheus.Histogram
 	keptErrors     prometheus.Counter
+	domainsRefused *prometheus.CounterVec
 
 	breakerState       prometheus.Gauge
 	breakerTransitions *prometheus.CounterVec
@@ -93,11 +94,18 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
 		Namespace: "understudy", Subsystem: "gateway", Name: "kept_response_errors_total",
 		Help: "Responses API answers a student made that could not be kept, so cannot be read back or continued (a full disk, say).",
 	})
+	m.domainsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "understudy", Subsystem: "gateway", Name: "domains_refused_total",
+		Help: "Requests of a new automatic domain refused by its bound, by reason (rate: gateway.new_domains_per_minute; total: gateway.max_auto_domains): the teacher answered them, and they were neither logged nor learned from.",
+	}, []string{"reason"})
 	// Series exist from the start, so dashboards and alerts see zeros.
 	for _, r := range []string{"connect", "stale_connection"} {
 		m.teacherRetries.WithLabelValues(r)
 	}
-	reg.MustRegister(m.studentTime, m.keptErrors, m.requests, m.duration, m.overhead, m.inFlight, m.teacherTTFT, m.teacherTime,
+	for _, r := range []string{refusedRate, refusedTotal} {
+		m.domainsRefused.WithLabelValues(r)
+	}
+	reg.MustRegister(m.domainsRefused, m.studentTime, m.keptErrors, m.requests, m.duration, m.overhead, m.inFlight, m.teacherTTFT, m.teacherTime,
 		m.teacherErrors, m.teacherRetries, m.breakerState, m.breakerTransitions)
 	return m
 }

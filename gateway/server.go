@@ -40,6 +40,10 @@ type Deps struct {
 	// MetricDomains bounds the domain label of metrics; share the router's.
 	// Default: metrics.max_domains domains.
 	MetricDomains *router.MetricDomains
+	// Known lists the domains that exist at start, which pass the bound on
+	// new automatic domains (gateway.max_auto_domains); pass the pair log.
+	// Default: none, so only those admitted since start pass.
+	Known KnownDomains
 }
 
 // Server is the OpenAI-compatible API server.
@@ -95,6 +99,8 @@ func New(cfg *config.Config, deps Deps) (*Server, error) {
 	if s.domains, err = NewDomainResolver(cfg.Domains); err != nil {
 		return nil, err
 	}
+	s.domains.admit = newAdmission(cfg.Gateway.MaxAutoDomains, cfg.Gateway.NewDomainsPerMinute, deps.Known,
+		func(reason string) { s.m.domainsRefused.WithLabelValues(reason).Inc() }, s.log)
 	for _, k := range cfg.Gateway.APIKeys {
 		s.keys = append(s.keys, sha256.Sum256([]byte(k)))
 	}

@@ -285,25 +285,18 @@ func (db *DB) DomainsPage(after string, limit int) (DomainPage, error) {
 	return page, nil
 }
 
-// HasDomain reports, from memory, whether a domain has pairs logged (or
+// DomainNames returns, from memory, the names of the domains whose names
+// begin with prefix, in no order: every domain with pairs logged (or that
 // had: retention keeps the record of a domain whose pairs it deleted).
-// A pair still in the writer's queue does not count yet.
-func (db *DB) HasDomain(name string) bool {
+// Pairs still in the writer's queue do not count yet.
+func (db *DB) DomainNames(prefix string) []string {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	return db.domains[name] != nil
-}
-
-// CountDomains returns, from memory, how many domains' names begin with
-// prefix.
-func (db *DB) CountDomains(prefix string) int {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	n := 0
+	var out []string
 	for name := range db.domains {
 		if strings.HasPrefix(name, prefix) {
-			n++
+			out = append(out, name)
 		}
 	}
-	return n
+	return out
 }

@@ -61,7 +61,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	metricDomains := router.NewMetricDomains(cfg.Metrics.MaxDomains)
-	deps := gateway.Deps{Logger: log, Registry: reg, MetricDomains: metricDomains}
+	deps := gateway.Deps{Logger: log, Registry: reg, MetricDomains: metricDomains, Known: db}
 	if cfg.Storage.Enabled {
 		deps.Pairs, deps.Responses = db, db
 	}

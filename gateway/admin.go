@@ -27,7 +27,7 @@ import (
 
 // AdminStore is what the admin API reads from storage.
 type AdminStore interface {
-	Domains() ([]storage.Domain, error)
+	DomainsPage(after string, limit int) (storage.DomainPage, error)
 	Domain(name string) (storage.Domain, error)
 	Pairs(ctx context.Context, domain string, fn func(storage.Pair) error) error
 	StudentVersions(domain string) ([]storage.StudentVersion, error)
@@ -58,7 +58,8 @@ var _ AdminStore = (*storage.DB)(nil)
 
 // Admin is the admin API server, on its own listener:
 //
-//	GET /admin/domains                 every domain with its pair and label counts
+//	GET /admin/domains[?limit=N&after=NAME]  a page of domains, by name, with
+//	                                   their pair and label counts (DomainsPage)
 //	GET /admin/domains/{name}          one domain in more detail
 //	GET /admin/domains/{name}/export   its pairs as OpenAI fine-tuning JSONL
 //	POST /admin/domains/{name}/train   train a student version now
@@ -278,20 +279,47 @@ func (a *Admin) viewOf(d storage.Domain, topN int, detail bool) (DomainView, err
 	return v, nil
 }
 
+// The page sizes of GET /admin/domains: limit's default and its largest.
+const (
+	DefaultDomainsPage = 100
+	MaxDomainsPage     = 1000
+)
+
+// DomainsPage is the body of GET /admin/domains: up to limit domains
+// (default DefaultDomainsPage, at most MaxDomainsPage) sorted by name,
+// after the name given as after; Next is the after of the next page, null
+// on the last; Total counts every domain.
+type DomainsPage struct {
+	Domains []DomainView `json:"domains"`
+	Next    *string      `json:"next"`
+	Total   int          `json:"total"`
+}
+
 func (a *Admin) domains(ctx *fasthttp.RequestCtx) error {
-	ds, err := a.store.Domains()
+	args := ctx.QueryArgs()
+	limit := DefaultDomainsPage
+	if v := args.Peek("limit"); len(v) > 0 {
+		n, err := strconv.Atoi(string(v))
+		if err != nil || n < 1 || n > MaxDomainsPage {
+			return invalidRequest("limit", "Invalid 'limit' %q: want a whole number from 1 to %d.", v, MaxDomainsPage)
+		}
+		limit = n
+	}
+	page, err := a.store.DomainsPage(string(args.Peek("after")), limit)
 	if err != nil {
 		return a.storeError(err)
 	}
-	out := struct {
-		Domains []DomainView `json:"domains"`
-	}{Domains: make([]DomainView, 0, len(ds))}
-	for _, d := range ds {
+	out := DomainsPage{Domains: make([]DomainView, 0, len(page.Domains)), Total: page.Total}
+	for _, d := range page.Domains {
 		v, err := a.viewOf(d, 5, false)
 		if err != nil {
 			return a.storeError(err)
 		}
 		out.Domains = append(out.Domains, v)
+	}
+	if page.More && len(page.Domains) > 0 {
+		next := page.Domains[len(page.Domains)-1].Name
+		out.Next = &next
 	}
 	return writeJSON(ctx, out)
 }

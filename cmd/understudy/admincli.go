@@ -104,29 +104,77 @@ func (c *adminClient) getJSON(ctx context.Context, path string, v any) error {
 	return nil
 }
 
+// listDomains reads the domains through GET /admin/domains page by page,
+// following next, until it has limit of them (0: all). It returns them
+// with the number of domains the server has.
+func (c *adminClient) listDomains(ctx context.Context, limit int) ([]gateway.DomainView, int, error) {
+	var all []gateway.DomainView
+	total, after := 0, ""
+	for {
+		n := gateway.MaxDomainsPage
+		if limit > 0 {
+			n = min(n, limit-len(all))
+		}
+		path := "/admin/domains?limit=" + strconv.Itoa(n)
+		if after != "" {
+			path += "&after=" + url.QueryEscape(after)
+		}
+		var page gateway.DomainsPage
+		if err := c.getJSON(ctx, path, &page); err != nil {
+			return nil, 0, err
+		}
+		all, total = append(all, page.Domains...), page.Total
+		if page.Next == nil || *page.Next == after || (limit > 0 && len(all) >= limit) {
+			// A server from before paging answers every domain and no
+			// next; one that repeats a page would loop forever.
+			return all, max(total, len(all)), nil
+		}
+		after = *page.Next
+	}
+}
+
+// limitFlag registers --limit, the most domains a listing reads.
+func limitFlag(fs *flag.FlagSet) *int {
+	return fs.Int("limit", 0, "show at most `N` domains, the first by name (0: all, read a page of 1000 at a time)")
+}
+
+// writeMore says how many domains a listing cut by --limit left out.
+func writeMore(w io.Writer, shown, total int) error {
+	if shown >= total {
+		return nil
+	}
+	_, err := fmt.Fprintf(w, "\n%d of %d domains shown (--limit)\n", shown, total)
+	return err
+}
+
 func domainsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("domains", stdout)
 	client := adminFlags(fs.FlagSet)
 	asJSON := fs.Bool("json", false, "print the admin API's JSON")
+	limit := limitFlag(fs.FlagSet)
 	if err := fs.parse(args); err != nil {
 		return err
+	}
+	if *limit < 0 {
+		return fs.usageError(fmt.Sprintf("--limit must not be negative, got %d", *limit))
 	}
 	c, err := client()
 	if err != nil {
 		return err
 	}
-	var out struct {
-		Domains []gateway.DomainView `json:"domains"`
-	}
-	if err := c.getJSON(ctx, "/admin/domains", &out); err != nil {
+	ds, total, err := c.listDomains(ctx, *limit)
+	if err != nil {
 		return err
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return enc.Encode(gateway.DomainsPage{Domains: ds, Total: total})
 	}
-	return writeDomains(stdout, out.Domains)
+	if err := writeDomains(stdout, ds); err != nil {
+		return err
+	}
+	return writeMore(stdout, len(ds), total)
 }
 
 func writeDomains(w io.Writer, ds []gateway.DomainView) error {

@@ -28,18 +28,20 @@ var commandDocs = []commandDoc{
 shadow scorer. Settings come from config.Default(), then the --config file,
 then the environment, then these flags. It stops cleanly on SIGINT/SIGTERM,
 writing every accepted pair.`},
-	{name: "status", synopsis: []string{"[--watch] [flags]"},
+	{name: "status", synopsis: []string{"[--watch] [--limit N] [flags]"},
 		summary: "summarize every domain: state, agreement, coverage, offload, savings",
 		about: `Reads a running server's admin API (see --admin-url, --config, --token).
 Agreement is the serving student's (else the leading candidate's) selective
 agreement with the teacher at its τ, with the lower confidence bound the
 gate tests in parentheses; offload is the share of eligible answers the
 student gave since the domain began, and in parentheses of the last 1,000
-answered since the server started.`},
-	{name: "domains", synopsis: []string{"[--json] [flags]"},
+answered since the server started. It reads every domain, a page of 1,000
+at a time; --limit shows the first N by name.`},
+	{name: "domains", synopsis: []string{"[--json] [--limit N] [flags]"},
 		summary: "list the task domains with pairs, labels, students and agreement",
 		about: `Reads a running server's admin API (see --admin-url, --config, --token).
-Why an open-ended domain has no student is printed below the table.`},
+Why an open-ended domain has no student is printed below the table. It reads
+every domain, a page of 1,000 at a time; --limit shows the first N by name.`},
 	{name: "export", synopsis: []string{"--domain NAME [--out FILE] [flags]"},
 		summary: "write a domain's pairs as OpenAI fine-tuning JSONL",
 		about: `Reads a running server's admin API. With --out it shows a progress bar on a

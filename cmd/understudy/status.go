@@ -19,8 +19,12 @@ func statusCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	client := adminFlags(fs.FlagSet)
 	watch := fs.Bool("watch", false, "refresh every --interval until interrupted")
 	interval := fs.Duration("interval", 2*time.Second, "refresh `interval` with --watch")
+	limit := limitFlag(fs.FlagSet)
 	if err := fs.parse(args); err != nil {
 		return err
+	}
+	if *limit < 0 {
+		return fs.usageError(fmt.Sprintf("--limit must not be negative, got %d", *limit))
 	}
 	c, err := client()
 	if err != nil {
@@ -33,10 +37,8 @@ func statusCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	for {
-		var out struct {
-			Domains []gateway.DomainView `json:"domains"`
-		}
-		if err := c.getJSON(ctx, "/admin/domains", &out); err != nil {
+		ds, total, err := c.listDomains(ctx, *limit)
+		if err != nil {
 			return err
 		}
 		if *watch && tty {
@@ -45,7 +47,10 @@ func statusCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		if *watch {
 			fmt.Fprintf(stdout, "understudy status  %s  (%s)\n\n", c.base, time.Now().Format("15:04:05"))
 		}
-		if err := writeStatus(stdout, out.Domains); err != nil {
+		if err := writeStatus(stdout, ds); err != nil {
+			return err
+		}
+		if err := writeMore(stdout, len(ds), total); err != nil {
 			return err
 		}
 		if !*watch {

@@ -88,8 +88,8 @@ func start(t testing.TB, sim teachersim.Config, edit func(*config.Config)) *harn
 	return startWith(t, sim, edit, nil)
 }
 
-// startWith is start with a real pair log opened with so (its Dir and
-// Registry are filled in) when so is not nil.
+// startWith is start with a real pair log opened with so (its Registry,
+// and its Dir when empty, are filled in) when so is not nil.
 func startWith(t testing.TB, sim teachersim.Config, edit func(*config.Config), so *storage.Options) *harness {
 	t.Helper()
 	return startRouted(t, sim, edit, so, nil)
@@ -125,7 +125,10 @@ func startRouted(t testing.TB, sim teachersim.Config, edit func(*config.Config),
 	h.log = &syncBuffer{}
 	deps := gateway.Deps{Logger: slog.New(slog.NewTextHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug})), Registry: h.reg, Router: rt}
 	if so != nil {
-		so.Dir, so.Registry, so.Logger = t.TempDir(), h.reg, deps.Logger
+		if so.Dir == "" {
+			so.Dir = t.TempDir()
+		}
+		so.Registry, so.Logger = h.reg, deps.Logger
 		db, err := storage.Open(*so)
 		if err != nil {
 			t.Fatal(err)

@@ -22,6 +22,7 @@ type answerOf struct {
 	status        int
 	route, domain string
 	hasDomain     bool
+	refused       string // X-Understudy-Domain-Refused
 	content       string
 	err           error
 }
@@ -42,6 +43,7 @@ func chatWith(client *http.Client, gwURL, system string) answerOf {
 	b, err := io.ReadAll(resp.Body)
 	a := answerOf{status: resp.StatusCode, route: resp.Header.Get("X-Understudy-Route"), err: err}
 	a.domain, a.hasDomain = resp.Header.Get("X-Understudy-Domain"), len(resp.Header.Values("X-Understudy-Domain")) > 0
+	a.refused = resp.Header.Get("X-Understudy-Domain-Refused")
 	var c struct {
 		Choices []struct {
 			Message struct {
@@ -177,6 +179,8 @@ func TestNewAutomaticDomainsRate(t *testing.T) {
 		}
 		if a.hasDomain {
 			n++
+		} else if a.refused != "rate" {
+			t.Errorf("prompt %d: no domain and X-Understudy-Domain-Refused %q, want rate", i, a.refused)
 		}
 	}
 	if n != 5 {

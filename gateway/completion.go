@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -55,6 +56,11 @@ func (s *Server) completion(ctx *fasthttp.RequestCtx, r *openai.Request) error {
 	info.domain = domain
 	info.route = string(router.RouteTeacher)
 	if r.Ineligible != "" {
+		if reason, ok := strings.CutPrefix(r.Ineligible, "domain_refused:"); ok {
+			// Past the bound on new automatic domains: say so, since
+			// the request has no domain to show.
+			ctx.Response.Header.Set("X-Understudy-Domain-Refused", reason)
+		}
 		return s.askTeacher(ctx, info, teacherCall{stream: r.Stream, body: r.Forward})
 	}
 	var dec router.Decision

@@ -117,6 +117,9 @@ type load struct {
 	total   int64 // warmup and measured requests
 	start   time.Time
 	next    atomic.Int64    // next request index to send
+	limit   atomic.Int64    // requests to send: total, or fewer after stopAt
+	winFrom time.Time       // setWindow's
+	winTo   time.Time
 	lat     []time.Duration // per measured request; failed for errors
 	lag     []time.Duration // per measured request: send time − scheduled time
 	student []bool          // per measured request: answered by the student
@@ -145,6 +148,7 @@ func startLoad(ctx context.Context, client *fasthttp.HostClient, url string, bod
 	}
 	measured := int64(duration.Seconds() * float64(rate))
 	l.total = l.warmupN + measured
+	l.limit.Store(l.total)
 	l.lat = make([]time.Duration, measured)
 	l.lag = make([]time.Duration, measured)
 	l.student = make([]bool, measured)
@@ -160,6 +164,17 @@ func startLoad(ctx context.Context, client *fasthttp.HostClient, url string, bod
 func (l *load) at(i int64) time.Time {
 	return l.start.Add(time.Duration(i * int64(time.Second) / l.rate))
 }
+
+// stopAt ends the load early: no request scheduled at or after t is sent,
+// and wait counts only those before it (at least one measured request).
+func (l *load) stopAt(t time.Time) {
+	n := 1 + int64(t.Sub(l.start))*l.rate/int64(time.Second)
+	l.limit.Store(max(l.warmupN+1, min(n, l.total)))
+}
+
+// setWindow makes wait also summarize the measured requests scheduled in
+// [from, to) apart (loadResult.Window). Call it before wait.
+func (l *load) setWindow(from, to time.Time) { l.winFrom, l.winTo = from, to }
 
 // measureStart is when the first measured request is scheduled.
 func (l *load) measureStart() time.Time { return l.at(l.warmupN) }
@@ -184,7 +199,7 @@ func (l *load) work(ctx context.Context, st *workerStats) {
 	defer timer.Stop()
 	for {
 		i := l.next.Add(1) - 1
-		if i >= l.total {
+		if i >= l.limit.Load() {
 			return
 		}
 		at := l.at(i)
@@ -256,6 +271,9 @@ type loadResult struct {
 	Latency latencySummary `json:"latency_us"`
 	// SendLag is how late requests were sent after their scheduled time.
 	SendLag latencySummary `json:"send_lag_us"`
+	// Window summarizes the successful requests scheduled in setWindow's
+	// window; nil without one.
+	Window *latencySummary `json:"window_us,omitempty"`
 	// Successful requests answered by the student (X-Understudy-Route:
 	// student) and by the teacher, with their latencies; only when some
 	// request was answered by a student.
@@ -281,6 +299,9 @@ func (l *load) wait(ctx context.Context) (loadResult, error) {
 	l.wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return loadResult{}, fmt.Errorf("load interrupted: %w", err)
+	}
+	if n := l.limit.Load() - l.warmupN; n < int64(len(l.lat)) {
+		l.lat, l.lag, l.student = l.lat[:n], l.lag[:n], l.student[:n]
 	}
 	r := loadResult{Sent: len(l.lat)}
 	var last time.Time
@@ -312,6 +333,16 @@ func (l *load) wait(ctx context.Context) (loadResult, error) {
 		default:
 			byOther = append(byOther, d)
 		}
+	}
+	if !l.winTo.IsZero() {
+		var in []time.Duration
+		for i, d := range l.lat {
+			if at := l.at(l.warmupN + int64(i)); d != failed && !at.Before(l.winFrom) && at.Before(l.winTo) {
+				in = append(in, d)
+			}
+		}
+		w := summarize(in)
+		r.Window = &w
 	}
 	if len(byStudent) > 0 {
 		r.Student = &routeLatency{Student: summarize(byStudent), Other: summarize(byOther)}

@@ -44,6 +44,11 @@
 // or, after make build,
 //
 //	go run ./cmd/loadbench -bin bin/understudy [-rates 1000,2000,5000] [-duration 10s] [-json results.json] [-logging-compare=false] [-student-compare=false]
+//
+// With -cost it runs only the cost comparison (cost.go): CPU per request
+// of the gateway and of teacher-sim, relayed, answered by a student and
+// direct, and the gateway's peak RSS, also while a student trains;
+// -pprof DIR adds CPU and heap profiles of a relayed and a student phase.
 package main
 
 import (
@@ -81,6 +86,11 @@ type options struct {
 	soakDuration time.Duration
 	soakRate     int
 	soakJSON     string
+	// cost runs only the cost comparison (cost.go).
+	cost          bool
+	costRate      int
+	costTrainRate int
+	pprofDir      string
 }
 
 // streamRate is the rate of the streaming phase.
@@ -98,8 +108,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	job := run
-	if opts.soak {
+	switch {
+	case opts.soak:
 		job = runSoak
+	case opts.cost:
+		job = runCost
 	}
 	if err := job(ctx, opts, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
@@ -130,6 +143,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.soakDuration, "soak-duration", 10*time.Minute, "length of the soak")
 	fs.IntVar(&o.soakRate, "soak-rate", 1000, "request rate (req/s) of the soak")
 	fs.StringVar(&o.soakJSON, "soak-json", "", "write the soak's results to this `file` as JSON")
+	fs.BoolVar(&o.cost, "cost", false, "run the cost comparison instead: CPU per request and peak RSS of the gateway and teacher-sim, relayed, student-answered, direct and while training (see cost.go)")
+	fs.IntVar(&o.costRate, "cost-rate", 2000, "request rate (req/s) of the cost comparison's relayed, student and direct phases")
+	fs.IntVar(&o.costTrainRate, "cost-train-rate", 1000, "request rate (req/s) of the cost comparison's training phase")
+	fs.StringVar(&o.pprofDir, "pprof", "", "with -cost: also profile one relayed and one student phase from the admin listener, into this `directory`")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
@@ -155,6 +172,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return options{}, fmt.Errorf("-examples: must be positive, got %d", o.examples)
 	case o.soakDuration < 20*time.Second:
 		return options{}, fmt.Errorf("-soak-duration: must be at least 20s, got %s", o.soakDuration)
+	case o.costRate < 1 || o.costTrainRate < 1:
+		return options{}, fmt.Errorf("-cost-rate, -cost-train-rate: must be positive, got %d and %d", o.costRate, o.costTrainRate)
 	case o.soakRate < 1:
 		return options{}, fmt.Errorf("-soak-rate: must be positive, got %d", o.soakRate)
 	}

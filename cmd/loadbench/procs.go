@@ -214,6 +214,10 @@ func freePorts(n int) ([]int, error) {
 type memory struct {
 	RSS  int64 `json:"rss_bytes"`
 	Peak int64 `json:"peak_rss_bytes"`
+	// Anon and File split RSS: anonymous memory (the Go heap, C's malloc,
+	// ONNX Runtime) and mapped files (Badger's tables and value log).
+	Anon int64 `json:"rss_anon_bytes,omitempty"`
+	File int64 `json:"rss_file_bytes,omitempty"`
 }
 
 // readMemory reads VmRSS and VmHWM from /proc/PID/status (Linux only).
@@ -225,18 +229,25 @@ func readMemory(pid int) (memory, error) {
 	var m memory
 	for line := range strings.SplitSeq(string(data), "\n") {
 		key, val, ok := strings.Cut(line, ":")
-		if !ok || (key != "VmRSS" && key != "VmHWM") {
+		var dst *int64
+		switch key {
+		case "VmRSS":
+			dst = &m.RSS
+		case "VmHWM":
+			dst = &m.Peak
+		case "RssAnon":
+			dst = &m.Anon
+		case "RssFile":
+			dst = &m.File
+		}
+		if !ok || dst == nil {
 			continue
 		}
 		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(val), "kB")), 10, 64)
 		if err != nil {
 			return memory{}, fmt.Errorf("reading memory of pid %d: parsing %s: %w", pid, key, err)
 		}
-		if key == "VmRSS" {
-			m.RSS = kb << 10
-		} else {
-			m.Peak = kb << 10
-		}
+		*dst = kb << 10
 	}
 	return m, nil
 }

@@ -361,7 +361,7 @@ func (b *bench) act(gw *proc, domain, action string) error {
 	if err := b.ctl.DoTimeout(req, resp, requestTimeout); err != nil {
 		return fmt.Errorf("%s %s: %w", action, domain, err)
 	}
-	if resp.StatusCode() != fasthttp.StatusOK {
+	if st := resp.StatusCode(); st != fasthttp.StatusOK && st != fasthttp.StatusAccepted {
 		return fmt.Errorf("%s %s: status %d: %.200s", action, domain, resp.StatusCode(), resp.Body())
 	}
 	return nil

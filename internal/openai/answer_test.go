@@ -1,6 +1,7 @@
 package openai
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -67,6 +68,98 @@ func TestStreamAnswer(t *testing.T) {
 			got, ok := c.Answer()
 			if ok != tc.ok || ok && got != tc.want {
 				t.Errorf("Answer() = %+v, %v; want %+v, %v (lines %q)", got, ok, tc.want, tc.ok, strings.Join(tc.lines, ""))
+			}
+		})
+	}
+}
+
+// parseAnswerStd is ParseAnswer as it was with encoding/json: the
+// reference its fastjson reading must agree with.
+func parseAnswerStd(body []byte) (a Answer, ok bool) {
+	var w answerWire
+	if err := json.Unmarshal(body, &w); err != nil || len(w.Choices) == 0 {
+		return a, false
+	}
+	c := w.Choices[0]
+	if !complete(c.FinishReason) {
+		return a, false
+	}
+	switch {
+	case c.Message.Content != nil:
+		a.Text = *c.Message.Content
+	case c.Text != nil:
+		a.Text = *c.Text
+	default:
+		return a, false
+	}
+	if w.Usage != nil {
+		a.PromptTokens, a.CompletionTokens = w.Usage.PromptTokens, w.Usage.CompletionTokens
+	}
+	return a, true
+}
+
+// TestParseAnswerAsEncodingJSON compares ParseAnswer with encoding/json's
+// reading on answers of every shape, and of wrong types.
+func TestParseAnswerAsEncodingJSON(t *testing.T) {
+	for _, body := range []string{
+		`{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"spam","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":1,"total_tokens":13,"prompt_tokens_details":{"cached_tokens":0}}}`,
+		`{"choices":[{"text":"ham","index":0,"finish_reason":"stop"}]}`,
+		`{"choices":[{"message":{"content":"ham"}}]}`,
+		`{"choices":[{"message":{"content":""},"finish_reason":"stop"}]}`,
+		`{"choices":[{"message":{"content":"a\u00e9\n\"b\""},"finish_reason":"stop"}]}`,
+		`{"choices":[{"message":{"content":"pe"},"finish_reason":"length"}]}`,
+		`{"choices":[{"message":{"content":"x"},"finish_reason":null}]}`,
+		`{"choices":[{"message":{"content":"x"},"finish_reason":1}]}`,
+		`{"choices":[{"message":{"content":1},"finish_reason":"stop"}]}`,
+		`{"choices":[{"message":{"content":["a"]},"finish_reason":"stop"}]}`,
+		`{"choices":[{"message":null,"text":"t"}]}`,
+		`{"choices":[{"message":"x"}]}`,
+		`{"choices":[{"message":{"content":"a"}},{"message":{"content":2}}]}`,
+		`{"choices":[{"message":{"content":"a"}},{"index":1.5}]}`,
+		`{"choices":[{"message":{"content":"a"},"index":-0}]}`,
+		`{"choices":[null]}`,
+		`{"choices":[1]}`,
+		`{"choices":{}}`,
+		`{"choices":null}`,
+		`{"choices":[]}`,
+		`{}`,
+		`[]`,
+		`null`,
+		`"x"`,
+		`{"choices":[`,
+		``,
+		`{"choices":[{"message":{"content":"a"}}],"usage":null}`,
+		`{"choices":[{"message":{"content":"a"}}],"usage":{"prompt_tokens":null,"completion_tokens":3}}`,
+		`{"choices":[{"message":{"content":"a"}}],"usage":{"prompt_tokens":1.0}}`,
+		`{"choices":[{"message":{"content":"a"}}],"usage":{"prompt_tokens":1e2}}`,
+		`{"choices":[{"message":{"content":"a"}}],"usage":{"prompt_tokens":"1"}}`,
+		`{"choices":[{"message":{"content":"a"}}],"usage":[]}`,
+		`{"choices":[{"message":{"content":"a"}}],"usage":{"prompt_tokens":99999999999999999999}}`,
+		`{"choices":[{"delta":{"content":3},"message":{"content":"a"}}]}`,
+	} {
+		got, gotOK := ParseAnswer([]byte(body))
+		want, wantOK := parseAnswerStd([]byte(body))
+		if gotOK != wantOK || gotOK && got != want {
+			t.Errorf("ParseAnswer(%s) = %+v, %v; encoding/json reads %+v, %v", body, got, gotOK, want, wantOK)
+		}
+	}
+}
+
+var benchAnswer = []byte(`{"id":"chatcmpl-123","object":"chat.completion","created":1700000000,"model":"teacher-sim","choices":[{"index":0,"message":{"role":"assistant","content":"billing","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":262,"completion_tokens":2,"total_tokens":264},"system_fingerprint":"fp_1"}`)
+
+// BenchmarkParseAnswer reads a teacher's chat completion, as the gateway
+// does once per relayed answer; std is encoding/json, for comparison.
+func BenchmarkParseAnswer(b *testing.B) {
+	for _, p := range []struct {
+		name  string
+		parse func([]byte) (Answer, bool)
+	}{{"fastjson", ParseAnswer}, {"std", parseAnswerStd}} {
+		b.Run(p.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, ok := p.parse(benchAnswer); !ok {
+					b.Fatal("no answer")
+				}
 			}
 		})
 	}

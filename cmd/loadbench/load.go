@@ -116,9 +116,9 @@ type load struct {
 	warmupN int64 // requests before measuring starts
 	total   int64 // warmup and measured requests
 	start   time.Time
-	next    atomic.Int64    // next request index to send
-	limit   atomic.Int64    // requests to send: total, or fewer after stopAt
-	winFrom time.Time       // setWindow's
+	next    atomic.Int64 // next request index to send
+	limit   atomic.Int64 // requests to send: total, or fewer after stopAt
+	winFrom time.Time    // setWindow's
 	winTo   time.Time
 	lat     []time.Duration // per measured request; failed for errors
 	lag     []time.Duration // per measured request: send time − scheduled time

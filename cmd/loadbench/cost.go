@@ -210,34 +210,48 @@ func runCost(ctx context.Context, o options, stdout, stderr io.Writer) (err erro
 // pair log of full size and the training phase trains on as many pairs as
 // a busy domain does, then waits until the trainer has caught up: a domain
 // retrains whenever its pairs double, up to max_train_pairs, and those runs
-// would otherwise fall into the measured phases.
+// would otherwise fall into the measured phases. Caught up is idle: no
+// load is sent, so a gateway that spends under 5% of a core for
+// costIdleFor is not training (the scheduler starts a due run within its
+// 1 s interval).
 func (b *bench) costFill(ctx context.Context, gw *proc, client *fasthttp.HostClient, url string, ds *dataset, domain string) error {
-	const settle = 8 * time.Second
 	rate := b.o.costRate
 	fill := time.Duration(costFillPairs) * time.Second / time.Duration(rate)
-	fmt.Fprintf(b.stderr, "cost: logging %d pairs at %d req/s, then waiting until no student has been trained for %s...\n", costFillPairs, rate, settle)
+	fmt.Fprintf(b.stderr, "cost: logging %d pairs at %d req/s, then waiting until the gateway is idle for %s...\n", costFillPairs, rate, costIdleFor)
 	l := startLoad(ctx, client, url, ds.bodies, ds.want, rate, 0, fill, b.o.conns)
 	if _, err := l.wait(ctx); err != nil {
 		return err
 	}
-	v, err := b.latestVersion(gw, domain)
-	since := time.Now()
-	for err == nil && time.Since(since) < settle {
+	deadline := time.Now().Add(2 * trainTimeout)
+	idleSince := time.Now()
+	last, err := readCPU(gw.pid())
+	for err == nil && time.Since(idleSince) < costIdleFor {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the gateway did not go idle within %s after the fill", 2*trainTimeout)
+		}
 		select {
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(time.Second):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		var now int
-		if now, err = b.latestVersion(gw, domain); err == nil && now != v {
-			v, since = now, time.Now()
+		var now time.Duration
+		if now, err = readCPU(gw.pid()); err == nil && now-last > 50*time.Millisecond {
+			idleSince = time.Now()
 		}
+		last = now
 	}
+	if err != nil {
+		return err
+	}
+	v, err := b.latestVersion(gw, domain)
 	if err == nil {
 		fmt.Fprintf(b.stderr, "cost: %s at version %d\n", domain, v)
 	}
 	return err
 }
+
+// costIdleFor is how long costFill wants the gateway idle.
+const costIdleFor = 4 * time.Second
 
 // costFillPairs is how many pairs costFill logs: more than the trainer's
 // default max_train_pairs (20,000), so that the last doubling is behind.

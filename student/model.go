@@ -19,6 +19,9 @@ type Prediction struct {
 // Model is a loaded student version, ready to predict. It is safe for
 // concurrent use.
 type Model struct {
+	// Artifact is the version's artifact without its ONNX bytes, which
+	// the session holds: a copy in Go would stay live (8 MB a version at
+	// the default size) for as long as the version is loaded.
 	Artifact *Artifact
 	feat     *Featurizer
 	sess     *Session
@@ -36,7 +39,9 @@ func Load(a *Artifact, threads int) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading %s@v%d: %w", a.Domain, a.Version, err)
 	}
-	m := &Model{Artifact: a, feat: feat, sess: sess}
+	meta := *a
+	meta.ONNX = nil
+	m := &Model{Artifact: &meta, feat: feat, sess: sess}
 	m.bufs.New = func() any { b := make([]int64, 0, a.Featurizer.MaxTokens); return &b }
 	return m, nil
 }

@@ -367,6 +367,7 @@ func (s *Session) Close() error {
 	s.rowsMu.Unlock()
 	err := s.sess.Destroy()
 	s.sess = nil
+	releaseFreed()
 	if err != nil {
 		return fmt.Errorf("closing session: %w", err)
 	}

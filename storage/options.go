@@ -144,10 +144,12 @@ func (o Options) withDefaults() (Options, error) {
 // by export, retention and training, so:
 const (
 	// memTableSize: each memtable is an arena of about 1.3x this size on the Go
-	// heap plus its write-ahead log. With values in the value log an entry in
-	// the memtable is ~150 bytes (key, value pointer, skiplist node), so 16 MB
-	// still holds ~100k pairs before a flush to L0.
-	memTableSize = 16 << 20
+	// heap (live, so the GC keeps gc_percent more beside it) plus its
+	// mapped write-ahead log. With values in the value log an entry in the
+	// memtable is ~150 bytes (key, value pointer, skiplist node), so 4 MB
+	// holds ~25k pairs before a flush to L0: every 12 s at 2,000 pairs/s.
+	// 16 MB cost 40 MB more RSS at 2,000 req/s for no measurable CPU.
+	memTableSize = 4 << 20
 	// numMemtables: one being written, one being flushed. More only buys
 	// burst absorption we already get from the writer queue.
 	numMemtables = 2

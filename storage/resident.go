@@ -9,8 +9,10 @@ import (
 // Keeping the value log out of the resident set (see releaseMapped).
 const (
 	// releaseEvery wakes the releaser after this many bytes written, so
-	// that the pages of a fast writer leave the resident set in ~32 MB steps.
-	releaseEvery = 32 << 20
+	// that the pages of a fast writer leave the resident set in ~8 MB steps
+	// (every 4 s at 2,000 pairs/s of ~1 KB; 32 MB steps kept up to 40 MB
+	// more resident).
+	releaseEvery = 8 << 20
 	// releaseInterval also wakes it on a clock, for pages that exports,
 	// training and value-log GC fault back in by reading.
 	releaseInterval = 10 * time.Second

@@ -140,6 +140,13 @@ type Gateway struct {
 	// admitted, with a burst of as many: a token bucket. 0 admits none.
 	// Default 60.
 	NewDomainsPerMinute int `yaml:"new_domains_per_minute"`
+	// MemoryLimit is a soft limit on the Go runtime's memory, as GOMEMLIMIT
+	// sets it (GOMEMLIMIT wins when set): past it the collector runs more
+	// often whatever gc_percent says, so the headroom gc_percent leaves
+	// above a large live heap (a student training on 20,000 pairs) stays
+	// bounded. Memory ONNX Runtime and mapped files hold comes on top. 0
+	// turns it off. Default 160MiB.
+	MemoryLimit Size `yaml:"memory_limit"`
 }
 
 // DefaultGateway is the gateway section's default.
@@ -153,6 +160,7 @@ var DefaultGateway = Gateway{
 	GCPercent:           200,
 	MaxAutoDomains:      1000,
 	NewDomainsPerMinute: 60,
+	MemoryLimit:         160 * MiB,
 }
 
 // Teacher configures the upstream model server the gateway fronts.

@@ -150,6 +150,9 @@ func (g Gateway) validate(listen string) []error {
 	v.atLeast("gc_percent", g.GCPercent, 10)
 	v.notNegativeInt("max_auto_domains", g.MaxAutoDomains)
 	v.notNegativeInt("new_domains_per_minute", g.NewDomainsPerMinute)
+	if g.MemoryLimit != 0 && g.MemoryLimit < 16*MiB {
+		v.bad("memory_limit", "must be 0 (off) or at least 16MiB, got %s", g.MemoryLimit)
+	}
 	return v.errs
 }
 

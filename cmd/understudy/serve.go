@@ -50,6 +50,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(cfg.Gateway.GCPercent)
 	}
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && cfg.Gateway.MemoryLimit > 0 {
+		debug.SetMemoryLimit(int64(cfg.Gateway.MemoryLimit))
+	}
 	if cfg.Teacher.APIKey == "" && !cfg.Teacher.PassClientAuthorization {
 		log.Warn("no teacher API key: set OPENAI_API_KEY or teacher.api_key, or teacher.pass_client_authorization to forward the client's", "teacher", cfg.Teacher.URL)
 	}

@@ -95,6 +95,11 @@ func (db *DB) readPairs(ctx context.Context, domain string, prefix, seek []byte,
 				if len(v) == 0 {
 					return errUnreadableValue
 				}
+				// The value's pages are now resident: count them toward
+				// the releaser's next run, as written ones are, so a
+				// training run's read of every pair does not keep the
+				// whole value log in RSS until the next 10 s tick.
+				db.noteWritten(len(v))
 				return decodePair(v, &p)
 			}); err != nil {
 				if bad.n == 0 {

@@ -21,8 +21,8 @@ const (
 // errUnsupported is releaseMapped's error where the platform cannot do it.
 var errUnsupported = errors.New("not supported on this platform")
 
-// noteWritten counts n bytes committed to the value log and wakes the
-// releaser every releaseEvery bytes.
+// noteWritten counts n bytes committed to the value log, or read from it
+// (Pairs), and wakes the releaser every releaseEvery bytes.
 func (db *DB) noteWritten(n int) {
 	if db.unreleased.Add(int64(n)) < releaseEvery {
 		return

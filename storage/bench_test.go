@@ -9,8 +9,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -222,4 +224,109 @@ func dirSize(dir, ext string) int64 {
 		}
 	}
 	return n
+}
+
+// TestRetentionStall measures one retention pass over a large excess, as an
+// operator saw it at the default cap: it stores cap+excess pairs with 1 KB
+// inputs in one domain, then runs a pass while a producer logs at 5,000
+// pairs/s and a probe measures how late a 1 ms sleep wakes (a stall of the
+// process). It logs the pass's time and deletion rate, the peak RSS it
+// added, the probe's lateness and the pairs dropped. It runs only with
+// UNDERSTUDY_BENCH_RETENTION=1 (it needs ~1 GB of disk);
+// UNDERSTUDY_BENCH_RETENTION_EXCESS and _CAP change the sizes (defaults
+// 475,000 and 200,000).
+//
+//	UNDERSTUDY_BENCH_RETENTION=1 go test -run TestRetentionStall -v -timeout 30m ./storage
+func TestRetentionStall(t *testing.T) {
+	if os.Getenv("UNDERSTUDY_BENCH_RETENTION") != "1" {
+		t.Skip("set UNDERSTUDY_BENCH_RETENTION=1 to run")
+	}
+	capN, excess := 200_000, 475_000
+	if v, err := strconv.Atoi(os.Getenv("UNDERSTUDY_BENCH_RETENTION_CAP")); err == nil {
+		capN = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("UNDERSTUDY_BENCH_RETENTION_EXCESS")); err == nil {
+		excess = v
+	}
+	dir := t.TempDir()
+	inputs := benchInputs(4096, 1024)
+	// The loop's first pass comes 30 s after Open; the fill takes less.
+	db, reg := open(t, Options{Dir: dir, MaxPairsPerDomain: capN, RetentionInterval: time.Hour})
+	fill := time.Now()
+	for i := 0; i < capN+excess; i++ {
+		p := benchPair(i, inputs)
+		p.Domain = "d"
+		for !db.Log(p) {
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+	flush(t, db)
+	t.Logf("stored %d pairs in %s", capN+excess, time.Since(fill).Round(time.Millisecond))
+	debug.FreeOSMemory()
+	time.Sleep(time.Second)
+	logRSS(t, "before the pass")
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		t.Logf("cannot reset VmHWM: %v", err)
+	}
+	before := procStatus(t, "VmRSS")["VmRSS"]
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var late []time.Duration
+	var logged, dropped int
+	wg.Add(2)
+	go func() { // the probe
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			t0 := time.Now()
+			time.Sleep(time.Millisecond)
+			late = append(late, time.Since(t0)-time.Millisecond)
+		}
+	}()
+	go func() { // the gateway's logging, 5,000 pairs/s
+		defer wg.Done()
+		start := time.Now()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if d := time.Until(start.Add(time.Duration(i) * time.Second / 5000)); d > 0 {
+				time.Sleep(d)
+			}
+			p := benchPair(i, inputs)
+			p.Domain = "d"
+			if db.Log(p) {
+				logged++
+			} else {
+				dropped++
+			}
+		}
+	}()
+	pass := time.Now()
+	if err := db.RunRetention(); err != nil {
+		t.Fatal(err)
+	}
+	el := time.Since(pass)
+	close(stop)
+	wg.Wait()
+	flush(t, db)
+	deleted := metric(t, reg, "understudy_storage_retention_deleted_total", "reason", "cap")
+	s := procStatus(t, "VmRSS", "VmHWM")
+	slices.Sort(late)
+	q := func(f float64) time.Duration { return late[int(f*float64(len(late)-1))].Round(10 * time.Microsecond) }
+	t.Logf("pass: %s, %.0f pairs deleted, %.0f pairs/s; peak RSS %d MB (+%d MB over %d MB before), RSS after %d MB",
+		el.Round(time.Millisecond), deleted, deleted/el.Seconds(), s["VmHWM"]>>10, (s["VmHWM"]-before)>>10, before>>10, s["VmRSS"]>>10)
+	t.Logf("during the pass: %d pairs logged at 5,000/s, %d dropped; 1 ms sleep woke late by p50 %s, p99 %s, p99.9 %s, max %s (%d samples)",
+		logged, dropped, q(.5), q(.99), q(.999), late[len(late)-1].Round(10*time.Microsecond), len(late))
+	logRSS(t, "after the pass")
+	if n := mustDomain(t, db, "d").Pairs; n > int64(capN)+int64(logged) {
+		t.Errorf("%d pairs after the pass, cap %d", n, capN)
+	}
 }

@@ -26,6 +26,7 @@ func DefaultOptions() Options {
 		BatchSize:         1024,
 		FlushInterval:     100 * time.Millisecond,
 		RetentionInterval: 5 * time.Minute,
+		RetentionRate:     20000,
 		MinFreeBytes:      DefaultMinFreeBytes,
 	}
 }
@@ -66,6 +67,12 @@ type Options struct {
 	// RetentionInterval is how often retention (TTL, cap) and value-log GC
 	// run. Default 5m.
 	RetentionInterval time.Duration
+	// RetentionRate bounds how fast retention deletes, in pairs per second,
+	// so that a large excess is spread out instead of stalling the process:
+	// a pass deletes no faster than this or twice the rate pairs were
+	// written since the previous pass, whichever is higher (see
+	// retention.go). Default 20000; negative: as fast as Badger goes.
+	RetentionRate int
 	// Logger receives the package's and Badger's warnings and errors.
 	// Default slog.Default().
 	Logger *slog.Logger
@@ -82,6 +89,8 @@ type Options struct {
 
 	// vlogFileSize overrides valueLogFileSize; tests only.
 	vlogFileSize int64
+	// pace overrides retention's pacing (RetentionRate); tests only.
+	pace *pacing
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -109,6 +118,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.RetentionInterval == 0 {
 		o.RetentionInterval = d.RetentionInterval
+	}
+	if o.RetentionRate == 0 {
+		o.RetentionRate = d.RetentionRate
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -99,7 +99,7 @@ func (db *DB) readPairs(ctx context.Context, domain string, prefix, seek []byte,
 				// the releaser's next run, as written ones are, so a
 				// training run's read of every pair does not keep the
 				// whole value log in RSS until the next 10 s tick.
-				db.noteWritten(len(v))
+				db.noteMapped(len(v))
 				return decodePair(v, &p)
 			}); err != nil {
 				if bad.n == 0 {

@@ -8,26 +8,33 @@ import (
 
 // Keeping the value log out of the resident set (see releaseMapped).
 const (
-	// releaseEvery wakes the releaser after this many bytes written, so
-	// that the pages of a fast writer leave the resident set in ~8 MB steps
+	// releaseEvery wakes the releaser after this many bytes of the value
+	// log written or read through its mapping (Pairs, retention), so that
+	// the pages of a fast writer leave the resident set in ~8 MB steps
 	// (every 4 s at 2,000 pairs/s of ~1 KB; 32 MB steps kept up to 40 MB
 	// more resident).
 	releaseEvery = 8 << 20
 	// releaseInterval also wakes it on a clock, for pages that exports,
-	// training and value-log GC fault back in by reading.
+	// training and value-log GC fault back in by reading. Retention wakes
+	// it itself.
 	releaseInterval = 10 * time.Second
 )
 
 // errUnsupported is releaseMapped's error where the platform cannot do it.
 var errUnsupported = errors.New("not supported on this platform")
 
-// noteWritten counts n bytes committed to the value log, or read from it
-// (Pairs), and wakes the releaser every releaseEvery bytes.
-func (db *DB) noteWritten(n int) {
+// noteMapped counts n bytes of the value log written or read through its
+// mapping and wakes the releaser every releaseEvery bytes.
+func (db *DB) noteMapped(n int) {
 	if db.unreleased.Add(int64(n)) < releaseEvery {
 		return
 	}
 	db.unreleased.Store(0)
+	db.wakeReleaser()
+}
+
+// wakeReleaser has the releaser run now.
+func (db *DB) wakeReleaser() {
 	select {
 	case db.releaseNow <- struct{}{}:
 	default:

@@ -24,8 +24,90 @@ import (
 // down longer than the grace), retention still finds the expired entries —
 // it iterates with AllVersions, which shows them until a compaction drops
 // them — and counts them.
+//
+// Pacing. A pass deletes in chunks of at most retentionChunk pairs, one
+// transaction each, and reads only one chunk's keys at a time. Between
+// chunks it pauses for the longest of: retentionPause; the time the chunk
+// took, so that deleting takes at most half of the time and slows down when
+// the machine is busy; and what keeps it under Options.RetentionRate pairs
+// per second (20,000 by default) or twice the rate pairs were written since
+// the previous pass, whichever is higher, so that retention always deletes
+// faster than the log grows. Deleting everything at once instead (475,000
+// pairs in 4 s) kept a core and the disk busy and stalled the gateway for
+// up to 450 ms, see TestRetentionStall. Value-log GC, which rewrites a
+// whole value-log file per call, pauses after each call for as long as it
+// took, and at least retentionGCPause. The value-log pages that reading
+// labels and GC fault in are released as the writer's are (resident.go).
 
-const retentionChunk = 1000
+const (
+	// retentionChunk: pairs deleted per transaction.
+	retentionChunk = 1000
+	// retentionPause: the least pause between chunks.
+	retentionPause = 5 * time.Millisecond
+	// retentionGCPause: the least pause between value-log GC calls.
+	retentionGCPause = time.Second
+)
+
+// pacing is how retention paces its work; Open sets it from Options, tests
+// replace it (Options.pace).
+type pacing struct {
+	chunk   int           // pairs per transaction
+	rate    float64       // pairs per second at most; 0: not paced
+	pause   time.Duration // between chunks, at least
+	gcPause time.Duration // between value-log GC calls, at least
+	now     func() time.Time
+	sleep   func(ctx context.Context, d time.Duration) error
+}
+
+func defaultPacing(rate int) pacing {
+	p := pacing{chunk: retentionChunk, rate: float64(rate), pause: retentionPause, gcPause: retentionGCPause,
+		now: time.Now, sleep: sleepCtx}
+	if rate < 0 {
+		p.rate, p.pause, p.gcPause = 0, 0, 0
+	}
+	return p
+}
+
+// sleepCtx sleeps for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// pacer paces one pass: the pause a chunk earns is slept before the next
+// chunk, of whichever domain, or before value-log GC.
+type pacer struct {
+	pacing
+	owe time.Duration
+}
+
+// chunkDone records that a chunk of n pairs, begun at start, is deleted.
+func (pc *pacer) chunkDone(n int, start time.Time) {
+	if pc.rate <= 0 {
+		return
+	}
+	took := pc.now().Sub(start)
+	pc.owe = max(pc.pause, took, time.Duration(float64(n)/pc.rate*float64(time.Second))-took)
+}
+
+// wait sleeps what the last chunk earned.
+func (pc *pacer) wait(ctx context.Context) error {
+	d := pc.owe
+	pc.owe = 0
+	if d <= 0 {
+		return ctx.Err()
+	}
+	return pc.sleep(ctx, d)
+}
 
 // runRetention is the retention goroutine. Its first pass waits
 // min(RetentionInterval, 30s) after Open, to catch up after downtime without
@@ -65,6 +147,13 @@ func (db *DB) retention(ctx context.Context) error {
 	if db.readOnly {
 		return nil
 	}
+	pc := &pacer{pacing: db.pace}
+	// Never slower than twice the rate pairs came in since the last pass.
+	began, written := pc.now(), db.writtenA.Load()
+	if el := began.Sub(db.lastPass).Seconds(); !db.lastPass.IsZero() && el > 0 && pc.rate > 0 {
+		pc.rate = max(pc.rate, 2*float64(written-db.lastWritten)/el)
+	}
+	db.lastPass, db.lastWritten = began, written
 
 	db.mu.Lock()
 	names := make([]string, 0, len(db.domains))
@@ -79,7 +168,7 @@ func (db *DB) retention(ctx context.Context) error {
 	for _, name := range names {
 		if db.opts.TTL > 0 {
 			cutoff := ulid.Timestamp(now.Add(-db.opts.TTL))
-			if err := db.deleteOldest(ctx, name, cutoff, -1, reasonTTL); err != nil {
+			if err := db.deleteOldest(ctx, pc, name, cutoff, -1, reasonTTL); err != nil {
 				errs = append(errs, fmt.Errorf("expiring pairs of %s: %w", name, err))
 			}
 		}
@@ -88,7 +177,7 @@ func (db *DB) retention(ctx context.Context) error {
 			excess := db.domains[name].rec.Pairs - int64(db.opts.MaxPairsPerDomain)
 			db.mu.Unlock()
 			if excess > 0 {
-				if err := db.deleteOldest(ctx, name, 0, excess, reasonCap); err != nil {
+				if err := db.deleteOldest(ctx, pc, name, 0, excess, reasonCap); err != nil {
 					errs = append(errs, fmt.Errorf("capping pairs of %s: %w", name, err))
 				}
 			}
@@ -97,7 +186,7 @@ func (db *DB) retention(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
-	if err := db.gcValueLog(ctx); err != nil {
+	if err := db.gcValueLog(ctx, pc); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
@@ -107,15 +196,25 @@ func (db *DB) retention(ctx context.Context) error {
 }
 
 // gcValueLog reclaims value-log files that are at least half garbage, until
-// Badger finds none.
-func (db *DB) gcValueLog(ctx context.Context) error {
+// Badger finds none. Each call rewrites one file, reading all of it through
+// Badger's mapping; the pages are released and the next call waits (see
+// Pacing above).
+func (db *DB) gcValueLog(ctx context.Context, pc *pacer) error {
 	for ctx.Err() == nil {
+		if err := pc.wait(ctx); err != nil {
+			return err
+		}
 		if err := db.roomFor(0, db.space.floor/2); err != nil {
 			return fmt.Errorf("collecting value log garbage: %w", err)
 		}
+		start := pc.now()
 		err := db.bdb.RunValueLogGC(0.5)
 		switch {
 		case err == nil:
+			db.wakeReleaser()
+			if pc.rate > 0 {
+				pc.owe = max(pc.gcPause, pc.now().Sub(start))
+			}
 			continue
 		case errors.Is(err, badger.ErrNoRewrite), errors.Is(err, badger.ErrRejected):
 			return nil
@@ -133,18 +232,23 @@ type victim struct {
 }
 
 // deleteOldest deletes the oldest pairs of domain: those older than cutoff
-// (ULID milliseconds; 0 = any age), at most limit of them (-1 = no limit).
-func (db *DB) deleteOldest(ctx context.Context, domain string, cutoff uint64, limit int64, reason string) error {
+// (ULID milliseconds; 0 = any age), at most limit of them (-1 = no limit),
+// a chunk at a time, paced by pc.
+func (db *DB) deleteOldest(ctx context.Context, pc *pacer, domain string, cutoff uint64, limit int64, reason string) error {
 	prefix := pairPrefix(domain)
 	seek := prefix
 	for limit != 0 {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		n := int64(retentionChunk)
+		n := int64(pc.chunk)
 		if limit > 0 && limit < n {
 			n = limit
 		}
+		if err := pc.wait(ctx); err != nil {
+			return err
+		}
+		start := pc.now()
 		vs, next, err := db.findOldest(prefix, seek, cutoff, int(n))
 		if err != nil {
 			return err
@@ -156,6 +260,7 @@ func (db *DB) deleteOldest(ctx context.Context, domain string, cutoff uint64, li
 			if limit > 0 {
 				limit -= int64(len(vs))
 			}
+			pc.chunkDone(len(vs), start)
 		}
 		if next == nil {
 			return nil
@@ -172,6 +277,8 @@ func (db *DB) deleteOldest(ctx context.Context, domain string, cutoff uint64, li
 func (db *DB) findOldest(prefix, seek []byte, cutoff uint64, n int) ([]victim, []byte, error) {
 	var vs []victim
 	var next []byte
+	read := 0 // value bytes, faulted in from the value log's mapping
+	defer func() { db.noteMapped(read) }()
 	err := db.bdb.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, AllVersions: true})
 		defer it.Close()
@@ -195,6 +302,7 @@ func (db *DB) findOldest(prefix, seek []byte, cutoff uint64, n int) ([]victim, [
 			}
 			v := victim{key: item.KeyCopy(nil)}
 			if err := item.Value(func(b []byte) error {
+				read += len(b)
 				l, err := decodePairLabel(b)
 				v.label = l
 				return err

@@ -94,6 +94,11 @@ type DB struct {
 	changes changeLog
 
 	retMu sync.Mutex // one retention pass at a time
+	// Retention's pacing, and when the last pass began with how many pairs
+	// written then (guarded by retMu).
+	pace        pacing
+	lastPass    time.Time
+	lastWritten uint64
 
 	ctx        context.Context // cancelled by Close: stops the loops and readers
 	cancel     context.CancelFunc
@@ -180,6 +185,10 @@ func Open(opts Options) (*DB, error) {
 		readOnly:   readOnly,
 		key:        key,
 		space:      sp,
+		pace:       defaultPacing(o.RetentionRate),
+	}
+	if o.pace != nil {
+		db.pace = *o.pace
 	}
 	if err := db.checkFormat(); err != nil {
 		_ = bdb.Close()

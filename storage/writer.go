@@ -259,7 +259,7 @@ func (db *DB) writeChunk(chunk []*queued) (int, error) {
 		e.rec = rec
 	}
 	db.cacheLabels(counts)
-	db.noteWritten(size)
+	db.noteMapped(size)
 	return len(chunk), nil
 }
 

@@ -54,6 +54,9 @@
 //
 // Every RetentionInterval a pass deletes pairs older than TTL and, per
 // domain, the oldest beyond MaxPairsPerDomain, decrementing the counts in
-// the same transaction, then runs value-log GC. Badger's entry TTL is set a
-// grace period later, as a backstop only (see retention.go).
+// the same transaction, then runs value-log GC. It deletes 1,000 pairs per
+// transaction with a pause after each, at most RetentionRate pairs per
+// second (or twice the write rate, when higher), so that a large excess is
+// spread over seconds instead of stalling the process. Badger's entry TTL
+// is set a grace period later, as a backstop only (see retention.go).
 package storage

@@ -91,6 +91,8 @@ type Options struct {
 	vlogFileSize int64
 	// pace overrides retention's pacing (RetentionRate); tests only.
 	pace *pacing
+	// noRetentionLoop: only RunRetention runs retention; tests only.
+	noRetentionLoop bool
 }
 
 func (o Options) withDefaults() (Options, error) {

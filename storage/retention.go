@@ -26,18 +26,22 @@ import (
 // them — and counts them.
 //
 // Pacing. A pass deletes in chunks of at most retentionChunk pairs, one
-// transaction each, and reads only one chunk's keys at a time. Between
-// chunks it pauses for the longest of: retentionPause; the time the chunk
-// took, so that deleting takes at most half of the time and slows down when
-// the machine is busy; and what keeps it under Options.RetentionRate pairs
-// per second (20,000 by default) or twice the rate pairs were written since
-// the previous pass, whichever is higher, so that retention always deletes
-// faster than the log grows. Deleting everything at once instead (475,000
-// pairs in 4 s) kept a core and the disk busy and stalled the gateway for
-// up to 450 ms, see TestRetentionStall. Value-log GC, which rewrites a
-// whole value-log file per call, pauses after each call for as long as it
-// took, and at least retentionGCPause. The value-log pages that reading
-// labels and GC fault in are released as the writer's are (resident.go).
+// transaction each, and holds only one chunk's keys at a time. After each
+// chunk, before the next (of whichever domain) or value-log GC, it pauses
+// for the longest of: retentionPause; the time the chunk took, so that
+// deleting takes at most half of the time and slows down when the machine
+// is busy; and what keeps it under Options.RetentionRate pairs per second
+// (20,000 by default) or twice the rate pairs were written since the
+// previous pass, whichever is higher, so that it deletes faster than the
+// log grows as long as a chunk takes less than a quarter of its slot
+// (1,000 pairs take 5-10 ms here, the slot at 20,000/s is 50 ms). A pass
+// deletes the excess it found when it began, however long that takes; Close
+// ends it at its next pause. Deleting everything at once instead (475,000
+// pairs in 3-4 s) kept a core and the disk busy and stalled the gateway,
+// see TestRetentionStall. Value-log GC, which reads and rewrites a whole
+// value-log file per call, pauses after each call for as long as it took,
+// and at least retentionGCPause. The value-log pages that reading labels
+// and GC fault in are released as the writer's are (resident.go).
 
 const (
 	// retentionChunk: pairs deleted per transaction.

@@ -219,10 +219,13 @@ func Open(opts Options) (*DB, error) {
 		sp.keepSpare()
 	}
 	db.ctx, db.cancel = context.WithCancel(context.Background())
-	db.wg.Add(3)
+	db.wg.Add(2)
 	go db.runWriter()
-	go db.runRetention()
 	go db.runReleaser()
+	if !o.noRetentionLoop {
+		db.wg.Add(1)
+		go db.runRetention()
+	}
 	return db, nil
 }
 

@@ -100,12 +100,15 @@ bench: build deps
 	@$(MAKE) --no-print-directory loadbench
 
 ## loadbench: gateway vs teacher-sim at fixed rates, then pair logging on vs off
-## at 2,000 req/s; progress and report in $(BENCH_DIR)/loadbench.txt, every
-## run in $(BENCH_DIR)/loadbench.json.
+## at 2,000 req/s, then retention on vs off with a pair log 475,000 pairs over
+## the cap at 5,000 req/s (LOADBENCH_FLAGS=-retention-rate=2000 on a machine
+## that cannot hold 5,000); progress and report in $(BENCH_DIR)/loadbench.txt,
+## every run in $(BENCH_DIR)/loadbench.json.
+LOADBENCH_FLAGS ?=
 loadbench: build
 	@mkdir -p $(BENCH_DIR)
 	@echo "== load benchmark -> $(BENCH_DIR)/loadbench.txt, $(BENCH_DIR)/loadbench.json"
-	$(GO) run ./cmd/loadbench -bin $(BIN) -json $(BENCH_DIR)/loadbench.json 2>&1 | tee $(BENCH_DIR)/loadbench.txt
+	$(GO) run ./cmd/loadbench -bin $(BIN) -json $(BENCH_DIR)/loadbench.json $(LOADBENCH_FLAGS) 2>&1 | tee $(BENCH_DIR)/loadbench.txt
 
 ## soak: 10 minutes at 1,000 req/s with the trainer on while faults are
 ## injected (teacher restarts, 30% teacher errors, a slow-header flood, a

@@ -52,6 +52,9 @@ type results struct {
 	// Logging is the pair-logging comparison, run after the phases, each
 	// run on a fresh gateway (-logging-compare).
 	Logging []loggingRun `json:"logging_compare,omitempty"`
+	// Retention is the retention comparison, each run on a fresh gateway
+	// (-retention-compare).
+	Retention []retentionRun `json:"retention_compare,omitempty"`
 	// Student is the student comparison, run last on its own teacher-sim
 	// and gateway (-student-compare).
 	Student []studentRun `json:"student_compare,omitempty"`
@@ -104,6 +107,12 @@ type conditions struct {
 	LoggingCompare bool `json:"logging_compare"`
 	// StudentCompare: the student comparison ran, at studentRate.
 	StudentCompare bool `json:"student_compare"`
+	// RetentionCompare: the retention comparison ran, at RetentionRate,
+	// RetentionExcess pairs over the cap, RetentionDuration seconds a run.
+	RetentionCompare  bool    `json:"retention_compare"`
+	RetentionRate     int     `json:"retention_rate,omitempty"`
+	RetentionExcess   int     `json:"retention_excess,omitempty"`
+	RetentionDuration float64 `json:"retention_duration_seconds,omitempty"`
 }
 
 func newBench(o options, ds *dataset, dir string, sim, gw *proc, stderr io.Writer) *bench {
@@ -333,6 +342,11 @@ func currentConditions(o options) conditions {
 
 		LoggingCompare: o.loggingCompare,
 		StudentCompare: o.studentCompare,
+
+		RetentionCompare: o.retentionCompare,
+	}
+	if o.retentionCompare {
+		c.RetentionRate, c.RetentionExcess, c.RetentionDuration = o.retentionRate, o.retentionExcess, o.retentionDuration.Seconds()
 	}
 	if o.stream {
 		c.StreamRate = streamRate

@@ -123,6 +123,7 @@ type load struct {
 	lat     []time.Duration // per measured request; failed for errors
 	lag     []time.Duration // per measured request: send time − scheduled time
 	student []bool          // per measured request: answered by the student
+	window  time.Duration   // > 0: also summarize the measured requests per window of this length
 	workers []workerStats
 	wg      sync.WaitGroup
 }
@@ -274,6 +275,9 @@ type loadResult struct {
 	// Window summarizes the successful requests scheduled in setWindow's
 	// window; nil without one.
 	Window *latencySummary `json:"window_us,omitempty"`
+	// Windows summarizes the successful requests scheduled in each
+	// consecutive window of the measured time, when asked for (load.window).
+	Windows []latencySummary `json:"windows_us,omitempty"`
 	// Successful requests answered by the student (X-Understudy-Route:
 	// student) and by the teacher, with their latencies; only when some
 	// request was answered by a student.
@@ -346,6 +350,17 @@ func (l *load) wait(ctx context.Context) (loadResult, error) {
 	}
 	if len(byStudent) > 0 {
 		r.Student = &routeLatency{Student: summarize(byStudent), Other: summarize(byOther)}
+	}
+	if n := int(l.window.Seconds() * float64(l.rate)); n > 0 {
+		for lo := 0; lo < len(l.lat); lo += n {
+			var w []time.Duration
+			for _, d := range l.lat[lo:min(lo+n, len(l.lat))] {
+				if d != failed {
+					w = append(w, d)
+				}
+			}
+			r.Windows = append(r.Windows, summarize(w))
+		}
 	}
 	ok := l.lat[:0]
 	for _, d := range l.lat {

@@ -32,6 +32,15 @@
 // 10% of the p99 without (medians over the repeats; noisy on a small
 // machine).
 //
+// Then, unless -retention-compare=false, a comparison measures retention
+// with a full pair log (retention.go): at 5,000 req/s (-retention-rate),
+// fresh gateways on a data directory pre-filled 475,000 pairs
+// (-retention-excess) over the default cap, with retention deleting that
+// excess during the measured requests and, interleaved, with a cap above
+// the log so that it deletes nothing. Per mode it reports the client
+// latency, the worst p99 of its 5 s windows, peak RSS, the pairs deleted
+// and their rate.
+//
 // Last, unless -student-compare=false, the student comparison (student.go)
 // trains a student on a learnable data set and measures, at 1,000 req/s,
 // the gateway's CPU with and without shadow scoring and the latency of the
@@ -43,7 +52,7 @@
 //
 // or, after make build,
 //
-//	go run ./cmd/loadbench -bin bin/understudy [-rates 1000,2000,5000] [-duration 10s] [-json results.json] [-logging-compare=false] [-student-compare=false]
+//	go run ./cmd/loadbench -bin bin/understudy [-rates 1000,2000,5000] [-duration 10s] [-json results.json] [-logging-compare=false] [-retention-compare=false] [-student-compare=false]
 //
 // With -cost it runs only the cost comparison (cost.go): CPU per request
 // of the gateway and of teacher-sim, relayed, answered by a student and
@@ -81,6 +90,12 @@ type options struct {
 	loggingCompare bool
 	// studentCompare runs the student comparison last.
 	studentCompare bool
+	// retentionCompare runs the retention comparison (retention.go) after
+	// the pair-logging one.
+	retentionCompare  bool
+	retentionRate     int
+	retentionExcess   int
+	retentionDuration time.Duration
 	// soak runs only the soak (soak.go) instead of the benchmark.
 	soak         bool
 	soakDuration time.Duration
@@ -139,6 +154,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		fmt.Sprintf("also compare fresh gateways with pair logging on and off at %d req/s non-streaming", goalRate))
 	fs.BoolVar(&o.studentCompare, "student-compare", true,
 		fmt.Sprintf("also measure a trained student at %d req/s: shadow scoring's CPU against teacher-only, and student-served latency", studentRate))
+	fs.BoolVar(&o.retentionCompare, "retention-compare", true,
+		"also compare fresh gateways on a full pair log with retention deleting its excess and without")
+	fs.IntVar(&o.retentionRate, "retention-rate", 5000, "request `rate` (req/s) of the retention comparison")
+	fs.IntVar(&o.retentionExcess, "retention-excess", 475000, "`pairs` the retention comparison stores over the default cap of 200,000")
+	fs.DurationVar(&o.retentionDuration, "retention-duration", 45*time.Second, "measured `time` of each retention comparison run")
 	fs.BoolVar(&o.soak, "soak", false, "run the soak instead: a long steady load with training on and faults injected (see soak.go)")
 	fs.DurationVar(&o.soakDuration, "soak-duration", 10*time.Minute, "length of the soak")
 	fs.IntVar(&o.soakRate, "soak-rate", 1000, "request rate (req/s) of the soak")
@@ -170,6 +190,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return options{}, fmt.Errorf("-conns: must be positive, got %d", o.conns)
 	case o.examples < 1:
 		return options{}, fmt.Errorf("-examples: must be positive, got %d", o.examples)
+	case o.retentionRate < 1:
+		return options{}, fmt.Errorf("-retention-rate: must be positive, got %d", o.retentionRate)
+	case o.retentionExcess < 1:
+		return options{}, fmt.Errorf("-retention-excess: must be positive, got %d", o.retentionExcess)
+	case o.retentionDuration < retentionWindow:
+		return options{}, fmt.Errorf("-retention-duration: must be at least %s, got %s", retentionWindow, o.retentionDuration)
 	case o.soakDuration < 20*time.Second:
 		return options{}, fmt.Errorf("-soak-duration: must be at least 20s, got %s", o.soakDuration)
 	case o.costRate < 1 || o.costTrainRate < 1:
@@ -256,6 +282,14 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (err error) {
 			return err
 		}
 		if err := b.runLoggingCompare(ctx); err != nil {
+			return err
+		}
+	}
+	if o.retentionCompare {
+		if err := gw.stop(); err != nil {
+			return err
+		}
+		if err := b.runRetentionCompare(ctx); err != nil {
 			return err
 		}
 	}

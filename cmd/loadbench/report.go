@@ -141,6 +141,7 @@ func writeReport(w io.Writer, res *results) {
 		fmtBytes(res.FinalMemory.RSS), fmtBytes(res.PeakRSS))
 	writeGoal(w, res, g[phase{Rate: goalRate}][gateway])
 	writeLogging(w, res)
+	writeRetention(w, res)
 	writeStudent(w, res)
 }
 

@@ -65,23 +65,31 @@ type retentionRun struct {
 	// storage.max_pairs_per_domain.
 	Prefilled int `json:"prefilled_pairs"`
 	Cap       int `json:"cap"`
-	// Deleted is the pairs retention deleted during the measured requests;
-	// DeleteFirst and DeleteLast the seconds into them at which the
-	// first and last deletion were seen (scraped every retentionSample).
-	Deleted     float64 `json:"deleted_pairs"`
-	DeleteFirst float64 `json:"delete_first_seconds,omitempty"`
-	DeleteLast  float64 `json:"delete_last_seconds,omitempty"`
+	// Deleted is the pairs retention deleted during the measured requests
+	// and DeletedBy the count at each retentionSample into them: passes
+	// come every retentionInterval, the first with the whole excess.
+	Deleted   float64   `json:"deleted_pairs"`
+	DeletedBy []float64 `json:"deleted_by_sample,omitempty"`
 	// PairsAfter is the domain's stored pairs when the load ended.
 	PairsAfter int64 `json:"pairs_after"`
 }
 
-// deleteRate is the pairs deleted per second while retention was seen
-// deleting.
-func (r retentionRun) deleteRate() float64 {
-	if d := r.DeleteLast - r.DeleteFirst; d > 0 {
-		return r.Deleted / d
+// deleteRate is the pairs deleted per second over the samples in which
+// retention was deleting, and peakRate the most in one sample.
+func (r retentionRun) deleteRate() (mean, peak float64) {
+	var busy int
+	prev := 0.0
+	for _, n := range r.DeletedBy {
+		if d := n - prev; d > 0 {
+			busy++
+			peak = max(peak, d/retentionSample.Seconds())
+		}
+		prev = n
 	}
-	return 0
+	if busy > 0 {
+		mean = r.Deleted / (float64(busy) * retentionSample.Seconds())
+	}
+	return mean, peak
 }
 
 // worstWindowP99 is the highest client p99 of the run's windows.
@@ -279,7 +287,7 @@ func (b *bench) runRetention(ctx context.Context, repeat int, on bool, domain st
 
 // sampleDeletions scrapes the gateway's deleted-pairs counter every
 // retentionSample from measureStart until stop is closed, noting in rr how
-// many pairs were deleted and when deletions were first and last seen.
+// many pairs were deleted by then.
 func (b *bench) sampleDeletions(addr string, measureStart time.Time, stop <-chan struct{}, rr *retentionRun) error {
 	read := func() (float64, error) {
 		body, err := b.scrape(addr)
@@ -305,7 +313,6 @@ func (b *bench) sampleDeletions(addr string, measureStart time.Time, stop <-chan
 	if err != nil {
 		return err
 	}
-	last := first
 	t := time.NewTicker(retentionSample)
 	defer t.Stop()
 	for {
@@ -319,28 +326,22 @@ func (b *bench) sampleDeletions(addr string, measureStart time.Time, stop <-chan
 		if err != nil {
 			return err
 		}
-		if n > last {
-			at := time.Since(measureStart).Seconds()
-			if last == first {
-				rr.DeleteFirst = at - retentionSample.Seconds()
-			}
-			rr.DeleteLast = at
-			last = n
-		}
+		rr.Deleted = n - first
 		if done {
-			rr.Deleted = last - first
 			return nil
 		}
+		rr.DeletedBy = append(rr.DeletedBy, rr.Deleted)
 	}
 }
 
 // retentionProgress prints one line per finished comparison run to stderr.
 func (b *bench) retentionProgress(n, total int, rr retentionRun) {
-	line := fmt.Sprintf("[retention %d/%d] repeat %d chat %5d req/s retention %-3s: %5.0f req/s, p50 %s, p99 %s (worst %s window %s), errors %d, overhead p99 %s, peak RSS %s, deleted %.0f (%.0f/s from %.1fs to %.1fs), pairs after %d",
+	mean, peak := rr.deleteRate()
+	line := fmt.Sprintf("[retention %d/%d] repeat %d chat %5d req/s retention %-3s: %5.0f req/s, p50 %s, p99 %s (worst %s window %s), errors %d, overhead p99 %s, peak RSS %s, deleted %.0f (%.0f/s while deleting, peak %.0f/s), pairs after %d",
 		n, total, rr.Repeat, rr.Rate, onOff(rr.Retention), rr.Throughput,
 		fmtUS(rr.Latency.P50), fmtUS(rr.Latency.P99), retentionWindow, fmtUS(rr.worstWindowP99()), rr.errors(),
 		fmtUS(float64(rr.Overhead.P99)), fmtBytes(rr.Memory.Peak),
-		rr.Deleted, rr.deleteRate(), rr.DeleteFirst, rr.DeleteLast, rr.PairsAfter)
+		rr.Deleted, mean, peak, rr.PairsAfter)
 	if rr.FirstError != "" {
 		line += "\n    first error: " + rr.FirstError
 	}
@@ -365,10 +366,10 @@ func writeRetention(w io.Writer, res *results) {
 	fmt.Fprintf(w, "Each run pre-fills a fresh data directory with %d pairs (%d over the default cap of %d) in the load's domain and starts a gateway on it with `storage.retention_interval` %s, left idle for %s: its first pass begins about %s into the %gs of measured requests. Retention on: cap %d; off: cap %d (the passes find nothing to delete). The modes interleave; the phases' gateway is stopped. ",
 		retentionCap+c.RetentionExcess, c.RetentionExcess, retentionCap, retentionInterval, retentionSettle,
 		retentionInterval-retentionSettle-time.Duration(c.Warmup*float64(time.Second)), c.RetentionDuration, retentionCap, retentionOffCap)
-	fmt.Fprintf(w, "worst window p99: the highest client p99 of the %s windows of a run. deleted: pairs deleted during the measured requests (`%s`, scraped every %s), and their rate while deletions were seen. peak RSS: VmHWM during the run, max over repeats.\n\n",
-		retentionWindow, retentionDeletedMetric, retentionSample)
-	fmt.Fprintln(w, "| retention | req/s | p50 | p99 | p99.9 | worst window p99 | p99 min–max | overhead p99 | peak RSS | errors | deleted | deletion rate | pairs after |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintf(w, "worst window p99: the highest client p99 of the %s windows of a run. deleted: pairs deleted during the measured requests (`%s`, scraped every %s); deleting: their rate over the samples in which some were deleted, and the highest of one sample. peak RSS: VmHWM during the run, max over repeats. pairs after: the domain's pairs when the load ended (cap %d when on).\n\n",
+		retentionWindow, retentionDeletedMetric, retentionSample, retentionCap)
+	fmt.Fprintln(w, "| retention | req/s | p50 | p99 | p99.9 | worst window p99 | p99 min–max | overhead p99 | peak RSS | errors | deleted | deleting | peak deleting | pairs after |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, m := range []struct {
 		name string
 		rs   []retentionRun
@@ -379,7 +380,7 @@ func writeRetention(w io.Writer, res *results) {
 			peak = max(peak, r.Memory.Peak)
 			errs += r.errors()
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %d | %.0f | %.0f/s | %.0f |\n", m.name,
+		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %d | %.0f | %.0f/s | %.0f/s | %.0f |\n", m.name,
 			medianOf(m.rs, func(r retentionRun) float64 { return r.Throughput }),
 			fmtUS(medianOf(m.rs, func(r retentionRun) float64 { return r.Latency.P50 })),
 			fmtUS(medianOf(m.rs, func(r retentionRun) float64 { return r.Latency.P99 })),
@@ -389,7 +390,8 @@ func writeRetention(w io.Writer, res *results) {
 			fmtUS(medianOf(m.rs, func(r retentionRun) float64 { return float64(r.Overhead.P99) })),
 			fmtBytes(peak), errs,
 			medianOf(m.rs, func(r retentionRun) float64 { return r.Deleted }),
-			medianOf(m.rs, retentionRun.deleteRate),
+			medianOf(m.rs, func(r retentionRun) float64 { mean, _ := r.deleteRate(); return mean }),
+			medianOf(m.rs, func(r retentionRun) float64 { _, peak := r.deleteRate(); return peak }),
 			medianOf(m.rs, func(r retentionRun) float64 { return float64(r.PairsAfter) }))
 	}
 	fmt.Fprintf(w, "\nClient p99 per %s window, each run in order:\n\n", retentionWindow)

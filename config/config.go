@@ -307,6 +307,12 @@ type Storage struct {
 	// RetentionInterval is how often TTL, the cap and value-log GC run.
 	// Default 5m.
 	RetentionInterval time.Duration `yaml:"retention_interval"`
+	// RetentionRate bounds how fast retention deletes, in pairs per
+	// second, so that a large excess is spread out instead of stalling the
+	// gateway: a pass deletes no faster than this or twice the rate pairs
+	// were written since the last pass, whichever is higher. Default
+	// 20000; -1: as fast as Badger goes.
+	RetentionRate int `yaml:"retention_rate"`
 }
 
 // DefaultStorage is the storage section's default.
@@ -321,6 +327,7 @@ var DefaultStorage = Storage{
 	BatchSize:         1024,
 	FlushInterval:     100 * time.Millisecond,
 	RetentionInterval: 5 * time.Minute,
+	RetentionRate:     20000,
 }
 
 // Labels configures how teacher answers are normalized into labels.

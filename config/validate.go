@@ -202,6 +202,9 @@ func (s Storage) validate() []error {
 	}
 	v.positive("flush_interval", s.FlushInterval)
 	v.positive("retention_interval", s.RetentionInterval)
+	if s.RetentionRate == 0 || s.RetentionRate < -1 {
+		v.bad("retention_rate", "must be a positive number of pairs per second, or -1 (unpaced), got %d", s.RetentionRate)
+	}
 	if f := s.EncryptionKeyFile; f != "" {
 		if _, err := os.Stat(f); err != nil {
 			v.bad("encryption_key_file", "cannot read %s: %v", f, errors.Unwrap(err))

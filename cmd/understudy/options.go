@@ -35,6 +35,7 @@ func storageOptions(cfg *config.Config, log *slog.Logger, reg prometheus.Registe
 		BatchSize:         s.BatchSize,
 		FlushInterval:     s.FlushInterval,
 		RetentionInterval: s.RetentionInterval,
+		RetentionRate:     s.RetentionRate,
 		Logger:            log,
 		Registry:          reg,
 	}

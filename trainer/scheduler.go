@@ -36,6 +36,23 @@ var _ Store = (*storage.DB)(nil)
 // domain's logged count when its last run began.
 const settingLoggedAtRun = "trainer.logged_at_last_run"
 
+// firstRunPairs bounds a domain's first run (see runPairs).
+const firstRunPairs = 500
+
+// runPairs is how many of a domain's newest pairs a run trains on, given
+// what the domain had logged at its previous run (0 before the first):
+// at most MaxTrainPairs and twice that previous count, and firstRunPairs
+// for the first run. A domain that waited behind another's run while its
+// pairs piled up (2,900 at 1,400 req/s) gets its first version from the
+// newest 500 in a few seconds instead of from all of them in 11; its next
+// run, once it has doubled (due), takes all of them.
+func (s *Scheduler) runPairs(last int64) int {
+	if last <= 0 {
+		return min(s.cfg.MaxTrainPairs, max(firstRunPairs, s.cfg.MinPairs))
+	}
+	return int(min(int64(s.cfg.MaxTrainPairs), 2*last))
+}
+
 // Report is what one run produced: a new stored version (Artifact), or
 // the reason the domain has no closed label space (OpenEnded). A failed
 // run reports nothing.
@@ -332,7 +349,8 @@ func (s *Scheduler) TrainDomain(ctx context.Context, domain string) (*student.Ar
 		return nil, nil, err
 	}
 	s.log.Info("training student", "domain", domain, "pairs", d.Pairs)
-	examples, err := s.examples(ctx, domain)
+	last, _ := strconv.ParseInt(d.Settings[settingLoggedAtRun], 10, 64)
+	examples, err := s.examples(ctx, domain, s.runPairs(last))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -401,12 +419,12 @@ func holdOut(examples []Example, n int) (train, newest []Example) {
 }
 
 // examples reads the newest MaxTrainPairs pairs of a domain, oldest first.
-func (s *Scheduler) examples(ctx context.Context, domain string) ([]Example, error) {
-	ring := make([]Example, 0, s.cfg.MaxTrainPairs)
+func (s *Scheduler) examples(ctx context.Context, domain string, limit int) ([]Example, error) {
+	ring := make([]Example, 0, limit)
 	next := 0
 	err := s.store.Pairs(ctx, domain, func(p storage.Pair) error {
 		e := Example{Text: p.Input, Label: p.Label, Answer: p.Answer, deferred: p.Deferred}
-		if len(ring) < s.cfg.MaxTrainPairs {
+		if len(ring) < limit {
 			ring = append(ring, e)
 			return nil
 		}

@@ -268,3 +268,15 @@ func TestDueIncremental(t *testing.T) {
 		t.Errorf("cooldown over, no new pair: due %v, want idle-0042", got)
 	}
 }
+
+// TestRunPairs: a domain's first run takes at most firstRunPairs of its
+// newest pairs, later ones at most twice what it had logged at the run
+// before, and none more than MaxTrainPairs.
+func TestRunPairs(t *testing.T) {
+	s := &Scheduler{cfg: SchedulerConfig{MinPairs: 200, MaxTrainPairs: 20000}}
+	for last, want := range map[int64]int{0: firstRunPairs, 300: 600, 2902: 5804, 15000: 20000} {
+		if got := s.runPairs(last); got != want {
+			t.Errorf("runPairs(%d) = %d, want %d", last, got, want)
+		}
+	}
+}

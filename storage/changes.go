@@ -3,7 +3,6 @@ package storage
 import (
 	"container/list"
 	"fmt"
-	"sort"
 	"sync"
 )
 
@@ -100,16 +99,9 @@ func (db *DB) ChangedSince(cursor uint64) ([]Domain, uint64, error) {
 		if e == nil {
 			continue // its pairs are still queued, or were dropped
 		}
-		rec := e.rec.clone()
-		out = append(out, Domain{Name: name, FirstSeen: rec.FirstSeen, LastSeen: rec.LastSeen,
-			Pairs: rec.Pairs, Logged: rec.Logged, Settings: rec.Settings})
+		out = append(out, e.summary(name))
 	}
 	db.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	for i := range out {
-		if out[i].Settings == nil {
-			out[i].Settings = map[string]string{}
-		}
-	}
+	sortSummaries(out)
 	return out, next, nil
 }

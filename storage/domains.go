@@ -85,6 +85,22 @@ func (db *DB) Domains() ([]Domain, error) {
 	return out, nil
 }
 
+// summary is the domain's record without its label counts; db.mu is held.
+func (e *domainEntry) summary(name string) Domain {
+	rec := e.rec.clone()
+	d := Domain{Name: name, FirstSeen: rec.FirstSeen, LastSeen: rec.LastSeen,
+		Pairs: rec.Pairs, Logged: rec.Logged, Settings: rec.Settings}
+	if d.Settings == nil {
+		d.Settings = map[string]string{}
+	}
+	return d
+}
+
+// sortSummaries orders summaries by name.
+func sortSummaries(out []Domain) {
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+}
+
 // Summaries returns every domain as Domains does but without its label
 // counts (Labels is nil), from memory: cheap enough to call every second
 // whatever the number of domains and labels.
@@ -96,17 +112,10 @@ func (db *DB) Summaries() ([]Domain, error) {
 	db.mu.Lock()
 	out := make([]Domain, 0, len(db.domains))
 	for name, e := range db.domains {
-		rec := e.rec.clone()
-		out = append(out, Domain{Name: name, FirstSeen: rec.FirstSeen, LastSeen: rec.LastSeen,
-			Pairs: rec.Pairs, Logged: rec.Logged, Settings: rec.Settings})
+		out = append(out, e.summary(name))
 	}
 	db.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	for i := range out {
-		if out[i].Settings == nil {
-			out[i].Settings = map[string]string{}
-		}
-	}
+	sortSummaries(out)
 	return out, nil
 }
 

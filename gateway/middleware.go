@@ -143,6 +143,9 @@ func (s *Server) auth(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 		}
 		key, ok := bearer(ctx.Request.Header.Peek("Authorization"))
 		if !ok {
+			key, ok = protocolKey(ctx.Request.Header.Peek("Sec-WebSocket-Protocol"))
+		}
+		if !ok {
 			writeError(ctx, &apiError{Status: fasthttp.StatusUnauthorized, Type: "invalid_request_error", Code: "missing_api_key",
 				Message: "You didn't provide an API key. Provide it in the Authorization header as 'Bearer YOUR_KEY'."})
 			return
@@ -159,6 +162,38 @@ func (s *Server) auth(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 		}
 		next(ctx)
 	}
+}
+
+// keyProtocol prefixes the key a browser's WebSocket client sends as a
+// subprotocol, since a browser cannot set Authorization on an upgrade
+// (OpenAI's Realtime API: "openai-insecure-api-key.KEY").
+const keyProtocol = "openai-insecure-api-key."
+
+// protocolKey returns the key a Sec-WebSocket-Protocol list carries.
+func protocolKey(h []byte) ([]byte, bool) {
+	for p := range bytes.SplitSeq(h, []byte(",")) {
+		if k, ok := bytes.CutPrefix(bytes.TrimSpace(p), []byte(keyProtocol)); ok && len(k) > 0 {
+			return k, true
+		}
+	}
+	return nil, false
+}
+
+// withoutKeyProtocol returns a Sec-WebSocket-Protocol list without the key
+// it may carry: a gateway key is the gateway's, not the teacher's.
+func withoutKeyProtocol(h []byte) []byte {
+	var out []byte
+	for p := range bytes.SplitSeq(h, []byte(",")) {
+		p = bytes.TrimSpace(p)
+		if len(p) == 0 || bytes.HasPrefix(p, []byte(keyProtocol)) {
+			continue
+		}
+		if len(out) > 0 {
+			out = append(out, ", "...)
+		}
+		out = append(out, p...)
+	}
+	return out
 }
 
 // bearer returns the key of an "Authorization: Bearer KEY" header.

@@ -38,12 +38,13 @@ type upstream struct {
 	// /v1/threads/runs.
 	seen chan struct{}
 
-	mu   sync.Mutex
-	auth map[string]string // path → the Authorization header it saw
+	mu        sync.Mutex
+	auth      map[string]string // path → the Authorization header it saw
+	protocols map[string]string // path → the Sec-WebSocket-Protocol header it saw
 }
 
 func newUpstream(t *testing.T) *upstream {
-	u := &upstream{t: t, seen: make(chan struct{}), auth: map[string]string{}}
+	u := &upstream{t: t, seen: make(chan struct{}), auth: map[string]string{}, protocols: map[string]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/files", u.files)
 	mux.HandleFunc("POST /v1/audio/transcriptions", u.echo)
@@ -62,6 +63,7 @@ func (u *upstream) saw(r *http.Request) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.auth[r.URL.Path] = r.Header.Get("Authorization")
+	u.protocols[r.URL.Path] = r.Header.Get("Sec-WebSocket-Protocol")
 }
 
 func (u *upstream) authOf(path string) string {
@@ -508,6 +510,36 @@ func TestRelayWebSocketClientKey(t *testing.T) {
 	c.Close(websocket.StatusNormalClosure, "")
 	if a := u.authOf("/v1/realtime"); a != "Bearer sk-client" {
 		t.Errorf("the teacher saw Authorization %q; want the client's", a)
+	}
+}
+
+// TestRelayWebSocketBrowserKey: a browser cannot set Authorization on an
+// upgrade, so it sends its gateway key as a subprotocol, as OpenAI's
+// Realtime API takes one; the gateway accepts it, and the teacher gets its
+// own key and the subprotocols without the gateway's key.
+func TestRelayWebSocketBrowserKey(t *testing.T) {
+	u := newUpstream(t)
+	h := startRelay(t, u, func(c *config.Config) { c.Gateway.APIKeys = []string{"sk-gw"} })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	url := "ws" + strings.TrimPrefix(h.gwURL, "http") + "/realtime"
+	if _, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{"realtime", "openai-insecure-api-key.sk-wrong"}}); err == nil || resp == nil || resp.StatusCode != 401 {
+		t.Fatalf("a wrong key as a subprotocol: %v, %+v; want 401", err, resp)
+	}
+	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{"realtime", "openai-insecure-api-key.sk-gw"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if _, _, err := c.Read(ctx); err != nil || c.Subprotocol() != "realtime" {
+		t.Fatalf("first message: %v, subprotocol %q", err, c.Subprotocol())
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+	u.mu.Lock()
+	auth, protocols := u.auth["/v1/realtime"], u.protocols["/v1/realtime"]
+	u.mu.Unlock()
+	if auth != "Bearer sk-teacher" || protocols != "realtime" {
+		t.Errorf("the teacher saw Authorization %q and subprotocols %q; want its own key and realtime alone", auth, protocols)
 	}
 }
 

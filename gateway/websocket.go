@@ -71,7 +71,8 @@ func (s *Server) relayWebSocket(ctx *fasthttp.RequestCtx, info *reqInfo) error {
 
 // upgradeRequest is the teacher's copy of the client's upgrade request, as
 // bytes: the client's headers less the hop-by-hop ones and the gateway's
-// own, the upgrade itself, and the teacher's Authorization.
+// own, the upgrade itself, and the teacher's Authorization. With the
+// shared teacher key, a key a browser sent as a subprotocol is left out.
 func (s *Server) upgradeRequest(ctx *fasthttp.RequestCtx) []byte {
 	t := s.teacher
 	b := make([]byte, 0, 1024)
@@ -88,9 +89,16 @@ func (s *Server) upgradeRequest(ctx *fasthttp.RequestCtx) []byte {
 	b = append(b, ctx.Request.Header.Peek("Upgrade")...)
 	b = append(b, "\r\n"...)
 	for k, v := range ctx.Request.Header.All() {
-		if t.forwardUp(k, false) {
-			b = append(append(append(append(b, k...), ": "...), v...), "\r\n"...)
+		if !t.forwardUp(k, false) {
+			continue
 		}
+		if !t.passAuth && bytes.EqualFold(k, []byte("Sec-WebSocket-Protocol")) {
+			// A browser's key for the gateway stays here.
+			if v = withoutKeyProtocol(v); len(v) == 0 {
+				continue
+			}
+		}
+		b = append(append(append(append(b, k...), ": "...), v...), "\r\n"...)
 	}
 	if a := t.authorization(ctx); a != "" {
 		b = append(append(append(b, "Authorization: "...), a...), "\r\n"...)

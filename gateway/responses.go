@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -169,7 +171,9 @@ func newResponseID() string {
 func (s *Server) responseByID(ctx *fasthttp.RequestCtx) error {
 	id := strings.TrimPrefix(string(ctx.Path()), "/v1/responses/")
 	method := string(ctx.Method())
-	if s.kept == nil || strings.Contains(id, "/") || (method != fasthttp.MethodGet && method != fasthttp.MethodDelete) {
+	id, sub, _ := strings.Cut(id, "/")
+	if s.kept == nil || sub != "" && (sub != "input_items" || method != fasthttp.MethodGet) ||
+		(method != fasthttp.MethodGet && method != fasthttp.MethodDelete) {
 		return s.relayToTeacher(ctx)
 	}
 	b, err := s.kept.Response(id)
@@ -193,6 +197,86 @@ func (s *Server) responseByID(ctx *fasthttp.RequestCtx) error {
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return err
 	}
+	if sub == "input_items" {
+		return inputItems(ctx, id, rec.Input)
+	}
 	ctx.SetBody(rec.Response)
+	return nil
+}
+
+// inputItem is an input item as GET /v1/responses/{id}/input_items lists
+// it: a message with an id and its content as parts.
+type inputItem struct {
+	ID      string     `json:"id"`
+	Type    string     `json:"type"`
+	Role    string     `json:"role"`
+	Status  string     `json:"status"`
+	Content []itemPart `json:"content"`
+}
+
+type itemPart struct {
+	Type string `json:"type"`
+	Text string `json:"text"`
+}
+
+// inputItems answers GET /v1/responses/{id}/input_items for a response a
+// student made, from the conversation kept with it, as OpenAI pages them:
+// order (desc by default), limit (20, at most 100), after (an item id).
+func inputItems(ctx *fasthttp.RequestCtx, id string, raw json.RawMessage) error {
+	var items []struct {
+		Role    string          `json:"role"`
+		Content json.RawMessage `json:"content"`
+	}
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return err
+	}
+	all := make([]inputItem, 0, len(items))
+	for i, it := range items {
+		kind := "input_text"
+		if it.Role == "assistant" {
+			kind = "output_text"
+		}
+		item := inputItem{ID: "msg_" + strings.TrimPrefix(id, "resp_") + "_" + strconv.Itoa(i), Type: "message", Role: it.Role, Status: "completed"}
+		var text string
+		var parts []itemPart
+		switch {
+		case json.Unmarshal(it.Content, &text) == nil:
+			item.Content = []itemPart{{Type: kind, Text: text}}
+		case json.Unmarshal(it.Content, &parts) == nil:
+			item.Content = parts
+		}
+		all = append(all, item)
+	}
+	args := ctx.QueryArgs()
+	if string(args.Peek("order")) != "asc" {
+		slices.Reverse(all)
+	}
+	if after := string(args.Peek("after")); after != "" {
+		for i, it := range all {
+			if it.ID == after {
+				all = all[i+1:]
+				break
+			}
+		}
+	}
+	limit := 20
+	if n, err := strconv.Atoi(string(args.Peek("limit"))); err == nil && n >= 1 && n <= 100 {
+		limit = n
+	}
+	page := struct {
+		Object  string      `json:"object"`
+		Data    []inputItem `json:"data"`
+		FirstID *string     `json:"first_id"`
+		LastID  *string     `json:"last_id"`
+		HasMore bool        `json:"has_more"`
+	}{Object: "list", Data: all[:min(limit, len(all))], HasMore: len(all) > limit}
+	if len(page.Data) > 0 {
+		page.FirstID, page.LastID = &page.Data[0].ID, &page.Data[len(page.Data)-1].ID
+	}
+	body, err := json.Marshal(page)
+	if err != nil {
+		return err
+	}
+	ctx.SetBody(body)
 	return nil
 }

@@ -257,3 +257,55 @@ func TestStudentResponsesContinueAtTeacherSim(t *testing.T) {
 		t.Errorf("streamed follow-up: %q, %v; want %q", text, err, got.OutputText())
 	}
 }
+
+// TestStudentResponseInputItems: the input items of a response a student
+// made are listed as OpenAI lists them (newest first, by default), the
+// conversation before it included.
+func TestStudentResponseInputItems(t *testing.T) {
+	rt := &fakeRouter{dec: router.Decision{State: router.Serving, Version: 3, Tau: 0.9, Student: &fakeModel{pred: confidentSpam}}}
+	h := startRouted(t, teachersim.Config{}, nil, &storage.Options{}, rt)
+	ctx := context.Background()
+	first, err := h.gw.Responses.New(ctx, respParams, inDomain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	follow := respParams
+	follow.Input = responses.ResponseNewParamsInputUnion{OfString: openai.String("And this one?")}
+	follow.PreviousResponseID = openai.String(first.ID)
+	second, err := h.gw.Responses.New(ctx, follow, inDomain)
+	if err != nil || second.OutputText() != "Spam" {
+		t.Fatalf("follow-up by the student: %+v, %v", second, err)
+	}
+	texts := func(id string, p responses.InputItemListParams) []string {
+		t.Helper()
+		page, err := h.gw.Responses.InputItems.List(ctx, id, p)
+		if err != nil {
+			t.Fatalf("input items of %s: %v", id, err)
+		}
+		var out []string
+		for _, it := range page.Data {
+			var m struct {
+				Role    string `json:"role"`
+				Content []struct {
+					Text string `json:"text"`
+				} `json:"content"`
+			}
+			if err := json.Unmarshal([]byte(it.RawJSON()), &m); err != nil || it.ID == "" || it.Type != "message" || len(m.Content) != 1 {
+				t.Fatalf("item %s: %v", it.RawJSON(), err)
+			}
+			out = append(out, m.Role+": "+m.Content[0].Text)
+		}
+		return out
+	}
+	if got := texts(first.ID, responses.InputItemListParams{}); fmt.Sprint(got) != "[user: "+spamText+"]" {
+		t.Errorf("first response's input items %q", got)
+	}
+	want := "[user: And this one? assistant: Spam user: " + spamText + "]"
+	if got := texts(second.ID, responses.InputItemListParams{}); fmt.Sprint(got) != want {
+		t.Errorf("second response's input items %q, want %s", got, want)
+	}
+	asc := texts(second.ID, responses.InputItemListParams{Order: responses.InputItemListParamsOrderAsc, Limit: openai.Int(2)})
+	if fmt.Sprint(asc) != "[user: "+spamText+" assistant: Spam]" {
+		t.Errorf("ascending, two: %q", asc)
+	}
+}

@@ -186,7 +186,12 @@ func stripTask(o *fastjson.Object, r *Request) {
 	if mo.Len() == 0 {
 		o.Del("metadata")
 	}
-	r.Forward = o.MarshalTo(nil)
+	// fastjson writes a key it decoded with Go's quoting, which is not
+	// JSON for a key holding invalid UTF-8 and an escape: such a body goes
+	// to the teacher as the client sent it, task and all.
+	if b := o.MarshalTo(nil); fastjson.ValidateBytes(b) == nil {
+		r.Forward = b
+	}
 }
 
 // answerShape reads the shape of answer a request asks for from

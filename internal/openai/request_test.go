@@ -165,6 +165,9 @@ func FuzzParseChatRequest(f *testing.F) {
 		if r.Model == "" {
 			t.Fatal("accepted a request without a model")
 		}
+		if r.Forward != nil && !json.Valid(r.Forward) {
+			t.Fatalf("Forward %q is not JSON", r.Forward)
+		}
 	})
 }
 

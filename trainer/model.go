@@ -70,25 +70,35 @@ func NewParams(cfg ModelConfig, seed uint64) *Params {
 	if cfg.Validate() != nil {
 		return nil
 	}
+	p := zeroParams(cfg)
+	initParams(cfg, seed, &p)
+	return &p
+}
+
+// initParams sets p, shaped for cfg, to NewParams' weights for seed, in
+// place.
+func initParams(cfg ModelConfig, seed uint64, p *Params) {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	uniform := func(n int, limit float64) []float32 {
-		out := make([]float32, n)
-		for i := range out {
-			out[i] = float32((2*rng.Float64() - 1) * limit)
+	uniform := func(dst []float32, limit float64) {
+		for i := range dst {
+			dst[i] = float32((2*rng.Float64() - 1) * limit)
 		}
-		return out
 	}
-	p := &Params{
-		E:  uniform(cfg.Buckets*cfg.Dim, 1/float64(cfg.Dim)),
-		W2: uniform(cfg.in()*cfg.Classes, math.Sqrt(6/float64(cfg.in()+cfg.Classes))),
-		B2: make([]float32, cfg.Classes),
-	}
+	uniform(p.E, 1/float64(cfg.Dim))
+	uniform(p.W2, math.Sqrt(6/float64(cfg.in()+cfg.Classes)))
+	clear(p.B2)
 	clear(p.E[:cfg.Dim])
 	if cfg.Hidden > 0 {
-		p.W1 = uniform(cfg.Dim*cfg.Hidden, math.Sqrt(6/float64(cfg.Dim)))
-		p.B1 = make([]float32, cfg.Hidden)
+		uniform(p.W1, math.Sqrt(6/float64(cfg.Dim)))
+		clear(p.B1)
 	}
-	return p
+}
+
+// clearParams sets every value of p to zero.
+func clearParams(p *Params) {
+	for _, s := range [][]float32{p.E, p.W1, p.B1, p.W2, p.B2} {
+		clear(s)
+	}
 }
 
 // zeroParams returns all-zero Params shaped for cfg.

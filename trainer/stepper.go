@@ -199,6 +199,24 @@ func (s *Stepper) open(onnx []byte, threads int) error {
 // Params returns the parameters Step updates.
 func (s *Stepper) Params() *Params { return s.p }
 
+// Reset starts the stepper over as if it were new: its Params set to
+// NewParams' weights for seed, in place, its Adam moments zero, its next
+// step the first. One stepper, and the ONNX Runtime session and tensors
+// behind it, so serves every fit of a training run instead of each fit
+// building its own.
+func (s *Stepper) Reset(seed uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.session == nil {
+		return ErrStepperClosed
+	}
+	initParams(s.cfg, seed, s.p)
+	clearParams(&s.st.M)
+	clearParams(&s.st.V)
+	s.t = 1
+	return nil
+}
+
 // State returns the optimiser's moments, which Step updates.
 func (s *Stepper) State() *AdamState { return s.st }
 

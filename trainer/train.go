@@ -167,6 +167,11 @@ func Train(ctx context.Context, examples []Example, opts Options) (*student.Arti
 	folds := deal(data, len(space.Labels), opts.Folds, rng)
 	rounds := min(opts.Folds, max(1, ceilDiv(opts.HoldoutPairs, len(folds[0]))))
 	cfg := ModelConfig{Buckets: opts.Featurizer.Buckets(), Dim: opts.Dim, Hidden: opts.Hidden, Classes: len(space.Labels)}
+	ft, err := newFitter(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer ft.Close()
 	var (
 		logits  [][]float32 // holdout predictions, from the round that held each out
 		holdout []sample
@@ -183,7 +188,7 @@ func Train(ctx context.Context, examples []Example, opts Options) (*student.Arti
 		if len(train) == 0 || len(appendInSpace(nil, folds[i])) == 0 {
 			return nil, fmt.Errorf("training: %d pairs are too few to hold any out", len(examples))
 		}
-		r, err := fit(ctx, cfg, opts, train, folds[i], opts.MaxEpochs, rng)
+		r, err := ft.fit(ctx, cfg, opts, train, folds[i], opts.MaxEpochs, rng)
 		if err != nil {
 			return nil, err
 		}
@@ -195,7 +200,7 @@ func Train(ctx context.Context, examples []Example, opts Options) (*student.Arti
 	}
 	epochs = max(1, int(math.Round(float64(epochs)/float64(rounds))))
 	all := appendInSpace(nil, data)
-	final, err := fit(ctx, cfg, opts, all, nil, epochs, rng)
+	final, err := ft.fit(ctx, cfg, opts, all, nil, epochs, rng)
 	if err != nil {
 		return nil, err
 	}
@@ -316,22 +321,45 @@ type fitted struct {
 	seen      int // examples stepped through
 }
 
+// fitter holds what every fit of one training run shares: the stepper,
+// with its ONNX Runtime session and the parameters it updates, and the
+// best epoch's copy. A run's fits (a round per held-out fold, then the
+// final one) would otherwise each build a session and allocate the
+// parameters, their Adam moments and a copy anew: about 400 MB of garbage
+// per run at the default featurizer's size.
+type fitter struct {
+	stepper *Stepper
+	best    *Params
+}
+
+func newFitter(cfg ModelConfig, opts Options) (*fitter, error) {
+	stepper, err := NewStepper(cfg, opts.Adam, opts.Batch, opts.Featurizer.MaxTokens, NewParams(cfg, opts.Seed), opts.Threads)
+	if err != nil {
+		return nil, err
+	}
+	best := zeroParams(cfg)
+	return &fitter{stepper: stepper, best: &best}, nil
+}
+
+func (ft *fitter) Close() error { return ft.stepper.Close() }
+
 // fit trains a student from fresh parameters on train for at most
 // maxEpochs. With a holdout it stops once the holdout loss has not
 // improved for Patience epochs and returns the parameters of the best
-// epoch; without one it runs maxEpochs and returns the last.
-func fit(ctx context.Context, cfg ModelConfig, opts Options, train, holdout []sample, maxEpochs int, rng *rand.Rand) (fitted, error) {
-	params := NewParams(cfg, opts.Seed)
-	stepper, err := NewStepper(cfg, opts.Adam, opts.Batch, opts.Featurizer.MaxTokens, params, opts.Threads)
-	if err != nil {
+// epoch; without one it runs maxEpochs and returns the last. The
+// parameters returned are the fitter's: valid until its next fit.
+func (ft *fitter) fit(ctx context.Context, cfg ModelConfig, opts Options, train, holdout []sample, maxEpochs int, rng *rand.Rand) (fitted, error) {
+	stepper := ft.stepper
+	if err := stepper.Reset(opts.Seed); err != nil {
 		return fitted{}, err
 	}
-	defer stepper.Close()
+	params := stepper.Params()
 
 	weights := classWeights(train, cfg.Classes)
 	f := fitted{params: params}
 	if holdout != nil {
-		f.params = params.Clone()
+		copyParams(ft.best, params)
+		f.params = ft.best
 	}
 	bestLoss, stale := math.Inf(1), 0
 	batch := newBatchBuf(opts.Batch, opts.Featurizer.MaxTokens)

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -304,33 +303,17 @@ func TestRetentionStall(t *testing.T) {
 // underLoad runs f while a producer logs to db at 5,000 pairs/s and a probe
 // sleeps 1 ms at a time, and describes what they saw.
 func underLoad(db *DB, inputs []string, f func()) string {
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
 	var late []time.Duration
 	var logged, dropped int
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+	start, i := time.Now(), 0
+	stop := repeat(
+		func() bool { // the probe
 			t0 := time.Now()
 			time.Sleep(time.Millisecond)
 			late = append(late, time.Since(t0)-time.Millisecond)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		start := time.Now()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+			return true
+		},
+		func() bool { // the producer, 5,000 pairs/s
 			if d := time.Until(start.Add(time.Duration(i) * time.Second / 5000)); d > 0 {
 				time.Sleep(d)
 			}
@@ -341,11 +324,11 @@ func underLoad(db *DB, inputs []string, f func()) string {
 			} else {
 				dropped++
 			}
-		}
-	}()
+			i++
+			return true
+		})
 	f()
-	close(stop)
-	wg.Wait()
+	stop()
 	slices.Sort(late)
 	q := func(f float64) time.Duration { return late[int(f*float64(len(late)-1))].Round(10 * time.Microsecond) }
 	return fmt.Sprintf("%d pairs logged at 5,000/s meanwhile, %d dropped; a 1 ms sleep woke late by p50 %s, p99 %s, p99.9 %s, max %s (%d sleeps)",

@@ -167,30 +167,15 @@ func TestDiskFull(t *testing.T) {
 
 	// Under load: producers log all the while.
 	var accepted, attempts atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for g := 0; g < 4; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				attempts.Add(1)
-				if logOne() {
-					accepted.Add(1)
-				}
-				time.Sleep(200 * time.Microsecond)
-			}
-		}()
+	producer := func() bool {
+		attempts.Add(1)
+		if logOne() {
+			accepted.Add(1)
+		}
+		time.Sleep(200 * time.Microsecond)
+		return true
 	}
-	stopLoad := func() {
-		close(stop)
-		wg.Wait()
-	}
+	stopLoad := repeat(producer, producer, producer, producer)
 
 	t.Run("fills up", func(t *testing.T) {
 		fillTo(t, filler, floor/2)

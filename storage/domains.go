@@ -60,13 +60,12 @@ func (db *DB) Domains() ([]Domain, error) {
 		var names []string
 		var recs []domainRecord
 		for it.Rewind(); it.Valid(); it.Next() {
-			item := it.Item()
-			var rec domainRecord
-			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &rec) }); err != nil {
+			name, rec, err := domainItem(it.Item())
+			if err != nil {
 				it.Close()
-				return fmt.Errorf("decoding domain %s: %w", item.Key()[len(prefixDomain):], err)
+				return err
 			}
-			names = append(names, string(item.Key()[len(prefixDomain):]))
+			names = append(names, name)
 			recs = append(recs, rec)
 		}
 		it.Close()
@@ -83,6 +82,16 @@ func (db *DB) Domains() ([]Domain, error) {
 		return nil, fmt.Errorf("listing domains: %w", err)
 	}
 	return out, nil
+}
+
+// domainItem decodes the domain/<name> item it is at.
+func domainItem(item *badger.Item) (string, domainRecord, error) {
+	name := string(item.Key()[len(prefixDomain):])
+	var rec domainRecord
+	if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &rec) }); err != nil {
+		return "", rec, fmt.Errorf("decoding domain %s: %w", name, err)
+	}
+	return name, rec, nil
 }
 
 // summary is the domain's record without its label counts; db.mu is held.
@@ -268,13 +277,12 @@ func (db *DB) DomainsPage(after string, limit int) (DomainPage, error) {
 				page.More = true
 				break
 			}
-			item := it.Item()
-			var rec domainRecord
-			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &rec) }); err != nil {
+			name, rec, err := domainItem(it.Item())
+			if err != nil {
 				it.Close()
-				return fmt.Errorf("decoding domain %s: %w", item.Key()[len(prefixDomain):], err)
+				return err
 			}
-			names = append(names, string(item.Key()[len(prefixDomain):]))
+			names = append(names, name)
 			recs = append(recs, rec)
 		}
 		it.Close()

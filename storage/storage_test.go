@@ -800,8 +800,7 @@ func TestCloseDrains(t *testing.T) {
 // together; afterwards every count equals what is stored.
 func TestConcurrentLogAndRetention(t *testing.T) {
 	db, _ := open(t, Options{MaxPairsPerDomain: 300, TTL: time.Hour, BatchSize: 64, FlushInterval: time.Millisecond})
-	var wg, producers sync.WaitGroup
-	stop := make(chan struct{})
+	var producers sync.WaitGroup
 	for g := 0; g < 4; g++ {
 		producers.Add(1)
 		go func() {
@@ -815,41 +814,26 @@ func TestConcurrentLogAndRetention(t *testing.T) {
 			}
 		}()
 	}
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+	stopReaders := repeat(
+		func() bool {
 			if err := db.RunRetention(); err != nil {
 				t.Error(err)
-				return
+				return false
 			}
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+			return true
+		},
+		func() bool {
 			if _, err := db.Domains(); err != nil {
 				t.Error(err)
-				return
+				return false
 			}
-		}
-	}()
+			return true
+		})
 	// Flush only after the last Log: a pair logged after Flush began may
 	// still be on its way to Badger when the counts are checked.
 	producers.Wait()
 	flush(t, db)
-	close(stop)
-	wg.Wait()
+	stopReaders()
 	for i := 0; i < 3; i++ {
 		checkCounts(t, db, fmt.Sprint("d", i))
 	}
@@ -894,4 +878,31 @@ func testCounter(c prometheus.Counter) float64 {
 	reg.MustRegister(c)
 	mfs, _ := reg.Gather()
 	return mfs[0].GetMetric()[0].GetCounter().GetValue()
+}
+
+// repeat runs each f over and over, each in a goroutine of its own, until
+// it returns false or the returned stop is called; stop waits for them.
+func repeat(fs ...func() bool) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, f := range fs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if !f() {
+					return
+				}
+			}
+		}()
+	}
+	return func() {
+		close(done)
+		wg.Wait()
+	}
 }

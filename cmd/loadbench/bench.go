@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -165,6 +166,21 @@ func (b *bench) preflight() error {
 		}
 	}
 	return nil
+}
+
+// startChecked starts a gateway named name on dataDir in front of the
+// bench's teacher-sim and checks that it answers the data set's first
+// request; the caller stops it.
+func (b *bench) startChecked(ctx context.Context, name, dataDir string, env []string) (*proc, error) {
+	gw, err := startGateway(ctx, b.o.bin, name, b.dir, dataDir, b.sim.addr, env)
+	if err != nil {
+		return nil, err
+	}
+	url := "http://" + gw.addr + "/v1/chat/completions"
+	if err := b.check(url, b.ds.bodies[0], b.ds.want[0]); err != nil {
+		return nil, errors.Join(fmt.Errorf("checking %s at %s: %w", name, url, err), gw.stop())
+	}
+	return gw, nil
 }
 
 // check sends one request and wants a 200 whose body contains want.

@@ -103,18 +103,14 @@ func (b *bench) runLogging(ctx context.Context, repeat int, on bool) (lr logging
 	if !on {
 		env = loggingOffEnv
 	}
-	gw, err := startGateway(ctx, b.o.bin, name, b.dir, dataDir, b.sim.addr, []string{env})
+	gw, err := b.startChecked(ctx, name, dataDir, []string{env})
 	if err != nil {
 		return lr, err
 	}
 	defer func() { err = errors.Join(err, gw.stop()) }()
 	client := newClient(gw.addr, b.o.conns)
 	defer client.CloseIdleConnections()
-
 	url := "http://" + gw.addr + "/v1/chat/completions"
-	if err := b.check(url, b.ds.bodies[0], b.ds.want[0]); err != nil {
-		return lr, fmt.Errorf("checking %s at %s: %w", name, url, err)
-	}
 	var want float64 // the check's pair, once written
 	if on {
 		want = 1

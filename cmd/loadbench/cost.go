@@ -452,10 +452,7 @@ func costProgress(w io.Writer, cr costRun) {
 // within the run.
 func writeCost(w io.Writer, c conditions, o options, runs []costRun) {
 	writeConditions(w, c)
-	by := map[string][]costRun{}
-	for _, r := range runs {
-		by[r.Mode] = append(by[r.Mode], r)
-	}
+	by := byMode(runs, func(r costRun) string { return r.Mode })
 	med := func(rs []costRun, f func(costRun) float64) float64 { return medianOf(rs, f) }
 	fmt.Fprintf(w, "\n### Cost per request at %d req/s non-streaming (median of %d)\n\n", o.costRate, o.repeat)
 	fmt.Fprintln(w, "CPU: utime + stime of each process over the measured requests, per request. direct = straight to teacher-sim; relayed = through the gateway, domain pinned to the teacher; student = domain pinned to the student, which answers every request. Peak RSS: the gateway's over the phase.")
@@ -467,10 +464,7 @@ func writeCost(w io.Writer, c conditions, o options, runs []costRun) {
 		if len(rs) == 0 {
 			continue
 		}
-		errs := 0
-		for _, r := range rs {
-			errs += r.errors()
-		}
+		errs := errorsOf(rs)
 		gcpu, scpu := "–", "–"
 		if m != modeDirect {
 			gcpu = fmt.Sprintf("%.0f (%s)", med(rs, func(r costRun) float64 { return r.GatewayCPU }), fmtRange(rs, func(r costRun) float64 { return r.GatewayCPU }))

@@ -45,12 +45,24 @@ func medianOf[T any](xs []T, f func(T) float64) float64 {
 	return median(vs)
 }
 
-func (rs runs) errors() int {
+func (rs runs) errors() int { return errorsOf(rs) }
+
+// errorsOf sums the errors of runs.
+func errorsOf[T interface{ errors() int }](rs []T) int {
 	n := 0
 	for _, r := range rs {
 		n += r.errors()
 	}
 	return n
+}
+
+// byMode groups runs by their mode.
+func byMode[T any](rs []T, mode func(T) string) map[string][]T {
+	by := map[string][]T{}
+	for _, r := range rs {
+		by[mode(r)] = append(by[mode(r)], r)
+	}
+	return by
 }
 
 // group collects the results by phase and target.

@@ -136,15 +136,11 @@ func (b *bench) loadDomain(ctx context.Context) (name string, err error) {
 		return "", fmt.Errorf("creating a data directory: %w", err)
 	}
 	defer os.RemoveAll(dataDir)
-	gw, err := startGateway(ctx, b.o.bin, "gateway-domain", b.dir, dataDir, b.sim.addr, nil)
+	gw, err := b.startChecked(ctx, "gateway-domain", dataDir, nil)
 	if err != nil {
 		return "", err
 	}
 	defer func() { err = errors.Join(err, gw.stop()) }()
-	url := "http://" + gw.addr + "/v1/chat/completions"
-	if err := b.check(url, b.ds.bodies[0], b.ds.want[0]); err != nil {
-		return "", fmt.Errorf("checking gateway-domain at %s: %w", url, err)
-	}
 	if _, _, err := b.waitDrained(ctx, gw.addr, 1); err != nil {
 		return "", err
 	}
@@ -238,7 +234,7 @@ func (b *bench) runRetention(ctx context.Context, repeat int, on bool, domain st
 		"UNDERSTUDY_STORAGE_MAX_PAIRS_PER_DOMAIN=" + strconv.Itoa(rr.Cap),
 		"UNDERSTUDY_STORAGE_RETENTION_INTERVAL=" + retentionInterval.String(),
 	}
-	gw, err := startGateway(ctx, b.o.bin, name, b.dir, dataDir, b.sim.addr, env)
+	gw, err := b.startChecked(ctx, name, dataDir, env)
 	if err != nil {
 		return rr, err
 	}
@@ -246,9 +242,6 @@ func (b *bench) runRetention(ctx context.Context, repeat int, on bool, domain st
 	client := newClient(gw.addr, b.o.conns)
 	defer client.CloseIdleConnections()
 	url := "http://" + gw.addr + "/v1/chat/completions"
-	if err := b.check(url, b.ds.bodies[0], b.ds.want[0]); err != nil {
-		return rr, fmt.Errorf("checking %s at %s: %w", name, url, err)
-	}
 
 	select {
 	case <-time.After(retentionSettle):
@@ -375,11 +368,10 @@ func writeRetention(w io.Writer, res *results) {
 		rs   []retentionRun
 	}{{"on", on}, {"off", off}} {
 		var peak int64
-		var errs int
 		for _, r := range m.rs {
 			peak = max(peak, r.Memory.Peak)
-			errs += r.errors()
 		}
+		errs := errorsOf(m.rs)
 		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %d | %.0f | %.0f/s | %.0f/s | %.0f |\n", m.name,
 			medianOf(m.rs, func(r retentionRun) float64 { return r.Throughput }),
 			fmtUS(medianOf(m.rs, func(r retentionRun) float64 { return r.Latency.P50 })),

@@ -421,10 +421,7 @@ func writeStudent(w io.Writer, res *results) {
 		return
 	}
 	c := res.Conditions
-	by := map[string][]studentRun{}
-	for _, r := range res.Student {
-		by[r.Mode] = append(by[r.Mode], r)
-	}
+	by := byMode(res.Student, func(r studentRun) string { return r.Mode })
 	fmt.Fprintf(w, "\n### Student at %d req/s non-streaming (median of %d)\n\n", studentRate, c.Repeat)
 	fmt.Fprintf(w, "One gateway with a trained student on a learnable %d-label data set (texts of ~%d bytes), its own teacher-sim; teacher-only = domain pinned to the teacher (no shadow scoring), shadowing = every request answered by the teacher and scored by the student, serving = promoted by the admin API (`shadow_rate` 0.05), direct = the same load straight to teacher-sim. teacher-only and shadowing interleave, and so do serving and direct. CPU: the gateway's utime + stime over the measured requests; scoring: the part of it the shadow pool's workers spent scoring, read from their threads' own CPU clocks (`understudy_shadow_cpu_seconds_total`). Errors include student answers that differ from the data set's label.\n\n",
 		len(labels), c.BodyBytes)
@@ -436,10 +433,7 @@ func writeStudent(w io.Writer, res *results) {
 		if len(rs) == 0 {
 			continue
 		}
-		errs := 0
-		for _, r := range rs {
-			errs += r.errors()
-		}
+		errs := errorsOf(rs)
 		stud, teach := "–", "–"
 		sp50, sp99, tp50, tp99 := stud, stud, teach, teach
 		if rs[0].Student != nil && m != modeDirect {

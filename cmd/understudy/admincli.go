@@ -177,13 +177,23 @@ func domainsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	return writeMore(stdout, len(ds), total)
 }
 
-func writeDomains(w io.Writer, ds []gateway.DomainView) error {
-	if len(ds) == 0 {
+// domainTable starts the table of n domains under header, or says there
+// are none yet and returns no table.
+func domainTable(w io.Writer, n int, header string) (*tabwriter.Writer, error) {
+	if n == 0 {
 		_, err := fmt.Fprintln(w, "no domains yet: send traffic through the gateway")
-		return err
+		return nil, err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DOMAIN\tSTATE\tPAIRS\tLABELS\tSTUDENT\t"+agreementHeader+"\tCOVERAGE\tSAMPLES\t"+offloadHeader+"\tTOP LABELS\tLAST SEEN")
+	fmt.Fprintln(tw, header)
+	return tw, nil
+}
+
+func writeDomains(w io.Writer, ds []gateway.DomainView) error {
+	tw, err := domainTable(w, len(ds), "DOMAIN\tSTATE\tPAIRS\tLABELS\tSTUDENT\t"+agreementHeader+"\tCOVERAGE\tSAMPLES\t"+offloadHeader+"\tTOP LABELS\tLAST SEEN")
+	if tw == nil {
+		return err
+	}
 	var notes []string
 	for _, d := range ds {
 		var top []string

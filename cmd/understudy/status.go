@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"text/tabwriter"
 	"time"
 
 	"github.com/understudy-dev/understudy/gateway"
@@ -65,12 +64,10 @@ func statusCmd(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func writeStatus(w io.Writer, ds []gateway.DomainView) error {
-	if len(ds) == 0 {
-		_, err := fmt.Fprintln(w, "no domains yet: send traffic through the gateway")
+	tw, err := domainTable(w, len(ds), "DOMAIN\tSTATE\tSTUDENT\tτ\t"+agreementHeader+"\tCOVERAGE\t"+offloadHeader+"\tSAVED\tSPENT")
+	if tw == nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DOMAIN\tSTATE\tSTUDENT\tτ\t"+agreementHeader+"\tCOVERAGE\t"+offloadHeader+"\tSAVED\tSPENT")
 	var saved, spent float64
 	var notes []string
 	for _, d := range ds {

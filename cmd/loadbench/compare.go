@@ -70,6 +70,21 @@ func onOff(on bool) string {
 // runLoggingCompare runs the comparison -repeat times, alternating which
 // mode goes first, and adds its runs to the results.
 func (b *bench) runLoggingCompare(ctx context.Context) error {
+	return b.alternate(func(n, total, repeat int, on bool) error {
+		lr, err := b.runLogging(ctx, repeat, on)
+		if err != nil {
+			return fmt.Errorf("comparing pair logging at %d req/s (logging %s, repeat %d): %w", goalRate, onOff(on), repeat, err)
+		}
+		b.res.Logging = append(b.res.Logging, lr)
+		b.loggingProgress(n, total, lr)
+		return nil
+	})
+}
+
+// alternate runs an on/off comparison -repeat times, on first in odd
+// repeats and off first in even ones, calling run with the run's number,
+// the total, the repeat (from 1) and the mode.
+func (b *bench) alternate(run func(n, total, repeat int, on bool) error) error {
 	n, total := 0, 2*b.o.repeat
 	for r := range b.o.repeat {
 		order := []bool{true, false}
@@ -78,12 +93,9 @@ func (b *bench) runLoggingCompare(ctx context.Context) error {
 		}
 		for _, on := range order {
 			n++
-			lr, err := b.runLogging(ctx, r+1, on)
-			if err != nil {
-				return fmt.Errorf("comparing pair logging at %d req/s (logging %s, repeat %d): %w", goalRate, onOff(on), r+1, err)
+			if err := run(n, total, r+1, on); err != nil {
+				return err
 			}
-			b.res.Logging = append(b.res.Logging, lr)
-			b.loggingProgress(n, total, lr)
 		}
 	}
 	return nil

@@ -121,13 +121,7 @@ func runCost(ctx context.Context, o options, stdout, stderr io.Writer) (err erro
 	gwURL, simURL := "http://"+gw.addr+"/v1/chat/completions", "http://"+simAddr+"/v1/chat/completions"
 
 	fmt.Fprintf(stderr, "cost: %d requests to train a first student, then waiting for it...\n", studentPairs)
-	for i := range studentPairs {
-		ex := i % len(ds.bodies)
-		if err := b.check(gwURL, ds.bodies[ex], ds.want[ex]); err != nil {
-			return fmt.Errorf("training a student: request %d: %w", i, err)
-		}
-	}
-	domain, err := b.waitStudent(ctx, gw)
+	domain, err := b.trainFirst(ctx, gw, gwURL, ds)
 	if err != nil {
 		return err
 	}

@@ -108,23 +108,15 @@ func (b *bench) runRetentionCompare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	n, total := 0, 2*b.o.repeat
-	for r := range b.o.repeat {
-		order := []bool{true, false}
-		if r%2 == 1 {
-			order = []bool{false, true}
+	return b.alternate(func(n, total, repeat int, on bool) error {
+		rr, err := b.runRetention(ctx, repeat, on, domain)
+		if err != nil {
+			return fmt.Errorf("comparing retention at %d req/s (retention %s, repeat %d): %w", b.o.retentionRate, onOff(on), repeat, err)
 		}
-		for _, on := range order {
-			n++
-			rr, err := b.runRetention(ctx, r+1, on, domain)
-			if err != nil {
-				return fmt.Errorf("comparing retention at %d req/s (retention %s, repeat %d): %w", b.o.retentionRate, onOff(on), r+1, err)
-			}
-			b.res.Retention = append(b.res.Retention, rr)
-			b.retentionProgress(n, total, rr)
-		}
-	}
-	return nil
+		b.res.Retention = append(b.res.Retention, rr)
+		b.retentionProgress(n, total, rr)
+		return nil
+	})
 }
 
 // loadDomain returns the domain the gateway logs the load's requests in: it

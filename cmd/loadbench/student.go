@@ -165,13 +165,7 @@ func (b *bench) runStudentCompare(ctx context.Context) (err error) {
 	url := "http://" + gw.addr + "/v1/chat/completions"
 
 	fmt.Fprintf(b.stderr, "student: %d requests to train a first student, then waiting for it...\n", studentPairs)
-	for i := range studentPairs {
-		ex := i % len(ds.bodies)
-		if err := b.check(url, ds.bodies[ex], ds.want[ex]); err != nil {
-			return fmt.Errorf("training a student: request %d: %w", i, err)
-		}
-	}
-	domain, err := b.waitStudent(ctx, gw)
+	domain, err := b.trainFirst(ctx, gw, url, ds)
 	if err != nil {
 		return err
 	}
@@ -301,6 +295,19 @@ func (b *bench) scrapeStudent(addr string) (studentMetrics, error) {
 		return studentMetrics{}, err
 	}
 	return studentMetrics{scoringCPU: cpu[""], prediction: pred}, nil
+}
+
+// trainFirst sends studentPairs of the data set's requests through the
+// gateway at url, so its first student trains, and returns the domain
+// once a student was trained (waitStudent).
+func (b *bench) trainFirst(ctx context.Context, gw *proc, url string, ds *dataset) (string, error) {
+	for i := range studentPairs {
+		ex := i % len(ds.bodies)
+		if err := b.check(url, ds.bodies[ex], ds.want[ex]); err != nil {
+			return "", fmt.Errorf("training a student: request %d: %w", i, err)
+		}
+	}
+	return b.waitStudent(ctx, gw)
 }
 
 // waitStudent waits until the gateway's one domain has a student in the

@@ -88,24 +88,12 @@ func runCost(ctx context.Context, o options, stdout, stderr io.Writer) (err erro
 		return fmt.Errorf("creating a temporary directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	ds, err := writeTexts(filepath.Join(dir, "triage.jsonl"), o.examples, o.bodyBytes, makeTopicText)
-	if err != nil {
-		return err
-	}
-	ports, err := freePorts(1)
-	if err != nil {
-		return err
-	}
-	simAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	sim, err := startProc("teacher-sim", simAddr, dir, o.bin, nil,
-		"teacher-sim", "--listen", simAddr, "--task", "triage="+ds.path, "--latency", "0s")
+	sim, ds, err := startTriageSim(ctx, o, dir, "teacher-sim")
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, sim.stop()) }()
-	if err := sim.waitReady(ctx, "http://"+simAddr+"/v1/models"); err != nil {
-		return err
-	}
+	simAddr := sim.addr
 	gw, err := startGateway(ctx, o.bin, "gateway", dir, filepath.Join(dir, "data"), simAddr, costEnv)
 	if err != nil {
 		return err

@@ -130,26 +130,38 @@ type studentMetrics struct {
 	prediction histogram
 }
 
-// runStudentCompare runs the comparison and adds its runs to the results.
-func (b *bench) runStudentCompare(ctx context.Context) (err error) {
-	ds, err := writeTexts(filepath.Join(b.dir, "triage.jsonl"), b.o.examples, b.o.bodyBytes, makeTopicText)
+// startTriageSim writes the learnable triage data set in dir and starts a
+// teacher-sim named name answering from it at once, ready; the caller
+// stops it.
+func startTriageSim(ctx context.Context, o options, dir, name string) (*proc, *dataset, error) {
+	ds, err := writeTexts(filepath.Join(dir, "triage.jsonl"), o.examples, o.bodyBytes, makeTopicText)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	ports, err := freePorts(1)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	simAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	sim, err := startProc("teacher-sim-triage", simAddr, b.dir, b.o.bin, nil,
-		"teacher-sim", "--listen", simAddr, "--task", "triage="+ds.path, "--latency", "0s")
+	addr := "127.0.0.1:" + strconv.Itoa(ports[0])
+	sim, err := startProc(name, addr, dir, o.bin, nil,
+		"teacher-sim", "--listen", addr, "--task", "triage="+ds.path, "--latency", "0s")
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := sim.waitReady(ctx, "http://"+addr+"/v1/models"); err != nil {
+		return nil, nil, errors.Join(err, sim.stop())
+	}
+	return sim, ds, nil
+}
+
+// runStudentCompare runs the comparison and adds its runs to the results.
+func (b *bench) runStudentCompare(ctx context.Context) (err error) {
+	sim, ds, err := startTriageSim(ctx, b.o, b.dir, "teacher-sim-triage")
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, sim.stop()) }()
-	if err := sim.waitReady(ctx, "http://"+simAddr+"/v1/models"); err != nil {
-		return err
-	}
+	simAddr := sim.addr
 	dataDir, err := os.MkdirTemp(b.dir, "gateway-student-data-")
 	if err != nil {
 		return fmt.Errorf("creating a data directory: %w", err)

@@ -12,8 +12,17 @@ type Normalizer struct {
 	StripTrailingPeriod bool
 }
 
-// Label returns answer's label.
+// Label returns answer's label: a record's label (Record.Label) when the
+// answer is a JSON object, else its normalized text.
 func (n Normalizer) Label(answer string) string {
+	if rec, ok := n.Record(answer); ok {
+		return rec.Label()
+	}
+	return n.text(answer)
+}
+
+// text normalizes a plain answer, or a string field of a record.
+func (n Normalizer) text(answer string) string {
 	s := strings.Join(strings.Fields(answer), " ")
 	if n.StripTrailingPeriod {
 		s = strings.TrimSpace(strings.TrimSuffix(s, "."))

@@ -34,8 +34,14 @@ type Artifact struct {
 	// Labels are the classes, in the model's output order; Surface[i] is
 	// the answer the student gives for Labels[i] (the label's most frequent
 	// raw teacher answer).
-	Labels     []string         `json:"labels"`
-	Surface    []string         `json:"surface"`
+	Labels  []string `json:"labels"`
+	Surface []string `json:"surface"`
+	// Heads, for a structured answer, split Labels into one head per
+	// field (a record, see record.go); Order is the teacher's key order,
+	// the paths the student renders its record in. Both are empty for a
+	// plain answer: one softmax over all of Labels.
+	Heads      []Head           `json:"heads,omitempty"`
+	Order      []string         `json:"order,omitempty"`
 	Featurizer FeaturizerConfig `json:"featurizer"`
 	// Tau is the confidence threshold chosen on the holdout set: below it
 	// the student defers until the gate has certified a threshold of its
@@ -54,6 +60,20 @@ type Artifact struct {
 	// ONNX is the inference graph: input "ids" int64 [N, L] (0 = padding),
 	// output "probs" float32 [N, len(Labels)].
 	ONNX []byte `json:"-"`
+}
+
+// Head is one field of a structured answer's student. Its classes are
+// Labels[Start:End], each a normalized value as JSON (Field.Value), and
+// Surface[Start:End] the raw JSON the student writes for them. A plain head
+// is a softmax: its answer is the likeliest class and its confidence that
+// class's probability. A tags head (an array of scalars) has one sigmoid per
+// tag: its answer is every tag at probability one half or more, sorted, and
+// its confidence the least sure of those yes/no decisions, max(p, 1−p).
+type Head struct {
+	Path  string `json:"path"`
+	Tags  bool   `json:"tags,omitempty"`
+	Start int    `json:"start"`
+	End   int    `json:"end"`
 }
 
 // artifactMagic starts an encoded artifact: "USA1", then the JSON header's

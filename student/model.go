@@ -14,6 +14,19 @@ type Prediction struct {
 	Confidence float64
 	// Confident is Confidence >= the version's τ.
 	Confident bool
+	// Fields, for a structured answer, are its fields in the artifact's
+	// Order; Label is then the record's label (Record.Label), Answer the
+	// rendered record, and Confidence the least confident field's.
+	Fields []FieldPrediction
+}
+
+// FieldPrediction is one field of a structured answer.
+type FieldPrediction struct {
+	// Path is the field's path; Value its normalized value as JSON (a tags
+	// field: the JSON array of its tags).
+	Path, Value string
+	// Confidence is the field's confidence (see Head).
+	Confidence float64
 }
 
 // Model is a loaded student version, ready to predict. It is safe for

@@ -358,6 +358,11 @@ func (r *Router) Run(ctx context.Context, reports <-chan trainer.Report) error {
 				if err := r.AddVersion(rep.Artifact, rep.Backtest); err != nil {
 					r.log.Error("adding a student version", "domain", rep.Domain, "err", err)
 				}
+				// The model is loaded and ONNX Runtime holds its own copy of
+				// the graph. Drop the bytes (8 MB at the default size): the
+				// receive's temporary in this loop's frame keeps the last
+				// report reachable until the next one arrives.
+				rep.Artifact.ONNX = nil
 			case rep.OpenEnded != "":
 				r.SetOpenEnded(rep.Domain, rep.OpenEnded)
 			}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -76,6 +77,32 @@ type costRun struct {
 	// finished within trainTimeout.
 	TrainSeconds float64 `json:"train_seconds,omitempty"`
 	Trained      bool    `json:"trained,omitempty"`
+	// GoHeap and GoHeld are the gateway's Go heap in use and what the Go
+	// runtime holds from the OS (mapped, not released) at the phase's end,
+	// from its go_memstats metrics; the rest of its anonymous RSS is C's
+	// (ONNX Runtime) and Badger's off-heap tables.
+	GoHeap int64 `json:"gateway_go_heap_inuse_bytes,omitempty"`
+	GoHeld int64 `json:"gateway_go_held_bytes,omitempty"`
+	// Resident is the gateway's RSS by mapping at the phase's end
+	// (residentByKind).
+	Resident []string `json:"gateway_resident,omitempty"`
+}
+
+// goMemory reads the gateway's Go heap in use and what its runtime holds
+// from the OS (go_memstats_sys_bytes less the heap it released).
+func (b *bench) goMemory(addr string) (inuse, held int64, err error) {
+	body, err := b.scrape(addr)
+	if err != nil {
+		return 0, 0, err
+	}
+	read := func(name string) float64 {
+		v, perr := parseSamples(body, name)
+		err = errors.Join(err, perr)
+		return v[""]
+	}
+	inuse = int64(read("go_memstats_heap_inuse_bytes"))
+	held = int64(read("go_memstats_sys_bytes") - read("go_memstats_heap_released_bytes"))
+	return inuse, held, err
 }
 
 // runCost runs the cost comparison alone and writes its report.
@@ -327,6 +354,12 @@ func (b *bench) costPhase(ctx context.Context, cr costRun, gw, sim *proc, client
 			cr.SimCPU = (sim1 - sim0).Seconds() / n * 1e6
 		}
 	}
+	if cr.GoHeap, cr.GoHeld, err = b.goMemory(gw.addr); err != nil {
+		return cr, err
+	}
+	if kinds, err := residentByKind(gw.pid()); err == nil {
+		cr.Resident = kinds
+	}
 	pk := peak.max()
 	cr.PeakRSS, cr.PeakAnon, cr.PeakFile = pk.RSS, pk.Anon, pk.File
 	if m, err := readMemory(gw.pid()); err == nil && reset {
@@ -418,6 +451,7 @@ func costProgress(w io.Writer, cr costRun) {
 	line := fmt.Sprintf("cost: %s %-8s %5d req/s: %5.0f req/s, p50 %s, p99 %s, errors %d, gateway CPU %.0f µs/req, teacher-sim CPU %.0f µs/req, gateway peak RSS %s (sampled %s anon, %s file)",
 		rep, cr.Mode, cr.Rate, cr.Throughput, fmtUS(cr.Latency.P50), fmtUS(cr.Latency.P99), cr.errors(), cr.GatewayCPU, cr.SimCPU,
 		fmtBytes(cr.PeakRSS), fmtBytes(cr.PeakAnon), fmtBytes(cr.PeakFile))
+	line += fmt.Sprintf("; at the end Go heap %s in use, %s held by the Go runtime; resident: %s", fmtBytes(cr.GoHeap), fmtBytes(cr.GoHeld), strings.Join(cr.Resident, ", "))
 	if cr.Mode == costTraining {
 		line += fmt.Sprintf(", trained %t in %.1f s", cr.Trained, cr.TrainSeconds)
 		if cr.Window != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -256,4 +257,46 @@ func readMemory(pid int) (memory, error) {
 // that the next reading is the peak of one phase.
 func resetPeak(pid int) error {
 	return os.WriteFile("/proc/"+strconv.Itoa(pid)+"/clear_refs", []byte("5"), 0)
+}
+
+// residentByKind sums a process's resident memory by what is mapped:
+// Badger's files by extension (.vlog, .sst, .mem), other files by name,
+// and anonymous memory; from /proc/PID/smaps (Linux only). Largest first,
+// as "kind size" strings.
+func residentByKind(pid int) ([]string, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps")
+	if err != nil {
+		return nil, fmt.Errorf("reading smaps of pid %d: %w", pid, err)
+	}
+	sums := map[string]int64{}
+	kind := "anon"
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			kind = "anon"
+			if len(f) >= 6 {
+				name := filepath.Base(f[5])
+				if ext := filepath.Ext(name); ext == ".vlog" || ext == ".sst" || ext == ".mem" {
+					name = "*" + ext
+				}
+				kind = name
+			}
+		case len(f) == 3 && f[0] == "Rss:":
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			sums[kind] += kb << 10
+		}
+	}
+	kinds := make([]string, 0, len(sums))
+	for k := range sums {
+		kinds = append(kinds, k)
+	}
+	slices.SortFunc(kinds, func(a, b string) int { return cmp.Compare(sums[b], sums[a]) })
+	out := make([]string, 0, len(kinds))
+	for _, k := range kinds {
+		if sums[k] >= 1<<20 {
+			out = append(out, k+" "+fmtBytes(sums[k]))
+		}
+	}
+	return out, nil
 }

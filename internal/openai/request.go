@@ -39,6 +39,12 @@ type Request struct {
 	// it, so that a student only answers requests of the shape it
 	// learned.
 	Shape string
+	// Schema is the JSON schema the answer must follow when Shape is a
+	// json_schema: response_format.json_schema.schema (chat) or
+	// text.format.schema (Responses API), compact, as sent; Shape's hash
+	// is of these bytes. It is nil for every other shape, and for a
+	// json_schema format without a schema.
+	Schema []byte
 	// Forward, when not nil, is the body the teacher gets instead of the
 	// client's: the client's without the metadata.task the gateway
 	// consumed (and without metadata when nothing else was in it), since
@@ -141,7 +147,7 @@ func ParseChatRequest(body []byte) (*Request, error) {
 	case logprobs:
 		r.Ineligible = "logprobs"
 	}
-	if r.Shape, err = answerShape(o.Get("response_format"), "response_format", "json_schema"); err != nil {
+	if r.Shape, r.Schema, err = answerShape(o.Get("response_format"), "response_format", "json_schema"); err != nil {
 		return nil, err
 	}
 	if hasValue(o.Get("tools")) || hasValue(o.Get("functions")) {
@@ -200,44 +206,44 @@ func stripTask(o *fastjson.Object, r *Request) {
 // digits of a hash of the schema, or "format:" and a hash of a type this
 // gateway does not know. The schema is at schemaAt on chat
 // (response_format.json_schema.schema) and in the format itself on the
-// Responses API; both hash alike, so the two APIs share a domain.
-func answerShape(v *fastjson.Value, param, schemaAt string) (string, error) {
+// Responses API; both hash alike, so the two APIs share a domain. schema
+// is the schema's compact JSON (Request.Schema).
+func answerShape(v *fastjson.Value, param, schemaAt string) (shape string, schema []byte, err error) {
 	if absent(v) {
-		return "", nil
+		return "", nil, nil
 	}
 	fo, err := v.Object()
 	if err != nil {
-		return "", typeError(param, "an object", v)
+		return "", nil, typeError(param, "an object", v)
 	}
 	if err := noDuplicateKey(fo, param); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	kind := fo.Get("type")
 	if !absent(kind) && kind.Type() != fastjson.TypeString {
-		return "", typeError(param+".type", "a string", kind)
+		return "", nil, typeError(param+".type", "a string", kind)
 	}
 	switch k := string(kind.GetStringBytes()); k {
 	case "", "text":
-		return "", nil
+		return "", nil, nil
 	case "json_schema":
 		holder := v
 		if schemaAt != "" {
 			holder = v.Get(schemaAt)
 		}
-		var schema []byte
 		if holder != nil {
 			if sv := holder.Get("schema"); sv != nil {
 				schema = sv.MarshalTo(nil)
 			}
 		}
 		h := sha256.Sum256(schema)
-		return "json_schema:" + hex.EncodeToString(h[:6]), nil
+		return "json_schema:" + hex.EncodeToString(h[:6]), schema, nil
 	case "json_object":
-		return k, nil
+		return k, nil, nil
 	default:
 		// A kind this gateway does not know: a shape of its own.
 		h := sha256.Sum256([]byte(k))
-		return "format:" + hex.EncodeToString(h[:6]), nil
+		return "format:" + hex.EncodeToString(h[:6]), nil, nil
 	}
 }
 

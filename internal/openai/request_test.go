@@ -35,7 +35,7 @@ func TestParseChatRequest(t *testing.T) {
 		{"metadata without task forwarded as sent", `{"model":"m","metadata":{"user":"u1"},"messages":[{"role":"user","content":"x"}]}`,
 			Request{Model: "m", Input: "x"}},
 		{"json schema", `{"model":"m","response_format":{"type":"json_schema","json_schema":{"name":"v","schema":{"type":"object"}}},"messages":[{"role":"user","content":"x"}]}`,
-			Request{Model: "m", Input: "x", Shape: "json_schema:" + schemaHash(`{"type":"object"}`)}},
+			Request{Model: "m", Input: "x", Shape: "json_schema:" + schemaHash(`{"type":"object"}`), Schema: []byte(`{"type":"object"}`)}},
 		{"json object", `{"model":"m","response_format":{"type":"json_object"},"messages":[{"role":"user","content":"x"}]}`,
 			Request{Model: "m", Input: "x", Shape: "json_object"}},
 		{"text format", `{"model":"m","response_format":{"type":"text"},"messages":[{"role":"user","content":"x"}]}`,

@@ -99,7 +99,7 @@ func ParseResponsesRequest(body []byte) (*Request, error) {
 			return nil, typeError("text", "an object", format)
 		}
 		r.Text = format.MarshalTo(nil)
-		if r.Shape, err = answerShape(format.Get("format"), "text.format", ""); err != nil {
+		if r.Shape, r.Schema, err = answerShape(format.Get("format"), "text.format", ""); err != nil {
 			return nil, err
 		}
 	}

@@ -28,7 +28,7 @@ func TestParseResponsesRequest(t *testing.T) {
 		{"task", `{"model":"m","metadata":{"task":"spam"},"input":"x"}`,
 			Request{Model: "m", Task: "spam", Input: "x", Forward: []byte(`{"model":"m","input":"x"}`)}},
 		{"json schema", `{"model":"m","text":{"format":{"type":"json_schema","name":"v","schema":{"type":"object"}}},"input":"x"}`,
-			Request{Model: "m", Input: "x", Shape: "json_schema:" + schemaHash(`{"type":"object"}`)}},
+			Request{Model: "m", Input: "x", Shape: "json_schema:" + schemaHash(`{"type":"object"}`), Schema: []byte(`{"type":"object"}`)}},
 		{"tools", `{"model":"m","tools":[{"type":"web_search"}],"input":"x"}`,
 			Request{Model: "m", Input: "x", Shape: "+tools", Ineligible: "tools"}},
 		{"previous response", `{"model":"m","previous_response_id":"resp_1","input":"x"}`,

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -46,7 +47,10 @@ func (s *Server) completions(ctx *fasthttp.RequestCtx) error {
 // student when it serves the domain and is confident (but for a sampled
 // share, still scored against the teacher), else the teacher; when the
 // teacher fails before answering, the domain's promoted student if it may
-// fall back. Ineligible requests go to the teacher alone.
+// fall back. Ineligible requests go to the teacher alone. A student's
+// answer is sent only if it is the answer the request asked for
+// (answerFits): else the teacher answers, or, when the teacher failed,
+// the client gets its failure.
 func (s *Server) completion(ctx *fasthttp.RequestCtx, r *openai.Request) error {
 	info := infoOf(ctx)
 	domain, err := s.domains.Resolve(string(ctx.Request.Header.Peek("X-Understudy-Domain")), r)
@@ -81,8 +85,13 @@ func (s *Server) completion(ctx *fasthttp.RequestCtx, r *openai.Request) error {
 			sampled, confident := dec.Sampled(), p.Confidence >= dec.Tau
 			switch {
 			case dec.Pinned || (confident && !sampled):
-				s.studentAnswers(ctx, info, r, p, dec.Version, router.RouteStudent)
-				return nil
+				if s.studentAnswers(ctx, info, r, p, dec.Version, router.RouteStudent) {
+					return nil
+				}
+				// Not the answer asked for: the teacher answers, as for
+				// an unconfident student, and not as a uniform sample.
+				sampled = false
+				info.route = string(router.RouteDeferred)
 			case !confident:
 				info.route = string(router.RouteDeferred)
 			}
@@ -99,8 +108,33 @@ func (s *Server) completion(ctx *fasthttp.RequestCtx, r *openai.Request) error {
 		s.log.Error("fallback student prediction failed", "request_id", info.id, "domain", domain, "err", perr)
 		return err
 	}
-	s.studentAnswers(ctx, info, r, p, dec.FallbackVersion, router.RouteFallback)
+	if !s.studentAnswers(ctx, info, r, p, dec.FallbackVersion, router.RouteFallback) {
+		return err
+	}
 	return nil
+}
+
+// answerFits reports whether a student's answer follows the answer shape
+// the request asked for (checkAnswer, schema.go). When it does not, it
+// counts the answer and logs why, at most once a second per reason.
+func (s *Server) answerFits(info *reqInfo, r *openai.Request, answer string) bool {
+	err := s.schemas.checkAnswer(r, answer)
+	if err == nil {
+		return true
+	}
+	reason := invalidNotJSON
+	var inv *answerInvalid
+	if errors.As(err, &inv) {
+		reason = inv.reason
+	}
+	s.m.studentInvalid.WithLabelValues(s.metricDomains.Name(info.domain), reason).Inc()
+	msg := err.Error()
+	if len(msg) > 300 {
+		msg = strings.ToValidUTF8(msg[:300], "") + "…"
+	}
+	s.invalids.warn(reason, "student answer not sent: it is not the answer the request asked for",
+		"request_id", info.id, "domain", info.domain, "err", msg)
+	return false
 }
 
 // teacherAnswered counts what a teacher's answer to an eligible request
@@ -115,10 +149,17 @@ func (s *Server) teacherAnswered(info *reqInfo, r *openai.Request, a openai.Answ
 	s.logPair(info, r, a, label, stream, o.Version != 0 && !o.Sampled)
 }
 
-// studentAnswers answers with a student and tells the router.
-func (s *Server) studentAnswers(ctx *fasthttp.RequestCtx, info *reqInfo, r *openai.Request, p student.Prediction, version int, route router.Route) {
+// studentAnswers answers with a student and tells the router, if the
+// student's answer is the answer the request asked for (answerFits): every
+// route on which a student answers goes through it. It reports whether the
+// student answered; when it did not, nothing reached the client.
+func (s *Server) studentAnswers(ctx *fasthttp.RequestCtx, info *reqInfo, r *openai.Request, p student.Prediction, version int, route router.Route) bool {
+	if !s.answerFits(info, r, p.Answer) {
+		return false
+	}
 	s.answerWithStudent(ctx, info, r, p, version, route)
 	s.router.Answered(router.Outcome{Domain: info.domain, Route: route})
+	return true
 }
 
 // answerWithStudent renders a student's answer as the OpenAI response the

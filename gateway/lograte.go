@@ -6,11 +6,13 @@ import (
 	"time"
 )
 
-// failureLog logs teacher failures at most once a second per reason
-// (connect, timeout, breaker_open, ...): while the teacher is down every
-// request fails alike, and a line per request would bury the log and cost
-// the gateway time. A line says how many like it were left out since the
-// last one.
+// failureLog logs failures that come in floods at most once a second per
+// reason: teacher failures (connect, timeout, breaker_open, ...), since
+// while the teacher is down every request fails alike, and student answers
+// not sent (schema_mismatch, ...), since a student repeats itself. A line
+// per request would bury the log and cost the gateway time. A line says
+// how many like it were left out since the last one. Reasons come from a
+// closed set, which bounds its map.
 type failureLog struct {
 	log *slog.Logger
 	mu  sync.Mutex
@@ -29,7 +31,7 @@ func newFailureLog(log *slog.Logger) *failureLog {
 	return &failureLog{log: log, by: map[string]*failureCount{}}
 }
 
-// warn logs a teacher failure of reason, unless one was logged less than
+// warn logs a failure of reason, unless one was logged less than
 // failureLogEvery ago.
 func (l *failureLog) warn(reason, msg string, args ...any) {
 	now := time.Now()

@@ -29,6 +29,7 @@ type metrics struct {
 	teacherErrors  *prometheus.CounterVec
 	teacherRetries *prometheus.CounterVec
 	studentTime    prometheus.Histogram
+	studentInvalid *prometheus.CounterVec
 	keptErrors     prometheus.Counter
 	domainsRefused *prometheus.CounterVec
 
@@ -90,6 +91,10 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
 		// Fine around the tens of µs a prediction takes, so a p50 reads true.
 		Buckets: []float64{.00001, .00002, .00003, .00004, .00005, .00006, .00007, .00008, .0001, .000125, .00015, .0002, .00025, .0005, .001, .0025, .005, .01, .1},
 	})
+	m.studentInvalid = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "understudy", Subsystem: "student", Name: "invalid_answers_total",
+		Help: "Confident student answers not sent because they are not the answer the request asked for (response_format / text.format: json_object or json_schema), by domain and reason (not_json, duplicate_key, schema_mismatch, bad_schema: the request's schema could not be used); the teacher answered them, or, when the teacher had failed, the client got its failure.",
+	}, []string{"domain", "reason"})
 	m.keptErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "understudy", Subsystem: "gateway", Name: "kept_response_errors_total",
 		Help: "Responses API answers a student made that could not be kept, so cannot be read back or continued (a full disk, say).",
@@ -105,7 +110,7 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
 	for _, r := range []string{refusedRate, refusedTotal} {
 		m.domainsRefused.WithLabelValues(r)
 	}
-	reg.MustRegister(m.domainsRefused, m.studentTime, m.keptErrors, m.requests, m.duration, m.overhead, m.inFlight, m.teacherTTFT, m.teacherTime,
+	reg.MustRegister(m.domainsRefused, m.studentTime, m.studentInvalid, m.keptErrors, m.requests, m.duration, m.overhead, m.inFlight, m.teacherTTFT, m.teacherTime,
 		m.teacherErrors, m.teacherRetries, m.breakerState, m.breakerTransitions)
 	return m
 }

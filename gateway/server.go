@@ -51,6 +51,8 @@ type Server struct {
 	cfg           *config.Config
 	log           *slog.Logger
 	failures      *failureLog // teacher failures, at most one line a second per reason
+	invalids      *failureLog // student answers not sent (answerFits), likewise
+	schemas       *schemaCache
 	m             *metrics
 	costs         *costs
 	metricDomains *router.MetricDomains
@@ -87,6 +89,8 @@ func New(cfg *config.Config, deps Deps) (*Server, error) {
 		normalizer: student.Normalizer{FoldCase: cfg.Labels.FoldCase, StripTrailingPeriod: cfg.Labels.StripTrailingPeriod}}
 	s.m = newMetrics(deps.Registry, s.log)
 	s.failures = newFailureLog(s.log)
+	s.invalids = newFailureLog(s.log)
+	s.schemas = newSchemaCache(schemaCacheEntries, schemaCacheBytes)
 	if deps.MetricDomains == nil {
 		deps.MetricDomains = router.NewMetricDomains(cfg.Metrics.MaxDomains)
 	}

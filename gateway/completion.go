@@ -164,7 +164,11 @@ func (s *Server) studentAnswers(ctx *fasthttp.RequestCtx, info *reqInfo, r *open
 
 // answerWithStudent renders a student's answer as the OpenAI response the
 // client asked for: a chat completion, a completion or a Response, JSON or
-// a stream.
+// a stream. A stream carries the answer in pieces (openai.Pieces), one a
+// chunk, as a teacher streams its tokens: a client that shows or parses
+// the answer as it arrives (a partial JSON reader, say) sees what it would
+// see from the teacher. The whole stream is written at once: the answer
+// is there before the first byte goes out.
 func (s *Server) answerWithStudent(ctx *fasthttp.RequestCtx, info *reqInfo, r *openai.Request, p student.Prediction, version int, route router.Route) {
 	info.route = string(route)
 	domain := info.domain
@@ -197,7 +201,9 @@ func (s *Server) answerWithStudent(ctx *fasthttp.RequestCtx, info *reqInfo, r *o
 	if c.Chat {
 		b = c.AppendChunk(b, openai.ChunkRole, "")
 	}
-	b = c.AppendChunk(b, openai.ChunkContent, p.Answer)
+	for piece := range openai.Pieces(p.Answer) {
+		b = c.AppendChunk(b, openai.ChunkContent, piece)
+	}
 	b = c.AppendChunk(b, openai.ChunkStop, "")
 	if c.IncludeUsage {
 		b = c.AppendChunk(b, openai.ChunkUsage, "")

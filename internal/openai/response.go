@@ -5,7 +5,9 @@ package openai
 // chunks, and JSON strings, appended to a byte slice without reflection.
 
 import (
+	"iter"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -99,6 +101,38 @@ func (c *Completion) AppendChunk(dst []byte, kind ChunkKind, piece string) []byt
 	}
 	dst = c.appendTail(dst)
 	return append(dst, "\n\n"...)
+}
+
+// PieceSize is the most bytes of an answer one stream chunk carries.
+const PieceSize = 16
+
+// Pieces splits an answer into the pieces a stream sends it in, the way a
+// teacher streams tokens: a piece ends after a comma, so that each member
+// of a JSON object after the first starts a piece of its own, or once it
+// holds PieceSize bytes, at the last rune boundary that fits (a rune is
+// never cut, so each piece is text of its own). A short plain label, such
+// as "spam", is one piece, as is an empty answer. The pieces put back
+// together are the answer, byte for byte.
+func Pieces(text string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		if text == "" {
+			yield("")
+			return
+		}
+		for text != "" {
+			n := min(len(text), PieceSize)
+			if i := strings.IndexByte(text[:n], ','); i >= 0 {
+				n = i + 1
+			}
+			for n < len(text) && n > 1 && !utf8.RuneStart(text[n]) {
+				n--
+			}
+			if !yield(text[:n]) {
+				return
+			}
+			text = text[n:]
+		}
+	}
 }
 
 // Done is the event that ends a stream.

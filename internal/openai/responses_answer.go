@@ -139,7 +139,7 @@ func (r *Response) AppendJSON(dst []byte, text string) []byte {
 
 // AppendEvents appends the server-sent events of a stream answering text,
 // as OpenAI sends them: response.created, response.in_progress, the
-// message's item and part opening, its text in one delta, their closing,
+// message's item and part opening, its text in deltas (Pieces), their closing,
 // and response.completed, numbered by sequence_number. A Responses stream
 // has no [DONE].
 func (r *Response) AppendEvents(dst []byte, text string) []byte {
@@ -179,12 +179,14 @@ func (r *Response) AppendEvents(dst []byte, text string) []byte {
 	dst = append(dst, `,"part":`...)
 	part("")
 	end()
-	event("response.output_text.delta")
-	at()
-	dst = append(dst, `,"delta":`...)
-	dst = AppendString(dst, text)
-	dst = append(dst, `,"logprobs":[]`...)
-	end()
+	for piece := range Pieces(text) {
+		event("response.output_text.delta")
+		at()
+		dst = append(dst, `,"delta":`...)
+		dst = AppendString(dst, piece)
+		dst = append(dst, `,"logprobs":[]`...)
+		end()
+	}
 	event("response.output_text.done")
 	at()
 	dst = append(dst, `,"text":`...)

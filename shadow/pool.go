@@ -39,9 +39,11 @@ type Sink func(domain string, version int, s Sample)
 
 // SampleOf scores a student's prediction against the teacher's label. The
 // caller says whether the request was scored whatever the confidence
-// (Sample.Uniform).
+// (Sample.Uniform). When the teacher's label is a record's, the sample
+// compares the two field by field too (Sample.Fields).
 func SampleOf(p student.Prediction, teacher string, uniform bool) Sample {
-	return Sample{Confidence: p.Confidence, Agree: p.Label == teacher, Uniform: uniform, Teacher: teacher, Student: p.Label}
+	return Sample{Confidence: p.Confidence, Agree: p.Label == teacher, Uniform: uniform, Teacher: teacher, Student: p.Label,
+		Fields: fieldSamples(p, teacher)}
 }
 
 // PoolConfig sizes the pool. A zero or negative field means its default

@@ -27,6 +27,17 @@ type snapshot struct {
 	Promoted   bool                `json:"promoted"`
 	Grid       []float64           `json:"grid"` // the bounds' grid, shared by every level
 	Levels     []snapshotLevel     `json:"levels"`
+	// Fields are the per-field counts, in the order first seen; absent
+	// from snapshots taken before they existed (and read as none).
+	Fields []snapshotField `json:"fields,omitempty"`
+}
+
+// snapshotField is one field's counts (fieldCount).
+type snapshotField struct {
+	Path      string `json:"path"`
+	Samples   int64  `json:"samples"`
+	Confident int64  `json:"confident"`
+	Agree     int64  `json:"agree"`
 }
 
 type snapshotConfusion struct {
@@ -74,6 +85,9 @@ func (t *Tracker) Snapshot() ([]byte, error) {
 	for k, n := range t.confusions {
 		s.Confusions = append(s.Confusions, snapshotConfusion{k.teacher, k.student, n})
 	}
+	for _, c := range t.fields {
+		s.Fields = append(s.Fields, snapshotField{c.path, c.samples, c.confident, c.agree})
+	}
 	t.mu.Unlock()
 
 	slices.SortFunc(s.Confusions, func(a, b snapshotConfusion) int {
@@ -120,6 +134,13 @@ func RestoreTracker(g Gate, b []byte) (*Tracker, error) {
 	}
 	for _, c := range s.Confusions {
 		t.confusions[confusionKey{c.Teacher, c.Student}] = c.Count
+	}
+	for _, f := range s.Fields {
+		if t.fieldIx == nil {
+			t.fieldIx = map[string]int{}
+		}
+		t.fieldIx[f.Path] = len(t.fields)
+		t.fields = append(t.fields, fieldCount{path: f.Path, samples: f.Samples, confident: f.Confident, agree: f.Agree})
 	}
 	t.promoted = s.Promoted
 	same := s.Threshold == t.gate.Threshold
@@ -175,6 +196,26 @@ func (s *snapshot) check() error {
 		if c.Count <= 0 {
 			return fmt.Errorf("confusion count %d", c.Count)
 		}
+	}
+	if len(s.Fields) > MaxFields+1 {
+		return fmt.Errorf("%d fields", len(s.Fields))
+	}
+	paths := make(map[string]bool, len(s.Fields))
+	named := 0
+	for _, f := range s.Fields {
+		switch {
+		case f.Path == "" || paths[f.Path]:
+			return fmt.Errorf("field %q", f.Path)
+		case f.Agree < 0 || f.Agree > f.Confident || f.Confident > f.Samples:
+			return fmt.Errorf("field %q counts %d of %d of %d", f.Path, f.Agree, f.Confident, f.Samples)
+		}
+		paths[f.Path] = true
+		if f.Path != OtherField {
+			named++
+		}
+	}
+	if named > MaxFields {
+		return fmt.Errorf("%d named fields", named)
 	}
 	for i, v := range s.Grid {
 		if !(v > 0 && v <= 1) || i > 0 && v <= s.Grid[i-1] {

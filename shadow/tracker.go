@@ -42,6 +42,9 @@ type Sample struct {
 	Uniform bool
 	// Teacher and Student are the two labels, for the confusion counts.
 	Teacher, Student string
+	// Fields, when the teacher's answer is a record, compare it field by
+	// field (fields.go); uniform samples count them apart from the gate.
+	Fields []FieldSample
 }
 
 // Confusion counts confident disagreements with one pair of labels.
@@ -112,6 +115,10 @@ type Stats struct {
 	// Confusions lists the most frequent confident disagreements, most
 	// frequent first, at most 10.
 	Confusions []Confusion
+	// Fields are the counts per field of the uniform samples whose
+	// teacher answer was a record, by path (OtherField last); nil when
+	// there were none. The gate does not read them.
+	Fields []FieldStats `json:"fields,omitempty"`
 	// Promoted: MarkPromoted was called and no demotion followed.
 	Promoted bool
 	// PromotionEvidence is the e-value of H0: p ≤ θ at Tau (at Next while
@@ -169,6 +176,11 @@ type Tracker struct {
 	recentN int
 
 	confusions map[confusionKey]int64
+
+	// fields count each field of the records answered (fields.go), in
+	// the order first seen; fieldIx finds a path's.
+	fields  []fieldCount
+	fieldIx map[string]int
 
 	promoted bool
 }
@@ -239,6 +251,7 @@ func (t *Tracker) add(s Sample) Verdict {
 		if s.Confidence >= t.tau() && !s.Agree {
 			t.confuse(s.Teacher, s.Student)
 		}
+		t.countFields(s.Fields, t.tau())
 		for k := len(t.levels) - 1; k >= 0; k-- { // lowest τ first
 			l := &t.levels[k]
 			if s.Confidence < l.tau {
@@ -447,6 +460,7 @@ func (t *Tracker) Stats() Stats {
 	}
 	slices.SortFunc(all, compareConfusions)
 	s.Confusions = append(make([]Confusion, 0, min(len(all), topConfusions)), all[:min(len(all), topConfusions)]...)
+	s.Fields = t.fieldStats()
 	return s
 }
 

@@ -16,6 +16,7 @@ type metrics struct {
 	transitions *prometheus.CounterVec
 
 	selective, lower, coverage, tau, backtest, threshold, state *prometheus.Desc
+	fieldAgreement, fieldCoverage                               *prometheus.Desc
 }
 
 func newMetrics(domains *MetricDomains) *metrics {
@@ -39,6 +40,12 @@ func newMetrics(domains *MetricDomains) *metrics {
 		backtest:  d("backtest_samples", "Samples of the version scored by back-testing on pairs it never trained on.", "domain", "version", "role"),
 		threshold: d("agreement_threshold", "Selective agreement a student must be shown to reach to serve.", "domain"),
 		state:     d("domain_state", "1 for a domain's current routing state.", "domain", "state"),
+		fieldAgreement: prometheus.NewDesc("understudy_shadow_field_agreement",
+			"For a domain whose answers are JSON records: a student version's agreement with the teacher on one field, among the uniform samples confident in that field at the τ in use (at most 32 fields a version by path, the rest pooled as _other). Only defined values are exported.",
+			[]string{"domain", "version", "role", "field"}, nil),
+		fieldCoverage: prometheus.NewDesc("understudy_shadow_field_coverage",
+			"For a domain whose answers are JSON records: the share of a student version's uniform samples with a field in which it was confident in that field at the τ in use.",
+			[]string{"domain", "version", "role", "field"}, nil),
 	}
 }
 
@@ -59,7 +66,8 @@ func outcome(s shadow.Sample, tau float64) string {
 func (r *Router) Describe(ch chan<- *prometheus.Desc) {
 	r.m.samples.Describe(ch)
 	r.m.transitions.Describe(ch)
-	for _, d := range []*prometheus.Desc{r.m.selective, r.m.lower, r.m.coverage, r.m.tau, r.m.backtest, r.m.threshold, r.m.state} {
+	for _, d := range []*prometheus.Desc{r.m.selective, r.m.lower, r.m.coverage, r.m.tau, r.m.backtest, r.m.threshold, r.m.state,
+		r.m.fieldAgreement, r.m.fieldCoverage} {
 		ch <- d
 	}
 }
@@ -104,6 +112,14 @@ func (r *Router) Collect(ch chan<- prometheus.Metric) {
 			gauge(r.m.coverage, st.Coverage, d.name, n, v.role)
 			gauge(r.m.tau, st.Tau, d.name, n, v.role)
 			gauge(r.m.backtest, float64(st.Backtest), d.name, n, v.role)
+			for _, f := range st.Fields {
+				if f.Confident > 0 {
+					gauge(r.m.fieldAgreement, f.Agreement, d.name, n, v.role, f.Path)
+				}
+				if f.Samples > 0 {
+					gauge(r.m.fieldCoverage, f.Coverage, d.name, n, v.role, f.Path)
+				}
+			}
 		}
 		d.mu.Unlock()
 	}

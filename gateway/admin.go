@@ -22,6 +22,7 @@ import (
 	"github.com/understudy-dev/understudy/config"
 	"github.com/understudy-dev/understudy/internal/openai"
 	"github.com/understudy-dev/understudy/router"
+	"github.com/understudy-dev/understudy/shadow"
 	"github.com/understudy-dev/understudy/storage"
 )
 
@@ -60,7 +61,8 @@ var _ AdminStore = (*storage.DB)(nil)
 //
 //	GET /admin/domains[?limit=N&after=NAME]  a page of domains, by name, with
 //	                                   their pair and label counts (DomainsPage)
-//	GET /admin/domains/{name}          one domain in more detail
+//	GET /admin/domains/{name}          one domain in more detail, with its
+//	                                   agreement per field for JSON records
 //	GET /admin/domains/{name}/export   its pairs as OpenAI fine-tuning JSONL
 //	POST /admin/domains/{name}/train   train a student version now
 //	POST /admin/domains/{name}/{promote|demote|pin-teacher|pin-student|unpin}
@@ -228,10 +230,28 @@ type DomainView struct {
 	// Routing is the routing state: serving and shadow versions, agreement
 	// with its bounds, coverage, samples, offload share, transitions.
 	Routing *router.View `json:"routing,omitempty"`
+	// Fields, for a domain answered with JSON records (detail view
+	// only), are the agreement and coverage per field of the version
+	// FieldsVersion: the serving one, else the leading candidate.
+	Fields        []shadow.FieldStats `json:"fields,omitempty"`
+	FieldsVersion int                 `json:"fields_version,omitempty"`
 	// SpentDollars and SavedDollars are the teacher's cost and the
 	// student's estimated savings since the server started.
 	SpentDollars float64 `json:"spent_dollars"`
 	SavedDollars float64 `json:"saved_dollars"`
+}
+
+// withoutFields drops the per-field counts from a view's statistics: a
+// page of domains lists the whole-record numbers only.
+func withoutFields(rv *router.View) {
+	for _, st := range []*shadow.Stats{rv.ServingStats, rv.CandidateStats} {
+		if st != nil {
+			st.Fields = nil
+		}
+	}
+	for i := range rv.Candidates {
+		rv.Candidates[i].Stats.Fields = nil
+	}
 }
 
 // LabelCount is one label and how many stored pairs carry it.
@@ -259,10 +279,18 @@ func (a *Admin) viewOf(d storage.Domain, topN int, detail bool) (DomainView, err
 			if rv.Reason != "" && rv.State == router.OpenEnded {
 				v.OpenEndedReason = rv.Reason
 			}
-			if !detail {
+			if detail {
+				switch {
+				case rv.ServingStats != nil:
+					v.Fields, v.FieldsVersion = rv.ServingStats.Fields, rv.Serving
+				case rv.CandidateStats != nil:
+					v.Fields, v.FieldsVersion = rv.CandidateStats.Fields, rv.Candidate
+				}
+			} else {
 				if n := len(rv.Transitions); n > 3 {
 					rv.Transitions = rv.Transitions[n-3:]
 				}
+				withoutFields(&rv)
 			}
 			v.Routing = &rv
 		}

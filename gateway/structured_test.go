@@ -81,10 +81,10 @@ type triage struct {
 	Tags []string `json:"tags"`
 }
 
-// triageStudent is a real student trained on the teacher's JSON answers,
-// as the trainer trains one on logged pairs: a plain softmax over whole
-// records, answering with a record's most frequent raw form.
-var triageStudent = sync.OnceValues(func() (*student.Model, error) {
+// triageArtifact is a real student trained on the teacher's JSON
+// answers, as the trainer trains one on logged pairs: a plain softmax over
+// whole records, answering with a record's most frequent raw form.
+var triageArtifact = sync.OnceValues(func() (*student.Artifact, error) {
 	if err := student.InitRuntime(""); err != nil {
 		return nil, err
 	}
@@ -102,6 +102,15 @@ var triageStudent = sync.OnceValues(func() (*student.Model, error) {
 		return nil, err
 	}
 	a.Domain, a.Version = "mail", 1
+	return a, nil
+})
+
+// triageStudent is triageArtifact loaded for serving.
+var triageStudent = sync.OnceValues(func() (*student.Model, error) {
+	a, err := triageArtifact()
+	if err != nil {
+		return nil, err
+	}
 	return student.Load(a, 1)
 })
 

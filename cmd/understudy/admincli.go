@@ -155,12 +155,35 @@ func domainsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.parse(args); err != nil {
 		return err
 	}
+	name := ""
+	if fs.NArg() > 0 {
+		// Flags may follow the name.
+		name = fs.Arg(0)
+		if err := fs.parse(fs.Args()[1:]); err != nil {
+			return err
+		}
+		if fs.NArg() > 0 {
+			return fs.usageError(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
+		}
+	}
 	if *limit < 0 {
 		return fs.usageError(fmt.Sprintf("--limit must not be negative, got %d", *limit))
 	}
 	c, err := client()
 	if err != nil {
 		return err
+	}
+	if name != "" {
+		var d gateway.DomainView
+		if err := c.getJSON(ctx, "/admin/domains/"+url.PathEscape(name), &d); err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(d)
+		}
+		return writeDomain(stdout, d)
 	}
 	ds, total, err := c.listDomains(ctx, *limit)
 	if err != nil {
@@ -214,6 +237,65 @@ func writeDomains(w io.Writer, ds []gateway.DomainView) error {
 		if _, err := fmt.Fprintln(w, n); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// writeDomain shows one domain in detail: what the listing shows of it,
+// then its fields, labels and latest transitions.
+func writeDomain(w io.Writer, d gateway.DomainView) error {
+	c := cellsOf(d)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "domain\t%s\n", d.Name)
+	fmt.Fprintf(tw, "state\t%s\n", d.State)
+	fmt.Fprintf(tw, "pairs\t%d, %d labels, last seen %s\n", d.Pairs, d.Labels, ago(d.LastSeen))
+	fmt.Fprintf(tw, "student\t%s\n", c.student)
+	fmt.Fprintf(tw, "τ\t%s\n", c.tau)
+	fmt.Fprintf(tw, "agreement (≥ bound)\t%s on %s confident samples\n", c.agreement, c.samples)
+	fmt.Fprintf(tw, "coverage\t%s\n", c.coverage)
+	fmt.Fprintf(tw, "offload (recent)\t%s\n", c.offload)
+	fmt.Fprintf(tw, "saved, spent\t$%.4f, $%.4f\n", d.SavedDollars, d.SpentDollars)
+	if rv := d.Routing; rv != nil && rv.Waiting != "" {
+		fmt.Fprintf(tw, "waiting\t%s\n", rv.Waiting)
+	}
+	if d.OpenEndedReason != "" {
+		fmt.Fprintf(tw, "open-ended\t%s\n", d.OpenEndedReason)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(d.Fields) > 0 {
+		fmt.Fprintf(w, "\nfields of v%d (uniform samples; confident: at τ in that field)\n", d.FieldsVersion)
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "FIELD\tAGREEMENT\tCONFIDENT\tSAMPLES\tCOVERAGE")
+		for _, f := range d.Fields {
+			agreement := "-"
+			if f.Confident > 0 {
+				agreement = percent(f.Agreement)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", f.Path, agreement, f.Confident, f.Samples, percent(f.Coverage))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(d.TopLabels) > 0 {
+		fmt.Fprintln(w, "\ntop labels")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, l := range d.TopLabels[:min(len(d.TopLabels), 10)] {
+			fmt.Fprintf(tw, "%d\t%s\n", l.Count, truncate(l.Label, 100))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if rv := d.Routing; rv != nil && len(rv.Transitions) > 0 {
+		fmt.Fprintln(w, "\nlatest transitions")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, tr := range rv.Transitions[max(0, len(rv.Transitions)-5):] {
+			fmt.Fprintf(tw, "%s\t%s → %s\t%s\n", tr.Time.Local().Format("2006-01-02 15:04:05"), tr.From, tr.To, tr.Reason)
+		}
+		return tw.Flush()
 	}
 	return nil
 }

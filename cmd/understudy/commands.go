@@ -37,11 +37,17 @@ gate tests in parentheses; offload is the share of eligible answers the
 student gave since the domain began, and in parentheses of the last 1,000
 answered since the server started. It reads every domain, a page of 1,000
 at a time; --limit shows the first N by name.`},
-	{name: "domains", synopsis: []string{"[--json] [--limit N] [flags]"},
+	{name: "domains", synopsis: []string{"[--json] [--limit N] [flags]", "NAME [--json] [flags]"}, nargs: -1,
 		summary: "list the task domains with pairs, labels, students and agreement",
 		about: `Reads a running server's admin API (see --admin-url, --config, --token).
 Why an open-ended domain has no student is printed below the table. It reads
-every domain, a page of 1,000 at a time; --limit shows the first N by name.`},
+every domain, a page of 1,000 at a time; --limit shows the first N by name.
+
+With a NAME it shows that domain in detail: its state and student, the
+evidence the gate weighs, and, for a domain answered with JSON records, the
+agreement and coverage of each field (the serving version's, else the
+leading candidate's; at most 32 fields by name, the rest as _other), its
+most frequent labels and its latest transitions.`},
 	{name: "export", synopsis: []string{"--domain NAME [--out FILE] [flags]"},
 		summary: "write a domain's pairs as OpenAI fine-tuning JSONL",
 		about: `Reads a running server's admin API. With --out it shows a progress bar on a

@@ -3,7 +3,7 @@
 //
 //	understudy serve [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--data-dir DIR] [--teacher-url URL]
 //	understudy status [--watch]
-//	understudy domains [--json]
+//	understudy domains [NAME] [--json]
 //	understudy export --domain NAME [--out FILE]
 //	understudy train --data FILE.jsonl [--json] [--curve N,N,... [--seeds K]]
 //	understudy config check FILE

@@ -74,3 +74,33 @@ func TestFineTuningWriterInvalidUTF8(t *testing.T) {
 		t.Errorf("wrote %q, want valid UTF-8 JSON with U+FFFD for the bad bytes", out.Bytes())
 	}
 }
+
+// TestFineTuningStructuredAnswer: a teacher's JSON answer is the
+// assistant's content as the teacher wrote it: a string holding the
+// record, key order, spacing and escapes unchanged, not an object.
+func TestFineTuningStructuredAnswer(t *testing.T) {
+	for _, answer := range []string{
+		`{"spam":true,"kind":"phish"}`,
+		"{ \"kind\" : \"ph\\u00efsh\",\n  \"meta\": {\"note\": \"<b>\\\"&\\\"</b>\"}, \"tags\": [\"b\", \"a\"] }",
+		"```json\n{\"a\":1}\n```",
+	} {
+		var out bytes.Buffer
+		if err := NewFineTuningWriter(&out).Write(FineTuningExample{System: "Triage.", Input: "x", Answer: answer}); err != nil {
+			t.Fatal(err)
+		}
+		var line struct {
+			Messages []struct {
+				Role    string          `json:"role"`
+				Content json.RawMessage `json:"content"`
+			} `json:"messages"`
+		}
+		if err := json.Unmarshal(out.Bytes(), &line); err != nil || len(line.Messages) != 3 {
+			t.Fatalf("%s: %v", out.Bytes(), err)
+		}
+		var content string
+		last := line.Messages[2]
+		if err := json.Unmarshal(last.Content, &content); err != nil || last.Role != "assistant" || content != answer {
+			t.Errorf("assistant %s %s, want the string %q", last.Role, last.Content, answer)
+		}
+	}
+}

@@ -3,8 +3,9 @@
 // id, metrics, auth), task-domain detection, the teacher client
 // (keep-alive, timeouts, dial retries, one circuit breaker), the SSE relay
 // that streams teacher answers to the client as they arrive, student
-// answers rendered as OpenAI responses, token and cost accounting, and the
-// admin API. The wire format itself (parsing requests and their
+// answers rendered as OpenAI responses (streamed in pieces, as a teacher
+// streams tokens, and sent only when they are the JSON the request asked
+// for: schema.go), token and cost accounting, and the admin API. The wire format itself (parsing requests and their
 // eligibility, writing responses, reading teacher answers back) is
 // internal/openai's. Routing policy is the
 // router's: the gateway asks it who answers (Decide) and, once a request is

@@ -50,6 +50,7 @@ import (
 	"bytes"
 	"container/list"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -106,14 +107,11 @@ func (c *schemaCache) checkAnswer(r *openai.Request, answer string) error {
 	default:
 		return nil // text, or a format this gateway does not know
 	}
-	v, err := decodeAnswer(answer)
+	v, err := decodeAnswer(answer, !object)
 	if err != nil {
 		return err
 	}
 	if object {
-		if _, ok := v.(map[string]any); !ok {
-			return &answerInvalid{invalidNotJSON, errors.New("the answer is not a JSON object")}
-		}
 		return nil
 	}
 	sch, err := c.schema(r.Schema)
@@ -126,51 +124,92 @@ func (c *schemaCache) checkAnswer(r *openai.Request, answer string) error {
 	return nil
 }
 
-// decodeAnswer reads an answer as one JSON value, numbers as json.Number
-// (what the validator takes), refusing an object that holds a key twice.
-func decodeAnswer(answer string) (any, error) {
-	v, err := jsonschema.UnmarshalJSON(strings.NewReader(answer))
-	if err != nil {
-		return nil, &answerInvalid{invalidNotJSON, err}
+// answerParsers are reused across answers: a fastjson parser keeps its
+// memory.
+var answerParsers fastjson.ParserPool
+
+// decodeAnswer reads an answer as one JSON value and refuses an object
+// that holds a key twice. With build it returns the value as the
+// validator takes it (objects as map[string]any, numbers as json.Number);
+// without, the answer must be an object, and nothing is built.
+func decodeAnswer(answer string, build bool) (any, error) {
+	// fastjson's parser is lenient (it reads "+1" as a number): the
+	// standard library's validator decides what is JSON.
+	if !json.Valid([]byte(answer)) {
+		return nil, &answerInvalid{invalidNotJSON, errors.New("the answer is not one JSON value")}
 	}
-	var p fastjson.Parser
+	p := answerParsers.Get()
+	defer answerParsers.Put(p)
 	fv, err := p.Parse(answer)
 	if err != nil {
 		return nil, &answerInvalid{invalidNotJSON, err}
 	}
-	if key, dup := duplicateKey(fv); dup {
+	if !build && fv.Type() != fastjson.TypeObject {
+		return nil, &answerInvalid{invalidNotJSON, errors.New("the answer is not a JSON object")}
+	}
+	v, key, dup := convert(fv, build)
+	if dup {
 		return nil, &answerInvalid{invalidDuplicateKey, fmt.Errorf("the key %q occurs twice in one object", key)}
 	}
 	return v, nil
 }
 
-// duplicateKey finds a key held twice by one of v's objects. fastjson
-// bounds the nesting it parses (fastjson.MaxDepth), which bounds the
-// recursion.
-func duplicateKey(v *fastjson.Value) (key string, dup bool) {
+// convert walks a parsed value for a key held twice by one object and,
+// with build, returns it as encoding/json would decode it with UseNumber.
+// fastjson bounds the nesting it parses (fastjson.MaxDepth), which bounds
+// the recursion.
+func convert(v *fastjson.Value, build bool) (out any, key string, dup bool) {
 	switch v.Type() {
 	case fastjson.TypeObject:
 		o, _ := v.Object()
-		seen := make(map[string]struct{}, o.Len())
+		m := make(map[string]any, o.Len())
 		o.Visit(func(k []byte, e *fastjson.Value) {
 			if dup {
 				return
 			}
-			if _, ok := seen[string(k)]; ok {
+			if _, ok := m[string(k)]; ok {
 				key, dup = string(k), true
 				return
 			}
-			seen[string(k)] = struct{}{}
-			key, dup = duplicateKey(e)
+			var ev any
+			ev, key, dup = convert(e, build)
+			m[string(k)] = ev
 		})
+		if build {
+			out = m
+		}
 	case fastjson.TypeArray:
-		for _, e := range v.GetArray() {
-			if key, dup = duplicateKey(e); dup {
-				return key, dup
+		elems := v.GetArray()
+		var a []any
+		if build {
+			a = make([]any, 0, len(elems))
+		}
+		for _, e := range elems {
+			var ev any
+			if ev, key, dup = convert(e, build); dup {
+				return nil, key, dup
+			}
+			if build {
+				a = append(a, ev)
 			}
 		}
+		if build {
+			out = a
+		}
+	case fastjson.TypeString:
+		if build {
+			out = string(v.GetStringBytes())
+		}
+	case fastjson.TypeNumber:
+		if build {
+			out = json.Number(v.MarshalTo(nil))
+		}
+	case fastjson.TypeTrue:
+		out = true
+	case fastjson.TypeFalse:
+		out = false
 	}
-	return key, dup
+	return out, key, dup
 }
 
 // schemaCache holds compiled schemas, least recently used first out. It

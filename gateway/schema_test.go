@@ -55,6 +55,9 @@ func TestCheckAnswer(t *testing.T) {
 		{"json_object: two values", &openai.Request{Shape: "json_object"}, `{"a":1} {"a":2}`, invalidNotJSON},
 		{"json_object: duplicate key", &openai.Request{Shape: "json_object"}, `{"a":1,"a":2}`, invalidDuplicateKey},
 		{"json_object: duplicate key inside", &openai.Request{Shape: "json_object"}, `{"a":[{"b":1,"b":1}]}`, invalidDuplicateKey},
+		{"json_object: duplicate key, escaped", &openai.Request{Shape: "json_object"}, `{"a":1,"\u0061":2}`, invalidDuplicateKey},
+		{"json_object: lenient number", &openai.Request{Shape: "json_object"}, `{"a":+1}`, invalidNotJSON},
+		{"json_object: raw control character", &openai.Request{Shape: "json_object"}, "{\"a\":\"x\ty\"}", invalidNotJSON},
 		{"json_schema without a schema is json_object", &openai.Request{Shape: "json_schema:x"}, `"spam"`, invalidNotJSON},
 		{"strict schema: valid", schemaRequest(verdictSchema), good, ""},
 		{"strict schema: keys in another order, spaced", schemaRequest(verdictSchema), ` { "tags": [], "meta": {"lang": "fr"}, "kind": "none", "spam": false } `, ""},
@@ -65,6 +68,10 @@ func TestCheckAnswer(t *testing.T) {
 		{"strict schema: wrong type", schemaRequest(verdictSchema), `{"spam":"yes","kind":"phish","meta":{"lang":"en"},"tags":[]}`, invalidSchemaMismatch},
 		{"strict schema: duplicate key", schemaRequest(verdictSchema), `{"spam":true,"spam":true,"kind":"phish","meta":{"lang":"en"},"tags":[]}`, invalidDuplicateKey},
 		{"strict schema: plain text", schemaRequest(verdictSchema), "spam", invalidNotJSON},
+		{"numbers and nulls", schemaRequest(`{"type":"object","properties":{"n":{"type":"integer","maximum":10},"x":{"type":"null"},"f":{"type":"number","multipleOf":0.5}}}`), `{"n":10,"x":null,"f":1.5}`, ""},
+		{"numbers: a big integer", schemaRequest(`{"type":"object","properties":{"n":{"type":"integer","maximum":10}}}`), `{"n":12345678901234567890}`, invalidSchemaMismatch},
+		{"numbers: 1.0 is an integer", schemaRequest(`{"type":"integer"}`), `1.0`, ""},
+		{"empty array and object", schemaRequest(`{"type":"object","properties":{"a":{"type":"array","maxItems":0},"o":{"type":"object","maxProperties":0}}}`), `{"a":[],"o":{}}`, ""},
 		{"format asserted", schemaRequest(`{"type":"string","format":"date"}`), `"yesterday"`, invalidSchemaMismatch},
 		{"format asserted: valid", schemaRequest(`{"type":"string","format":"date"}`), `"2026-12-03"`, ""},
 		{"draft-07 schema", schemaRequest(`{"$schema":"http://json-schema.org/draft-07/schema#","type":"object","required":["a"]}`), `{"b":1}`, invalidSchemaMismatch},
@@ -220,5 +227,29 @@ func TestSchemaCacheBounded(t *testing.T) {
 	key := sha256.Sum256(bad)
 	if _, ok := c.by[key]; !ok {
 		t.Error("the failed schema is not in the cache")
+	}
+}
+
+// BenchmarkCheckAnswer is what the check adds to a student's answer on
+// the request path, its schema compiled and cached.
+func BenchmarkCheckAnswer(b *testing.B) {
+	answer := `{"spam":true,"kind":"phish","meta":{"lang":"en"},"tags":["urgent","link"]}`
+	for _, bc := range []struct {
+		name string
+		r    *openai.Request
+	}{
+		{"text", &openai.Request{}},
+		{"json_object", &openai.Request{Shape: "json_object"}},
+		{"strict schema", schemaRequest(verdictSchema)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			c := newSchemaCache(schemaCacheEntries, schemaCacheBytes)
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.checkAnswer(bc.r, answer); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

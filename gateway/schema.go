@@ -147,9 +147,18 @@ func decodeAnswer(answer string, build bool) (any, error) {
 	if !build && fv.Type() != fastjson.TypeObject {
 		return nil, &answerInvalid{invalidNotJSON, errors.New("the answer is not a JSON object")}
 	}
-	v, key, dup := convert(fv, build)
+	// fastjson keeps a \u escape it cannot decode (a lone surrogate) as
+	// written, where encoding/json reads U+FFFD: an answer with \u escapes
+	// is built by encoding/json (the validator's own reader).
+	slow := build && strings.Contains(answer, `\u`)
+	v, key, dup := convert(fv, build && !slow)
 	if dup {
 		return nil, &answerInvalid{invalidDuplicateKey, fmt.Errorf("the key %q occurs twice in one object", key)}
+	}
+	if slow {
+		if v, err = jsonschema.UnmarshalJSON(strings.NewReader(answer)); err != nil {
+			return nil, &answerInvalid{invalidNotJSON, err}
+		}
 	}
 	return v, nil
 }

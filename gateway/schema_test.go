@@ -8,10 +8,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"unicode/utf8"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/understudy-dev/understudy/internal/openai"
 )
@@ -252,4 +256,31 @@ func BenchmarkCheckAnswer(b *testing.B) {
 			}
 		})
 	}
+}
+
+// FuzzDecodeAnswer: what decodeAnswer builds is what the validator's own
+// reader (encoding/json, numbers as json.Number) would read, and it
+// refuses exactly what is not JSON.
+func FuzzDecodeAnswer(f *testing.F) {
+	for _, s := range []string{`{"a":1,"b":[1,2.5e3,-0,"x",null,true,false,{}]}`, `"\u00e9\ud83d\ude00"`, `{"a":1,"a":2}`, `[1,]`, `+1`, "{\"a\":\"\xff\"}", `{"\u0061":1,"a":2}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := decodeAnswer(s, true)
+		want, werr := jsonschema.UnmarshalJSON(strings.NewReader(s))
+		switch reason := reasonOf(err); {
+		case werr != nil:
+			if reason != invalidNotJSON {
+				t.Fatalf("%q: encoding/json refuses it (%v), decodeAnswer says %q", s, werr, reason)
+			}
+		case reason == invalidDuplicateKey:
+		case err != nil:
+			t.Fatalf("%q: encoding/json reads it, decodeAnswer refuses it: %v", s, err)
+		case !utf8.ValidString(s):
+			// encoding/json writes invalid UTF-8 as U+FFFD; the validator
+			// counts a string's runes either way.
+		case !reflect.DeepEqual(got, want):
+			t.Fatalf("%q: decodeAnswer %#v, encoding/json %#v", s, got, want)
+		}
+	})
 }

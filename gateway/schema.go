@@ -89,7 +89,7 @@ const (
 
 // answerInvalid is why a student's answer may not be sent.
 type answerInvalid struct {
-	reason string // one of invalidReasons
+	reason string // one of the reasons above
 	err    error
 }
 

@@ -51,6 +51,8 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzScanJSON$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=3s ./internal/openai
 	$(GO) test -run='^$$' -fuzz='^FuzzParseDepthAndKeys$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=3s ./internal/openai
 	$(GO) test -run='^$$' -fuzz='^FuzzRecord$$' -fuzztime=$(FUZZTIME) ./student
+	$(GO) test -run='^$$' -fuzz='^FuzzPieces$$' -fuzztime=$(FUZZTIME) ./internal/openai
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeAnswer$$' -fuzztime=$(FUZZTIME) ./gateway
 	$(GO) test -run='^$$' -fuzz='^FuzzFeaturize$$' -fuzztime=$(FUZZTIME) ./student
 
 ## stress: each package's tests STRESS_COUNT times with the race detector,

@@ -130,3 +130,35 @@ func BenchmarkDueIdle(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkModelPredict measures one prediction through student.Model, as
+// the gateway makes it: featurizing a short e-mail, the ONNX Runtime run
+// and decoding the answer, with the default featurizer and one thread.
+func BenchmarkModelPredict(b *testing.B) {
+	requireRuntime(b)
+	feat := student.DefaultFeaturizer()
+	cfg := ModelConfig{Buckets: feat.Buckets(), Dim: 16, Classes: 3}
+	onnx, err := ExportInference(cfg, NewParams(cfg, 1), 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := &student.Artifact{
+		Domain: "bench", Version: 1, Labels: []string{"spam", "easy_ham", "hard_ham"},
+		Surface: []string{"spam", "easy_ham", "hard_ham"}, Featurizer: feat, Tau: 0.9, Temperature: 1, ONNX: onnx,
+	}
+	m, err := student.Load(a, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	text := "Subject: your invoice is ready\n\nHello, please find attached the invoice for your last order. " +
+		"Payment is due within 30 days; reply to this e-mail with any question about the charges."
+	b.ResetTimer()
+	start := time.Now()
+	for b.Loop() {
+		if _, err := m.Predict(text); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(time.Since(start).Nanoseconds())/1e3/float64(b.N), "µs/prediction")
+}

@@ -112,5 +112,46 @@ func UnmarshalArtifact(b []byte) (*Artifact, error) {
 	if len(a.Labels) == 0 || len(a.Surface) != len(a.Labels) {
 		return nil, fmt.Errorf("decoding artifact: %d labels and %d surface forms", len(a.Labels), len(a.Surface))
 	}
+	if err := a.checkHeads(); err != nil {
+		return nil, fmt.Errorf("decoding artifact: %w", err)
+	}
 	return a, nil
+}
+
+// checkHeads reports whether the heads cover Labels in order, each softmax
+// head with a class, and Order names every head's path once.
+func (a *Artifact) checkHeads() error {
+	if len(a.Heads) == 0 {
+		if len(a.Order) > 0 {
+			return fmt.Errorf("a key order of %d paths without heads", len(a.Order))
+		}
+		return nil
+	}
+	next := 0
+	heads := make(map[string]bool, len(a.Heads))
+	for i, h := range a.Heads {
+		switch {
+		case h.Start != next || h.End < h.Start || h.End > len(a.Labels):
+			return fmt.Errorf("head %d (%q) spans [%d, %d): want it to start at %d, within %d labels", i, h.Path, h.Start, h.End, next, len(a.Labels))
+		case !h.Tags && h.End == h.Start:
+			return fmt.Errorf("softmax head %d (%q) has no label", i, h.Path)
+		case heads[h.Path]:
+			return fmt.Errorf("two heads for path %q", h.Path)
+		}
+		heads[h.Path] = true
+		next = h.End
+	}
+	if next != len(a.Labels) {
+		return fmt.Errorf("heads cover %d of %d labels", next, len(a.Labels))
+	}
+	if len(a.Order) != len(a.Heads) {
+		return fmt.Errorf("key order of %d paths for %d heads", len(a.Order), len(a.Heads))
+	}
+	for _, p := range a.Order {
+		if !heads[p] {
+			return fmt.Errorf("key order names %q, which is no head's path or repeats", p)
+		}
+		delete(heads, p)
+	}
+	return nil
 }

@@ -2,6 +2,8 @@ package student
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 )
 
@@ -39,6 +41,19 @@ type Model struct {
 	feat     *Featurizer
 	sess     *Session
 	bufs     sync.Pool // *[]int64
+	// record, for a structured answer's student, are its heads in the
+	// artifact's Order; byPath their indices in record sorted by path, the
+	// order of the record's label.
+	record []recordHead
+	byPath []int
+}
+
+// recordHead is one head of a structured answer's student as PredictBatch
+// decodes it.
+type recordHead struct {
+	Head
+	// classes are the head's classes, a tags head's sorted by label.
+	classes []int
 }
 
 // Load prepares an artifact for serving. The ONNX Runtime must have been
@@ -52,9 +67,14 @@ func Load(a *Artifact, threads int) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading %s@v%d: %w", a.Domain, a.Version, err)
 	}
+	if err := a.checkHeads(); err != nil {
+		_ = sess.Close()
+		return nil, fmt.Errorf("loading %s@v%d: %w", a.Domain, a.Version, err)
+	}
 	meta := *a
 	meta.ONNX = nil
 	m := &Model{Artifact: &meta, feat: feat, sess: sess}
+	m.record, m.byPath = recordHeads(a)
 	m.bufs.New = func() any { b := make([]int64, 0, a.Featurizer.MaxTokens); return &b }
 	return m, nil
 }
@@ -107,6 +127,10 @@ func (m *Model) PredictBatch(texts []string) ([]Prediction, error) {
 	out := make([]Prediction, len(texts))
 	for i := range texts {
 		row := probs[i*classes : (i+1)*classes]
+		if m.record != nil {
+			out[i] = m.decodeRecord(row)
+			continue
+		}
 		best := 0
 		for c := range row {
 			if row[c] > row[best] {
@@ -117,4 +141,80 @@ func (m *Model) PredictBatch(texts []string) ([]Prediction, error) {
 		out[i] = Prediction{Label: m.Artifact.Labels[best], Answer: m.Artifact.Surface[best], Confidence: conf, Confident: conf >= m.Artifact.Tau}
 	}
 	return out, nil
+}
+
+// recordHeads returns a checked artifact's heads in its Order, and sorted by
+// path; nil for a plain answer's student.
+func recordHeads(a *Artifact) (order []recordHead, byPath []int) {
+	if len(a.Heads) == 0 {
+		return nil, nil
+	}
+	for _, p := range a.Order {
+		h := a.Heads[slices.IndexFunc(a.Heads, func(h Head) bool { return h.Path == p })]
+		rh := recordHead{Head: h}
+		for c := h.Start; c < h.End; c++ {
+			rh.classes = append(rh.classes, c)
+		}
+		if h.Tags {
+			slices.SortFunc(rh.classes, func(x, y int) int { return strings.Compare(a.Labels[x], a.Labels[y]) })
+		}
+		order = append(order, rh)
+	}
+	byPath = make([]int, len(order))
+	for i := range byPath {
+		byPath[i] = i
+	}
+	slices.SortFunc(byPath, func(x, y int) int { return strings.Compare(order[x].Path, order[y].Path) })
+	return order, byPath
+}
+
+// decodeRecord reads a structured answer's probabilities as its heads'
+// answers (see Head): the fields in Order, the record's label as
+// Record.Label writes it (paths sorted, a tags field as the sorted JSON
+// array of its tags), the answer rendered in Order from the surface forms,
+// and the least confident head's confidence.
+func (m *Model) decodeRecord(row []float32) Prediction {
+	a := m.Artifact
+	p := Prediction{Confidence: 1, Fields: make([]FieldPrediction, len(m.record))}
+	surfaces := make([]string, len(m.record))
+	for i, h := range m.record {
+		f := FieldPrediction{Path: h.Path, Confidence: 1}
+		if h.Tags {
+			var vals, surf []string
+			for _, c := range h.classes {
+				pc := float64(row[c])
+				if pc >= 0.5 {
+					vals, surf = append(vals, a.Labels[c]), append(surf, a.Surface[c])
+				}
+				f.Confidence = min(f.Confidence, max(pc, 1-pc))
+			}
+			f.Value = "[" + strings.Join(vals, ",") + "]"
+			surfaces[i] = "[" + strings.Join(surf, ",") + "]"
+		} else {
+			best := h.Start
+			for c := h.Start; c < h.End; c++ {
+				if row[c] > row[best] {
+					best = c
+				}
+			}
+			f.Value, f.Confidence, surfaces[i] = a.Labels[best], float64(row[best]), a.Surface[best]
+		}
+		p.Fields[i] = f
+		p.Confidence = min(p.Confidence, f.Confidence)
+	}
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, at := range m.byPath {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		f := p.Fields[at]
+		b.WriteString(quote(f.Path))
+		b.WriteByte(':')
+		b.WriteString(f.Value)
+	}
+	b.WriteByte('}')
+	p.Label, p.Answer = b.String(), RenderRecord(a.Order, surfaces)
+	p.Confident = p.Confidence >= a.Tau
+	return p
 }

@@ -19,36 +19,63 @@ func benchConfig(hidden int) ModelConfig {
 	return ModelConfig{Buckets: 1 << 17, Dim: 16, Hidden: hidden, Classes: 2}
 }
 
+// benchHeads makes benchConfig's model a structured answer's: a softmax
+// head of two classes and a tags head of eight.
+func benchHeads(cfg ModelConfig) ModelConfig {
+	cfg.Classes = 10
+	cfg.Heads = []student.Head{{Path: "spam", Start: 0, End: 2}, {Path: "tags", Tags: true, Start: 2, End: 10}}
+	return cfg
+}
+
 // benchExamples are n examples of 64..256 Zipf-distributed ids, like hashed
-// word and n-gram features of short documents.
-func benchExamples(cfg ModelConfig, n, maxTokens int) ([][]int64, []int32) {
+// word and n-gram features of short documents, and their targets: a class
+// of each softmax head, a random subset of each tags head.
+func benchExamples(cfg ModelConfig, n, maxTokens int) ([][]int64, [][]int32) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	zipf := rand.NewZipf(rng, 1.1, 2, uint64(cfg.Buckets-2))
 	ids := make([][]int64, n)
-	labels := make([]int32, n)
+	targets := make([][]int32, n)
 	for i := range ids {
 		row := make([]int64, maxTokens/4+rng.IntN(maxTokens*3/4+1))
 		for j := range row {
 			row[j] = int64(1 + zipf.Uint64())
 		}
-		ids[i], labels[i] = row, int32(rng.IntN(cfg.Classes))
+		ids[i] = row
+		for _, h := range cfg.heads() {
+			for c := h.Start; c < h.End; c++ {
+				if h.Tags && rng.IntN(3) == 0 {
+					targets[i] = append(targets[i], int32(c))
+				}
+			}
+			if !h.Tags {
+				targets[i] = append(targets[i], int32(h.Start+rng.IntN(h.End-h.Start)))
+			}
+		}
 	}
-	return ids, labels
+	return ids, targets
 }
 
 // BenchmarkStep measures training throughput: batches of 64 examples of up
 // to 256 ids (and 512, the default featurizer's limit) through the ORT
-// train-step graph.
+// train-step graph, of a plain student and of one with heads (benchHeads).
 func BenchmarkStep(b *testing.B) {
 	requireRuntime(b)
 	const batch = 64
 	for _, bc := range []struct {
 		hidden, threads, maxTokens int
-	}{{0, 1, 256}, {64, 1, 256}, {0, 2, 256}, {0, 1, 512}} {
+		heads                      bool
+	}{{0, 1, 256, false}, {64, 1, 256, false}, {0, 2, 256, false}, {0, 1, 512, false}, {0, 1, 256, true}} {
 		maxTokens := bc.maxTokens
-		b.Run(fmt.Sprintf("hidden=%d/threads=%d/tokens=%d", bc.hidden, bc.threads, maxTokens), func(b *testing.B) {
+		name := fmt.Sprintf("hidden=%d/threads=%d/tokens=%d", bc.hidden, bc.threads, maxTokens)
+		if bc.heads {
+			name += "/heads"
+		}
+		b.Run(name, func(b *testing.B) {
 			cfg := benchConfig(bc.hidden)
-			ids, labels := benchExamples(cfg, 16*batch, maxTokens)
+			if bc.heads {
+				cfg = benchHeads(cfg)
+			}
+			ids, targets := benchExamples(cfg, 16*batch, maxTokens)
 			weights := make([]float32, batch)
 			for i := range weights {
 				weights[i] = 1
@@ -62,7 +89,7 @@ func BenchmarkStep(b *testing.B) {
 			start := time.Now()
 			for i := 0; b.Loop(); i++ {
 				at := (i * batch) % len(ids)
-				if _, err := s.Step(ids[at:at+batch], labels[at:at+batch], weights); err != nil {
+				if _, err := s.Step(ids[at:at+batch], targets[at:at+batch], weights); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -12,7 +12,9 @@ import (
 // ExportInference returns the inference model of a trained student: its
 // weights as initializers, input "ids" int64 [N, L] (N and L dynamic, 0 is
 // padding), output "probs" float32 [N, Classes] = softmax(logits /
-// temperature). It computes what Forward computes. The graph does not check
+// temperature), of a structured answer's student per head (a softmax per
+// softmax head, a sigmoid per tag: see headProbs). It computes what
+// Forward computes. The graph does not check
 // that ids lie in [0, Buckets): the model's metadata "buckets" tells
 // student.Session, which turns the ids outside into padding before a run.
 // Graphs exported before that check them themselves, with three more nodes.
@@ -61,7 +63,27 @@ func ExportInference(cfg ModelConfig, p *Params, temperature float32) ([]byte, e
 	// Gemm's alpha and beta divide the logits by the temperature.
 	inv := float32(1 / t)
 	scaled := b.Op("Gemm", []string{h, w2, b2}, onnxgraph.AttrFloat("alpha", inv), onnxgraph.AttrFloat("beta", inv))
-	b.Node("Softmax", []string{scaled}, []string{student.OutputProbs}, onnxgraph.AttrInt("axis", -1))
+	// A softmax over each softmax head, a sigmoid per tag; a plain
+	// student's one softmax takes the whole row, in one node.
+	segs := cfg.segments()
+	activation := func(sg segment) (string, []onnxgraph.Attr) {
+		if sg.sigmoid {
+			return "Sigmoid", nil
+		}
+		return "Softmax", []onnxgraph.Attr{onnxgraph.AttrInt("axis", -1)}
+	}
+	if len(segs) == 1 {
+		op, attrs := activation(segs[0])
+		b.Node(op, []string{scaled}, []string{student.OutputProbs}, attrs...)
+	} else {
+		parts := make([]string, len(segs))
+		for i, sg := range segs {
+			x := b.Op("Slice", []string{scaled, b.ConstInt64s(int64(sg.start)), b.ConstInt64s(int64(sg.end)), axis1})
+			op, attrs := activation(sg)
+			parts[i] = b.Op(op, []string{x}, attrs...)
+		}
+		b.Node("Concat", parts, []string{student.OutputProbs}, onnxgraph.AttrInt("axis", 1))
+	}
 
 	c := onnxgraph.Fixed(cfg.Classes)
 	b.Output(student.OutputProbs, onnxgraph.Float, n, c)

@@ -11,7 +11,8 @@ import (
 )
 
 // TestExportedModelMatchesForward loads the exported model into a student
-// session and compares its probabilities with softmax(Forward/T).
+// session and compares its probabilities with softmax(Forward/T), of a
+// structured answer's model per head (headProbs).
 func TestExportedModelMatchesForward(t *testing.T) {
 	requireRuntime(t)
 	ids, labels, weights := tinyBatch()
@@ -28,7 +29,7 @@ func TestExportedModelMatchesForward(t *testing.T) {
 			p := NewParams(tc.cfg, 5)
 			st := NewAdamState(tc.cfg)
 			for step := 1; step <= 5; step++ {
-				referenceStep(tc.cfg, DefaultAdam(), p, st, step, ids, labels, weights)
+				referenceStep(tc.cfg, DefaultAdam(), p, st, step, ids, tinyTargets(tc.cfg, labels), weights)
 			}
 			const temp = 1.7
 			onnx, err := ExportInference(tc.cfg, p, temp)
@@ -52,7 +53,11 @@ func TestExportedModelMatchesForward(t *testing.T) {
 				t.Fatalf("classes = %d, want %d", classes, tc.cfg.Classes)
 			}
 			for i, r := range rows {
-				checkProbs(t, fmt.Sprintf("example %d", i), probs[i*classes:(i+1)*classes], softmaxT(Forward(tc.cfg, p, r), temp))
+				want := headProbs(tc.cfg, Forward(tc.cfg, p, r), temp)
+				if tc.cfg.Heads == nil {
+					want = softmaxT(Forward(tc.cfg, p, r), temp)
+				}
+				checkProbs(t, fmt.Sprintf("example %d", i), probs[i*classes:(i+1)*classes], want)
 			}
 			// One example at a time on reused, padded tensors: a short row
 			// after a long one must not see the long one's ids.
@@ -70,7 +75,7 @@ func TestExportedModelMatchesForward(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					checkProbs(t, fmt.Sprintf("round %d, example %d alone", round, i), got, softmaxT(Forward(tc.cfg, p, r), temp))
+					checkProbs(t, fmt.Sprintf("round %d, example %d alone", round, i), got, headProbs(tc.cfg, Forward(tc.cfg, p, r), temp))
 				}
 			}
 		})

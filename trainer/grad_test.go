@@ -7,13 +7,44 @@ import (
 	"github.com/understudy-dev/understudy/student"
 )
 
-// Tiny models for the exact tests, with and without a hidden layer.
+// tinyHeads are a structured answer's heads: a softmax of three classes,
+// two tags heads next to each other with an empty one between them (the
+// three make one segment of sigmoids), and a softmax of two.
+var tinyHeads = []student.Head{
+	{Path: "kind", Start: 0, End: 3},
+	{Path: "tags", Tags: true, Start: 3, End: 5},
+	{Path: "none", Tags: true, Start: 5, End: 5},
+	{Path: "more", Tags: true, Start: 5, End: 6},
+	{Path: "ok", Start: 6, End: 8},
+}
+
+// Tiny models for the exact tests, with and without a hidden layer, plain
+// and with heads.
 var tinyConfigs = []struct {
 	name string
 	cfg  ModelConfig
 }{
 	{"linear", ModelConfig{Buckets: 12, Dim: 4, Classes: 3}},
 	{"hidden", ModelConfig{Buckets: 12, Dim: 4, Hidden: 5, Classes: 3}},
+	{"heads", ModelConfig{Buckets: 12, Dim: 4, Classes: 8, Heads: tinyHeads}},
+	{"heads-hidden", ModelConfig{Buckets: 12, Dim: 4, Hidden: 5, Classes: 8, Heads: tinyHeads}},
+}
+
+// tinyTargets turns labels in [0, 3) into the targets of cfg's examples: a
+// plain model's one class each; with tinyHeads, the label's class of
+// "kind", tags that vary with the example (none, some, all) and a class of
+// "ok".
+func tinyTargets(cfg ModelConfig, labels []int32) [][]int32 {
+	out := make([][]int32, len(labels))
+	for i, l := range labels {
+		if cfg.Heads == nil {
+			out[i] = []int32{l}
+			continue
+		}
+		tags := [][]int32{{3}, {}, {3, 4, 5}, {5}}[i%4]
+		out[i] = append(append([]int32{l}, tags...), 6+int32(i+int(l))%2)
+	}
+	return out
 }
 
 // tinyBatch has repeated ids within and across examples, examples of
@@ -55,8 +86,10 @@ func toParams64(p *Params) params64 {
 }
 
 // loss64 is the objective written out independently of forward and
-// referenceGrads, in float64.
-func loss64(cfg ModelConfig, p params64, ids [][]int64, labels []int32, weights []float32) float64 {
+// referenceGrads, in float64: per head, −log of the probability the head
+// gives its target (a softmax head's one class; each class of a tags head,
+// present or not).
+func loss64(cfg ModelConfig, p params64, ids [][]int64, targets [][]int32, weights []float32) float64 {
 	var sumW, loss float64
 	for _, w := range weights {
 		sumW += float64(w)
@@ -87,11 +120,28 @@ func loss64(cfg ModelConfig, p params64, ids [][]int64, labels []int32, weights 
 				s[c] += h[i] * p.W2[i*cfg.Classes+c]
 			}
 		}
-		var z float64
-		for _, v := range s {
-			z += math.Exp(v)
+		on := map[int]bool{}
+		for _, c := range targets[b] {
+			on[int(c)] = true
 		}
-		loss -= float64(weights[b]) / sumW * (s[labels[b]] - math.Log(z))
+		var nll float64
+		for _, h := range cfg.heads() {
+			for c := h.Start; c < h.End; c++ {
+				switch {
+				case h.Tags && on[c]:
+					nll -= math.Log(1 / (1 + math.Exp(-s[c])))
+				case h.Tags:
+					nll -= math.Log(1 - 1/(1+math.Exp(-s[c])))
+				case on[c]:
+					var z float64
+					for k := h.Start; k < h.End; k++ {
+						z += math.Exp(s[k])
+					}
+					nll -= math.Log(math.Exp(s[c]) / z)
+				}
+			}
+		}
+		loss += float64(weights[b]) / sumW * nll
 	}
 	return loss
 }
@@ -102,6 +152,7 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 	ids, labels, weights := tinyBatch()
 	for _, tc := range tinyConfigs {
 		t.Run(tc.name, func(t *testing.T) {
+			targets := tinyTargets(tc.cfg, labels)
 			p := NewParams(tc.cfg, 7)
 			// Larger embeddings than the default init keep hidden units
 			// away from the ReLU kink and give gradients some size.
@@ -112,13 +163,13 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 			for i := range p.B1 {
 				p.B1[i] = 0.1 * float32(i+1) * float32(1-2*(i%2))
 			}
-			sumW, err := checkBatch(tc.cfg, 0, 0, ids, labels, weights)
+			sumW, err := checkBatch(tc.cfg, 0, 0, ids, targets, weights)
 			if err != nil {
 				t.Fatal(err)
 			}
-			g := referenceGrads(tc.cfg, p, ids, labels, weights, sumW)
+			g := referenceGrads(tc.cfg, p, ids, targets, weights, sumW)
 			p64 := toParams64(p)
-			if l := loss64(tc.cfg, p64, ids, labels, weights); math.Abs(l-g.loss) > 1e-6 {
+			if l := loss64(tc.cfg, p64, ids, targets, weights); math.Abs(l-g.loss) > 1e-6 {
 				t.Fatalf("loss %v, independent loss %v", g.loss, l)
 			}
 			gE := make([]float64, len(p.E))
@@ -130,9 +181,9 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 					const h = 1e-6
 					orig := theta[i]
 					theta[i] = orig + h
-					up := loss64(tc.cfg, p64, ids, labels, weights)
+					up := loss64(tc.cfg, p64, ids, targets, weights)
 					theta[i] = orig - h
-					down := loss64(tc.cfg, p64, ids, labels, weights)
+					down := loss64(tc.cfg, p64, ids, targets, weights)
 					theta[i] = orig
 					numeric := (up - down) / (2 * h)
 					if math.Abs(numeric-analytic[i]) > 1e-7+1e-5*math.Abs(numeric) {

@@ -12,7 +12,7 @@ const opset = 18
 // goes out as P.new, P.m.new, P.v.new.
 const (
 	nameInv     = "inv"     // int64 [B, L]: row of E_u per position, 0 = padding
-	nameLabels  = "labels"  // int64 [B]
+	nameTargets = "targets" // float [B, Classes]: multi-hot Y
 	nameWeights = "weights" // float [B]: normalised, summing to 1
 	nameLR      = "lr"      // float [1]: bias-corrected learning rate
 	nameLoss    = "loss"    // float [1]
@@ -26,17 +26,32 @@ const (
 // (grad_test.go) checks the derivation.
 //
 // Batch of B examples; example b has feature ids x_b1..x_bL (0 = padding),
-// label y_b and weight w_b ≥ 0. Normalised weights ŵ_b = w_b / Σ_b' w_b'.
+// targets Y_b and weight w_b ≥ 0. Normalised weights ŵ_b = w_b / Σ_b' w_b'.
+// The output layer's classes are split into heads (ModelConfig.Heads): a
+// softmax head chooses one of its classes, a tags head says yes or no to
+// each of its own. A plain answer's student has one softmax head over all
+// the classes. Y_b is multi-hot: 1 at the one class of each softmax head
+// and at each present tag of a tags head, else 0.
 //
 //	n_b      = #{l : x_bl ≠ 0}                      non-padding count
 //	c_bl     = [x_bl ≠ 0] / max(n_b, 1)             averaging coefficients
 //	h0_b     = Σ_l c_bl · E[x_bl]                   [Dim]
 //	z_b      = h0_b·W1 + B1,  h_b = ReLU(z_b)       (h_b = h0_b without hidden layer)
 //	s_b      = h_b·W2 + B2                          logits [Classes]
-//	p_b      = softmax(s_b)
-//	loss     = −Σ_b ŵ_b · log p_b[y_b]
+//	p_bc     = softmax(s_b[k])_c  for c in softmax head k (s_b[k]: its logits)
+//	         = σ(s_bc)            for c in a tags head
+//	loss     = Σ_b ŵ_b · ( Σ_{softmax heads k} −Σ_{c∈k} Y_bc log p_bc
+//	                     + Σ_{tag classes c} −Y_bc log p_bc − (1−Y_bc) log(1−p_bc) )
 //
-// Backward, with Y_b the one-hot row of y_b:
+// Each head's term has the same derivative in its logits: for a softmax
+// head, ∂/∂s_c (−log p_y) = p_c − Y_c (as Σ_{c∈k} Y_c = 1); for a sigmoid,
+// ∂/∂s (−Y log σ(s) − (1−Y) log(1−σ(s))) = σ(s) − Y. So the gradient
+// reaching the logits is one expression whatever the heads, and the rest of
+// the backward pass does not know them. The sigmoid term is computed as
+// softplus(s) − Y·s, which it equals (log σ(s) = −softplus(−s),
+// log(1−σ(s)) = −softplus(s), softplus(−s) = softplus(s) − s).
+//
+// Backward:
 //
 //	G_b      = ∂loss/∂s_b = ŵ_b · (p_b − Y_b)        [Classes]
 //	∂B2      = Σ_b G_b
@@ -91,7 +106,7 @@ func (g *stepGraph) build() {
 	b, cfg := g.b, g.cfg
 	fl, i64, fix := onnxgraph.Float, onnxgraph.Int64, onnxgraph.Fixed
 	inv := b.Input(nameInv, i64, fix(g.batch), fix(g.toks))
-	labels := b.Input(nameLabels, i64, fix(g.batch))
+	targets := b.Input(nameTargets, fl, fix(g.batch), fix(cfg.Classes))
 	weights := b.Input(nameWeights, fl, fix(g.batch))
 	lr := b.Input(nameLR, fl, fix(1))
 	eu := g.param(nameEU, g.kmax, cfg.Dim)
@@ -111,7 +126,7 @@ func (g *stepGraph) build() {
 		h = b.Op("Relu", []string{z})
 	}
 	logits := b.Op("Gemm", []string{h, w2, b2})
-	gs := g.lossAndGrad(logits, labels, weights)
+	gs := g.lossAndGrad(logits, targets, weights)
 
 	// Output layer: ∂W2 = hᵀ·G, ∂B2 = Σ_b G, ∂h = G·W2ᵀ.
 	g.adamUpdate("W2", b.Op("Gemm", []string{h, gs}, onnxgraph.AttrInt("transA", 1)), lr)
@@ -158,28 +173,55 @@ func (g *stepGraph) embed(eu, inv, coef string) string {
 	return b.Op("Reshape", []string{weighted, b.ConstInt64s(int64(g.batch), int64(g.cfg.Dim))})
 }
 
-// lossAndGrad emits the loss output and returns G = ŵ ⊙ (softmax − Y).
-func (g *stepGraph) lossAndGrad(logits, labels, weights string) string {
+// lossAndGrad emits the loss output and returns G = ŵ ⊙ (p − Y), p the
+// heads' probabilities. Each segment of the output (ModelConfig.segments)
+// is sliced off the logits unless it is the only one: a plain student's
+// graph is a softmax over the whole row, as before heads existed.
+func (g *stepGraph) lossAndGrad(logits, targets, weights string) string {
 	b := g.b
-	classes := make([]int64, g.cfg.Classes)
-	for c := range classes {
-		classes[c] = int64(c)
+	segs := g.cfg.segments()
+	var probs, terms []string // per segment: p, and Σ-able log-likelihood terms
+	for _, sg := range segs {
+		s, y := logits, targets
+		if len(segs) > 1 {
+			s, y = g.slice(logits, sg.start, sg.end), g.slice(targets, sg.start, sg.end)
+		}
+		if sg.sigmoid {
+			// Y·s − softplus(s) = Y log σ(s) + (1−Y) log(1−σ(s))
+			probs = append(probs, b.Op("Sigmoid", []string{s}))
+			terms = append(terms, b.Op("Sub", []string{b.Op("Mul", []string{y, s}), b.Op("Softplus", []string{s})}))
+			continue
+		}
+		lse := b.Op("ReduceLogSumExp", []string{s, g.axis1}, onnxgraph.AttrInt("keepdims", 1))
+		logp := b.Op("Sub", []string{s, lse})
+		probs = append(probs, b.Op("Exp", []string{logp}))
+		terms = append(terms, b.Op("Mul", []string{y, logp}))
 	}
-	lse := b.Op("ReduceLogSumExp", []string{logits, g.axis1}, onnxgraph.AttrInt("keepdims", 1))
-	logp := b.Op("Sub", []string{logits, lse})
-	prob := b.Op("Exp", []string{logp})
-	classRow := b.Const(onnxgraph.Int64s([]int64{1, int64(g.cfg.Classes)}, classes))
-	onehot := g.cast(b.Op("Equal", []string{b.Op("Unsqueeze", []string{labels, g.axis1}), classRow}), onnxgraph.Float)
+	prob, term := g.concat(probs), g.concat(terms)
 	wcol := b.Op("Unsqueeze", []string{weights, g.axis1})
 
-	// loss = −Σ_b ŵ_b Σ_c Y_bc log p_bc
-	nll := b.Op("Mul", []string{g.sum(b.Op("Mul", []string{onehot, logp}), g.axis1, 1), wcol})
+	// loss = −Σ_b ŵ_b Σ_c term_bc
+	nll := b.Op("Mul", []string{g.sum(term, g.axis1, 1), wcol})
 	total := b.Op("ReduceSum", []string{nll}, onnxgraph.AttrInt("keepdims", 0))
 	neg := b.Op("Neg", []string{total})
 	b.Node("Reshape", []string{neg, b.ConstInt64s(1)}, []string{nameLoss})
 	b.Output(nameLoss, onnxgraph.Float, onnxgraph.Fixed(1))
 
-	return b.Op("Mul", []string{b.Op("Sub", []string{prob, onehot}), wcol})
+	return b.Op("Mul", []string{b.Op("Sub", []string{prob, targets}), wcol})
+}
+
+// slice returns columns [start, end) of x [B, Classes].
+func (g *stepGraph) slice(x string, start, end int) string {
+	b := g.b
+	return b.Op("Slice", []string{x, b.ConstInt64s(int64(start)), b.ConstInt64s(int64(end)), g.axis1})
+}
+
+// concat joins tensors along axis 1; one is returned as it is.
+func (g *stepGraph) concat(xs []string) string {
+	if len(xs) == 1 {
+		return xs[0]
+	}
+	return g.b.Op("Concat", xs, onnxgraph.AttrInt("axis", 1))
 }
 
 // embeddingGrad returns ∂E_u [Kmax, Dim]: per-position gradients

@@ -5,11 +5,15 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+
+	"github.com/understudy-dev/understudy/student"
 )
 
 // ModelConfig is the shape of a fastText-style student: a table of hashed
 // feature embeddings averaged per example, an optional ReLU hidden layer,
-// and a softmax over the classes.
+// and an output layer of one or more heads: a softmax over the classes of
+// a plain answer, or, for a structured answer, a softmax per field and a
+// sigmoid per tag of a tags field.
 type ModelConfig struct {
 	// Buckets is the number of embedding rows, row 0 included: feature ids
 	// are in [1, Buckets) and id 0 is padding.
@@ -18,8 +22,13 @@ type ModelConfig struct {
 	Dim int
 	// Hidden is the hidden layer's width; 0 means no hidden layer.
 	Hidden int
-	// Classes is the number of labels.
+	// Classes is the number of labels: of every head together.
 	Classes int
+	// Heads split the classes into the output heads of a structured
+	// answer's student (student.Head: Start and End, and Tags for a head
+	// of sigmoids); they must cover [0, Classes) in order. Nil: one
+	// softmax over all the classes.
+	Heads []student.Head
 }
 
 // Limits on a ModelConfig, keeping every tensor addressable with int32.
@@ -37,14 +46,72 @@ func (c ModelConfig) Validate() error {
 		return fmt.Errorf("dim: must be at least 1, got %d", c.Dim)
 	case c.Hidden < 0:
 		return fmt.Errorf("hidden: must be at least 0, got %d", c.Hidden)
-	case c.Classes < 2 || c.Classes > maxClasses:
+	case c.Heads == nil && (c.Classes < 2 || c.Classes > maxClasses):
 		return fmt.Errorf("classes: must be in [2, %d], got %d", maxClasses, c.Classes)
+	case c.Heads != nil && (c.Classes < 1 || c.Classes > maxClasses):
+		return fmt.Errorf("classes: must be in [1, %d] with heads, got %d", maxClasses, c.Classes)
 	case c.Buckets > maxTensorElems/c.Dim:
 		return fmt.Errorf("buckets: %d×%d embeddings exceed %d elements", c.Buckets, c.Dim, maxTensorElems)
 	case c.Hidden > 0 && c.Hidden > maxTensorElems/max(c.Dim, c.Classes):
 		return fmt.Errorf("hidden: %d is too wide", c.Hidden)
 	}
+	return checkHeads(c.Heads, c.Classes)
+}
+
+// checkHeads reports whether heads cover [0, classes) in order, each
+// softmax head with at least one class (a tags head may have none: a
+// field whose array was always empty).
+func checkHeads(heads []student.Head, classes int) error {
+	if heads == nil {
+		return nil
+	}
+	next := 0
+	for i, h := range heads {
+		switch {
+		case h.Start != next || h.End < h.Start:
+			return fmt.Errorf("heads: head %d (%q) spans [%d, %d), want it to start at %d", i, h.Path, h.Start, h.End, next)
+		case !h.Tags && h.End == h.Start:
+			return fmt.Errorf("heads: softmax head %d (%q) has no class", i, h.Path)
+		}
+		next = h.End
+	}
+	if next != classes {
+		return fmt.Errorf("heads: cover %d classes, want %d", next, classes)
+	}
 	return nil
+}
+
+// heads returns the output heads: Heads, or one softmax over every class.
+func (c ModelConfig) heads() []student.Head {
+	if c.Heads != nil {
+		return c.Heads
+	}
+	return []student.Head{{Start: 0, End: c.Classes}}
+}
+
+// segment is a run of output classes activated alike: one softmax head, or
+// adjacent sigmoid classes (tags heads next to each other merge, since a
+// sigmoid does not look at its neighbours).
+type segment struct {
+	start, end int
+	sigmoid    bool
+}
+
+// segments returns the output layer's segments in class order, without
+// the empty ones. A plain model has one: a softmax over every class.
+func (c ModelConfig) segments() []segment {
+	var out []segment
+	for _, h := range c.heads() {
+		if h.End == h.Start {
+			continue
+		}
+		if n := len(out); h.Tags && n > 0 && out[n-1].sigmoid && out[n-1].end == h.Start {
+			out[n-1].end = h.End
+			continue
+		}
+		out = append(out, segment{start: h.Start, end: h.End, sigmoid: h.Tags})
+	}
+	return out
 }
 
 // in is the width of the output layer's input: Hidden, or Dim without a

@@ -16,7 +16,7 @@ type grads struct {
 
 // referenceGrads computes the loss and gradients of the batch, which must
 // have passed checkBatch (sumW is its weights' sum).
-func referenceGrads(cfg ModelConfig, p *Params, ids [][]int64, labels []int32, weights []float32, sumW float64) grads {
+func referenceGrads(cfg ModelConfig, p *Params, ids [][]int64, targets [][]int32, weights []float32, sumW float64) grads {
 	in, c := cfg.in(), cfg.Classes
 	g := grads{
 		E:  make(map[int64][]float64),
@@ -30,13 +30,15 @@ func referenceGrads(cfg ModelConfig, p *Params, ids [][]int64, labels []int32, w
 	for b, row := range ids {
 		a := forward(cfg, p, row)
 		wn := float64(weights[b]) / sumW
-		logp := logSoftmax(a.logits)
-		g.loss -= wn * logp[labels[b]]
+		prob, loss := referenceHeads(cfg, a.logits, targets[b])
+		g.loss += wn * loss
 		gs := make([]float64, c)
-		for k, lp := range logp {
-			gs[k] = wn * math.Exp(lp)
+		for k, pk := range prob {
+			gs[k] = wn * pk
 		}
-		gs[labels[b]] -= wn
+		for _, k := range targets[b] {
+			gs[k] -= wn
+		}
 		gh0 := backLayers(cfg, p, a, gs, &g)
 		coef := 1 / float64(max(a.count, 1))
 		for _, id := range row {
@@ -51,6 +53,33 @@ func referenceGrads(cfg ModelConfig, p *Params, ids [][]int64, labels []int32, w
 		}
 	}
 	return g
+}
+
+// referenceHeads returns the output probabilities of one example's logits
+// and its loss given its target classes: per segment of the output, a
+// softmax's −Σ Y log p, or the sigmoids' Σ softplus(s) − Y·s.
+func referenceHeads(cfg ModelConfig, logits []float64, targets []int32) (prob []float64, loss float64) {
+	y := make([]float64, len(logits))
+	for _, k := range targets {
+		y[k] = 1
+	}
+	prob = make([]float64, len(logits))
+	for _, sg := range cfg.segments() {
+		if sg.sigmoid {
+			for k := sg.start; k < sg.end; k++ {
+				s := logits[k]
+				prob[k] = 1 / (1 + math.Exp(-s))
+				loss += softplus(s) - y[k]*s
+			}
+			continue
+		}
+		logp := logSoftmax(logits[sg.start:sg.end])
+		for i, lp := range logp {
+			prob[sg.start+i] = math.Exp(lp)
+			loss -= y[sg.start+i] * lp
+		}
+	}
+	return prob, loss
 }
 
 // backLayers accumulates one example's dense gradients into g given
@@ -92,15 +121,15 @@ func backLayers(cfg ModelConfig, p *Params, a activations, gs []float64, g *grad
 // (t ≥ 1): it computes the same loss and gradients, applies the same lazy
 // Adam update to p and st in place, and returns the loss. It returns NaN,
 // changing nothing, when an argument is invalid.
-func referenceStep(cfg ModelConfig, adam AdamConfig, p *Params, st *AdamState, t int, ids [][]int64, labels []int32, weights []float32) float32 {
+func referenceStep(cfg ModelConfig, adam AdamConfig, p *Params, st *AdamState, t int, ids [][]int64, targets [][]int32, weights []float32) float32 {
 	if p.Check(cfg) != nil || st == nil || st.M.Check(cfg) != nil || st.V.Check(cfg) != nil || adam.Validate() != nil || t < 1 {
 		return float32(math.NaN())
 	}
-	sumW, err := checkBatch(cfg, 0, 0, ids, labels, weights)
+	sumW, err := checkBatch(cfg, 0, 0, ids, targets, weights)
 	if err != nil {
 		return float32(math.NaN())
 	}
-	g := referenceGrads(cfg, p, ids, labels, weights, sumW)
+	g := referenceGrads(cfg, p, ids, targets, weights, sumW)
 	lr := adam.stepLR(t)
 	d := cfg.Dim
 	for id, ge := range g.E {

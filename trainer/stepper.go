@@ -41,11 +41,11 @@ type Stepper struct {
 	session *ort.AdvancedSession
 	values  []ort.Value // every tensor, destroyed on Close
 
-	inv, labels       *ort.Tensor[int64]
-	weights, lr, loss *ort.Tensor[float32]
-	spread            *ort.Tensor[float32] // nil on one thread; see embeddingGrad
-	emb               paramTensors         // E_u: the batch's rows of E
-	dense             []paramTensors
+	inv                        *ort.Tensor[int64]
+	targets, weights, lr, loss *ort.Tensor[float32]
+	spread                     *ort.Tensor[float32] // nil on one thread; see embeddingGrad
+	emb                        paramTensors         // E_u: the batch's rows of E
+	dense                      []paramTensors
 
 	slot  []int32 // per bucket: its row in E_u, 0 when absent
 	uniq  []int64 // per E_u row: its bucket
@@ -139,8 +139,8 @@ func (s *Stepper) allocate() error {
 		return t
 	}
 	b, l := int64(s.batch), int64(s.toks)
-	s.inv, s.labels = newI(b, l), newI(b)
-	s.weights, s.lr, s.loss = newT(b), newT(1), newT(1)
+	s.inv = newI(b, l)
+	s.targets, s.weights, s.lr, s.loss = newT(b, int64(s.cfg.Classes)), newT(b), newT(1), newT(1)
 	if s.threads > 1 {
 		s.spread = newT(b, int64(s.kmax))
 	}
@@ -169,8 +169,8 @@ func (s *Stepper) allocate() error {
 
 // open creates the ONNX Runtime session bound to the tensors.
 func (s *Stepper) open(onnx []byte, threads int) error {
-	inNames := []string{nameInv, nameLabels, nameWeights, nameLR}
-	inVals := []ort.Value{s.inv, s.labels, s.weights, s.lr}
+	inNames := []string{nameInv, nameTargets, nameWeights, nameLR}
+	inVals := []ort.Value{s.inv, s.targets, s.weights, s.lr}
 	outNames := []string{nameLoss}
 	outVals := []ort.Value{s.loss}
 	if s.spread != nil {
@@ -229,23 +229,24 @@ func (s *Stepper) Steps() int {
 
 // Step runs one optimisation step on a batch of at most the stepper's
 // batch size: ids[i] are example i's feature ids (at most maxTokens, each in
-// [1, Buckets)), labels[i] its class and weights[i] ≥ 0 its weight in the
-// loss. It updates the Params and returns the batch's weighted mean loss
-// before the update.
-func (s *Stepper) Step(ids [][]int64, labels []int32, weights []float32) (float32, error) {
+// [1, Buckets)), targets[i] its classes (the one class of each softmax head
+// and the present tags of each tags head; of a plain student, its one
+// class) and weights[i] ≥ 0 its weight in the loss. It updates the Params
+// and returns the batch's weighted mean loss before the update.
+func (s *Stepper) Step(ids [][]int64, targets [][]int32, weights []float32) (float32, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.session == nil {
 		return 0, ErrStepperClosed
 	}
-	sumW, err := checkBatch(s.cfg, s.batch, s.toks, ids, labels, weights)
+	sumW, err := checkBatch(s.cfg, s.batch, s.toks, ids, targets, weights)
 	if err != nil {
 		return 0, err
 	}
 	if err := s.p.Check(s.cfg); err != nil {
 		return 0, fmt.Errorf("running train step: %w", err)
 	}
-	k := s.load(ids, labels, weights, sumW)
+	k := s.load(ids, targets, weights, sumW)
 	defer s.release(k)
 	if err := s.session.Run(); err != nil {
 		return 0, fmt.Errorf("running train step: %w", err)
@@ -261,16 +262,17 @@ func (s *Stepper) Step(ids [][]int64, labels []int32, weights []float32) (float3
 
 // checkBatch validates a batch against cfg (and, when positive, the
 // stepper's batch size and token limit) and returns the weights' sum.
-func checkBatch(cfg ModelConfig, batch, maxTokens int, ids [][]int64, labels []int32, weights []float32) (float64, error) {
+func checkBatch(cfg ModelConfig, batch, maxTokens int, ids [][]int64, targets [][]int32, weights []float32) (float64, error) {
 	n := len(ids)
 	switch {
 	case n == 0:
 		return 0, errors.New("checking batch: no examples")
 	case batch > 0 && n > batch:
 		return 0, fmt.Errorf("checking batch: %d examples exceed the batch size %d", n, batch)
-	case len(labels) != n || len(weights) != n:
-		return 0, fmt.Errorf("checking batch: %d examples but %d labels and %d weights", n, len(labels), len(weights))
+	case len(targets) != n || len(weights) != n:
+		return 0, fmt.Errorf("checking batch: %d examples but %d targets and %d weights", n, len(targets), len(weights))
 	}
+	heads := cfg.heads()
 	var sum float64
 	for i, row := range ids {
 		if maxTokens > 0 && len(row) > maxTokens {
@@ -281,8 +283,8 @@ func checkBatch(cfg ModelConfig, batch, maxTokens int, ids [][]int64, labels []i
 				return 0, fmt.Errorf("checking batch: example %d: id %d outside [1, %d)", i, id, cfg.Buckets)
 			}
 		}
-		if labels[i] < 0 || int(labels[i]) >= cfg.Classes {
-			return 0, fmt.Errorf("checking batch: example %d: label %d outside [0, %d)", i, labels[i], cfg.Classes)
+		if err := checkTargets(heads, cfg.Classes, targets[i]); err != nil {
+			return 0, fmt.Errorf("checking batch: example %d: %w", i, err)
 		}
 		w := float64(weights[i])
 		if math.IsNaN(w) || math.IsInf(w, 0) || w < 0 {
@@ -296,9 +298,43 @@ func checkBatch(cfg ModelConfig, batch, maxTokens int, ids [][]int64, labels []i
 	return sum, nil
 }
 
+// checkTargets reports whether an example's target classes are in
+// [0, classes), distinct, and one per softmax head.
+func checkTargets(heads []student.Head, classes int, targets []int32) error {
+	for j, c := range targets {
+		if c < 0 || int(c) >= classes {
+			return fmt.Errorf("target %d outside [0, %d)", c, classes)
+		}
+		for _, d := range targets[:j] {
+			if d == c {
+				return fmt.Errorf("target %d repeats", c)
+			}
+		}
+	}
+	for _, h := range heads {
+		if h.Tags {
+			continue
+		}
+		n := 0
+		for _, c := range targets {
+			if int(c) >= h.Start && int(c) < h.End {
+				n++
+			}
+		}
+		if n != 1 {
+			head := "the softmax"
+			if h.Path != "" {
+				head = fmt.Sprintf("softmax head %q", h.Path)
+			}
+			return fmt.Errorf("%d targets in %s [%d, %d), want 1", n, head, h.Start, h.End)
+		}
+	}
+	return nil
+}
+
 // load fills the input tensors for a checked batch and returns K, the
 // number of distinct ids, which occupy rows 1..K of E_u.
-func (s *Stepper) load(ids [][]int64, labels []int32, weights []float32, sumW float64) int {
+func (s *Stepper) load(ids [][]int64, targets [][]int32, weights []float32, sumW float64) int {
 	inv := s.inv.GetData()
 	clear(inv)
 	k := 0
@@ -317,11 +353,13 @@ func (s *Stepper) load(ids [][]int64, labels []int32, weights []float32, sumW fl
 	if s.spread != nil {
 		s.spreadCoefficients(ids)
 	}
-	lab, wts := s.labels.GetData(), s.weights.GetData()
-	clear(lab)
+	y, wts, c := s.targets.GetData(), s.weights.GetData(), s.cfg.Classes
+	clear(y)
 	clear(wts)
 	for b := range ids {
-		lab[b] = int64(labels[b])
+		for _, t := range targets[b] {
+			y[b*c+int(t)] = 1
+		}
 		wts[b] = float32(float64(weights[b]) / sumW)
 	}
 	s.lr.GetData()[0] = s.adam.stepLR(s.t)

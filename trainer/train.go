@@ -363,7 +363,8 @@ func (ft *fitter) fit(ctx context.Context, cfg ModelConfig, opts Options, train,
 	}
 	bestLoss, stale := math.Inf(1), 0
 	batch := newBatchBuf(opts.Batch, opts.Featurizer.MaxTokens)
-	labels := make([]int32, 0, opts.Batch)
+	targets := make([][]int32, 0, opts.Batch)
+	one := make([]int32, opts.Batch) // a sample's target
 	ws := make([]float32, 0, opts.Batch)
 	for epoch := 1; epoch <= maxEpochs; epoch++ {
 		rng.Shuffle(len(train), func(i, j int) { train[i], train[j] = train[j], train[i] })
@@ -372,13 +373,14 @@ func (ft *fitter) fit(ctx context.Context, cfg ModelConfig, opts Options, train,
 			if err := ctx.Err(); err != nil {
 				return fitted{}, err
 			}
-			labels, ws = labels[:0], ws[:0]
+			targets, ws = targets[:0], ws[:0]
 			chunk := train[start:min(start+opts.Batch, len(train))]
-			for _, s := range chunk {
-				labels = append(labels, int32(s.class))
+			for i, s := range chunk {
+				one[i] = int32(s.class)
+				targets = append(targets, one[i:i+1])
 				ws = append(ws, weights[s.class])
 			}
-			loss, err := stepper.Step(batch.fill(chunk), labels, ws)
+			loss, err := stepper.Step(batch.fill(chunk), targets, ws)
 			if err != nil {
 				return fitted{}, fmt.Errorf("training step: %w", err)
 			}
@@ -444,6 +446,31 @@ func nll(logits []float32, class int, temp float64) float64 {
 		z += math.Exp(float64(l)/temp - mx)
 	}
 	return mx + math.Log(z) - float64(logits[class])/temp
+}
+
+// softplus is log(1 + eˣ), computed without overflow.
+func softplus(x float64) float64 {
+	if x > 0 {
+		return x + math.Log1p(math.Exp(-x))
+	}
+	return math.Log1p(math.Exp(x))
+}
+
+// headProbs returns the output probabilities of logits at a temperature:
+// a softmax over each softmax head's classes, a sigmoid for each tag; what
+// the inference graph outputs.
+func headProbs(cfg ModelConfig, logits []float32, temp float64) []float64 {
+	p := make([]float64, len(logits))
+	for _, sg := range cfg.segments() {
+		if !sg.sigmoid {
+			copy(p[sg.start:sg.end], softmax(logits[sg.start:sg.end], temp))
+			continue
+		}
+		for c := sg.start; c < sg.end; c++ {
+			p[c] = 1 / (1 + math.Exp(-float64(logits[c])/temp))
+		}
+	}
+	return p
 }
 
 // fitTemperature finds the temperature minimising the holdout NLL

@@ -1,5 +1,6 @@
 // Package trainer owns background training of students: the label space
-// from normalized teacher answers, the distillability rule, featurizing, the
+// from normalized teacher answers (of a structured answer, field by field:
+// one output head per field), the distillability rule, featurizing, the
 // ONNX train-step graph run through ONNX Runtime, calibration, export of a
 // trained version, and the Scheduler that trains domains in the background.
 // The Scheduler stores each version it trains and reports it (Reports), or

@@ -367,7 +367,8 @@ func (s *Scheduler) TrainDomain(ctx context.Context, domain string) (*student.Ar
 	// Whether the domain is open-ended is a question about all its pairs;
 	// a split of them may lack a label (pairs logged grouped by answer)
 	// and then trains without back-testing.
-	if space := BuildLabelSpace(examples, s.cfg.Options.withDefaults().Rule); space.OpenEnded {
+	o := s.cfg.Options.withDefaults()
+	if space := BuildLabelSpace(examples, o.Rule, *o.Normalizer); space.OpenEnded {
 		return nil, nil, &OpenEndedError{Reason: space.Reason}
 	}
 	train, newest := holdOut(examples, min(s.cfg.BacktestPairs, len(examples)/5))

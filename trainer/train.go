@@ -59,6 +59,10 @@ type Options struct {
 	// Default 10.
 	MinCovered int
 	Rule       LabelRule
+	// Normalizer is the one that labelled the examples (config's labels
+	// section), which reads a structured answer's fields. Default: case
+	// folded and a trailing period stripped, config's default.
+	Normalizer *student.Normalizer
 	// Threads for ONNX Runtime. Default 1, so serving keeps its cores.
 	Threads int
 	// UseCUDA trains on the CUDA execution provider when it is available.
@@ -75,7 +79,7 @@ func DefaultOptions() Options {
 	return Options{
 		Featurizer: student.DefaultFeaturizer(), Dim: 16, Batch: 64, MaxEpochs: 30, Patience: 3,
 		Adam: DefaultAdam(), Folds: 5, HoldoutPairs: 2000, Target: 0.95, Margin: 0.01, MinCovered: 10,
-		Rule: DefaultLabelRule(), Threads: 1, Seed: 1,
+		Rule: DefaultLabelRule(), Normalizer: &student.Normalizer{FoldCase: true, StripTrailingPeriod: true}, Threads: 1, Seed: 1,
 	}
 }
 
@@ -109,6 +113,9 @@ func (o Options) withDefaults() Options {
 	if o.Rule == (LabelRule{}) {
 		o.Rule = d.Rule
 	}
+	if o.Normalizer == nil {
+		o.Normalizer = d.Normalizer
+	}
 	if o.Seed == 0 {
 		o.Seed = d.Seed
 	}
@@ -138,7 +145,7 @@ func (e *OpenEndedError) Is(target error) bool { return target == ErrOpenEnded }
 func Train(ctx context.Context, examples []Example, opts Options) (*student.Artifact, error) {
 	opts = opts.withDefaults()
 	began := time.Now()
-	space := BuildLabelSpace(examples, opts.Rule)
+	space, recs := buildLabelSpace(examples, opts.Rule, *opts.Normalizer)
 	if space.OpenEnded {
 		return nil, &OpenEndedError{Reason: space.Reason}
 	}
@@ -146,27 +153,14 @@ func Train(ctx context.Context, examples []Example, opts Options) (*student.Arti
 	if err != nil {
 		return nil, err
 	}
-	classOf := make(map[string]int, len(space.Labels))
-	for i, l := range space.Labels {
-		classOf[l] = i
-	}
-	data := make([]sample, len(examples))
-	var ids []int64
-	for i, e := range examples {
-		c, ok := classOf[e.Label]
-		if !ok {
-			c = -1 // outside the label space: never trained on, always a miss
-		}
-		ids = feat.Featurize(ids[:0], e.Text)
-		data[i] = sample{ids: toInt32(ids), class: c}
-	}
+	data, classes := samples(examples, recs, &space, feat)
 	if opts.Folds < 2 {
 		return nil, fmt.Errorf("training: folds must be at least 2, got %d", opts.Folds)
 	}
 	rng := rand.New(rand.NewPCG(opts.Seed, 0x5eed))
-	folds := deal(data, len(space.Labels), opts.Folds, rng)
+	folds := deal(data, classes, opts.Folds, rng)
 	rounds := min(opts.Folds, max(1, ceilDiv(opts.HoldoutPairs, len(folds[0]))))
-	cfg := ModelConfig{Buckets: opts.Featurizer.Buckets(), Dim: opts.Dim, Hidden: opts.Hidden, Classes: len(space.Labels)}
+	cfg := ModelConfig{Buckets: opts.Featurizer.Buckets(), Dim: opts.Dim, Hidden: opts.Hidden, Classes: len(space.Labels), Heads: space.Heads}
 	ft, err := newFitter(cfg, opts)
 	if err != nil {
 		return nil, err
@@ -188,7 +182,7 @@ func Train(ctx context.Context, examples []Example, opts Options) (*student.Arti
 		if len(train) == 0 || len(appendInSpace(nil, folds[i])) == 0 {
 			return nil, fmt.Errorf("training: %d pairs are too few to hold any out", len(examples))
 		}
-		r, err := ft.fit(ctx, cfg, opts, train, folds[i], opts.MaxEpochs, rng)
+		r, err := ft.fit(ctx, cfg, opts, train, folds[i], classes, opts.MaxEpochs, rng)
 		if err != nil {
 			return nil, err
 		}
@@ -200,16 +194,16 @@ func Train(ctx context.Context, examples []Example, opts Options) (*student.Arti
 	}
 	epochs = max(1, int(math.Round(float64(epochs)/float64(rounds))))
 	all := appendInSpace(nil, data)
-	final, err := ft.fit(ctx, cfg, opts, all, nil, epochs, rng)
+	final, err := ft.fit(ctx, cfg, opts, all, nil, classes, epochs, rng)
 	if err != nil {
 		return nil, err
 	}
 	seen += final.seen
 	trainTime := time.Since(began)
 
-	temp := fitTemperature(logits, holdout)
-	tau, cov, sel, acc := chooseTau(logits, holdout, temp, opts.Target+opts.Margin, opts.MinCovered)
-	start := startTau(logits, holdout, temp, tau, cov)
+	temp := fitTemperature(cfg, logits, holdout)
+	tau, cov, sel, acc := chooseTau(cfg, logits, holdout, temp, opts.Target+opts.Margin, opts.MinCovered)
+	start := startTau(cfg, logits, holdout, temp, tau, cov)
 	onnx, err := ExportInference(cfg, final.params, float32(temp))
 	if err != nil {
 		return nil, err
@@ -218,6 +212,8 @@ func Train(ctx context.Context, examples []Example, opts Options) (*student.Arti
 		CreatedAt:   time.Now().UTC(),
 		Labels:      space.Labels,
 		Surface:     space.Surface,
+		Heads:       space.Heads,
+		Order:       space.Order,
 		Featurizer:  opts.Featurizer,
 		Tau:         tau,
 		StartTau:    start,
@@ -234,11 +230,61 @@ func Train(ctx context.Context, examples []Example, opts Options) (*student.Arti
 	}, nil
 }
 
-// sample is a featurized example; class -1 is outside the label space.
+// sample is a featurized example. Its class is its label's (of a
+// structured answer, its whole record's, which stratifies the folds and
+// weighs the loss), -1 outside the label space. A structured answer's
+// targets are the classes its record sets (LabelSpace.encode), never nil
+// in the space; a plain answer's target is its class, and targets nil.
 // Its ids are int32 (buckets < 2^24) to halve a large training set's memory.
 type sample struct {
-	ids   []int32
-	class int
+	ids     []int32
+	class   int
+	targets []int32
+}
+
+// hits reports whether the sample's answer sets output class c.
+func (s *sample) hits(c int) bool {
+	if s.targets == nil {
+		return c == s.class
+	}
+	return slices.Contains(s.targets, int32(c))
+}
+
+// samples featurizes the examples and places them in the space: a plain
+// one by its label, a structured one by its record (recs[i], from
+// buildLabelSpace). It returns them with the number of classes they are
+// stratified by: labels, or distinct records in the space.
+func samples(examples []Example, recs []*student.Record, space *LabelSpace, feat *student.Featurizer) ([]sample, int) {
+	classOf := make(map[string]int, len(space.Labels))
+	if space.Heads == nil {
+		for i, l := range space.Labels {
+			classOf[l] = i
+		}
+	}
+	data := make([]sample, len(examples))
+	var ids []int64
+	for i, e := range examples {
+		ids = feat.Featurize(ids[:0], e.Text)
+		s := sample{ids: toInt32(ids), class: -1} // outside the space: never trained on, always a miss
+		switch {
+		case space.Heads == nil:
+			if c, ok := classOf[e.Label]; ok {
+				s.class = c
+			}
+		case recs[i] != nil:
+			if t, ok := space.encode(recs[i]); ok {
+				l := recs[i].Label()
+				c, seen := classOf[l]
+				if !seen {
+					c = len(classOf)
+					classOf[l] = c
+				}
+				s.class, s.targets = c, t
+			}
+		}
+		data[i] = s
+	}
+	return data, len(classOf)
 }
 
 func toInt32(ids []int64) []int32 {
@@ -348,14 +394,14 @@ func (ft *fitter) Close() error { return ft.stepper.Close() }
 // improved for Patience epochs and returns the parameters of the best
 // epoch; without one it runs maxEpochs and returns the last. The
 // parameters returned are the fitter's: valid until its next fit.
-func (ft *fitter) fit(ctx context.Context, cfg ModelConfig, opts Options, train, holdout []sample, maxEpochs int, rng *rand.Rand) (fitted, error) {
+func (ft *fitter) fit(ctx context.Context, cfg ModelConfig, opts Options, train, holdout []sample, classes, maxEpochs int, rng *rand.Rand) (fitted, error) {
 	stepper := ft.stepper
 	if err := stepper.Reset(opts.Seed); err != nil {
 		return fitted{}, err
 	}
 	params := stepper.Params()
 
-	weights := classWeights(train, cfg.Classes)
+	weights := classWeights(train, classes)
 	f := fitted{params: params}
 	if holdout != nil {
 		copyParams(ft.best, params)
@@ -364,7 +410,7 @@ func (ft *fitter) fit(ctx context.Context, cfg ModelConfig, opts Options, train,
 	bestLoss, stale := math.Inf(1), 0
 	batch := newBatchBuf(opts.Batch, opts.Featurizer.MaxTokens)
 	targets := make([][]int32, 0, opts.Batch)
-	one := make([]int32, opts.Batch) // a sample's target
+	one := make([]int32, opts.Batch) // a plain sample's target
 	ws := make([]float32, 0, opts.Batch)
 	for epoch := 1; epoch <= maxEpochs; epoch++ {
 		rng.Shuffle(len(train), func(i, j int) { train[i], train[j] = train[j], train[i] })
@@ -376,8 +422,12 @@ func (ft *fitter) fit(ctx context.Context, cfg ModelConfig, opts Options, train,
 			targets, ws = targets[:0], ws[:0]
 			chunk := train[start:min(start+opts.Batch, len(train))]
 			for i, s := range chunk {
-				one[i] = int32(s.class)
-				targets = append(targets, one[i:i+1])
+				if s.targets == nil {
+					one[i] = int32(s.class)
+					targets = append(targets, one[i:i+1])
+				} else {
+					targets = append(targets, s.targets)
+				}
 				ws = append(ws, weights[s.class])
 			}
 			loss, err := stepper.Step(batch.fill(chunk), targets, ws)
@@ -421,7 +471,7 @@ func classWeights(train []sample, classes int) []float32 {
 }
 
 // holdoutLoss is the mean cross-entropy on the in-space holdout samples at
-// a temperature.
+// a temperature (of a structured answer, summed over its heads).
 func holdoutLoss(cfg ModelConfig, p *Params, holdout []sample, temp float64) float64 {
 	var sum float64
 	n := 0
@@ -429,10 +479,37 @@ func holdoutLoss(cfg ModelConfig, p *Params, holdout []sample, temp float64) flo
 		if s.class < 0 {
 			continue
 		}
-		sum += nll(Forward(cfg, p, toInt64(s.ids)), s.class, temp)
+		sum += sampleNLL(cfg, Forward(cfg, p, toInt64(s.ids)), &s, temp)
 		n++
 	}
 	return sum / float64(max(n, 1))
+}
+
+// sampleNLL is the loss of an in-space sample given its logits at a
+// temperature: −log softmax(logits/temp)[class] for a plain answer; for a
+// structured one, summed over the heads (see the derivation in graph.go).
+func sampleNLL(cfg ModelConfig, logits []float32, s *sample, temp float64) float64 {
+	if cfg.Heads == nil {
+		return nll(logits, s.class, temp)
+	}
+	var sum float64
+	for _, h := range cfg.Heads {
+		if h.Tags { // Σ_c softplus(x_c) − Y_c·x_c
+			for c := h.Start; c < h.End; c++ {
+				sum += softplus(float64(logits[c]) / temp)
+			}
+		}
+		for _, c := range s.targets {
+			switch {
+			case int(c) < h.Start || int(c) >= h.End:
+			case h.Tags:
+				sum -= float64(logits[c]) / temp
+			default:
+				sum += nll(logits[h.Start:h.End], int(c)-h.Start, temp)
+			}
+		}
+	}
+	return sum
 }
 
 // nll is -log softmax(logits/temp)[class].
@@ -456,32 +533,17 @@ func softplus(x float64) float64 {
 	return math.Log1p(math.Exp(x))
 }
 
-// headProbs returns the output probabilities of logits at a temperature:
-// a softmax over each softmax head's classes, a sigmoid for each tag; what
-// the inference graph outputs.
-func headProbs(cfg ModelConfig, logits []float32, temp float64) []float64 {
-	p := make([]float64, len(logits))
-	for _, sg := range cfg.segments() {
-		if !sg.sigmoid {
-			copy(p[sg.start:sg.end], softmax(logits[sg.start:sg.end], temp))
-			continue
-		}
-		for c := sg.start; c < sg.end; c++ {
-			p[c] = 1 / (1 + math.Exp(-float64(logits[c])/temp))
-		}
-	}
-	return p
-}
-
 // fitTemperature finds the temperature minimising the holdout NLL
 // (temperature scaling), by golden-section search on log T in [1/20, 20].
-func fitTemperature(logits [][]float32, holdout []sample) float64 {
+// A structured answer's NLL is summed over its heads: one temperature
+// serves them all.
+func fitTemperature(cfg ModelConfig, logits [][]float32, holdout []sample) float64 {
 	f := func(logT float64) float64 {
 		t := math.Exp(logT)
 		var sum float64
-		for i, s := range holdout {
-			if s.class >= 0 {
-				sum += nll(logits[i], s.class, t)
+		for i := range holdout {
+			if holdout[i].class >= 0 {
+				sum += sampleNLL(cfg, logits[i], &holdout[i], t)
 			}
 		}
 		return sum
@@ -504,27 +566,67 @@ func fitTemperature(logits [][]float32, holdout []sample) float64 {
 	return math.Exp((a + b) / 2)
 }
 
+// judge scores the student's answer to a holdout sample, given its logits,
+// at a temperature, as serving decodes it (student.Head): its confidence,
+// the least confident head's (a softmax head's: its likeliest class's
+// probability; a tags head's: its least sure yes/no, max(p, 1−p)), and
+// whether it is the teacher's answer: every head right, never for a
+// sample outside the space.
+func judge(cfg ModelConfig, logits []float32, s *sample, temp float64) (conf float64, correct bool) {
+	p := headProbs(cfg, logits, temp)
+	conf, correct = 1, s.class >= 0
+	for _, h := range cfg.heads() {
+		if h.Tags {
+			for c := h.Start; c < h.End; c++ {
+				conf = min(conf, max(p[c], 1-p[c]))
+				correct = correct && (p[c] >= 0.5) == s.hits(c)
+			}
+			continue
+		}
+		best := h.Start
+		for c := h.Start; c < h.End; c++ {
+			if p[c] > p[best] {
+				best = c
+			}
+		}
+		conf = min(conf, p[best])
+		correct = correct && s.hits(best)
+	}
+	return conf, correct
+}
+
+// headProbs returns the output probabilities of logits at a temperature:
+// a softmax over each softmax head's classes, a sigmoid for each tag; what
+// the inference graph outputs.
+func headProbs(cfg ModelConfig, logits []float32, temp float64) []float64 {
+	p := make([]float64, len(logits))
+	for _, sg := range cfg.segments() {
+		if !sg.sigmoid {
+			copy(p[sg.start:sg.end], softmax(logits[sg.start:sg.end], temp))
+			continue
+		}
+		for c := sg.start; c < sg.end; c++ {
+			p[c] = 1 / (1 + math.Exp(-float64(logits[c])/temp))
+		}
+	}
+	return p
+}
+
 // chooseTau picks the lowest confidence threshold whose selective agreement
 // on the holdout reaches need, among thresholds covering at least
 // minCovered examples. Without one, τ is above 1: the student never
 // answers. It also returns coverage and selective agreement at τ and the
-// plain holdout accuracy.
-func chooseTau(logits [][]float32, holdout []sample, temp, need float64, minCovered int) (tau, coverage, selective, accuracy float64) {
+// plain holdout accuracy. Confidence and agreement are judge's: of a
+// structured answer, of the whole record.
+func chooseTau(cfg ModelConfig, logits [][]float32, holdout []sample, temp, need float64, minCovered int) (tau, coverage, selective, accuracy float64) {
 	type scored struct {
 		conf    float64
 		correct bool
 	}
 	s := make([]scored, len(holdout))
 	right := 0
-	for i, h := range holdout {
-		p := softmax(logits[i], temp)
-		best := 0
-		for c := range p {
-			if p[c] > p[best] {
-				best = c
-			}
-		}
-		s[i] = scored{p[best], best == h.class}
+	for i := range holdout {
+		s[i].conf, s[i].correct = judge(cfg, logits[i], &holdout[i], temp)
 		if s[i].correct {
 			right++
 		}
@@ -557,13 +659,13 @@ func chooseTau(logits [][]float32, holdout []sample, temp, need float64, minCove
 // would block the sequence at its first test when the live agreement there
 // falls short (it did: 0.93–0.94 live at a τ the holdout put at 0.96). It
 // is fixed before any live or back-tested sample, as the sequence needs.
-func startTau(logits [][]float32, holdout []sample, temp, tau, coverage float64) float64 {
+func startTau(cfg ModelConfig, logits [][]float32, holdout []sample, temp, tau, coverage float64) float64 {
 	if coverage <= 0 {
 		return shadow.Thresholds[0]
 	}
 	confs := make([]float64, len(holdout))
 	for i := range holdout {
-		confs[i] = slices.Max(softmax(logits[i], temp))
+		confs[i], _ = judge(cfg, logits[i], &holdout[i], temp)
 	}
 	for _, g := range shadow.Thresholds {
 		n := 0

@@ -27,7 +27,7 @@ func TestBuildLabelSpace(t *testing.T) {
 		return out
 	}
 	closed := ex(append(append(append(rep(5, "spam", "Spam."), rep(2, "spam", "spam")...), rep(4, "ham", "ham")...), "rare", "rare")...)
-	s := BuildLabelSpace(closed, DefaultLabelRule())
+	s := BuildLabelSpace(closed, DefaultLabelRule(), student.Normalizer{})
 	if s.OpenEnded || strings.Join(s.Labels, ",") != "spam,ham" || s.Surface[0] != "Spam." || s.Counts[0] != 7 {
 		t.Errorf("closed: %+v", s)
 	}
@@ -38,13 +38,13 @@ func TestBuildLabelSpace(t *testing.T) {
 	for i := range 50 {
 		open = append(open, fmt.Sprint("answer ", i), fmt.Sprint("Answer ", i))
 	}
-	if s := BuildLabelSpace(ex(open...), DefaultLabelRule()); !s.OpenEnded || !strings.Contains(s.Reason, "open-ended") {
+	if s := BuildLabelSpace(ex(open...), DefaultLabelRule(), student.Normalizer{}); !s.OpenEnded || !strings.Contains(s.Reason, "open-ended") {
 		t.Errorf("open: %+v", s)
 	}
-	if s := BuildLabelSpace(ex(rep(10, "yes", "Yes")...), DefaultLabelRule()); !s.OpenEnded || !strings.Contains(s.Reason, "one answer") {
+	if s := BuildLabelSpace(ex(rep(10, "yes", "Yes")...), DefaultLabelRule(), student.Normalizer{}); !s.OpenEnded || !strings.Contains(s.Reason, "one answer") {
 		t.Errorf("one label: %+v", s)
 	}
-	if s := BuildLabelSpace(closed, LabelRule{MinCount: 3, MinCoverage: 0.5, MaxLabels: 1}); len(s.Labels) != 1 {
+	if s := BuildLabelSpace(closed, LabelRule{MinCount: 3, MinCoverage: 0.5, MaxLabels: 1}, student.Normalizer{}); len(s.Labels) != 1 {
 		t.Errorf("max labels: %+v", s)
 	}
 }
@@ -62,11 +62,11 @@ func TestChooseTau(t *testing.T) {
 		}
 		holdout = append(holdout, sample{class: class})
 	}
-	tau, cov, sel, acc := chooseTau(logits, holdout, 1, 0.96, 10)
+	tau, cov, sel, acc := chooseTau(ModelConfig{Classes: 2}, logits, holdout, 1, 0.96, 10)
 	if cov != 20.0/30 || sel != 1 || acc != 25.0/30 {
 		t.Errorf("tau %v coverage %v selective %v accuracy %v; want coverage 2/3, selective 1, accuracy 5/6", tau, cov, sel, acc)
 	}
-	if tau, _, _, _ := chooseTau(logits, holdout, 1, 0.99, 25); tau <= 1 {
+	if tau, _, _, _ := chooseTau(ModelConfig{Classes: 2}, logits, holdout, 1, 0.99, 25); tau <= 1 {
 		t.Errorf("no threshold reaches 0.99 on 25 samples, but tau = %v", tau)
 	}
 }

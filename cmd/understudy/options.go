@@ -10,6 +10,7 @@ import (
 	"github.com/understudy-dev/understudy/router"
 	"github.com/understudy-dev/understudy/shadow"
 	"github.com/understudy-dev/understudy/storage"
+	"github.com/understudy-dev/understudy/student"
 	"github.com/understudy-dev/understudy/trainer"
 )
 
@@ -43,10 +44,12 @@ func storageOptions(cfg *config.Config, log *slog.Logger, reg prometheus.Registe
 
 // trainerOptions are the training options the config describes, the same
 // for the background trainer and `understudy train`: the trainer section,
-// τ's target from router.agreement_threshold, and the package's defaults
-// for what the config does not set.
+// τ's target from router.agreement_threshold, the labels section's
+// normalizer (which labelled the pairs, and reads a structured answer's
+// fields), and the package's defaults for what the config does not set.
 func trainerOptions(cfg *config.Config) trainer.Options {
 	o := trainer.DefaultOptions()
+	o.Normalizer = &student.Normalizer{FoldCase: cfg.Labels.FoldCase, StripTrailingPeriod: cfg.Labels.StripTrailingPeriod}
 	o.Dim, o.Hidden, o.MaxEpochs = cfg.Trainer.Dim, cfg.Trainer.Hidden, cfg.Trainer.MaxEpochs
 	o.Threads = cfg.Trainer.Threads
 	o.Target = cfg.Router.AgreementThreshold

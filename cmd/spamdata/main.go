@@ -6,6 +6,12 @@
 // Each e-mail's text is its Subject line and body, other headers dropped,
 // cut to 2,000 characters; e-mails whose text repeats one already taken are
 // skipped, so a text has one label.
+//
+// spam-kind.jsonl is the 3-way task asked for a structured answer: its
+// labels are JSON objects, {"spam":true,"kind":"spam"},
+// {"spam":false,"kind":"easy_ham"} or {"spam":false,"kind":"hard_ham"}, keys
+// in that order, which the demo and the tests request with the strict JSON
+// schema written at spamKind.
 package main
 
 import (
@@ -26,6 +32,18 @@ type email struct {
 	Text  string `json:"text"`
 }
 
+// spamKind is a label of spam-kind.jsonl, in its key order. The answer's
+// JSON schema, as the demo and the tests send it:
+//
+//	{"type": "object",
+//	 "properties": {"spam": {"type": "boolean"},
+//	                "kind": {"type": "string", "enum": ["easy_ham", "hard_ham", "spam"]}},
+//	 "required": ["spam", "kind"], "additionalProperties": false}
+type spamKind struct {
+	Spam bool   `json:"spam"`
+	Kind string `json:"kind"`
+}
+
 func main() { taskfile.Main("spamdata", run) }
 
 func run(tgz, out string) error {
@@ -39,7 +57,7 @@ func run(tgz, out string) error {
 		}
 		return emails[i].ID < emails[j].ID
 	})
-	var spamHam, threeWay, subjects []taskfile.Line
+	var spamHam, threeWay, kinds, subjects []taskfile.Line
 	seen := map[string]bool{}
 	seenSubject := map[string]bool{}
 	for _, e := range emails {
@@ -55,7 +73,13 @@ func run(tgz, out string) error {
 			coarse = "spam"
 		}
 		spamHam = append(spamHam, taskfile.Line{Text: text, Label: coarse})
-		threeWay = append(threeWay, taskfile.Line{Text: text, Label: strings.ReplaceAll(kind, "-", "_")})
+		kind = strings.ReplaceAll(kind, "-", "_")
+		threeWay = append(threeWay, taskfile.Line{Text: text, Label: kind})
+		rec, err := json.Marshal(spamKind{Spam: kind == "spam", Kind: kind})
+		if err != nil {
+			return err
+		}
+		kinds = append(kinds, taskfile.Line{Text: text, Label: string(rec)})
 		b := taskfile.Clip(strings.TrimSpace(body), taskfile.MaxText)
 		if subject != "" && b != "" && !seen["body:"+b] {
 			seen["body:"+b] = true
@@ -69,7 +93,7 @@ func run(tgz, out string) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	for name, lines := range map[string][]taskfile.Line{"spam-ham.jsonl": spamHam, "spam-3way.jsonl": threeWay, "subjects.jsonl": subjects} {
+	for name, lines := range map[string][]taskfile.Line{"spam-ham.jsonl": spamHam, "spam-3way.jsonl": threeWay, "spam-kind.jsonl": kinds, "subjects.jsonl": subjects} {
 		if err := taskfile.Write(filepath.Join(out, name), lines); err != nil {
 			return err
 		}

@@ -13,6 +13,11 @@
 //	nouns.jsonl  the 82,000 noun synsets, 25 labels (noun.Tops, the 51
 //	             unique beginners such as "entity", is left out)
 //	verbs.jsonl  the 13,800 verb synsets, 15 labels
+//	pos-category.jsonl
+//	             both, asked for a structured answer: each labelled
+//	             with a JSON object {"pos": "noun"|"verb", "category": C},
+//	             keys in that order, C a coarse semantic type of the
+//	             synset's supersense (see categories)
 //
 // Texts are cut to 2,000 characters; a text that repeats one already taken
 // is skipped, so a text has one label. Lines are grouped by label, labels
@@ -23,10 +28,12 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -49,14 +56,62 @@ var lexNames = [...]string{
 	"verb.stative", "verb.weather", "adj.ppl",
 }
 
-// tasks are the files written: the data file each reads, and the least
-// number of lines it must have for the package to be the right one.
+// tasks are the files written: the data file each reads, its part of
+// speech, and the least number of lines it must have for the package to be
+// the right one.
 var tasks = []struct {
-	name, data string
-	min        int
+	name, data, pos string
+	min             int
 }{
-	{"nouns.jsonl", "data.noun", 80000},
-	{"verbs.jsonl", "data.verb", 13000},
+	{"nouns.jsonl", "data.noun", "noun", 80000},
+	{"verbs.jsonl", "data.verb", "verb", 13000},
+}
+
+// recordTask is the structured task's file: nouns and verbs together.
+const recordTask = "pos-category.jsonl"
+
+// categories group the supersenses into the coarse semantic types of
+// pos-category.jsonl: what a word sense denotes, as a picture dictionary
+// or a search index would file it. A noun is a person, a living thing
+// (animals, plants and their parts), a physical object (artifacts, natural
+// objects, substances, food), a place, or an abstraction (acts, events,
+// states, attributes, shapes, knowledge, communication, groups, ...):
+// close to WordNet's own first split of nouns, physical entity against
+// abstraction, with the physical side cut where users look. Every verb is
+// an action. The 25 fine supersenses are too fine for a student to take
+// much traffic from a few thousand answers (README: WordNet nouns), and the
+// abstract ones are what it confuses most; one type for them all is the
+// distinction a user of the coarse types needs.
+var categories = []struct {
+	pos, category string
+	supersenses   []string
+}{
+	{"noun", "person", []string{"person"}},
+	{"noun", "living_thing", []string{"animal", "plant", "body"}},
+	{"noun", "object", []string{"artifact", "object", "substance", "food"}},
+	{"noun", "place", []string{"location"}},
+	{"noun", "abstraction", []string{"act", "attribute", "cognition", "communication", "event",
+		"feeling", "group", "motive", "phenomenon", "possession", "process", "quantity",
+		"relation", "shape", "state", "time"}},
+	{"verb", "action", []string{"body", "change", "cognition", "communication", "competition",
+		"consumption", "contact", "creation", "emotion", "motion", "perception", "possession",
+		"social", "stative", "weather"}},
+}
+
+// category returns the category of a supersense of part of speech pos.
+func category(pos, supersense string) (string, bool) {
+	for _, c := range categories {
+		if c.pos == pos && slices.Contains(c.supersenses, supersense) {
+			return c.category, true
+		}
+	}
+	return "", false
+}
+
+// posCategory is a label of pos-category.jsonl, in its key order.
+type posCategory struct {
+	POS      string `json:"pos"`
+	Category string `json:"category"`
 }
 
 func main() { taskfile.Main("wordnetdata", run) }
@@ -69,6 +124,7 @@ func run(tgz, out string) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
+	var records []taskfile.Line
 	for _, t := range tasks {
 		raw, ok := files[t.data]
 		if !ok {
@@ -85,7 +141,14 @@ func run(tgz, out string) error {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "wordnetdata: %s: %d texts, %d labels\n", t.name, len(lines), labels(lines))
+		if records, err = appendRecords(records, t.pos, lines); err != nil {
+			return fmt.Errorf("dict/%s: %w", t.data, err)
+		}
 	}
+	if err := taskfile.Write(filepath.Join(out, recordTask), records); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "wordnetdata: %s: %d texts, %d labels\n", recordTask, len(records), labels(records))
 	fmt.Fprintf(os.Stderr, "wordnetdata: wrote %s\n", out)
 	return nil
 }
@@ -163,6 +226,32 @@ func synsets(raw []byte) ([]taskfile.Line, error) {
 		out = append(out, byLabel[l]...)
 	}
 	return out, nil
+}
+
+// appendRecords appends lines, of part of speech pos, as the structured
+// task's: the same text, labelled with its part of speech and its
+// supersense's category, as compact JSON. A text already in dst (a noun's
+// and a verb's alike) is skipped, so a text has one label.
+func appendRecords(dst []taskfile.Line, pos string, lines []taskfile.Line) ([]taskfile.Line, error) {
+	seen := make(map[string]bool, len(dst))
+	for _, l := range dst {
+		seen[l.Text] = true
+	}
+	for _, l := range lines {
+		if seen[l.Text] {
+			continue
+		}
+		c, ok := category(pos, l.Label)
+		if !ok {
+			return nil, fmt.Errorf("supersense %s.%s has no category", pos, l.Label)
+		}
+		b, err := json.Marshal(posCategory{POS: pos, Category: c})
+		if err != nil {
+			return nil, err
+		}
+		dst = append(dst, taskfile.Line{Text: l.Text, Label: string(b)})
+	}
+	return dst, nil
 }
 
 func labels(lines []taskfile.Line) int {

@@ -33,6 +33,12 @@ func TestErrorResponses(t *testing.T) {
 		{"empty messages", "POST", "/v1/chat/completions", `{"model":"m","messages":[]}`, 400, "messages", "missing_required_parameter"},
 		{"bad content", "POST", "/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":42}]}`, 400, "messages[0].content", "invalid_value"},
 		{"chat wrong method", "GET", "/v1/chat/completions", "", 405, "<null>", "method_not_allowed"},
+		{"response_format not an object", "POST", "/v1/chat/completions", `{"model":"m",` + msgs + `,"response_format":"json"}`, 400, "response_format", "invalid_type"},
+		{"response_format without type", "POST", "/v1/chat/completions", `{"model":"m",` + msgs + `,"response_format":{}}`, 400, "response_format.type", "missing_required_parameter"},
+		{"response_format unknown type", "POST", "/v1/chat/completions", `{"model":"m",` + msgs + `,"response_format":{"type":"xml"}}`, 400, "response_format.type", "invalid_value"},
+		{"json_schema without json_schema", "POST", "/v1/chat/completions", `{"model":"m",` + msgs + `,"response_format":{"type":"json_schema"}}`, 400, "response_format.json_schema", "missing_required_parameter"},
+		{"json_schema without name", "POST", "/v1/chat/completions", `{"model":"m",` + msgs + `,"response_format":{"type":"json_schema","json_schema":{"schema":{}}}}`, 400, "response_format.json_schema.name", "missing_required_parameter"},
+		{"json_schema schema not an object", "POST", "/v1/chat/completions", `{"model":"m",` + msgs + `,"response_format":{"type":"json_schema","json_schema":{"name":"n","schema":[]}}}`, 400, "response_format.json_schema.schema", "invalid_type"},
 		{"unknown path", "POST", "/v1/nope", `{}`, 404, "<null>", "unknown_url"},
 		{"root", "GET", "/", "", 404, "<null>", "unknown_url"},
 		{"unknown model", "GET", "/v1/models/nope", "", 404, "model", "model_not_found"},
@@ -248,7 +254,8 @@ func TestSwapLabels(t *testing.T) {
 func TestSimConfig(t *testing.T) {
 	ts := start(t, Config{Tasks: loadTasks(t)})
 	want := map[string]any{"latency": "0s", "jitter": "0s", "chunk_delay": "0s", "error_rate": json.Number("0"),
-		"error_status": json.Number("500"), "swap_labels": false, "unknown_answer": "unknown"}
+		"error_status": json.Number("500"), "swap_labels": false, "unknown_answer": "unknown",
+		"record_variation": json.Number("0")}
 	resp, body := ts.do(t, "GET", "/sim/config", "")
 	if resp.StatusCode != 200 {
 		t.Fatalf("GET /sim/config: %d %s", resp.StatusCode, body)
@@ -276,6 +283,7 @@ func TestSimConfig(t *testing.T) {
 	}{
 		{"error_rate above 1", "POST", "/sim/config", `{"error_rate":1.5}`, 400, "error_rate"},
 		{"error_status below 400", "POST", "/sim/config", `{"error_status":200}`, 400, "error_status"},
+		{"record_variation above 1", "POST", "/sim/config", `{"record_variation":2}`, 400, "record_variation"},
 		{"negative latency", "POST", "/sim/config", `{"latency":"-1s"}`, 400, "latency"},
 		{"latency not a duration", "POST", "/sim/config", `{"latency":"soon"}`, 400, "latency"},
 		{"unknown field", "POST", "/sim/config", `{"latencyy":"1s"}`, 400, "<null>"},
@@ -491,6 +499,7 @@ func TestNewValidates(t *testing.T) {
 		{"error rate above 1", Config{ErrorRate: 1.5}, "error_rate: must be in [0,1], got 1.5"},
 		{"error rate negative", Config{ErrorRate: -0.1}, "error_rate: must be in [0,1]"},
 		{"error rate NaN", Config{ErrorRate: math.NaN()}, "error_rate: must be in [0,1], got NaN"},
+		{"record variation above 1", Config{RecordVariation: 1.5}, "record_variation: must be in [0,1], got 1.5"},
 		{"error status", Config{ErrorStatus: 200}, "error_status: must be in [400,599], got 200"},
 		{"negative latency", Config{Latency: -time.Second}, "latency: must not be negative"},
 		{"negative jitter", Config{Jitter: -time.Second}, "jitter: must not be negative"},

@@ -43,6 +43,12 @@ type Config struct {
 	// UnknownAnswer is the answer to a text no task knows. Default
 	// "unknown".
 	UnknownAnswer string
+	// RecordVariation is the share, in [0,1], of answers that are JSON
+	// objects (a structured task's records) written in another layout than
+	// the task file's, as an LLM's vary: keys in another order, spaced, or
+	// indented over lines; the same members, still valid JSON. Default 0:
+	// every answer as the file has it.
+	RecordVariation float64
 	// Seed seeds the random draws of jitter and error injection. Default 1.
 	Seed uint64
 	// Logger receives the server's few log lines (recovered panics,
@@ -105,23 +111,25 @@ func (c Config) validate() error {
 // settings are the knobs /sim/config changes at run time. A Server holds
 // them behind an atomic pointer and never mutates a published value.
 type settings struct {
-	Latency       time.Duration
-	Jitter        time.Duration
-	ChunkDelay    time.Duration
-	ErrorRate     float64
-	ErrorStatus   int
-	SwapLabels    bool
-	UnknownAnswer string
+	Latency         time.Duration
+	Jitter          time.Duration
+	ChunkDelay      time.Duration
+	ErrorRate       float64
+	ErrorStatus     int
+	SwapLabels      bool
+	UnknownAnswer   string
+	RecordVariation float64
 }
 
 func (c Config) settings() *settings {
 	return &settings{
-		Latency:       c.Latency,
-		Jitter:        c.Jitter,
-		ChunkDelay:    c.ChunkDelay,
-		ErrorRate:     c.ErrorRate,
-		ErrorStatus:   c.ErrorStatus,
-		UnknownAnswer: c.UnknownAnswer,
+		Latency:         c.Latency,
+		Jitter:          c.Jitter,
+		ChunkDelay:      c.ChunkDelay,
+		ErrorRate:       c.ErrorRate,
+		ErrorStatus:     c.ErrorStatus,
+		UnknownAnswer:   c.UnknownAnswer,
+		RecordVariation: c.RecordVariation,
 	}
 }
 
@@ -146,6 +154,9 @@ func (s *settings) validate() error {
 	if math.IsNaN(s.ErrorRate) || s.ErrorRate < 0 || s.ErrorRate > 1 {
 		errs = append(errs, &fieldError{"error_rate", fmt.Sprintf("must be in [0,1], got %v", s.ErrorRate)})
 	}
+	if math.IsNaN(s.RecordVariation) || s.RecordVariation < 0 || s.RecordVariation > 1 {
+		errs = append(errs, &fieldError{"record_variation", fmt.Sprintf("must be in [0,1], got %v", s.RecordVariation)})
+	}
 	if s.ErrorStatus < 400 || s.ErrorStatus > 599 {
 		errs = append(errs, &fieldError{"error_status", fmt.Sprintf("must be in [400,599], got %d", s.ErrorStatus)})
 	}
@@ -154,36 +165,39 @@ func (s *settings) validate() error {
 
 // settingsJSON is the /sim/config representation of settings.
 type settingsJSON struct {
-	Latency       string  `json:"latency"`
-	Jitter        string  `json:"jitter"`
-	ChunkDelay    string  `json:"chunk_delay"`
-	ErrorRate     float64 `json:"error_rate"`
-	ErrorStatus   int     `json:"error_status"`
-	SwapLabels    bool    `json:"swap_labels"`
-	UnknownAnswer string  `json:"unknown_answer"`
+	Latency         string  `json:"latency"`
+	Jitter          string  `json:"jitter"`
+	ChunkDelay      string  `json:"chunk_delay"`
+	ErrorRate       float64 `json:"error_rate"`
+	ErrorStatus     int     `json:"error_status"`
+	SwapLabels      bool    `json:"swap_labels"`
+	UnknownAnswer   string  `json:"unknown_answer"`
+	RecordVariation float64 `json:"record_variation"`
 }
 
 func (s *settings) MarshalJSON() ([]byte, error) {
 	return json.Marshal(settingsJSON{
-		Latency:       s.Latency.String(),
-		Jitter:        s.Jitter.String(),
-		ChunkDelay:    s.ChunkDelay.String(),
-		ErrorRate:     s.ErrorRate,
-		ErrorStatus:   s.ErrorStatus,
-		SwapLabels:    s.SwapLabels,
-		UnknownAnswer: s.UnknownAnswer,
+		Latency:         s.Latency.String(),
+		Jitter:          s.Jitter.String(),
+		ChunkDelay:      s.ChunkDelay.String(),
+		ErrorRate:       s.ErrorRate,
+		ErrorStatus:     s.ErrorStatus,
+		SwapLabels:      s.SwapLabels,
+		UnknownAnswer:   s.UnknownAnswer,
+		RecordVariation: s.RecordVariation,
 	})
 }
 
 // settingsPatch is a POST /sim/config body: every field optional.
 type settingsPatch struct {
-	Latency       *string  `json:"latency"`
-	Jitter        *string  `json:"jitter"`
-	ChunkDelay    *string  `json:"chunk_delay"`
-	ErrorRate     *float64 `json:"error_rate"`
-	ErrorStatus   *int     `json:"error_status"`
-	SwapLabels    *bool    `json:"swap_labels"`
-	UnknownAnswer *string  `json:"unknown_answer"`
+	Latency         *string  `json:"latency"`
+	Jitter          *string  `json:"jitter"`
+	ChunkDelay      *string  `json:"chunk_delay"`
+	ErrorRate       *float64 `json:"error_rate"`
+	ErrorStatus     *int     `json:"error_status"`
+	SwapLabels      *bool    `json:"swap_labels"`
+	UnknownAnswer   *string  `json:"unknown_answer"`
+	RecordVariation *float64 `json:"record_variation"`
 }
 
 // apply returns a copy of old with the patch applied and validated.
@@ -211,6 +225,9 @@ func (p *settingsPatch) apply(old *settings) (*settings, error) {
 	}
 	if p.SwapLabels != nil {
 		s.SwapLabels = *p.SwapLabels
+	}
+	if p.RecordVariation != nil {
+		s.RecordVariation = *p.RecordVariation
 	}
 	if p.UnknownAnswer != nil {
 		s.UnknownAnswer = *p.UnknownAnswer

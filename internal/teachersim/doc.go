@@ -11,7 +11,15 @@
 // request with the same conversation: "instructions", or failing that the
 // first system or developer input item (of the previous_response_id chain,
 // then of the request), is the system prompt, and the request's other
-// input items are the text. It serves
+// input items are the text.
+//
+// A task whose labels are JSON objects is a structured one: the teacher
+// answers with the record as JSON text, whatever the request's
+// response_format (chat) or text.format (Responses API) asks, which are
+// checked as OpenAI checks them but do not change the answer; with
+// [Config.RecordVariation] a share of those answers is written with its
+// keys in another order, spaced or indented, as an LLM's vary (still the
+// same, valid JSON object). It serves
 //
 //	POST   /v1/chat/completions  (plain and "stream": true)
 //	POST   /v1/responses         (plain and "stream": true, OpenAI's event stream)
@@ -25,7 +33,8 @@
 // control surface for tests that is not part of that API:
 //
 //	GET/POST /sim/config   latency, jitter, chunk delay, error injection,
-//	                       label swapping (simulated task drift)
+//	                       label swapping (simulated task drift), record
+//	                       variation
 //	GET      /sim/stats    request and error counts
 //
 // Latency, jitter and injected errors are drawn per request, on every API

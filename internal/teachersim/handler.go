@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -276,6 +277,10 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, n uint64) {
 		s.writeError(ctx, missingParam("messages"))
 		return
 	}
+	if e := readResponseFormat(req.ResponseFormat); e != nil {
+		s.writeError(ctx, e)
+		return
+	}
 	sc.conv.reset()
 	for i, m := range req.Messages {
 		if !sc.conv.add(m.Role, m.Content, "text") {
@@ -325,7 +330,7 @@ func (s *Server) completion(ctx *fasthttp.RequestCtx, n uint64) {
 		return
 	}
 	a, found := s.ix.completion(sc.text)
-	text := set.answer(a, found)
+	text := s.vary(set, set.answer(a, found), found)
 	r := newReply(false, n, req.Model, text, utf8.RuneCount(sc.text))
 	if req.Stream {
 		r.includeUsage = req.StreamOptions.IncludeUsage
@@ -342,7 +347,22 @@ func (s *Server) completion(ctx *fasthttp.RequestCtx, n uint64) {
 // tasks when none has it.
 func (s *Server) answer(set *settings, c *conversation) string {
 	a, found := s.ix.chat(c.system, c.text)
-	return set.answer(a, found)
+	return s.vary(set, set.answer(a, found), found)
+}
+
+// vary returns a known text's answer, when it is a record, written in
+// another layout in a share set.RecordVariation of answers (see
+// record.go); else text.
+func (s *Server) vary(set *settings, text string, found bool) string {
+	if !found || set.RecordVariation == 0 || !strings.HasPrefix(text, "{") {
+		return text
+	}
+	r := s.rngs.Get().(*rand.Rand)
+	defer s.rngs.Put(r)
+	if set.RecordVariation < 1 && r.Float64() >= set.RecordVariation {
+		return text
+	}
+	return restyle(text, r)
 }
 
 // answer is the teacher's answer under these settings.

@@ -348,6 +348,49 @@ func readFormat(raw json.RawMessage) ([]byte, *apiError) {
 	return compact(raw), nil
 }
 
+// readResponseFormat checks a chat request's response_format, as OpenAI
+// does: absent, or an object of a known type, json_schema with a
+// json_schema object naming it and holding its schema object. The answer
+// does not depend on it.
+func readResponseFormat(raw json.RawMessage) *apiError {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	var f struct {
+		Type       string          `json:"type"`
+		JSONSchema json.RawMessage `json:"json_schema"`
+	}
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return decodeError(err, "response_format")
+	}
+	if raw[0] != '{' {
+		return invalidType("response_format", "Invalid type for 'response_format': expected an object.")
+	}
+	switch {
+	case f.Type == "":
+		return missingParam("response_format.type")
+	case !contains(textFormatTypes, f.Type):
+		return invalidParam("response_format.type", fmt.Sprintf("Invalid value for 'response_format.type': '%s'. Supported values are: %s.", f.Type, quoteList(textFormatTypes)))
+	case f.Type != "json_schema":
+		return nil
+	}
+	var s struct {
+		Name   string          `json:"name"`
+		Schema json.RawMessage `json:"schema"`
+	}
+	if err := json.Unmarshal(f.JSONSchema, &s); err != nil || len(f.JSONSchema) == 0 || f.JSONSchema[0] != '{' {
+		return missingParam("response_format.json_schema")
+	}
+	switch {
+	case s.Name == "":
+		return missingParam("response_format.json_schema.name")
+	case len(s.Schema) > 0 && s.Schema[0] != '{':
+		return invalidType("response_format.json_schema.schema", "Invalid type for 'response_format.json_schema.schema': expected an object.")
+	}
+	return nil
+}
+
 // readMetadata checks metadata, an object of string values, and returns
 // it as compact JSON, by default {}.
 func readMetadata(raw json.RawMessage) ([]byte, *apiError) {

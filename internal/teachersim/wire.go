@@ -15,10 +15,11 @@ import (
 // would pass unnoticed on both sides.
 
 type chatRequest struct {
-	Model         string        `json:"model"`
-	Messages      []chatMessage `json:"messages"`
-	Stream        bool          `json:"stream"`
-	StreamOptions streamOptions `json:"stream_options"`
+	Model          string          `json:"model"`
+	Messages       []chatMessage   `json:"messages"`
+	Stream         bool            `json:"stream"`
+	StreamOptions  streamOptions   `json:"stream_options"`
+	ResponseFormat json.RawMessage `json:"response_format"`
 }
 
 type chatMessage struct {
@@ -37,7 +38,7 @@ func (r *chatRequest) reset() {
 	for i := range msgs {
 		msgs[i] = chatMessage{Content: msgs[i].Content[:0]}
 	}
-	*r = chatRequest{Messages: msgs[:0]}
+	*r = chatRequest{Messages: msgs[:0], ResponseFormat: r.ResponseFormat[:0]}
 }
 
 type contentPart struct {

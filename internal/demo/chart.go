@@ -63,6 +63,9 @@ func writeChart(path string, r *Report) error {
 func domainPlot(s Summary, trace []Request) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("%s (%s)", s.Domain, s.State)
+	if st := s.Structured; st != nil {
+		p.Title.Text = fmt.Sprintf("%s (%s; JSON of schema %s, %d of %d valid)", s.Domain, s.State, st.Schema, st.Valid, st.Answers)
+	}
 	p.X.Label.Text = "request index (all domains)"
 	p.Y.Label.Text = fmt.Sprintf("share, last %d requests", chartWindow)
 	// Room above 1 for the legend, where no line goes.
@@ -76,7 +79,11 @@ func domainPlot(s Summary, trace []Request) (*plot.Plot, error) {
 	if err := addLine(p, offload, offloadColor, nil, "offload (student answers)"); err != nil {
 		return nil, err
 	}
-	if err := addLine(p, agreement, agreementColor, nil, "student agrees with the data"); err != nil {
+	agrees := "student agrees with the data"
+	if s.Structured != nil {
+		agrees += " (every field)"
+	}
+	if err := addLine(p, agreement, agreementColor, nil, agrees); err != nil {
 		return nil, err
 	}
 	if s.PromotedAtRequest != nil {

@@ -10,11 +10,13 @@ import (
 // Config configures a demo run. Zero values mean the documented defaults.
 type Config struct {
 	// Dataset is the data set replayed: "spamassassin" (spam/ham,
-	// spam/easy_ham/hard_ham and the open-ended subject line, from
-	// .cache/data/spamassassin) or "wordnet" (a noun's definition into 25
-	// categories of meaning, from .cache/data/wordnet), as make deps
-	// fetches them, or a directory holding one's task files. Default
-	// "spamassassin".
+	// spam/easy_ham/hard_ham as a word and as a JSON record, and the
+	// open-ended subject line, from .cache/data/spamassassin), "wordnet"
+	// (a noun's definition into 25 categories of meaning, from
+	// .cache/data/wordnet) or "wordnet-json" (a noun's or verb's
+	// definition into a JSON record of its part of speech and coarse
+	// semantic type, from .cache/data/wordnet), as make deps fetches them,
+	// or a directory holding one's task files. Default "spamassassin".
 	Dataset string
 	// Requests is how many requests the replay sends in all, over every
 	// task. Default 12000.

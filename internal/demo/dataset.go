@@ -17,24 +17,48 @@ var ErrNoDataset = errors.New("the data set's task files are missing: run \"make
 
 // taskSpec is one task of the demo: a file of the dataset, the domain its
 // requests are sent to, the system prompt that selects it at the teacher,
-// and its share of the traffic.
+// and its share of the traffic. A structured task's answers are JSON
+// objects, asked for with its schema.
 type taskSpec struct {
 	domain, file, system string
 	weight               int
+	schema               *answerSchema // nil: a plain text answer
 }
 
 // dataset is a set of tasks the demo can replay, with the directory that
-// holds their files.
+// holds their files: .cache/data/<dir>, <dir> its name unless set.
 type dataset struct {
 	name, dir string
 	tasks     []taskSpec
 }
 
+// cacheDir is the directory under the cache's data/ that holds d's files.
+func (d dataset) cacheDir() string {
+	if d.dir != "" {
+		return d.dir
+	}
+	return d.name
+}
+
+// The structured tasks' schemas; cmd/spamdata and cmd/wordnetdata write
+// their records in these fields' order.
+var (
+	spamKindSchema = &answerSchema{name: "spam_kind", fields: []schemaField{
+		{name: "spam", typ: "boolean"},
+		{name: "kind", typ: "string", enum: []string{"easy_ham", "hard_ham", "spam"}},
+	}}
+	posCategorySchema = &answerSchema{name: "pos_category", fields: []schemaField{
+		{name: "pos", typ: "string", enum: []string{"noun", "verb"}},
+		{name: "category", typ: "string", enum: []string{"person", "living_thing", "object", "place", "abstraction", "action"}},
+	}}
+)
+
 // datasets are the data sets the demo knows, each written under
-// .cache/data/<name> by scripts/fetch-<name>.sh (make deps). The first is
+// .cache/data/<dir> by scripts/fetch-<dir>.sh (make deps). The first is
 // the default.
 var datasets = []dataset{
-	// SpamAssassin: two closed tasks that can be distilled, and subjects,
+	// SpamAssassin: closed tasks that can be distilled — spam/ham, the
+	// 3-way triage as a word and as a JSON record — and subjects,
 	// open-ended (nearly every answer differs), which no student may ever
 	// answer.
 	{name: "spamassassin", tasks: []taskSpec{
@@ -42,6 +66,8 @@ var datasets = []dataset{
 			system: "Is this e-mail spam or ham? Answer with one word."},
 		{domain: "spam-triage", file: "spam-3way.jsonl", weight: 2,
 			system: "Classify this e-mail as spam, easy_ham or hard_ham. Answer with the label only."},
+		{domain: "spam-json", file: "spam-kind.jsonl", weight: 2, schema: spamKindSchema,
+			system: "Triage this e-mail. Answer in JSON: spam (true or false) and kind (spam, easy_ham or hard_ham)."},
 		{domain: "subjects", file: "subjects.jsonl", weight: 1,
 			system: "What is the subject line of this e-mail? Answer with the subject only."},
 	}},
@@ -50,6 +76,12 @@ var datasets = []dataset{
 	{name: "wordnet", tasks: []taskSpec{
 		{domain: "noun-sense", file: "nouns.jsonl", weight: 1,
 			system: "Which category of meaning does this noun belong to (artifact, person, plant, animal, act, ...)? Answer with the category only."},
+	}},
+	// WordNet as a structured task: a noun's or a verb's definition into
+	// its part of speech and a coarse semantic type.
+	{name: "wordnet-json", dir: "wordnet", tasks: []taskSpec{
+		{domain: "sense-json", file: "pos-category.jsonl", weight: 1, schema: posCategorySchema,
+			system: "Describe this word sense in JSON: pos (noun or verb) and category (person, living_thing, object, place, abstraction or action)."},
 	}},
 }
 
@@ -60,7 +92,7 @@ var datasets = []dataset{
 func findDataset(arg string) (dataset, error) {
 	for _, d := range datasets {
 		if arg == d.name {
-			path, err := cache.Find(filepath.Join("data", d.name, d.tasks[0].file))
+			path, err := cache.Find(filepath.Join("data", d.cacheDir(), d.tasks[0].file))
 			if err != nil {
 				return dataset{}, fmt.Errorf("reading dataset %s: %w (%w)", d.name, ErrNoDataset, err)
 			}

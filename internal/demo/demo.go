@@ -76,11 +76,16 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, finish(cfg, rep)
 }
 
+// recordVariation is the share of a structured task's answers that the
+// teacher writes in another layout than the data set's (keys in another
+// order, spaced or indented), as an LLM's answers vary.
+const recordVariation = 0.2
+
 // startTeacher serves teacher-sim on a loopback port until ctx ends; done
 // is closed once it has stopped.
 func startTeacher(ctx context.Context, cfg Config, loaded []teachersim.Task) (string, <-chan struct{}, error) {
 	sim, err := teachersim.New(teachersim.Config{Tasks: loaded, Latency: cfg.TeacherLatency,
-		Jitter: cfg.TeacherJitter, Seed: cfg.Seed})
+		Jitter: cfg.TeacherJitter, Seed: cfg.Seed, RecordVariation: recordVariation})
 	if err != nil {
 		return "", nil, fmt.Errorf("starting teacher-sim: %w", err)
 	}
@@ -101,8 +106,9 @@ func startTeacher(ctx context.Context, cfg Config, loaded []teachersim.Task) (st
 // or the gateway exits during the replay.
 func replayAll(ctx context.Context, cfg Config, gw *gateway, tasks []taskSpec, jobs []job) (*Report, error) {
 	t := newTally(tasks)
-	r := newReplayer("http://"+gw.addr+"/v1/", jobs, cfg.Concurrency, prices{cfg.InputPrice, cfg.OutputPrice}, t)
-	mon := newMonitor(gw.adminAddr)
+	names := &domainNames{}
+	r := newReplayer("http://"+gw.addr+"/v1/", jobs, cfg.Concurrency, prices{cfg.InputPrice, cfg.OutputPrice}, t, names)
+	mon := newMonitor(gw.adminAddr, names)
 	started := time.Now()
 	prog := &progress{tasks: tasks, out: cfg.Out, live: cfg.Live, every: cfg.ProgressEvery, total: len(jobs), start: started, tally: t, mon: mon}
 
@@ -148,8 +154,14 @@ func buildReport(cfg Config, tasks []taskSpec, started time.Time, elapsed time.D
 		}
 		s := summarize(spec.domain, r.trace, at)
 		s.State, s.GatewaySpentUSD, s.GatewaySavedUSD, s.Routing = v.State, v.SpentDollars, v.SavedDollars, v.Routing
+		if name := mon.names.get(spec.domain); name != spec.domain {
+			s.GatewayDomain = name
+		}
 		if promoted {
 			s.PromotedVersion = p.version
+		}
+		if spec.schema != nil {
+			s.Structured = summarizeStructured(spec.domain, spec.schema, r.trace)
 		}
 		rep.Domains = append(rep.Domains, s)
 	}

@@ -119,8 +119,8 @@ func TestSchedule(t *testing.T) {
 			streamed++
 		}
 	}
-	if perTask[0] < 300 || perTask[2] > 300 || streamed < 250 || streamed > 420 {
-		t.Errorf("per task %v (weights 2:2:1), %d streamed of 1000 (want about a third)", perTask, streamed)
+	if perTask[0] < 230 || perTask[3] > 230 || streamed < 250 || streamed > 420 {
+		t.Errorf("per task %v (weights 2:2:2:1), %d streamed of 1000 (want about a third)", perTask, streamed)
 	}
 }
 

@@ -3,10 +3,15 @@
 //
 // [Run] starts the teacher simulator in-process on loopback, answering the
 // tasks of a data set, each with its own system prompt and a latency like
-// a real LLM's: three built from the SpamAssassin corpus (spam/ham,
-// spam/easy_ham/hard_ham, and the open-ended "what is the subject line"),
-// or, harder, WordNet's noun definitions classified into 25 categories of
-// meaning. It starts the gateway as a child process (the running
+// a real LLM's: four built from the SpamAssassin corpus (spam/ham,
+// spam/easy_ham/hard_ham as a word and as a JSON record, and the
+// open-ended "what is the subject line"), or, harder, WordNet's noun
+// definitions classified into 25 categories of meaning, or WordNet's nouns
+// and verbs described as a JSON record (part of speech and a coarse
+// semantic type). A structured task's requests carry its strict JSON
+// schema (response_format, text.format), the teacher writes a fifth of its
+// records in another layout, as an LLM's vary, and every answer is checked
+// against the schema. It starts the gateway as a child process (the running
 // executable's `serve`), with a temporary data directory and default
 // settings, and replays the tasks' texts through it concurrently with the
 // official openai-go SDK, streamed and plain, each task in its own domain

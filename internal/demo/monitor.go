@@ -39,10 +39,41 @@ func (v domainView) promotion() (time.Time, int, bool) {
 	return time.Time{}, 0, false
 }
 
+// domainNames maps the demo's domains to the gateway's: a request asking
+// for a JSON schema is in the domain its X-Understudy-Domain names with
+// the shape appended ("spam-json.schema-1a2b3c4d"), which the gateway
+// tells in its answers' X-Understudy-Domain header.
+type domainNames struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+// set records the gateway's name of a domain.
+func (d *domainNames) set(domain, gateway string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil {
+		d.m = map[string]string{}
+	}
+	d.m[domain] = gateway
+}
+
+// get returns the gateway's name of a domain: the domain's own until an
+// answer has told another.
+func (d *domainNames) get(domain string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if g, ok := d.m[domain]; ok {
+		return g
+	}
+	return domain
+}
+
 // monitor polls the gateway's admin API for the domains' routing state.
 type monitor struct {
 	url    string
 	client *http.Client
+	names  *domainNames
 
 	mu    sync.Mutex
 	views map[string]domainView
@@ -58,9 +89,9 @@ type promotion struct {
 	version int
 }
 
-func newMonitor(adminAddr string) *monitor {
+func newMonitor(adminAddr string, names *domainNames) *monitor {
 	return &monitor{url: "http://" + adminAddr + "/admin/domains", client: &http.Client{Timeout: 5 * time.Second},
-		views: map[string]domainView{}, promoted: map[string]promotion{}}
+		names: names, views: map[string]domainView{}, promoted: map[string]promotion{}}
 }
 
 // run polls until ctx ends. Failed polls are kept for the progress lines,
@@ -117,9 +148,10 @@ func (m *monitor) fetch(ctx context.Context) ([]domainView, error) {
 	return body.Domains, nil
 }
 
-// view returns the last view of a domain (zero before the gateway has seen
-// it) and its first promotion, if any.
+// view returns the last view of a domain of the demo's (zero before the
+// gateway has seen it) and its first promotion, if any.
 func (m *monitor) view(domain string) (domainView, promotion, bool) {
+	domain = m.names.get(domain)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p, ok := m.promoted[domain]

@@ -32,8 +32,17 @@ type Request struct {
 	// API is "chat" (chat completions) or "responses" (the Responses
 	// API); both reach the same domain.
 	API string `json:"api"`
-	// Correct: the answer equals the data set's label for the e-mail.
+	// Correct: the answer equals the data set's label for the text (a
+	// structured domain's: is valid of its schema with every field equal).
 	Correct bool `json:"correct"`
+	// Valid, for a structured domain's answer, says whether it is valid
+	// JSON of the schema it was asked with, and Invalid what is wrong;
+	// Answer is its text and Label the data set's record (a plain answer is
+	// summed up by Correct).
+	Valid   *bool  `json:"valid,omitempty"`
+	Invalid string `json:"invalid,omitempty"`
+	Answer  string `json:"answer,omitempty"`
+	Label   string `json:"label,omitempty"`
 	// StartMS is when the request was sent, in milliseconds since the
 	// replay began; LatencyMS is from then to the end of its response.
 	StartMS   float64 `json:"start_ms"`
@@ -64,6 +73,7 @@ type replayer struct {
 	start     time.Time
 	prices    prices
 	tally     *tally
+	names     *domainNames
 }
 
 // prices are the teacher's, in dollars per million tokens.
@@ -74,7 +84,7 @@ func (p prices) cost(prompt, completion int64) float64 {
 	return (float64(prompt)*p.input + float64(completion)*p.output) / 1e6
 }
 
-func newReplayer(baseURL string, jobs []job, concurrency int, p prices, t *tally) *replayer {
+func newReplayer(baseURL string, jobs []job, concurrency int, p prices, t *tally, names *domainNames) *replayer {
 	tr := &http.Transport{MaxIdleConnsPerHost: concurrency, IdleConnTimeout: time.Minute}
 	return &replayer{
 		client: openai.NewClient(option.WithBaseURL(baseURL), option.WithAPIKey("demo"),
@@ -84,6 +94,7 @@ func newReplayer(baseURL string, jobs []job, concurrency int, p prices, t *tally
 		trace:     make([]Request, len(jobs)),
 		prices:    p,
 		tally:     t,
+		names:     names,
 	}
 }
 
@@ -131,6 +142,9 @@ func (r *replayer) send(ctx context.Context, j job) Request {
 		openai.SystemMessage(spec.system), openai.UserMessage(j.text)}}
 	rparams := responses.ResponseNewParams{Model: model, Instructions: openai.String(spec.system),
 		Input: responses.ResponseNewParamsInputUnion{OfString: openai.String(j.text)}}
+	if spec.schema != nil {
+		params.ResponseFormat, rparams.Text = spec.schema.chatFormat(), spec.schema.textFormat()
+	}
 	var (
 		a   answer
 		err error
@@ -155,7 +169,19 @@ func (r *replayer) send(ctx context.Context, j job) Request {
 		return req
 	}
 	req.Route = routeOf(resp)
+	if name := domainOf(resp); name != "" && name != spec.domain {
+		r.names.set(spec.domain, name)
+	}
 	req.Correct = strings.EqualFold(strings.TrimSpace(a.content), strings.TrimSpace(j.label))
+	if spec.schema != nil {
+		_, err := spec.schema.check(a.content)
+		valid := err == nil
+		req.Valid, req.Answer, req.Label = &valid, a.content, j.label
+		req.Correct = valid && allTrue(fieldsEqual(a.content, j.label))
+		if err != nil {
+			req.Invalid = err.Error()
+		}
+	}
 	req.PromptTokens, req.CompletionTokens = a.prompt, a.completion
 	req.CostUSD = r.prices.cost(a.prompt, a.completion)
 	return req
@@ -170,6 +196,14 @@ func routeOf(resp *http.Response) string {
 		return v
 	}
 	return "unknown"
+}
+
+// domainOf reads the gateway's name of the request's domain.
+func domainOf(resp *http.Response) string {
+	if resp == nil {
+		return ""
+	}
+	return resp.Header.Get("X-Understudy-Domain")
 }
 
 // plain sends a non-streamed chat completion.

@@ -44,6 +44,10 @@ type Settings struct {
 // the trace alone.
 type Summary struct {
 	Domain string `json:"domain"`
+	// GatewayDomain is the gateway's name of the domain where it differs:
+	// a request that asks for a JSON schema is in the domain it names with
+	// the schema's shape appended.
+	GatewayDomain string `json:"gateway_domain,omitempty"`
 	// State is the domain's routing state at the end, per the gateway.
 	State string `json:"state"`
 	// PromotedAtMS is when the gateway first promoted the domain's student
@@ -84,11 +88,66 @@ type Summary struct {
 	// usage its response reported).
 	SpentUSD float64 `json:"spent_usd"`
 	SavedUSD float64 `json:"saved_usd"`
+	// Structured is set for a domain whose answers are JSON records asked
+	// for with a schema.
+	Structured *StructuredSummary `json:"structured,omitempty"`
 	// GatewaySpentUSD and GatewaySavedUSD are the gateway's own figures
 	// (admin API; it prices a student answer at the domain's mean teacher
 	// usage).
 	GatewaySpentUSD float64 `json:"gateway_spent_usd"`
 	GatewaySavedUSD float64 `json:"gateway_saved_usd"`
+}
+
+// StructuredSummary is what a structured domain's answers were, from the
+// trace: valid JSON of the schema they were asked with, and how the
+// student's fields compare with the data set's records.
+type StructuredSummary struct {
+	// Schema is the name of the JSON schema the requests sent (strict).
+	Schema string `json:"schema"`
+	// Answers counts the domain's answers (requests less errors), Valid
+	// those valid of the schema; StudentAnswers and StudentValid the same
+	// for the student's.
+	Answers        int `json:"answers"`
+	Valid          int `json:"valid"`
+	StudentAnswers int `json:"student_answers"`
+	StudentValid   int `json:"student_valid"`
+	// StudentFields is, per field of the schema, the share of the
+	// student's answers whose field equals the data set's (every field
+	// equal is Summary.StudentAgreement).
+	StudentFields map[string]float64 `json:"student_fields"`
+}
+
+// summarizeStructured computes a structured domain's StructuredSummary
+// from the trace.
+func summarizeStructured(domain string, schema *answerSchema, trace []Request) *StructuredSummary {
+	s := &StructuredSummary{Schema: schema.name, StudentFields: map[string]float64{}}
+	fieldsRight := map[string]int{}
+	for _, r := range trace {
+		if r.Domain != domain || r.Route == routeError {
+			continue
+		}
+		valid := r.Valid != nil && *r.Valid
+		s.Answers++
+		if valid {
+			s.Valid++
+		}
+		if !isStudent(r.Route) {
+			continue
+		}
+		s.StudentAnswers++
+		if valid {
+			s.StudentValid++
+		}
+		for f, ok := range fieldsEqual(r.Answer, r.Label) {
+			if ok {
+				fieldsRight[f]++
+			}
+		}
+	}
+	for _, f := range schema.fields {
+		s.StudentFields[f.name] = ratio(fieldsRight[f.name], s.StudentAnswers)
+	}
+	return s
 }
 
 // LatencyStats are one route's latency percentiles (nearest rank).

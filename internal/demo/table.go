@@ -3,6 +3,7 @@ package demo
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -23,6 +24,7 @@ func printSummary(w io.Writer, rep *Report) {
 			promotedText(s), offloadText(s), agreementText(s), s.SpentUSD, s.SavedUSD, s.GatewaySavedUSD)
 	}
 	_ = tw.Flush()
+	printStructured(w, rep)
 
 	fmt.Fprintln(w, "\nlatency by route, ms (p50 / p99, requests)")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -36,6 +38,47 @@ func printSummary(w io.Writer, rep *Report) {
 	}
 	_ = tw.Flush()
 	printTotals(w, rep)
+}
+
+// printStructured checks each structured domain's answers: how many are
+// valid JSON of the schema they were asked with (all should be), and how
+// often each of the student's fields agrees with the data set.
+func printStructured(w io.Writer, rep *Report) {
+	for _, s := range rep.Domains {
+		st := s.Structured
+		if st == nil {
+			continue
+		}
+		verdict := "all valid"
+		if st.Valid < st.Answers {
+			verdict = fmt.Sprintf("%d NOT VALID (see \"invalid\" in the report's trace)", st.Answers-st.Valid)
+		}
+		name := s.Domain
+		if s.GatewayDomain != "" {
+			name += " (the gateway's " + s.GatewayDomain + ")"
+		}
+		fmt.Fprintf(w, "\n%s: answers checked against the strict JSON schema %q: %d of %d valid, %d of %d of the student's; %s\n",
+			name, st.Schema, st.Valid, st.Answers, st.StudentValid, st.StudentAnswers, verdict)
+		if st.StudentAnswers == 0 {
+			continue
+		}
+		fields := make([]string, 0, len(st.StudentFields))
+		for _, f := range sortedKeys(st.StudentFields) {
+			fields = append(fields, fmt.Sprintf("%s %.2f%%", f, 100*st.StudentFields[f]))
+		}
+		fmt.Fprintf(w, "%s: the student's fields agree with the data: %s; every field %.2f%%\n",
+			s.Domain, strings.Join(fields, ", "), 100*s.StudentAgreement)
+	}
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys(m map[string]float64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 // printTotals writes the spend and savings over all domains.

@@ -11,9 +11,8 @@
 #   pos-category.jsonl
 #                both, asked for a structured answer: the label is a JSON
 #                object {"pos":"noun"|"verb","category":C}, C a coarse type
-#                of the supersense: person, living_thing, object, place or
-#                abstraction for nouns, action for verbs (cmd/wordnetdata
-#                lists the grouping)
+#                of the supersense: person, physical or abstract for nouns,
+#                action for verbs (cmd/wordnetdata lists the grouping)
 #
 # A harder task than SpamAssassin: a fastText-style student reaches about
 # 0.8 accuracy on nouns with all the data, about 0.55 with 1,000 examples.

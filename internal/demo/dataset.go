@@ -49,7 +49,7 @@ var (
 	}}
 	posCategorySchema = &answerSchema{name: "pos_category", fields: []schemaField{
 		{name: "pos", typ: "string", enum: []string{"noun", "verb"}},
-		{name: "category", typ: "string", enum: []string{"person", "living_thing", "object", "place", "abstraction", "action"}},
+		{name: "category", typ: "string", enum: []string{"person", "physical", "abstract", "action"}},
 	}}
 )
 
@@ -81,7 +81,7 @@ var datasets = []dataset{
 	// its part of speech and a coarse semantic type.
 	{name: "wordnet-json", dir: "wordnet", tasks: []taskSpec{
 		{domain: "sense-json", file: "pos-category.jsonl", weight: 1, schema: posCategorySchema,
-			system: "Describe this word sense in JSON: pos (noun or verb) and category (person, living_thing, object, place, abstraction or action)."},
+			system: "Describe this word sense in JSON: pos (noun or verb) and category (person, physical, abstract or action)."},
 	}},
 }
 

@@ -46,7 +46,7 @@ func TestRestyle(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, in := range []string{
 		`{"spam":true,"kind":"spam"}`,
-		`{"pos":"noun","category":"living_thing"}`,
+		`{"pos":"noun","category":"physical"}`,
 		`{"a":1.50,"b":null,"c":[1,"x",{"d":"<&>"}],"e":{"f":"g\u00e9","h":[]},"i":"é"}`,
 		`{"only":"one"}`,
 	} {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"os"
@@ -30,9 +31,10 @@ const demoRequests = 40000
 // TestDemo runs `understudy demo` through the real binary with no teacher
 // latency and checks its report as a user would read it: the spam/ham
 // student is promoted and then answers most requests, agreeing with the
-// data; the open-ended task is never promoted nor answered by a student;
-// every summary figure is what the report's own trace gives; the chart is
-// a PNG; and the gateway is stopped and its directory removed.
+// data; every answer of the structured task (spam-json) is valid JSON of
+// its schema; the open-ended task is never promoted nor answered by a
+// student; every summary figure is what the report's own trace gives; the
+// chart is a PNG; and the gateway is stopped and its directory removed.
 func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the binary")
@@ -54,8 +56,8 @@ func TestDemo(t *testing.T) {
 	t.Logf("demo ran in %v:\n%s", time.Since(began).Round(time.Millisecond), out.String())
 
 	rep := readReport(t, reportPath)
-	if len(rep.Trace) != demoRequests || len(rep.Domains) != 3 {
-		t.Fatalf("report has %d requests and %d domains, want %d and 3", len(rep.Trace), len(rep.Domains), demoRequests)
+	if len(rep.Trace) != demoRequests || len(rep.Domains) != 4 {
+		t.Fatalf("report has %d requests and %d domains, want %d and 4", len(rep.Trace), len(rep.Domains), demoRequests)
 	}
 	for i, r := range rep.Trace {
 		if r.Index != i || r.Route == "error" {
@@ -68,6 +70,17 @@ func TestDemo(t *testing.T) {
 		checkSummary(t, s, rep.Trace)
 	}
 	checkPromoted(t, byName["spam-ham"])
+	checkStructured(t, byName["spam-json"], rep.Trace, func(answer, label string) (map[string]bool, error) {
+		got, err := parseSpamKind(answer)
+		if err != nil {
+			return nil, err
+		}
+		want, err := parseSpamKind(label)
+		if err != nil {
+			return nil, fmt.Errorf("the data's label %q: %w", label, err)
+		}
+		return map[string]bool{"spam": *got.Spam == *want.Spam, "kind": *got.Kind == *want.Kind}, nil
+	})
 	checkNeverServed(t, byName["subjects"], rep.Trace)
 	checkChart(t, chartPath)
 	checkStopped(t, out.String())

@@ -41,6 +41,11 @@ type Config struct {
 	// Executable is the understudy binary started as the gateway with
 	// `serve`. Required (the command passes os.Executable()).
 	Executable string
+	// GatewayConfig is YAML appended to the gateway's config, for tests
+	// and experiments that change its settings (sections other than the
+	// demo's own teacher, pricing and log). Default "": the defaults a
+	// user gets.
+	GatewayConfig string
 	// ReportPath, when set, is where the JSON report is written.
 	ReportPath string
 	// ChartPath, when set, is where the PNG chart is written.

@@ -59,7 +59,7 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	defer func() { stopSim(); <-simDone }()
 
 	fmt.Fprintf(cfg.Out, "teacher-sim on %s: %d tasks, latency %v ± %v\n", simURL, len(loaded), cfg.TeacherLatency, cfg.TeacherJitter)
-	gw, err := startGateway(ctx, cfg.Executable, dir, simURL, prices{cfg.InputPrice, cfg.OutputPrice})
+	gw, err := startGateway(ctx, cfg.Executable, dir, simURL, prices{cfg.InputPrice, cfg.OutputPrice}, cfg.GatewayConfig)
 	if err != nil {
 		return nil, err
 	}

@@ -49,12 +49,17 @@ type gateway struct {
 	stopErr   error
 }
 
-// startGateway writes the gateway's config in dir and starts
-// `exe serve` on loopback ports chosen by the kernel, in front of
-// teacherURL. It returns once both listeners are up and /readyz answers.
-func startGateway(ctx context.Context, exe, dir, teacherURL string, p prices) (*gateway, error) {
+// startGateway writes the gateway's config in dir, with extra appended,
+// and starts `exe serve` on loopback ports chosen by the kernel, in front
+// of teacherURL. It returns once both listeners are up and /readyz
+// answers.
+func startGateway(ctx context.Context, exe, dir, teacherURL string, p prices, extra string) (*gateway, error) {
 	cfg := filepath.Join(dir, "understudy.yaml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, gatewayConfig, model, p.input, p.output), 0o600); err != nil {
+	body := fmt.Appendf(nil, gatewayConfig, model, p.input, p.output)
+	if extra != "" {
+		body = append(append(body, extra...), '\n')
+	}
+	if err := os.WriteFile(cfg, body, 0o600); err != nil {
 		return nil, fmt.Errorf("writing the gateway config: %w", err)
 	}
 	g := &gateway{logs: newLogWatcher(logTailLines), done: make(chan struct{})}

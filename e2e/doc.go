@@ -4,8 +4,8 @@
 // reading what an operator would read (the admin API, /metrics, the status
 // command, Prometheus). The package has no code outside its tests.
 //
-// They need the ONNX Runtime library and the SpamAssassin task files in
-// .cache/ (make deps fetches both), and Prometheus for the dashboard test
+// They need the ONNX Runtime library and the SpamAssassin and WordNet task
+// files in .cache/ (make deps fetches them), and Prometheus for the dashboard test
 // (make prometheus); -short skips everything that runs the binary.
 //
 //	go test ./e2e

@@ -412,6 +412,11 @@ func TestStructuredHarderTask(t *testing.T) {
 		t.Fatalf("never promoted")
 	}
 	t.Logf("promoted at request %d", *s.PromotedAtRequest)
+	if s.Routing != nil {
+		for _, tr := range s.Routing.Transitions {
+			t.Logf("%s (%.1f s into the replay): %s → %s: %s", tr.Time.Format("15:04:05.0"), tr.Time.Sub(rep.Started).Seconds(), tr.From, tr.To, tr.Reason)
+		}
+	}
 	var second, student, right int
 	fields := map[string]int{}
 	for _, r := range rep.Trace[requests/2:] {

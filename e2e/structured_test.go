@@ -331,8 +331,8 @@ func TestStructuredTask(t *testing.T) {
 	if share < 0.5 {
 		t.Errorf("the student answered %.1f%% of the requests after the promotion, want at least half", 100*share)
 	}
-	if agree < 0.95 {
-		t.Errorf("the student's records are right on every field %.2f%% of the time, want at least 95%%", 100*agree)
+	if shownBelow(right, student, 0.95) {
+		t.Errorf("the student's records are right on every field %.2f%% of the time (%d of %d): below 95%%", 100*agree, right, student)
 	}
 	for _, shape := range structuredShapes {
 		if byShape[shape] == 0 {
@@ -442,8 +442,8 @@ func TestStructuredHarderTask(t *testing.T) {
 	if share < 0.4 {
 		t.Errorf("the student answered %.1f%% of the second half's requests, want at least 40%%", 100*share)
 	}
-	if agree < 0.95 {
-		t.Errorf("the student's records are right on every field %.2f%% of the time, want at least 95%%", 100*agree)
+	if shownBelow(right, student, 0.95) {
+		t.Errorf("the student's records are right on every field %.2f%% of the time (%d of %d): below 95%%", 100*agree, right, student)
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 func demoCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("demo", stdout)
 	var cfg demo.Config
-	fs.StringVar(&cfg.Dataset, "dataset", demo.DefaultDataset, "data `set`: spamassassin or wordnet (make deps fetches both), or a directory of one's task files")
+	fs.StringVar(&cfg.Dataset, "dataset", demo.DefaultDataset, "data `set`: spamassassin, wordnet or wordnet-json (WordNet as JSON records; make deps fetches all), or a directory of one's task files")
 	fs.IntVar(&cfg.Requests, "requests", demo.DefaultRequests, "requests to send in all")
 	fs.IntVar(&cfg.Concurrency, "concurrency", demo.DefaultConcurrency, "requests in flight at once")
 	fs.DurationVar(&cfg.TeacherLatency, "teacher-latency", demo.DefaultTeacherLatency, "the teacher's answer latency")

@@ -31,6 +31,7 @@ func teacherSim(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.DurationVar(&cfg.ChunkDelay, "chunk-delay", 0, "delay between streamed chunks")
 	fs.Float64Var(&cfg.ErrorRate, "error-rate", 0, "share of requests answered with an injected error")
 	fs.IntVar(&cfg.ErrorStatus, "error-status", 500, "HTTP status of injected errors")
+	fs.Float64Var(&cfg.RecordVariation, "record-variation", 0, "share of JSON-record answers written with another key order or spacing, as an LLM's vary")
 	fs.StringVar(&cfg.APIKey, "api-key", "", "require this API key (default: none)")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "random seed for latency and errors")
 	if err := fs.parse(args); err != nil {

@@ -81,28 +81,8 @@ func TestTrainStructuredSpam(t *testing.T) {
 		t.Errorf("metrics %+v (tau %v)", m, a.Tau)
 	}
 
-	a.Domain, a.Version = "triage", 1
-	raw, err := a.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := student.UnmarshalArtifact(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	model, err := student.Load(back, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer model.Close()
-	texts := make([]string, len(fresh))
-	for i, e := range fresh {
-		texts[i] = e.Text
-	}
-	preds, err := model.PredictBatch(texts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	model := storedModel(t, a, "triage")
+	preds := predictAll(t, model, fresh)
 	right, confident, agree := 0, 0, 0
 	fieldRight := make([]int, 2)
 	for i, p := range preds {
@@ -191,20 +171,9 @@ func TestTrainTags(t *testing.T) {
 		t.Fatalf("heads %+v labels %q", a.Heads, a.Labels)
 	}
 	t.Logf("holdout: record accuracy %.4f, τ %.3f, coverage %.3f", a.Metrics.HoldoutAccuracy, a.Tau, a.Metrics.CoverageAtTau)
-	model, err := student.Load(a, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer model.Close()
+	model := storedModel(t, a, "tickets")
 	fresh := taggedTickets(500, 2, norm)
-	texts := make([]string, len(fresh))
-	for i, e := range fresh {
-		texts[i] = e.Text
-	}
-	preds, err := model.PredictBatch(texts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	preds := predictAll(t, model, fresh)
 	records, tagSets, several := 0, 0, 0
 	for i, p := range preds {
 		want, _ := student.LabelFields(fresh[i].Label)

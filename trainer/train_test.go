@@ -117,29 +117,9 @@ func TestTrainAndServe(t *testing.T) {
 		m.SelectiveAgreementAtTau < 0.96 || m.ModelBytes != len(a.ONNX) || m.Epochs < 1 || m.ExamplesPerSecond <= 0 {
 		t.Errorf("metrics %+v (tau %v)", m, a.Tau)
 	}
-	a.Domain, a.Version = "support", 1
-	b, err := a.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := student.UnmarshalArtifact(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	model, err := student.Load(back, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer model.Close()
+	model := storedModel(t, a, "support")
 	test := synthetic(200, 2)
-	texts := make([]string, len(test))
-	for i, e := range test {
-		texts[i] = e.Text
-	}
-	preds, err := model.PredictBatch(texts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	preds := predictAll(t, model, test)
 	confident, agree := 0, 0
 	for i, p := range preds {
 		if p.Answer != strings.ToUpper(p.Label[:1])+p.Label[1:] {
@@ -151,7 +131,7 @@ func TestTrainAndServe(t *testing.T) {
 				agree++
 			}
 		}
-		if one, err := model.Predict(texts[i]); err != nil || one.Label != p.Label || one.Confidence-p.Confidence > 1e-5 || p.Confidence-one.Confidence > 1e-5 {
+		if one, err := model.Predict(test[i].Text); err != nil || one.Label != p.Label || one.Confidence-p.Confidence > 1e-5 || p.Confidence-one.Confidence > 1e-5 {
 			t.Fatalf("single prediction %+v (%v) differs from batch %+v", one, err, p)
 		}
 	}
@@ -197,4 +177,40 @@ func TestTrainRounds(t *testing.T) {
 			t.Errorf("holdout pairs %d: trained on %d, held out %d; want 500 and %d", tc.holdoutPairs, m.TrainPairs, m.HoldoutPairs, tc.wantHoldout)
 		}
 	}
+}
+
+// storedModel stores a as version 1 of domain the way the scheduler does
+// (Marshal), reads it back and loads it for serving; the model is closed
+// when the test ends.
+func storedModel(t *testing.T, a *student.Artifact, domain string) *student.Model {
+	t.Helper()
+	a.Domain, a.Version = domain, 1
+	raw, err := a.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := student.UnmarshalArtifact(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := student.Load(back, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// predictAll predicts every example's text in one batch.
+func predictAll(t *testing.T, m *student.Model, examples []Example) []student.Prediction {
+	t.Helper()
+	texts := make([]string, len(examples))
+	for i, e := range examples {
+		texts[i] = e.Text
+	}
+	preds, err := m.PredictBatch(texts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return preds
 }

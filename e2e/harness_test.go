@@ -298,3 +298,19 @@ func getDomain(t *testing.T, adminAddr, name string) (domainView, int) {
 	_ = json.NewDecoder(resp.Body).Decode(&v)
 	return v, resp.StatusCode
 }
+
+// inParallel calls fn(i) for every i in [0, n), at most limit at a time,
+// and returns when all have returned.
+func inParallel(n, limit int, fn func(i int)) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, limit)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
+}

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -44,49 +43,42 @@ const (
 // send sends ls to a domain, 8 at a time, every third one streamed.
 func (r *routeRun) send(domain, system string, ls []labelled) []outcome {
 	out := make([]outcome, len(ls))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for i, l := range ls {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			p := openai.ChatCompletionNewParams{Model: "teacher-sim",
-				Messages: []openai.ChatCompletionMessageParamUnion{openai.SystemMessage(system), openai.UserMessage(l.Text)}}
-			var resp *http.Response
-			opts := []option.RequestOption{option.WithHeader("X-Understudy-Domain", domain), option.WithResponseInto(&resp)}
-			o := outcome{want: l.Label, stream: i%3 == 0}
-			if o.stream {
-				p.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
-				s := r.client.Chat.Completions.NewStreaming(context.Background(), p, opts...)
-				var usage int64
-				for s.Next() {
-					if c := s.Current(); len(c.Choices) > 0 {
-						o.content += c.Choices[0].Delta.Content
-					} else {
-						usage = s.Current().Usage.TotalTokens
-					}
+	inParallel(len(ls), 8, func(i int) {
+		l := ls[i]
+		p := openai.ChatCompletionNewParams{Model: "teacher-sim",
+			Messages: []openai.ChatCompletionMessageParamUnion{openai.SystemMessage(system), openai.UserMessage(l.Text)}}
+		var resp *http.Response
+		opts := []option.RequestOption{option.WithHeader("X-Understudy-Domain", domain), option.WithResponseInto(&resp)}
+		o := outcome{want: l.Label, stream: i%3 == 0}
+		if o.stream {
+			p.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
+			s := r.client.Chat.Completions.NewStreaming(context.Background(), p, opts...)
+			var usage int64
+			for s.Next() {
+				if c := s.Current(); len(c.Choices) > 0 {
+					o.content += c.Choices[0].Delta.Content
+				} else {
+					usage = s.Current().Usage.TotalTokens
 				}
-				if err := s.Err(); err != nil {
-					r.t.Errorf("stream: %v", err)
-				} else if usage == 0 {
-					r.t.Errorf("stream without a usage chunk (route %s)", resp.Header.Get("X-Understudy-Route"))
-				}
-			} else {
-				c, err := r.client.Chat.Completions.New(context.Background(), p, opts...)
-				if err != nil {
-					r.t.Errorf("request: %v", err)
-					return
-				}
-				o.content = c.Choices[0].Message.Content
 			}
-			if resp != nil {
-				o.route = resp.Header.Get("X-Understudy-Route")
+			if err := s.Err(); err != nil {
+				r.t.Errorf("stream: %v", err)
+			} else if usage == 0 {
+				r.t.Errorf("stream without a usage chunk (route %s)", resp.Header.Get("X-Understudy-Route"))
 			}
-			out[i] = o
-		}()
-	}
-	wg.Wait()
+		} else {
+			c, err := r.client.Chat.Completions.New(context.Background(), p, opts...)
+			if err != nil {
+				r.t.Errorf("request: %v", err)
+				return
+			}
+			o.content = c.Choices[0].Message.Content
+		}
+		if resp != nil {
+			o.route = resp.Header.Get("X-Understudy-Route")
+		}
+		out[i] = o
+	})
 	return out
 }
 

@@ -122,27 +122,20 @@ var structuredShapes = []string{"chat", "chat stream", "responses", "responses s
 // schema.
 func (r *structuredRun) send(ls []labelled) []structuredOutcome {
 	out := make([]structuredOutcome, len(ls))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for i, l := range ls {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			o := structuredOutcome{shape: structuredShapes[i%len(structuredShapes)]}
-			var err error
-			if o.want, err = parseSpamKind(l.Label); err != nil {
-				r.t.Errorf("the data's label %q: %v", l.Label, err)
-			}
-			var resp *http.Response
-			o.content, o.err = r.ask(o.shape, l.Text, option.WithHeader("X-Understudy-Domain", "spam-kind"), option.WithResponseInto(&resp))
-			if resp != nil {
-				o.route, o.domain = resp.Header.Get("X-Understudy-Route"), resp.Header.Get("X-Understudy-Domain")
-			}
-			out[i] = o
-		}()
-	}
-	wg.Wait()
+	inParallel(len(ls), 8, func(i int) {
+		l := ls[i]
+		o := structuredOutcome{shape: structuredShapes[i%len(structuredShapes)]}
+		var err error
+		if o.want, err = parseSpamKind(l.Label); err != nil {
+			r.t.Errorf("the data's label %q: %v", l.Label, err)
+		}
+		var resp *http.Response
+		o.content, o.err = r.ask(o.shape, l.Text, option.WithHeader("X-Understudy-Domain", "spam-kind"), option.WithResponseInto(&resp))
+		if resp != nil {
+			o.route, o.domain = resp.Header.Get("X-Understudy-Route"), resp.Header.Get("X-Understudy-Domain")
+		}
+		out[i] = o
+	})
 	return out
 }
 

@@ -33,8 +33,9 @@ import (
 const triageSystem = "Triage this e-mail. Answer with a JSON object."
 
 // triageAnswers are the teacher's answers, by the word their inputs repeat.
+// Tags are in sorted order, the order a student writes them in.
 var triageAnswers = map[string]string{
-	"phish": `{"spam":true,"kind":"phish","meta":{"lang":"en"},"tags":["urgent","link"]}`,
+	"phish": `{"spam":true,"kind":"phish","meta":{"lang":"en"},"tags":["link","urgent"]}`,
 	"promo": `{"spam":true,"kind":"promo","meta":{"lang":"en"},"tags":[]}`,
 	"none":  `{"spam":false,"kind":"none","meta":{"lang":"fr"},"tags":["work"]}`,
 }

@@ -41,6 +41,23 @@ type RoutingRecords interface {
 	PutRoutingRecord(domain string, rec []byte) error
 }
 
+// RoutingWatch follows the routing records that every replica stores: a
+// backend shared by several gateway replicas (NATS JetStream) implements
+// it, so that a promotion decided by one replica reaches the others.
+// WatchRoutingRecords sends every record stored when it is called, then
+// each change as it is stored, in the order stored, until ctx ends or the
+// store closes; then it closes the channel.
+type RoutingWatch interface {
+	WatchRoutingRecords(ctx context.Context) (<-chan RoutingChange, error)
+}
+
+// RoutingChange is one domain's routing record as stored by a replica
+// (this one included). Record is nil when the record was deleted.
+type RoutingChange struct {
+	Domain string
+	Record []byte
+}
+
 // Responses keeps the responses a student made on the Responses API, for
 // as long as the pair log keeps pairs; the gateway owns their format.
 type Responses interface {

@@ -159,6 +159,15 @@ func decodePair(v []byte, p *Pair) error {
 	return nil
 }
 
+// AppendPairRecord appends p's binary record, as described above (neither
+// its ID nor its domain), to dst. It is the pair format of every backend:
+// the NATS JetStream one stores it as a message's payload.
+func AppendPairRecord(dst []byte, p *Pair) []byte { return appendPair(dst, p) }
+
+// DecodePairRecord decodes a record written by AppendPairRecord into p,
+// copying what it keeps; p's ID and Domain are left to the caller.
+func DecodePairRecord(v []byte, p *Pair) error { return decodePair(v, p) }
+
 // decodePairLabel reads only the label of an encoded pair.
 func decodePairLabel(v []byte) (string, error) {
 	d := decoder{b: v}

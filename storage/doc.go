@@ -5,8 +5,11 @@
 // bytes), student versions (students.go); retention. Only domain methods
 // are exported: *badger.DB never leaves the package. backend.go names what
 // components need of a store in small interfaces (PairLog, DomainRecords,
-// StudentArtifacts, RoutingRecords), so that a second backend can stand in
-// for DB. The fine-tuning JSONL an export writes is internal/openai's.
+// StudentArtifacts, RoutingRecords, Responses), so that a second backend,
+// NATS JetStream for gateway replicas (storage/jetstream), can stand in for
+// DB; storage/storagetest is the suite both pass. The pair record format
+// (codec.go) is shared by both. The fine-tuning JSONL an export writes is
+// internal/openai's.
 //
 // # Writing
 //

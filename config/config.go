@@ -270,10 +270,21 @@ var DefaultBreaker = Breaker{
 }
 
 // Storage configures the pair log: every eligible teacher answer, kept per
-// task domain in a Badger database under data_dir.
+// task domain in a Badger database under data_dir, or on NATS JetStream
+// for several gateway replicas (backend).
 type Storage struct {
 	// Enabled turns pair logging on. Default true.
 	Enabled bool `yaml:"enabled"`
+	// Backend is where the pair log and the records (domains, routing,
+	// students, kept responses) live: "badger", an embedded database
+	// under data_dir for one process, or "nats", NATS JetStream shared by
+	// several gateway replicas (see nats). Under nats the servers keep the
+	// data, so sync_writes, encryption_key_file, min_free and
+	// retention_rate do not apply, and retention_interval is how often the
+	// stored pair counts are read back from the stream. Default "badger".
+	Backend string `yaml:"backend"`
+	// NATS configures the nats backend.
+	NATS StorageNATS `yaml:"nats"`
 	// KeepRequests stores each request's messages with its pair, so exports
 	// carry the full conversation. Default true.
 	KeepRequests bool `yaml:"keep_requests"`
@@ -321,6 +332,8 @@ type Storage struct {
 // DefaultStorage is the storage section's default.
 var DefaultStorage = Storage{
 	Enabled:           true,
+	Backend:           BackendBadger,
+	NATS:              DefaultStorageNATS,
 	KeepRequests:      true,
 	TTL:               720 * time.Hour,
 	MaxPairsPerDomain: 200000,
@@ -332,6 +345,60 @@ var DefaultStorage = Storage{
 	RetentionInterval: 5 * time.Minute,
 	RetentionRate:     20000,
 }
+
+// The storage backends (Storage.Backend).
+const (
+	BackendBadger = "badger"
+	BackendNATS   = "nats"
+)
+
+// StorageNATS configures the NATS JetStream backend: the servers, how to
+// authenticate to them, and how many copies they keep. Pairs go to a
+// stream with a subject per domain, whose limits carry storage.ttl and
+// storage.max_pairs_per_domain; records go to key-value buckets, student
+// artifacts to an object store. Every replica must use the same settings.
+// It is checked only when storage.backend is nats.
+type StorageNATS struct {
+	// URL is the NATS server, or the servers of one cluster separated by
+	// commas: nats://host:4222, or tls://host:4222 to require TLS.
+	// Default "" (required when storage.backend is nats).
+	URL string `yaml:"url"`
+	// CredsFile is a NATS credentials file (a user JWT and its NKey seed),
+	// for servers with decentralized (operator) auth. Default "".
+	CredsFile string `yaml:"creds_file"`
+	// User authenticates with Password. Default "".
+	User string `yaml:"user"`
+	// Password is User's password. Default "".
+	Password string `yaml:"password" secret:"true"`
+	// Token authenticates with a token. Set at most one of creds_file,
+	// user and password, token. Default "".
+	Token string `yaml:"token" secret:"true"`
+	// CAFile is a PEM file of the CAs that sign the servers' certificates,
+	// when they are not among the system's. Default "".
+	CAFile string `yaml:"ca_file"`
+	// CertFile is a PEM client certificate, for servers that verify
+	// clients (mutual TLS); it needs KeyFile. Default "".
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is CertFile's private key (PEM). Default "".
+	KeyFile string `yaml:"key_file"`
+	// Replicas is how many servers keep a copy of each stream and bucket,
+	// in 1..5: 1 for a single server, 3 for a cluster (survives the loss
+	// of one server). Default 1.
+	Replicas int `yaml:"replicas"`
+	// Prefix names this deployment's streams, buckets and subjects
+	// (prefix_pairs, prefix.pairs.<domain>, ...), so that several
+	// deployments can share servers: 1-32 of A-Z a-z 0-9 _ -. Default
+	// "understudy".
+	Prefix string `yaml:"prefix"`
+	// ConnectTimeout bounds connecting (and setting up the streams) at
+	// start; past it the gateway does not start. A connection lost later
+	// is retried for ever, pairs waiting in the bounded queue meanwhile.
+	// Default 10s.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+}
+
+// DefaultStorageNATS is the storage.nats section's default.
+var DefaultStorageNATS = StorageNATS{Replicas: 1, Prefix: "understudy", ConnectTimeout: 10 * time.Second}
 
 // Labels configures how teacher answers are normalized into labels.
 type Labels struct {

@@ -120,6 +120,53 @@ func TestEnvTypes(t *testing.T) {
 	}
 }
 
+// TestStorageNATS: the nats backend's settings load from a file and from
+// the environment (UNDERSTUDY_STORAGE_BACKEND, UNDERSTUDY_STORAGE_NATS_*),
+// the environment winning, and a cluster's URLs validate.
+func TestStorageNATS(t *testing.T) {
+	d := Default()
+	if d.Storage.Backend != BackendBadger || d.Storage.NATS.Replicas != 1 || d.Storage.NATS.Prefix != "understudy" ||
+		d.Storage.NATS.ConnectTimeout != 10*time.Second {
+		t.Errorf("defaults: backend %q, nats %+v", d.Storage.Backend, d.Storage.NATS)
+	}
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte("storage:\n  backend: nats\n  nats:\n    url: nats://file:4222\n    replicas: 3\n    token: from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path, env(map[string]string{
+		"UNDERSTUDY_STORAGE_NATS_URL":             "nats://n1:4222, nats://n2:4222,tls://n3:4222",
+		"UNDERSTUDY_STORAGE_NATS_PREFIX":          "prod-eu",
+		"UNDERSTUDY_STORAGE_NATS_CONNECT_TIMEOUT": "3s",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	n := cfg.Storage.NATS
+	if cfg.Storage.Backend != BackendNATS || n.Replicas != 3 || n.Token != "from-file" || n.Prefix != "prod-eu" || n.ConnectTimeout != 3*time.Second {
+		t.Errorf("storage = %+v", cfg.Storage)
+	}
+	if got := SplitURLs(n.URL); !reflect.DeepEqual(got, []string{"nats://n1:4222", "nats://n2:4222", "tls://n3:4222"}) {
+		t.Errorf("urls = %q", got)
+	}
+	cfg, err = Load("", env(map[string]string{"UNDERSTUDY_STORAGE_BACKEND": "nats"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "storage.nats.url: is required") {
+		t.Errorf("backend nats from the environment without a url: %v", err)
+	}
+	out, err := (&Config{Storage: Storage{NATS: StorageNATS{Password: "secret-pass-1234", Token: "secret-token-5678"}}}).MarshalRedacted()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "secret-") {
+		t.Errorf("redacted config shows a NATS secret:\n%s", out)
+	}
+}
+
 // TestBadConfigs loads every testdata/*.bad.yaml and checks the error names
 // the field.
 func TestBadConfigs(t *testing.T) {
@@ -150,6 +197,10 @@ func TestBadConfigs(t *testing.T) {
 		"open-relay.bad.yaml":               `gateway.api_keys: are required when listen ("0.0.0.0:8080") is not a loopback address`,
 		"breaker-ratio.bad.yaml":            "teacher.breaker.failure_ratio: must be in (0,1], got 1.5",
 		"gateway-max-auto-domains.bad.yaml": "gateway.max_auto_domains: must not be negative, got -1",
+		"storage-backend.bad.yaml":          `storage.backend: must be badger or nats, got "postgres"`,
+		"storage-nats-url.bad.yaml":         "storage.nats.url: is required when storage.backend is nats",
+		"storage-nats-replicas.bad.yaml":    "storage.nats.replicas: must be in 1..5 (1 for a single server, 3 for a cluster), got 7",
+		"storage-nats-typo.bad.yaml":        "line 5: storage.nats.repilcas: unknown setting (did you mean replicas?)",
 	}
 	files, _ := filepath.Glob("testdata/*.bad.yaml")
 	if len(files) != len(want) {
@@ -302,6 +353,18 @@ func TestFieldErrors(t *testing.T) {
 		{"pricing: {models: {m: {input: -1}}}", "pricing.models.m: prices must not be negative, got -1/0"},
 		{"log: {format: xml}", `log.format: must be text or json, got "xml"`},
 		{"domains: [{name: a, model: m}, {name: b}]", "domains[1]: needs at least one of"},
+		{"storage: {backend: nats, nats: {url: 'http://n:4222'}}", `storage.nats.url: "http://n:4222" is not a NATS server URL`},
+		{"storage: {backend: nats, nats: {url: 'nats://a:4222,tls://:4222'}}", `storage.nats.url: "tls://:4222" is not a NATS server URL`},
+		{"storage: {backend: nats, nats: {url: n, replicas: 0}}", "storage.nats.replicas: must be in 1..5"},
+		{"storage: {backend: nats, nats: {url: n, prefix: a.b}}", `storage.nats.prefix: must be 1-32 characters of A-Z a-z 0-9 _ -, got "a.b"`},
+		{"storage: {backend: nats, nats: {url: n, token: t, user: u, password: p}}", "storage.nats: set at most one way to authenticate"},
+		{"storage: {backend: nats, nats: {url: n, user: u}}", "storage.nats.password: is required with user"},
+		{"storage: {backend: nats, nats: {url: n, password: p}}", "storage.nats.user: is required with password"},
+		{"storage: {backend: nats, nats: {url: n, cert_file: /dev/null}}", "storage.nats.key_file: is required with cert_file"},
+		{"storage: {backend: nats, nats: {url: n, ca_file: /nonexistent/ca.pem}}", "storage.nats.ca_file: cannot read /nonexistent/ca.pem: no such file or directory"},
+		{"storage: {backend: nats, nats: {url: n, connect_timeout: 0s}}", "storage.nats.connect_timeout: must be positive, got 0s"},
+		// The nats section is checked only when it is used.
+		{"storage: {backend: badger, nats: {replicas: 9}, queue_size: 0}", "storage.queue_size: must be at least 1, got 0"},
 	} {
 		t.Run(tc.yaml, func(t *testing.T) {
 			cfg := Default()

@@ -210,7 +210,100 @@ func (s Storage) validate() []error {
 			v.bad("encryption_key_file", "cannot read %s: %v", f, errors.Unwrap(err))
 		}
 	}
+	switch s.Backend {
+	case BackendBadger:
+	case BackendNATS:
+		v.errs = append(v.errs, s.NATS.validate()...)
+	default:
+		v.bad("backend", "must be %s or %s, got %q", BackendBadger, BackendNATS, s.Backend)
+	}
 	return v.errs
+}
+
+// validate checks the storage.nats section, used by the nats backend.
+func (n StorageNATS) validate() []error {
+	v := fields{at: "storage.nats"}
+	urls := SplitURLs(n.URL)
+	if len(urls) == 0 {
+		v.bad("url", "is required when storage.backend is nats (nats://host:4222, comma-separated for a cluster)")
+	}
+	for _, u := range urls {
+		if !validNATSURL(u) {
+			v.bad("url", "%q is not a NATS server URL: want nats://host:port or tls://host:port (ws://, wss:// too)", u)
+		}
+	}
+	if n.Replicas < 1 || n.Replicas > 5 {
+		v.bad("replicas", "must be in 1..5 (1 for a single server, 3 for a cluster), got %d", n.Replicas)
+	}
+	if !natsPrefix.MatchString(n.Prefix) {
+		v.bad("prefix", "must be 1-32 characters of A-Z a-z 0-9 _ -, got %q", n.Prefix)
+	}
+	ways := 0
+	for _, set := range []bool{n.CredsFile != "", n.User != "" || n.Password != "", n.Token != ""} {
+		if set {
+			ways++
+		}
+	}
+	if ways > 1 {
+		v.bad("", "set at most one way to authenticate: creds_file, user and password, or token")
+	}
+	if n.User != "" && n.Password == "" {
+		v.bad("password", "is required with user")
+	}
+	if n.Password != "" && n.User == "" {
+		v.bad("user", "is required with password")
+	}
+	if n.CertFile != "" && n.KeyFile == "" {
+		v.bad("key_file", "is required with cert_file")
+	}
+	if n.KeyFile != "" && n.CertFile == "" {
+		v.bad("cert_file", "is required with key_file")
+	}
+	for _, f := range []struct{ key, path string }{
+		{"creds_file", n.CredsFile}, {"ca_file", n.CAFile}, {"cert_file", n.CertFile}, {"key_file", n.KeyFile},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			v.bad(f.key, "cannot read %s: %v", f.path, errors.Unwrap(err))
+		}
+	}
+	v.positive("connect_timeout", n.ConnectTimeout)
+	return v.errs
+}
+
+var natsPrefix = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
+
+// SplitURLs returns the URLs of a comma-separated list (storage.nats.url),
+// trimmed, without empty ones.
+func SplitURLs(list string) []string {
+	var out []string
+	for _, u := range strings.Split(list, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// validNATSURL reports whether the NATS client takes u as a server URL:
+// nats://, tls://, ws:// or wss:// with a host, or a bare host:port.
+func validNATSURL(u string) bool {
+	if !strings.Contains(u, "://") {
+		u = "nats://" + u
+	}
+	p, err := url.Parse(u)
+	if err != nil || p.Hostname() == "" {
+		return false
+	}
+	switch p.Scheme {
+	case "nats", "tls":
+		return p.Path == "" || p.Path == "/"
+	case "ws", "wss":
+		return true
+	}
+	return false
 }
 
 func (t Trainer) validate() []error {

@@ -1,0 +1,158 @@
+package jetstream
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/understudy-dev/understudy/storage"
+)
+
+// queued is a pair accepted by Log, until it is acknowledged or dropped.
+type queued struct {
+	p     storage.Pair
+	given bool  // the caller set the ID: it may repeat one already stored
+	size  int64 // its share of Options.QueueBytes
+	sent  int   // times published without an acknowledgement
+	msg   *nats.Msg
+}
+
+// Log enqueues p for the publisher without blocking, exactly as the
+// Badger DB's Log does: it returns false when the pair is dropped (the
+// queue is full in pairs or bytes, the store is closed, the domain name
+// or ID is invalid), each counted in understudy_storage_pairs_dropped_total.
+// A pair counts as logged once the stream acknowledged it. While the
+// servers cannot be reached, pairs wait in the queue and are published
+// when the connection returns; what does not fit is dropped (queue_full).
+func (s *Store) Log(p storage.Pair) bool {
+	q := &queued{p: p}
+	if !storage.ValidDomain(p.Domain) {
+		s.m.dropped.WithLabelValues(reasonInvalid).Inc()
+		return false
+	}
+	var err error
+	switch {
+	case p.ID == "":
+		if q.p.Time.IsZero() {
+			q.p.Time = time.Now()
+		}
+		var id ulid.ULID
+		id, err = ulid.New(ulid.Timestamp(q.p.Time), ulid.DefaultEntropy())
+		q.p.ID = id.String()
+	default:
+		q.given = true
+		var id ulid.ULID
+		id, err = ulid.ParseStrict(p.ID)
+		if err == nil && q.p.Time.IsZero() {
+			q.p.Time = ulid.Time(id.Time())
+		}
+	}
+	if err != nil {
+		s.m.dropped.WithLabelValues(reasonInvalid).Inc()
+		return false
+	}
+	q.size = pairSize(&q.p)
+
+	s.logMu.Lock()
+	if s.closed {
+		s.logMu.Unlock()
+		s.m.dropped.WithLabelValues(reasonClosed).Inc()
+		return false
+	}
+	if used := s.queued.Load(); used > 0 && used+q.size > s.opts.QueueBytes {
+		s.logMu.Unlock()
+		s.m.dropped.WithLabelValues(reasonQueueFull).Inc()
+		return false
+	}
+	select {
+	case s.queue <- q:
+		s.enqueued.Add(1)
+		s.queued.Add(q.size)
+		if len(s.queue) >= s.opts.BatchSize {
+			select {
+			case s.batchReady <- struct{}{}:
+			default:
+			}
+		}
+		s.logMu.Unlock()
+		return true
+	default:
+		s.logMu.Unlock()
+		s.m.dropped.WithLabelValues(reasonQueueFull).Inc()
+		return false
+	}
+}
+
+// pairSize estimates a queued pair's memory: its text, the record and
+// message it becomes, and the structs around them.
+func pairSize(p *storage.Pair) int64 {
+	return int64(2*(len(p.Label)+len(p.Model)+len(p.Input)+len(p.System)+len(p.Messages)+len(p.Answer)) + 512)
+}
+
+// message builds q's message once: the pair's record (the Badger DB's
+// binary format) on its domain's subject, its ID as Nats-Msg-Id, so the
+// stream stores a pair sent again only once, and, for a pair logged with
+// a Time already older than some of the TTL, a message TTL of what is
+// left of it: the stream then ages pairs by their Time, as Badger does.
+func (s *Store) message(q *queued) *nats.Msg {
+	if q.msg != nil {
+		return q.msg
+	}
+	m := nats.NewMsg(s.names.subject(q.p.Domain))
+	m.Data = storage.AppendPairRecord(make([]byte, 0, q.size/2), &q.p)
+	m.Header.Set(njs.MsgIDHeader, q.p.ID)
+	if ttl := s.opts.TTL; ttl > 0 {
+		if age := s.now().Sub(q.p.Time); age > agedPair {
+			m.Header.Set(njs.MsgTTLHeader, max(ttl-age, time.Second).String())
+		}
+	}
+	q.msg = m
+	return m
+}
+
+// agedPair: a pair whose Time is older than this gets a message TTL.
+// Pairs from the request path are milliseconds old; the stream's MaxAge
+// ages them the same to within this.
+const agedPair = time.Minute
+
+// Flush waits until every pair enqueued before the call has been
+// acknowledged by the stream (or dropped) and counted in its domain's
+// record. It returns the error of a refused pair among them, if any.
+// While the servers cannot be reached it waits, until ctx ends.
+func (s *Store) Flush(ctx context.Context) error {
+	target := s.enqueued.Load()
+	s.progMu.Lock()
+	start := s.resolved
+	s.progMu.Unlock()
+	select {
+	case s.flushNow <- struct{}{}:
+	default:
+	}
+	for {
+		s.progMu.Lock()
+		counted, ch, lastErr, lastErrAt := s.counted, s.progress, s.lastErr, s.lastErrAt
+		s.progMu.Unlock()
+		if counted >= target {
+			if lastErr != nil && lastErrAt > start {
+				return fmt.Errorf("flushing pair log: %w", lastErr)
+			}
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-s.pubDone:
+			s.progMu.Lock()
+			done := s.counted >= target
+			s.progMu.Unlock()
+			if !done {
+				return fmt.Errorf("flushing pair log: %w", storage.ErrClosed)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("flushing pair log: %w", ctx.Err())
+		}
+	}
+}

@@ -1,0 +1,312 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/understudy-dev/understudy/storage"
+)
+
+// Store is the storage backend on NATS JetStream, shared by every gateway
+// replica connected to the same servers with the same Prefix. It is safe
+// for concurrent use.
+type Store struct {
+	opts  Options
+	names names
+	log   *slog.Logger
+	m     *metrics
+	now   func() time.Time
+
+	nc     *nats.Conn
+	js     njs.JetStream
+	stream njs.Stream
+	kvDom  njs.KeyValue // domain records
+	kvRt   njs.KeyValue // routing records
+	kvStu  njs.KeyValue // student metadata
+	kvResp njs.KeyValue // kept responses
+	obs    njs.ObjectStore
+
+	// Log side, as in storage.DB: logMu orders sends with the enqueued
+	// count and the closed flag, so that Flush knows which pairs came
+	// before it.
+	logMu      sync.Mutex
+	closed     bool
+	queue      chan *queued
+	enqueued   atomic.Uint64
+	queued     atomic.Int64 // bytes accepted and not yet resolved
+	flushNow   chan struct{}
+	batchReady chan struct{}
+
+	// Publisher progress, for Flush and QueueLen: resolved counts pairs
+	// acknowledged or dropped after they were queued; counted is resolved
+	// as of the last time every acknowledged pair was counted in its
+	// domain's record.
+	progMu    sync.Mutex
+	resolved  uint64
+	counted   uint64
+	progress  chan struct{}
+	lastErr   error
+	lastErrAt uint64
+	resolvedA atomic.Uint64 // mirror of resolved for QueueLen
+
+	idx index // the domains' records, kept current by a watch
+
+	reconnect chan struct{} // a reconnection wakes the publisher's back-off
+	stallSeen atomic.Bool   // the no-stream warning was logged since the last success
+	ensuredAt atomic.Int64  // when ensureStream last ran (Unix ns)
+
+	ctx        context.Context // cancelled by Close: stops accepting, the loops and watches
+	cancel     context.CancelFunc
+	hard       context.Context // cancelled when Close's CloseTimeout runs out
+	hardCancel context.CancelFunc
+	wg         sync.WaitGroup
+	pubDone    chan struct{}
+	closeOnce  sync.Once
+	closeErr   error
+}
+
+var (
+	_ storage.PairLog          = (*Store)(nil)
+	_ storage.DomainRecords    = (*Store)(nil)
+	_ storage.StudentArtifacts = (*Store)(nil)
+	_ storage.RoutingRecords   = (*Store)(nil)
+	_ storage.Responses        = (*Store)(nil)
+	_ storage.RoutingWatch     = (*Store)(nil)
+)
+
+// Open connects to the servers, creates or updates the stream and the
+// buckets (the stream's limits from TTL and MaxPairsPerDomain), reads the
+// domain records and starts the publisher. It gives up after
+// ConnectTimeout. Once open, a lost connection is retried for ever.
+func Open(opts Options) (*Store, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("opening the NATS pair log: %w", err)
+	}
+	s := &Store{
+		opts:       o,
+		names:      newNames(o.Prefix),
+		log:        o.Logger,
+		now:        time.Now,
+		queue:      make(chan *queued, o.QueueSize),
+		flushNow:   make(chan struct{}, 1),
+		batchReady: make(chan struct{}, 1),
+		progress:   make(chan struct{}),
+		reconnect:  make(chan struct{}, 1),
+		pubDone:    make(chan struct{}),
+	}
+	s.idx.init()
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.hard, s.hardCancel = context.WithCancel(context.Background())
+	fail := func(err error) (*Store, error) {
+		s.cancel()
+		s.hardCancel()
+		s.wg.Wait()
+		if s.nc != nil {
+			s.nc.Close()
+		}
+		return nil, fmt.Errorf("opening the NATS pair log at %s: %w", o.urls(), err)
+	}
+
+	s.nc, err = nats.Connect(o.urls(), o.natsOptions(s)...)
+	if err != nil {
+		return fail(fmt.Errorf("connecting: %w", err))
+	}
+	s.js, err = njs.New(s.nc,
+		njs.WithPublishAsyncMaxPending(2*o.BatchSize+maxRecordsInFlight),
+		njs.WithPublishAsyncTimeout(o.AckTimeout),
+		njs.WithDefaultTimeout(o.Timeout))
+	if err != nil {
+		return fail(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.ConnectTimeout)
+	defer cancel()
+	if err := s.setUp(ctx); err != nil {
+		return fail(err)
+	}
+	if err := s.startDomainWatch(ctx); err != nil {
+		return fail(fmt.Errorf("reading the domain records: %w", err))
+	}
+	if err := s.RefreshCounts(ctx); err != nil {
+		return fail(err)
+	}
+	s.m = newMetrics(s.QueueLen, s.nc.IsConnected)
+	if o.Registry != nil {
+		if err := s.m.register(o.Registry); err != nil {
+			return fail(err)
+		}
+	}
+	s.wg.Add(2)
+	go s.runPublisher()
+	go s.runRefresh()
+	return s, nil
+}
+
+// maxRecordsInFlight bounds the domain records one commit publishes at
+// once (see commit).
+const maxRecordsInFlight = 1024
+
+// setUp creates or updates the stream, the buckets and the object store.
+// Every replica runs it with the same settings; a change of TTL, cap or
+// replicas updates them in place.
+func (s *Store) setUp(ctx context.Context) error {
+	st, err := s.ensureStream(ctx)
+	if err != nil {
+		return err
+	}
+	s.stream = st
+	o := s.opts
+	kv := func(bucket, what string, ttl time.Duration) (njs.KeyValue, error) {
+		b, err := s.js.CreateOrUpdateKeyValue(ctx, njs.KeyValueConfig{
+			Bucket: bucket, Description: "Understudy: " + what, History: 1, TTL: ttl,
+			Storage: njs.FileStorage, Replicas: o.Replicas,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("creating key-value bucket %s: %w", bucket, err)
+		}
+		return b, nil
+	}
+	if s.kvDom, err = kv(s.names.domains, "domain records (counts, labels, settings)", 0); err != nil {
+		return err
+	}
+	if s.kvRt, err = kv(s.names.routes, "routing records, the router's", 0); err != nil {
+		return err
+	}
+	if s.kvStu, err = kv(s.names.students, "student versions' metadata", 0); err != nil {
+		return err
+	}
+	if s.kvResp, err = kv(s.names.responses, "responses students made, kept for the TTL", max(o.TTL, 0)); err != nil {
+		return err
+	}
+	s.obs, err = s.js.CreateOrUpdateObjectStore(ctx, njs.ObjectStoreConfig{
+		Bucket: s.names.artifacts, Description: "Understudy: student artifacts",
+		Storage: njs.FileStorage, Replicas: o.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("creating object store %s: %w", s.names.artifacts, err)
+	}
+	return nil
+}
+
+// ensureStream creates or updates the pairs' stream. The servers apply
+// the limits as pairs arrive: MaxAge (TTL) and MaxMsgsPerSubject (the
+// cap per domain), discarding the oldest.
+func (s *Store) ensureStream(ctx context.Context) (njs.Stream, error) {
+	s.ensuredAt.Store(time.Now().UnixNano())
+	o := s.opts
+	cfg := njs.StreamConfig{
+		Name:              s.names.pairs,
+		Description:       "Understudy's pair log: teacher answers, a subject per task domain",
+		Subjects:          []string{s.names.pairSubject + ">"},
+		Retention:         njs.LimitsPolicy,
+		Discard:           njs.DiscardOld,
+		MaxAge:            max(o.TTL, 0),
+		MaxMsgsPerSubject: int64(o.MaxPairsPerDomain),
+		Storage:           njs.FileStorage,
+		Replicas:          o.Replicas,
+		Duplicates:        dupWindow(o.TTL),
+		AllowMsgTTL:       true,
+		AllowDirect:       true,
+	}
+	if o.MaxPairsPerDomain < 0 {
+		cfg.MaxMsgsPerSubject = -1
+	}
+	st, err := s.js.CreateOrUpdateStream(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating stream %s (needs nats-server 2.11 or later): %w", s.names.pairs, err)
+	}
+	return st, nil
+}
+
+// dupWindow is the stream's duplicate window: a pair published again
+// within it (after a lost acknowledgement) is stored once. It cannot
+// exceed MaxAge.
+func dupWindow(ttl time.Duration) time.Duration {
+	const w = 2 * time.Minute
+	if ttl > 0 && ttl < w {
+		return ttl
+	}
+	return w
+}
+
+// QueueLen returns the number of pairs accepted by Log and not yet
+// acknowledged or dropped.
+func (s *Store) QueueLen() int {
+	r := s.resolvedA.Load()
+	return int(max(int64(s.enqueued.Load())-int64(r), 0))
+}
+
+// Close stops accepting pairs, publishes what is queued (for at most
+// CloseTimeout; what is left then is dropped and counted as closed),
+// counts it in the domain records, stops the watches and closes the
+// connection. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.logMu.Lock()
+		s.closed = true
+		s.logMu.Unlock()
+		timer := time.AfterFunc(s.opts.CloseTimeout, s.hardCancel)
+		s.cancel()
+		s.wg.Wait()
+		timer.Stop()
+		s.hardCancel()
+		s.nc.Close()
+		if s.opts.Registry != nil {
+			s.m.unregister(s.opts.Registry)
+		}
+	})
+	return s.closeErr
+}
+
+// isClosed reports whether Close was called.
+func (s *Store) isClosed() bool { return s.ctx.Err() != nil }
+
+// call returns a context for one call to the servers, bounded by
+// Timeout times scale, or ErrClosed after Close.
+func (s *Store) call(scale int) (context.Context, context.CancelFunc, error) {
+	if s.isClosed() {
+		return nil, nil, storage.ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(scale)*s.opts.Timeout)
+	return ctx, cancel, nil
+}
+
+// closedErr maps the errors of a call made while Close closed the
+// connection to storage.ErrClosed.
+func (s *Store) closedErr(err error) error {
+	if err != nil && (errors.Is(err, nats.ErrConnectionClosed) || s.isClosed()) {
+		return storage.ErrClosed
+	}
+	return err
+}
+
+func (s *Store) disconnected(_ *nats.Conn, err error) {
+	if s.isClosed() {
+		return
+	}
+	s.log.Warn("pair log: NATS connection lost; pairs wait in the queue until it returns", "err", err, "queued", s.QueueLen())
+}
+
+func (s *Store) reconnected(nc *nats.Conn) {
+	s.log.Info("pair log: NATS connection back", "server", nc.ConnectedUrlRedacted(), "queued", s.QueueLen())
+	select {
+	case s.reconnect <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Store) asyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
+	subject := ""
+	if sub != nil {
+		subject = sub.Subject
+	}
+	s.log.Warn("pair log: NATS error", "subject", subject, "err", err)
+}

@@ -242,58 +242,31 @@ func (ix *index) decodeEntry(e njs.KeyValueEntry) error {
 }
 
 // startDomainWatch reads every domain record (until ctx ends) and keeps
-// watching the bucket in a goroutine that Close stops.
+// following the bucket in a goroutine that Close stops.
 func (s *Store) startDomainWatch(ctx context.Context) error {
 	w, err := s.kvDom.WatchAll(s.ctx)
 	if err != nil {
 		return err
 	}
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("the watch of the domain records stopped")
-			}
-			if e == nil { // every record present is read
-				s.wg.Add(1)
-				go s.runDomainWatch(w)
-				return nil
-			}
+	ready := make(chan struct{})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.follow(s.ctx, s.kvDom, w, ready, func(e njs.KeyValueEntry) bool {
 			s.idx.mu.Lock()
 			err := s.idx.decodeEntry(e)
 			s.idx.mu.Unlock()
 			if err != nil {
 				s.log.Warn("pair log: skipping a domain record", "err", err)
 			}
-		case <-ctx.Done():
-			_ = w.Stop()
-			return ctx.Err()
-		}
-	}
-}
-
-// runDomainWatch applies the records other replicas (and this one) store.
-func (s *Store) runDomainWatch(w njs.KeyWatcher) {
-	defer s.wg.Done()
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-			if e == nil {
-				continue
-			}
-			s.idx.mu.Lock()
-			err := s.idx.decodeEntry(e)
-			s.idx.mu.Unlock()
-			if err != nil {
-				s.log.Warn("pair log: skipping a domain record", "err", err)
-			}
-		case <-s.ctx.Done():
-			return
-		}
+			return true
+		})
+	}()
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

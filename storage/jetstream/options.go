@@ -87,6 +87,9 @@ type Options struct {
 	// reconnectWait overrides the wait between reconnection attempts;
 	// tests only.
 	reconnectWait time.Duration
+	// ensureEvery overrides how often the stream may be created again
+	// when none answers; tests only.
+	ensureEvery time.Duration
 }
 
 // Defaults of the options that storage.DefaultOptions does not share.
@@ -97,6 +100,7 @@ const (
 	defaultAckTimeout     = 5 * time.Second
 	defaultCloseTimeout   = 10 * time.Second
 	defaultReconnectWait  = time.Second
+	defaultEnsureEvery    = 5 * time.Second
 )
 
 var validPrefix = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
@@ -119,6 +123,7 @@ func (o Options) withDefaults() (Options, error) {
 	set(&o.FlushInterval, d.FlushInterval)
 	set(&o.RefreshInterval, d.RetentionInterval)
 	set(&o.reconnectWait, defaultReconnectWait)
+	set(&o.ensureEvery, defaultEnsureEvery)
 	if o.Replicas == 0 {
 		o.Replicas = 1
 	}

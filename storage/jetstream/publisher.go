@@ -36,6 +36,11 @@ type publisher struct {
 	batch   []*queued
 	deltas  map[string]*delta // acknowledged, not yet in the records
 	backoff time.Duration
+	// probe: the last round left pairs without an answer, so the next
+	// sends the first pair alone and the rest once it is acknowledged.
+	// After a restart the stream may answer some of a batch and not the
+	// pairs before them; sent again, those would be stored after them.
+	probe bool
 }
 
 const (
@@ -80,8 +85,7 @@ func (p *publisher) drain(ctx context.Context) {
 		if len(p.batch) == 0 {
 			return
 		}
-		p.publish(ctx)
-		if len(p.batch) > 0 {
+		if !p.publish(ctx) {
 			p.wait(ctx) // not all acknowledged
 		} else {
 			p.backoff = minBackoff
@@ -154,13 +158,18 @@ const (
 	dropped        // refused, too large, or a duplicate
 )
 
-// publish sends the batch and waits for the answers (at most AckTimeout,
-// or until ctx ends); it keeps in the batch, in order, the pairs to send
-// again.
-func (p *publisher) publish(ctx context.Context) {
+// publish sends the batch (its first pair only, when probing) and waits
+// for the answers (at most AckTimeout, or until ctx ends); it keeps in
+// the batch, in order, the pairs to send again, and reports whether every
+// pair it sent was answered.
+func (p *publisher) publish(ctx context.Context) bool {
 	s := p.s
 	out := make([]int, len(p.batch))
 	futures := make([]njs.PubAckFuture, len(p.batch))
+	send := p.batch
+	if p.probe {
+		send = p.batch[:1]
+	}
 	var firstErr error
 	drop := func(i int, reason string, err error) {
 		out[i] = dropped
@@ -169,7 +178,7 @@ func (p *publisher) publish(ctx context.Context) {
 			firstErr = err
 		}
 	}
-	for i, q := range p.batch {
+	for i, q := range send {
 		if !s.nc.IsConnected() {
 			break
 		}
@@ -216,12 +225,16 @@ func (p *publisher) publish(ctx context.Context) {
 	var n, retried int
 	var size int64
 	var loggedN int
+	answered := true
 	kept := p.batch[:0]
 	for i, q := range p.batch {
 		switch out[i] {
 		case again:
-			if q.sent > 0 {
-				retried++
+			if i < len(send) {
+				answered = false
+				if q.sent > 0 {
+					retried++
+				}
 			}
 			kept = append(kept, q)
 			continue
@@ -257,17 +270,20 @@ func (p *publisher) publish(ctx context.Context) {
 	if noStream {
 		p.noStream(ctx)
 	}
+	p.probe = !answered
+	return answered
 }
 
 // noStream handles a publish no stream answered: after a server lost its
 // state, or an operator deleted the stream, it is created again (at most
 // every 5 seconds); while JetStream is still starting it simply waits.
+// The pairs wait meanwhile, counted as neither logged nor dropped.
 func (p *publisher) noStream(ctx context.Context) {
 	s := p.s
 	if !s.stallSeen.Swap(true) {
 		s.log.Warn("pair log: no stream answers the pairs' subjects; creating it again if it is gone", "stream", s.names.pairs)
 	}
-	if time.Since(time.Unix(0, s.ensuredAt.Load())) < 5*time.Second {
+	if time.Since(time.Unix(0, s.ensuredAt.Load())) < s.opts.ensureEvery {
 		return
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)

@@ -103,29 +103,18 @@ func (s *Store) WatchRoutingRecords(ctx context.Context) (<-chan storage.Routing
 		defer close(out)
 		defer cancel()
 		defer stop()
-		defer func() { _ = w.Stop() }()
-		for {
-			select {
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					continue // the records present are sent
-				}
-				c := storage.RoutingChange{Domain: domainOf(e.Key())}
-				if e.Operation() == njs.KeyValuePut {
-					c.Record = e.Value()
-				}
-				select {
-				case out <- c:
-				case <-wctx.Done():
-					return
-				}
-			case <-wctx.Done():
-				return
+		s.follow(wctx, s.kvRt, w, nil, func(e njs.KeyValueEntry) bool {
+			c := storage.RoutingChange{Domain: domainOf(e.Key())}
+			if e.Operation() == njs.KeyValuePut {
+				c.Record = e.Value()
 			}
-		}
+			select {
+			case out <- c:
+				return true
+			case <-wctx.Done():
+				return false
+			}
+		})
 	}()
 	return out, nil
 }

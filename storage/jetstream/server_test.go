@@ -87,7 +87,8 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // testOptions are the options of a store on ts for a test: quick to
 // reconnect, quiet.
 func testOptions(ts *testServer) Options {
-	return Options{URL: ts.url(), Logger: quietLogger(), reconnectWait: 20 * time.Millisecond, AckTimeout: 2 * time.Second}
+	return Options{URL: ts.url(), Logger: quietLogger(), AckTimeout: 2 * time.Second,
+		reconnectWait: 20 * time.Millisecond, ensureEvery: 200 * time.Millisecond}
 }
 
 // openStore opens a store and closes it when the test ends.

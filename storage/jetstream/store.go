@@ -60,6 +60,8 @@ type Store struct {
 	idx index // the domains' records, kept current by a watch
 
 	reconnect chan struct{} // a reconnection wakes the publisher's back-off
+	reconnMu  sync.Mutex
+	reconnCh  chan struct{} // closed (and replaced) on each reconnection, for the watches
 	stallSeen atomic.Bool   // the no-stream warning was logged since the last success
 	ensuredAt atomic.Int64  // when ensureStream last ran (Unix ns)
 
@@ -101,6 +103,7 @@ func Open(opts Options) (*Store, error) {
 		batchReady: make(chan struct{}, 1),
 		progress:   make(chan struct{}),
 		reconnect:  make(chan struct{}, 1),
+		reconnCh:   make(chan struct{}),
 		pubDone:    make(chan struct{}),
 	}
 	s.idx.init()
@@ -300,6 +303,81 @@ func (s *Store) reconnected(nc *nats.Conn) {
 	select {
 	case s.reconnect <- struct{}{}:
 	default:
+	}
+	s.reconnMu.Lock()
+	close(s.reconnCh)
+	s.reconnCh = make(chan struct{})
+	s.reconnMu.Unlock()
+}
+
+// reconnections returns a channel closed at the next reconnection.
+func (s *Store) reconnections() <-chan struct{} {
+	s.reconnMu.Lock()
+	defer s.reconnMu.Unlock()
+	return s.reconnCh
+}
+
+// follow follows a bucket with the watch w (from WatchAll) until ctx
+// ends, passing fn each entry stored when w started, then each change, in
+// the order stored; fn returning false ends it. ready, when not nil, is
+// closed once the entries stored at the start were passed. A server
+// restart loses the watch's consumer, which the client would notice only
+// after missed heartbeats (about ten seconds), so the watch starts again
+// at each reconnection (and whenever it stops), from the revision after
+// the last one seen.
+func (s *Store) follow(ctx context.Context, kv njs.KeyValue, w njs.KeyWatcher, ready chan<- struct{}, fn func(njs.KeyValueEntry) bool) {
+	var last uint64
+	backoff := minBackoff
+	reconn := s.reconnections()
+	for ctx.Err() == nil {
+		var err error
+		if w == nil {
+			reconn = s.reconnections()
+			var opts []njs.WatchOpt
+			if last > 0 {
+				opts = append(opts, njs.ResumeFromRevision(last+1))
+			}
+			w, err = kv.WatchAll(ctx, opts...)
+		}
+		if err != nil {
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-reconn:
+			case <-ctx.Done():
+			}
+			t.Stop()
+			backoff = min(2*backoff, maxBackoff)
+			continue
+		}
+		backoff = minBackoff
+	watch:
+		for {
+			select {
+			case e, ok := <-w.Updates():
+				if !ok {
+					break watch
+				}
+				if e == nil {
+					if ready != nil {
+						close(ready)
+						ready = nil
+					}
+					continue
+				}
+				last = max(last, e.Revision())
+				if !fn(e) {
+					_ = w.Stop()
+					return
+				}
+			case <-reconn:
+				break watch
+			case <-ctx.Done():
+				break watch
+			}
+		}
+		_ = w.Stop()
+		w = nil
 	}
 }
 

@@ -109,18 +109,21 @@ func (p *publisher) closing() {
 		left++
 		size += q.size
 	}
+	var errs []error
 	if left > 0 {
 		s.m.dropped.WithLabelValues(reasonClosed).Add(float64(left))
-		s.log.Warn("pair log: closing: pairs not acknowledged within the close timeout are dropped",
-			"pairs", left, "close_timeout", s.opts.CloseTimeout)
 		p.resolve(left, size, nil)
+		errs = append(errs, fmt.Errorf("%d pairs not acknowledged within the close timeout (%s) were dropped", left, s.opts.CloseTimeout))
 	}
 	if len(p.deltas) > 0 {
 		var n int64
 		for _, d := range p.deltas {
 			n += d.n
 		}
-		s.log.Warn("pair log: closing: acknowledged pairs not counted in their domains' records", "pairs", n, "domains", len(p.deltas))
+		errs = append(errs, fmt.Errorf("%d pairs logged are not counted in the records of their %d domains", n, len(p.deltas)))
+	}
+	if err := errors.Join(errs...); err != nil {
+		s.closeErr = fmt.Errorf("closing the NATS pair log: %w", err)
 	}
 	p.counted()
 }

@@ -248,9 +248,9 @@ func (s *Store) QueueLen() int {
 }
 
 // Close stops accepting pairs, publishes what is queued (for at most
-// CloseTimeout; what is left then is dropped and counted as closed),
-// counts it in the domain records, stops the watches and closes the
-// connection. It is safe to call more than once.
+// CloseTimeout; what is left then is dropped, counted as closed, and
+// reported in Close's error), counts it in the domain records, stops the
+// watches and closes the connection. It is safe to call more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.logMu.Lock()

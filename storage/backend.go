@@ -46,7 +46,9 @@ type RoutingRecords interface {
 // it, so that a promotion decided by one replica reaches the others.
 // WatchRoutingRecords sends every record stored when it is called, then
 // each change as it is stored, in the order stored, until ctx ends or the
-// store closes; then it closes the channel.
+// store closes; then it closes the channel. A record stored again before
+// the watch delivered it may come in its latest version only: a watcher
+// learns each domain's latest record, not every step.
 type RoutingWatch interface {
 	WatchRoutingRecords(ctx context.Context) (<-chan RoutingChange, error)
 }

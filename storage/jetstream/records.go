@@ -81,9 +81,11 @@ func readAll(ctx context.Context, kv njs.KeyValue, filters []string, fn func(njs
 
 // WatchRoutingRecords sends every routing record stored now, then each
 // one any replica stores (this one included), in the order stored, until
-// ctx ends or the store closes; then it closes the channel. A deleted
-// record comes with a nil Record. The reader must keep reading: the
-// watch waits for it (a slow reader delays only its own watch).
+// ctx ends or the store closes; then it closes the channel. The bucket
+// keeps one revision per domain, so a record stored again before the
+// watch delivered it comes in its latest version only. A deleted record
+// comes with a nil Record. The reader must keep reading: the watch waits
+// for it (a slow reader delays only its own watch).
 func (s *Store) WatchRoutingRecords(ctx context.Context) (<-chan storage.RoutingChange, error) {
 	if s.isClosed() {
 		return nil, fmt.Errorf("watching routing records: %w", storage.ErrClosed)

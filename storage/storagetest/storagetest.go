@@ -76,6 +76,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"RetentionCap", testRetentionCap},
 		{"InvalidDomain", testInvalidDomain},
 		{"DomainNames", testDomainNames},
+		{"DomainsPage", testDomainsPage},
 		{"FlushCloseLosesNothing", testFlushCloseLosesNothing},
 		{"ConcurrentLog", testConcurrentLog},
 		// These wait for an expiry: they run beside each other.
@@ -636,6 +637,60 @@ func testDomainNames(t *testing.T, b Backend) {
 		if d, err := s.Domain(n); err != nil || d.Pairs != 1 || d.Name != n {
 			t.Errorf("Domain(%q) = %+v, %v", n, d, err)
 		}
+	}
+}
+
+// Pager is what the gateway asks of a store besides the interfaces:
+// the admin API's pages of domains and the admission's known names. A
+// backend that has them is held to them.
+type Pager interface {
+	DomainsPage(after string, limit int) (storage.DomainPage, error)
+	DomainNames(prefix string) []string
+}
+
+// testDomainsPage: pages of domains by name, with their labels, and the
+// names by prefix.
+func testDomainsPage(t *testing.T, b Backend) {
+	s := open(t, b, Options{})
+	pg, ok := s.(Pager)
+	if !ok {
+		t.Skip("the backend has no DomainsPage or DomainNames")
+	}
+	for _, n := range []string{"auto-1", "auto-2", "b", "c", "d"} {
+		mustLog(t, s, pair(n, "x", "l-"+n, time.Now()))
+	}
+	flush(t, s)
+	var got []string
+	after := ""
+	for {
+		page, err := pg.DomainsPage(after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if page.Total != 5 {
+			t.Errorf("page after %q: total %d, want 5", after, page.Total)
+		}
+		for _, d := range page.Domains {
+			got = append(got, d.Name)
+			if d.Labels["l-"+d.Name] != 1 || d.Pairs != 1 {
+				t.Errorf("page: %+v, want 1 pair labelled l-%s", d, d.Name)
+			}
+		}
+		if !page.More {
+			break
+		}
+		after = page.Domains[len(page.Domains)-1].Name
+	}
+	if !slices.Equal(got, []string{"auto-1", "auto-2", "b", "c", "d"}) {
+		t.Errorf("pages = %q", got)
+	}
+	if _, err := pg.DomainsPage("", 0); err == nil {
+		t.Error("a page of 0 domains was served")
+	}
+	names := pg.DomainNames("auto-")
+	slices.Sort(names)
+	if !slices.Equal(names, []string{"auto-1", "auto-2"}) {
+		t.Errorf("DomainNames(auto-) = %q", names)
 	}
 }
 

@@ -686,3 +686,35 @@ func TestWatchesSurviveRestart(t *testing.T) {
 		t.Fatal("a's routing watch got nothing after the restart")
 	}
 }
+
+// TestReadsWhileDown: with the server away, reads that need it fail
+// (within Timeout) instead of hanging, Summaries still answer from
+// memory, and everything works again once it is back.
+func TestReadsWhileDown(t *testing.T) {
+	ts := startServer(t, nil)
+	o := testOptions(ts)
+	o.Timeout = time.Second
+	s := openStore(t, o)
+	s.Log(pair("d", 0))
+	flush(t, s)
+	ts.stop()
+	if err := s.Pairs(context.Background(), "d", func(storage.Pair) error { return nil }); err == nil {
+		t.Error("Pairs with the server down succeeded")
+	}
+	if _, err := s.Domain("d"); err == nil {
+		t.Error("Domain with the server down succeeded")
+	}
+	if _, err := s.RoutingRecords(); err == nil {
+		t.Error("RoutingRecords with the server down succeeded")
+	}
+	if sums, err := s.Summaries(); err != nil || len(sums) != 1 || sums[0].Logged != 1 {
+		t.Errorf("Summaries with the server down: %+v, %v; want d from memory", sums, err)
+	}
+	ts.restart()
+	waitFor(t, "the store to reconnect", func() bool { return s.nc.IsConnected() })
+	waitFor(t, "Pairs to work again", func() bool {
+		n := 0
+		err := s.Pairs(context.Background(), "d", func(storage.Pair) error { n++; return nil })
+		return err == nil && n == 1
+	})
+}

@@ -18,6 +18,9 @@ const (
 	// idleCheck: when no pair came for this long, Pairs asks whether any
 	// is left (the last one may have expired meanwhile).
 	idleCheck = 2 * time.Second
+	// maxIdle idle checks in a row with pairs pending end Pairs with an
+	// error rather than wait for ever.
+	maxIdle = 5
 )
 
 // Pairs calls fn for each stored pair of domain, oldest first: in the
@@ -68,6 +71,7 @@ func (s *Store) Pairs(ctx context.Context, domain string, fn func(storage.Pair) 
 	}()
 
 	var bad unreadable
+	idle := 0
 	for {
 		nctx, cancel := context.WithTimeout(ctx, idleCheck)
 		msg, err := it.Next(njs.NextContext(nctx))
@@ -82,12 +86,21 @@ func (s *Store) Pairs(ctx context.Context, domain string, fn func(storage.Pair) 
 			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, njs.ErrNoHeartbeat) {
 				return fmt.Errorf("reading pairs of %s: %w", domain, err)
 			}
-			info, ierr := cons.Info(ctx)
-			if ierr == nil && info.NumPending == 0 {
+			cctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+			info, ierr := cons.Info(cctx)
+			cancel()
+			if ierr != nil {
+				return fmt.Errorf("reading pairs of %s: %w", domain, s.closedErr(ierr))
+			}
+			if info.NumPending == 0 {
 				break // nothing left: the newest expired meanwhile
+			}
+			if idle++; idle == maxIdle {
+				return fmt.Errorf("reading pairs of %s: %d pairs pending and none delivered for %s", domain, info.NumPending, maxIdle*idleCheck)
 			}
 			continue
 		}
+		idle = 0
 		md, err := msg.Metadata()
 		if err != nil {
 			return fmt.Errorf("reading pairs of %s: %w", domain, err)

@@ -16,7 +16,6 @@ import (
 	"github.com/understudy-dev/understudy/gateway"
 	"github.com/understudy-dev/understudy/router"
 	"github.com/understudy-dev/understudy/shadow"
-	"github.com/understudy-dev/understudy/storage"
 	"github.com/understudy-dev/understudy/student"
 	"github.com/understudy-dev/understudy/trainer"
 )
@@ -59,9 +58,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	db, err := storage.Open(storageOptions(cfg, log, reg))
+	db, err := openStore(cfg, log, reg)
 	if err != nil {
 		return err
+	}
+	if cfg.Storage.Backend == config.BackendNATS {
+		// One learner for several replicas (a lease on who trains and
+		// runs the gate) is not built yet: each would train and route on
+		// its own over the shared log.
+		log.Warn("storage on NATS JetStream: run one gateway replica per prefix until replicas share one learner", "url", cfg.Storage.NATS.URL, "prefix", cfg.Storage.NATS.Prefix)
 	}
 	metricDomains := router.NewMetricDomains(cfg.Metrics.MaxDomains)
 	deps := gateway.Deps{Logger: log, Registry: reg, MetricDomains: metricDomains, Known: db}

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/understudy-dev/understudy/config"
+	"github.com/understudy-dev/understudy/gateway"
+	"github.com/understudy-dev/understudy/router"
+	"github.com/understudy-dev/understudy/storage"
+	"github.com/understudy-dev/understudy/storage/jetstream"
+	"github.com/understudy-dev/understudy/trainer"
+)
+
+// store is what serve needs of a storage backend: what the gateway, the
+// admin API, the trainer and the router each ask of it.
+type store interface {
+	storage.PairLog
+	storage.Responses
+	gateway.KnownDomains
+	gateway.AdminStore
+	trainer.Store
+	router.Store
+	Close() error
+}
+
+var (
+	_ store = (*storage.DB)(nil)
+	_ store = (*jetstream.Store)(nil)
+)
+
+// openStore opens the backend storage.backend names: Badger under
+// data_dir (the default), or NATS JetStream.
+func openStore(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (store, error) {
+	if cfg.Storage.Backend == config.BackendNATS {
+		return jetstream.Open(natsOptions(cfg, log, reg))
+	}
+	return storage.Open(storageOptions(cfg, log, reg))
+}
+
+// natsOptions are the JetStream backend's options the config describes.
+// The limits Badger applies itself (ttl, max_pairs_per_domain) become the
+// stream's; retention_interval is how often stored counts are read back.
+func natsOptions(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) jetstream.Options {
+	s, n := cfg.Storage, cfg.Storage.NATS
+	return jetstream.Options{
+		URL: n.URL, CredsFile: n.CredsFile, User: n.User, Password: n.Password, Token: n.Token,
+		CAFile: n.CAFile, CertFile: n.CertFile, KeyFile: n.KeyFile,
+		Replicas: n.Replicas, Prefix: n.Prefix, ConnectTimeout: n.ConnectTimeout,
+		TTL: s.TTL, MaxPairsPerDomain: s.MaxPairsPerDomain,
+		QueueSize: s.QueueSize, QueueBytes: int64(s.QueueBytes), BatchSize: s.BatchSize, FlushInterval: s.FlushInterval,
+		RefreshInterval: s.RetentionInterval,
+		Logger:          log, Registry: reg,
+	}
+}

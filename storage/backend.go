@@ -60,6 +60,35 @@ type RoutingChange struct {
 	Record []byte
 }
 
+// Lease elects the one replica at a time that learns: it trains and runs
+// the gate, and so is the one writer of the routing records. The Badger
+// DB, one process, always holds it; the NATS JetStream store keeps it in
+// a key-value entry with a TTL that its holder renews.
+type Lease interface {
+	// Lead runs until ctx ends. Each time this replica takes the lease
+	// it calls term with a context that ends when the lease is lost or
+	// ctx ends, and waits for term to return; when ctx ended, the lease
+	// is released then (another replica takes it at once), else it tries
+	// again to take it.
+	Lead(ctx context.Context, term func(ctx context.Context)) error
+	// Held reports whether this replica holds the lease now: a holder
+	// that could not renew it stops reporting it held before any other
+	// replica can take it, so a write made while Held is true cannot
+	// race the next holder's (the lease fences the routing records).
+	Held() bool
+}
+
+// SampleBus carries scored shadow samples from every replica to the one
+// that holds the Lease, whose gate counts them. The router owns their
+// format. PublishSample never blocks: it returns false when it dropped
+// the sample (a full queue, no connection). Samples delivers the samples
+// any replica publishes from now on, until ctx ends or the store closes;
+// then it closes the channel.
+type SampleBus interface {
+	PublishSample(b []byte) bool
+	Samples(ctx context.Context) (<-chan []byte, error)
+}
+
 // Responses keeps the responses a student made on the Responses API, for
 // as long as the pair log keeps pairs; the gateway owns their format.
 type Responses interface {
@@ -74,4 +103,5 @@ var (
 	_ DomainRecords    = (*DB)(nil)
 	_ StudentArtifacts = (*DB)(nil)
 	_ RoutingRecords   = (*DB)(nil)
+	_ Lease            = (*DB)(nil)
 )

@@ -28,6 +28,9 @@ type metrics struct {
 	writeErrors prometheus.Counter
 	retries     prometheus.Counter
 	connected   prometheus.GaugeFunc
+
+	samplesPublished prometheus.Counter
+	samplesDropped   prometheus.Counter
 }
 
 func newMetrics(queueLen func() int, connected func() bool) *metrics {
@@ -65,6 +68,14 @@ func newMetrics(queueLen func() int, connected func() bool) *metrics {
 			}
 			return 0
 		}),
+		samplesPublished: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "understudy_storage_nats_samples_published_total",
+			Help: "Shadow samples this replica published for the gate of the learner lease's holder.",
+		}),
+		samplesDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "understudy_storage_nats_samples_dropped_total",
+			Help: "Shadow samples this replica dropped instead of publishing: the queue was full, or no connection took them.",
+		}),
 	}
 	for _, r := range []string{reasonQueueFull, reasonClosed, reasonInvalid, reasonDuplicate, reasonRejected, reasonTooLarge} {
 		m.dropped.WithLabelValues(r)
@@ -73,7 +84,7 @@ func newMetrics(queueLen func() int, connected func() bool) *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.logged, m.dropped, m.queueLength, m.batches, m.writeErrors, m.retries, m.connected}
+	return []prometheus.Collector{m.logged, m.dropped, m.queueLength, m.batches, m.writeErrors, m.retries, m.connected, m.samplesPublished, m.samplesDropped}
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {

@@ -26,6 +26,8 @@ func domainOf(tok string) string { return strings.ReplaceAll(tok, "=", ".") }
 //	KV       <prefix>_students     <token>.<version> → a version's metadata
 //	objects  <prefix>_artifacts    <domain>/<version> → a version's artifact
 //	KV       <prefix>_responses    <id> (see responseKey) → a kept response, with TTL
+//	KV       <prefix>_lease        learner → the learner lease's holder, with its TTL
+//	stream   <prefix>_samples      subject <prefix>.samples: shadow samples for the gate
 type names struct {
 	pairs       string // stream
 	pairSubject string // prefix of the pairs' subjects, with the trailing '.'
@@ -34,6 +36,10 @@ type names struct {
 	students    string
 	artifacts   string
 	responses   string
+	lease       string
+	samples     string // stream
+	// sampleSubject is the one subject of the samples' stream.
+	sampleSubject string
 }
 
 func newNames(prefix string) names {
@@ -45,6 +51,10 @@ func newNames(prefix string) names {
 		students:    prefix + "_students",
 		artifacts:   prefix + "_artifacts",
 		responses:   prefix + "_responses",
+		lease:       prefix + "_lease",
+		samples:     prefix + "_samples",
+
+		sampleSubject: prefix + ".samples",
 	}
 }
 

@@ -76,6 +76,13 @@ type Options struct {
 	// Summaries and ChangedSince. Default 5m (storage.retention_interval).
 	RefreshInterval time.Duration
 
+	// LeaseTTL is how long the learner lease outlives its holder's last
+	// renewal: a replica that dies is replaced as the learner within
+	// about this long. Its holder renews it every fifth of it and counts
+	// it held for half of it after each renewal. Default 10s; at least
+	// 1s.
+	LeaseTTL time.Duration
+
 	// Name is the connection's name, as the servers show it. Default
 	// "understudy".
 	Name string
@@ -101,6 +108,7 @@ const (
 	defaultCloseTimeout   = 10 * time.Second
 	defaultReconnectWait  = time.Second
 	defaultEnsureEvery    = 5 * time.Second
+	defaultLeaseTTL       = 10 * time.Second
 )
 
 var validPrefix = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
@@ -124,6 +132,7 @@ func (o Options) withDefaults() (Options, error) {
 	set(&o.RefreshInterval, d.RetentionInterval)
 	set(&o.reconnectWait, defaultReconnectWait)
 	set(&o.ensureEvery, defaultEnsureEvery)
+	set(&o.LeaseTTL, defaultLeaseTTL)
 	if o.Replicas == 0 {
 		o.Replicas = 1
 	}
@@ -159,6 +168,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("storage.queue_bytes: must be positive, got %d", o.QueueBytes)
 	case o.BatchSize < 0:
 		return o, fmt.Errorf("storage.batch_size: must be positive, got %d", o.BatchSize)
+	case o.LeaseTTL < time.Second:
+		return o, fmt.Errorf("storage.nats.lease_ttl: must be at least 1s, got %s", o.LeaseTTL)
 	case o.FlushInterval < 0 || o.RefreshInterval < 0 || o.ConnectTimeout < 0 || o.Timeout < 0 || o.AckTimeout < 0 || o.CloseTimeout < 0:
 		return o, errors.New("storage: intervals and timeouts must be positive")
 	case o.User != "" && o.Password == "", o.User == "" && o.Password != "":

@@ -25,14 +25,15 @@ type Store struct {
 	m     *metrics
 	now   func() time.Time
 
-	nc     *nats.Conn
-	js     njs.JetStream
-	stream njs.Stream
-	kvDom  njs.KeyValue // domain records
-	kvRt   njs.KeyValue // routing records
-	kvStu  njs.KeyValue // student metadata
-	kvResp njs.KeyValue // kept responses
-	obs    njs.ObjectStore
+	nc      *nats.Conn
+	js      njs.JetStream
+	stream  njs.Stream
+	kvDom   njs.KeyValue // domain records
+	kvRt    njs.KeyValue // routing records
+	kvStu   njs.KeyValue // student metadata
+	kvResp  njs.KeyValue // kept responses
+	kvLease njs.KeyValue // the learner lease (lease.go)
+	obs     njs.ObjectStore
 
 	// Log side, as in storage.DB: logMu orders sends with the enqueued
 	// count and the closed flag, so that Flush knows which pairs came
@@ -56,6 +57,9 @@ type Store struct {
 	lastErr   error
 	lastErrAt uint64
 	resolvedA atomic.Uint64 // mirror of resolved for QueueLen
+
+	lease    leaseState
+	samplesQ chan []byte // shadow samples waiting to be published
 
 	idx index // the domains' records, kept current by a watch
 
@@ -105,7 +109,9 @@ func Open(opts Options) (*Store, error) {
 		reconnect:  make(chan struct{}, 1),
 		reconnCh:   make(chan struct{}),
 		pubDone:    make(chan struct{}),
+		samplesQ:   make(chan []byte, samplesQueue),
 	}
+	s.lease.holder = holderID()
 	s.idx.init()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.hard, s.hardCancel = context.WithCancel(context.Background())
@@ -147,9 +153,10 @@ func Open(opts Options) (*Store, error) {
 			return fail(err)
 		}
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.runPublisher()
 	go s.runRefresh()
+	go s.runSamplePublisher()
 	return s, nil
 }
 
@@ -187,6 +194,12 @@ func (s *Store) setUp(ctx context.Context) error {
 		return err
 	}
 	if s.kvResp, err = kv(s.names.responses, "responses students made, kept for the TTL", max(o.TTL, 0)); err != nil {
+		return err
+	}
+	if s.kvLease, err = kv(s.names.lease, "the learner lease: which replica trains and runs the gate", o.LeaseTTL); err != nil {
+		return err
+	}
+	if err := s.ensureSamples(ctx); err != nil {
 		return err
 	}
 	s.obs, err = s.js.CreateOrUpdateObjectStore(ctx, njs.ObjectStoreConfig{

@@ -17,6 +17,7 @@ type metrics struct {
 
 	selective, lower, coverage, tau, backtest, threshold, state *prometheus.Desc
 	fieldAgreement, fieldCoverage                               *prometheus.Desc
+	leader                                                      *prometheus.Desc
 }
 
 func newMetrics(domains *MetricDomains) *metrics {
@@ -40,6 +41,8 @@ func newMetrics(domains *MetricDomains) *metrics {
 		backtest:  d("backtest_samples", "Samples of the version scored by back-testing on pairs it never trained on.", "domain", "version", "role"),
 		threshold: d("agreement_threshold", "Selective agreement a student must be shown to reach to serve.", "domain"),
 		state:     d("domain_state", "1 for a domain's current routing state.", "domain", "state"),
+		leader: prometheus.NewDesc("understudy_leader",
+			"1 on the replica that trains and runs the gate (it holds the learner lease; a single gateway always does), else 0.", nil, nil),
 		fieldAgreement: prometheus.NewDesc("understudy_shadow_field_agreement",
 			"For a domain whose answers are JSON records: a student version's agreement with the teacher on one field, among the uniform samples confident in that field at the τ in use (at most 32 fields a version by path, the rest pooled as _other). Only defined values are exported.",
 			[]string{"domain", "version", "role", "field"}, nil),
@@ -67,7 +70,7 @@ func (r *Router) Describe(ch chan<- *prometheus.Desc) {
 	r.m.samples.Describe(ch)
 	r.m.transitions.Describe(ch)
 	for _, d := range []*prometheus.Desc{r.m.selective, r.m.lower, r.m.coverage, r.m.tau, r.m.backtest, r.m.threshold, r.m.state,
-		r.m.fieldAgreement, r.m.fieldCoverage} {
+		r.m.fieldAgreement, r.m.fieldCoverage, r.m.leader} {
 		ch <- d
 	}
 }
@@ -77,6 +80,11 @@ func (r *Router) Describe(ch chan<- *prometheus.Desc) {
 func (r *Router) Collect(ch chan<- prometheus.Metric) {
 	r.m.samples.Collect(ch)
 	r.m.transitions.Collect(ch)
+	leading := 0.0
+	if r.Leading() {
+		leading = 1
+	}
+	ch <- prometheus.MustNewConstMetric(r.m.leader, prometheus.GaugeValue, leading)
 	r.mu.RLock()
 	ds := make([]*domain, 0, len(r.domains))
 	for _, d := range r.domains {

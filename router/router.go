@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -107,6 +108,17 @@ type Store interface {
 
 var _ Store = (*storage.DB)(nil)
 
+// Replicas is what the router needs of a store that several gateway
+// replicas share: the routing records every replica stores (watched), the
+// bus that carries shadow samples to the learner, and whether this
+// replica is the learner (it holds the storage.Lease). *jetstream.Store
+// is one.
+type Replicas interface {
+	storage.RoutingWatch
+	storage.SampleBus
+	Held() bool
+}
+
 // Deps are the router's collaborators.
 type Deps struct {
 	// Store holds the routing records: New reads them, and Run writes each
@@ -124,6 +136,10 @@ type Deps struct {
 	// Domains bounds the domains the router's metrics name. Default:
 	// DefaultMaxDomains domains.
 	Domains *MetricDomains
+	// Replicas, when set, makes this router one of several replicas'
+	// (see Lead and Follow): it starts as a follower. Nil: the router is
+	// the only one and always leads.
+	Replicas Replicas
 }
 
 // PersistEvery is how many samples of a domain pass between two saves of
@@ -183,6 +199,12 @@ type Router struct {
 	sink shadow.Sink
 	// saver writes the records that changed, off the request path.
 	saver *saver
+
+	// leading: this router runs the gate and writes the records (Lead);
+	// else it follows the stored records and publishes its samples.
+	// followMu orders applying a stored record with taking the lead.
+	leading  atomic.Bool
+	followMu sync.Mutex
 }
 
 // domain is the live state of one domain.
@@ -298,10 +320,14 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	}
 	r := &Router{cfg: cfg, deps: deps, log: deps.Logger, domains: map[string]*domain{}, m: newMetrics(deps.Domains)}
 	r.sink = r.Observe
+	r.leading.Store(deps.Replicas == nil)
 	if deps.Store == nil {
 		return r, nil
 	}
 	r.saver = newSaver(deps.Store, deps.Logger)
+	if deps.Replicas != nil {
+		r.saver.held = deps.Replicas.Held
+	}
 	stored, err := deps.Store.RoutingRecords()
 	if err != nil {
 		return nil, err
@@ -579,6 +605,10 @@ func (r *Router) observe(d *domain, v int, s shadow.Sample) {
 	if ver == nil {
 		return // a version no longer tracked
 	}
+	if !r.leading.Load() {
+		r.publish(d.name, v, s)
+		return
+	}
 	verdict := ver.scores.Add(s)
 	r.m.samples.WithLabelValues(r.m.domains.Name(d.name), outcome(s, ver.tau)).Inc()
 	d.samples++
@@ -660,6 +690,9 @@ func retire(m *student.Model) { time.AfterFunc(retireAfter, func() { _ = m.Close
 // trained on) count as evidence at once; nil when there are none.
 func (r *Router) AddVersion(a *student.Artifact, backtest []shadow.Sample) error {
 	name, v := a.Domain, a.Version
+	if !r.leading.Load() {
+		return fmt.Errorf("adding %s v%d: %w", name, v, ErrNotLeader)
+	}
 	m, err := student.Load(a, 1)
 	if err != nil {
 		return fmt.Errorf("loading %s v%d: %w", name, v, err)
@@ -702,6 +735,9 @@ func (r *Router) AddVersion(a *student.Artifact, backtest []shadow.Sample) error
 
 // SetOpenEnded marks a domain open-ended: no student ever serves it.
 func (r *Router) SetOpenEnded(name, reason string) {
+	if !r.leading.Load() {
+		return // the learner's trainer reports it again
+	}
 	d := r.get(name)
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -728,11 +764,18 @@ func (r *Router) SetOpenEnded(name, reason string) {
 var (
 	ErrNoStudent = errors.New("no student version to serve")
 	ErrAction    = errors.New("unknown action")
+	// ErrNotLeader: another replica holds the learner lease, and with it
+	// the routing state; ask its admin API.
+	ErrNotLeader = errors.New("this replica does not run the gate: another replica holds the learner lease")
 )
 
 // Act applies an operator's action: promote, demote, pin-teacher,
 // pin-student, unpin.
 func (r *Router) Act(name, action string) (Record, error) {
+	if !r.leading.Load() {
+		v, _ := r.View(name)
+		return Record{State: v.State, Serving: v.Serving}, fmt.Errorf("%s %s: %w", action, name, ErrNotLeader)
+	}
 	d := r.get(name)
 	d.mu.Lock()
 	defer d.mu.Unlock()

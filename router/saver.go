@@ -12,6 +12,9 @@ import (
 type saver struct {
 	store Store
 	log   *slog.Logger
+	// held, when set, fences the writes: flush writes only while it is
+	// true (the learner lease is held) and drops the records otherwise.
+	held func() bool
 
 	mu      sync.Mutex
 	pending map[string]Record
@@ -40,6 +43,10 @@ func (s *saver) flush() {
 	s.pending = map[string]Record{}
 	s.mu.Unlock()
 	for d, rec := range batch {
+		if s.held != nil && !s.held() {
+			s.log.Warn("not saving routing records: this replica does not hold the learner lease", "records", len(batch))
+			return
+		}
 		b, err := json.Marshal(rec)
 		if err == nil {
 			err = s.store.PutRoutingRecord(d, b)

@@ -62,12 +62,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Storage.Backend == config.BackendNATS {
-		// One learner for several replicas (a lease on who trains and
-		// runs the gate) is not built yet: each would train and route on
-		// its own over the shared log.
-		log.Warn("storage on NATS JetStream: run one gateway replica per prefix until replicas share one learner", "url", cfg.Storage.NATS.URL, "prefix", cfg.Storage.NATS.Prefix)
-	}
 	metricDomains := router.NewMetricDomains(cfg.Metrics.MaxDomains)
 	deps := gateway.Deps{Logger: log, Registry: reg, MetricDomains: metricDomains, Known: db}
 	if cfg.Storage.Enabled {
@@ -89,12 +83,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// decides; a demotion asks the scheduler for a new one (Trigger).
 		sched = trainer.NewScheduler(schedulerConfig(cfg), trainer.SchedulerDeps{Store: db, Logger: log, Registry: reg})
 		pool = shadow.NewPool(poolConfig(cfg), shadow.PoolDeps{Registry: reg})
+		// On NATS several replicas share the store: the router of each
+		// follows the learner's routing records and sends it its samples
+		// (router.Replicas); on Badger it is the only one.
+		replicas, _ := db.(router.Replicas)
 		rt, err = router.New(routerConfig(cfg), router.Deps{
-			Store:   db,
-			Retrain: func(domain string) { _ = sched.Trigger(domain) },
-			Shadow:  pool.Submit,
-			Logger:  log,
-			Domains: metricDomains,
+			Store:    db,
+			Retrain:  func(domain string) { _ = sched.Trigger(domain) },
+			Shadow:   pool.Submit,
+			Logger:   log,
+			Domains:  metricDomains,
+			Replicas: replicas,
 		})
 		if err != nil {
 			db.Close()
@@ -115,9 +114,20 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	g.Go(func() error { return gw.Run(gctx) })
 	g.Go(func() error { return gateway.NewAdmin(cfg, admin).Run(gctx) })
 	if sched != nil {
-		g.Go(func() error { return sched.Run(gctx) })
 		g.Go(func() error { return rt.Run(gctx, sched.Reports()) })
 		g.Go(func() error { return pool.Run(gctx) })
+		g.Go(func() error { return rt.Follow(gctx) })
+		// The learner trains and runs the gate: one replica at a time,
+		// the holder of the storage's lease (on Badger, this process for
+		// as long as it runs).
+		g.Go(func() error {
+			return db.Lead(gctx, func(term context.Context) {
+				tg, tctx := errgroup.WithContext(term)
+				tg.Go(func() error { return sched.Run(tctx) })
+				tg.Go(func() error { return rt.Lead(tctx) })
+				_ = tg.Wait()
+			})
+		})
 	}
 	err = g.Wait()
 	if rt != nil {

@@ -22,12 +22,14 @@ type store interface {
 	gateway.AdminStore
 	trainer.Store
 	router.Store
+	storage.Lease
 	Close() error
 }
 
 var (
-	_ store = (*storage.DB)(nil)
-	_ store = (*jetstream.Store)(nil)
+	_ store           = (*storage.DB)(nil)
+	_ store           = (*jetstream.Store)(nil)
+	_ router.Replicas = (*jetstream.Store)(nil)
 )
 
 // openStore opens the backend storage.backend names: Badger under

@@ -57,7 +57,9 @@ func (r *replica) leading(t *testing.T) bool {
 func (r *replica) servingVersion(t *testing.T) (string, int) {
 	var v struct {
 		State   string `json:"state"`
-		Serving int    `json:"serving_version"`
+		Routing struct {
+			Serving int `json:"serving_version"`
+		} `json:"routing"`
 	}
 	resp, err := http.Get("http://" + r.adminAddr + "/admin/domains/spam")
 	if err != nil {
@@ -65,7 +67,7 @@ func (r *replica) servingVersion(t *testing.T) (string, int) {
 	}
 	defer resp.Body.Close()
 	_ = json.NewDecoder(resp.Body).Decode(&v)
-	return v.State, v.Serving
+	return v.State, v.Routing.Serving
 }
 
 // TestNATSReplicasShareOneLearner runs three gateway replicas on one
@@ -225,6 +227,17 @@ func TestNATSReplicasShareOneLearner(t *testing.T) {
 			t.Errorf("%s: the student answered %d of 60, %d of them not as %s", r.name, students, other, want)
 		}
 	}
+	// The followers' samples reached the gate: each published some; and
+	// every replica shows the one promotion.
+	published := regexp.MustCompile(`(?m)^understudy_storage_nats_samples_published_total (\S+)$`)
+	for _, r := range live() {
+		if m := published.FindStringSubmatch(get(t, "http://"+r.gwAddr+"/metrics")); r != second && (m == nil || m[1] == "0") {
+			t.Errorf("%s, a follower, published no shadow samples", r.name)
+		}
+		if n := promotions(t, r); n != 1 {
+			t.Errorf("%s shows %d promotions of spam, want 1", r.name, n)
+		}
+	}
 	// How long the promotion took to reach the followers, from the logs
 	// (one clock): the leader's transition to their loading the version.
 	promoted := logTime(t, second, `msg="domain route changed".* to=serving`)
@@ -236,6 +249,28 @@ func TestNATSReplicasShareOneLearner(t *testing.T) {
 			t.Logf("the promotion reached %s %v after the leader decided it", r.name, at.Sub(promoted))
 		}
 	}
+}
+
+// promotions counts the transitions into serving that a replica's admin
+// API lists for spam.
+func promotions(t *testing.T, r *replica) int {
+	var v struct {
+		Routing struct {
+			Transitions []struct {
+				From, To string
+			} `json:"transitions"`
+		} `json:"routing"`
+	}
+	if err := json.Unmarshal([]byte(get(t, "http://"+r.adminAddr+"/admin/domains/spam")), &v); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, tr := range v.Routing.Transitions {
+		if tr.To == "serving" && tr.From != "serving" {
+			n++
+		}
+	}
+	return n
 }
 
 // logTime is the time of the last line of a replica's log that matches

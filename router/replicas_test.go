@@ -1,0 +1,131 @@
+package router_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/understudy-dev/understudy/router"
+	"github.com/understudy-dev/understudy/shadow"
+	"github.com/understudy-dev/understudy/storage"
+)
+
+// replicas is router.Replicas for routers sharing one store in a test:
+// the bus is a channel every replica publishes on and the leader reads;
+// the watch is fed by the test with what the store holds.
+type replicas struct {
+	held  bool
+	bus   chan []byte
+	watch chan storage.RoutingChange
+}
+
+func (f *replicas) Held() bool { return f.held }
+func (f *replicas) PublishSample(b []byte) bool {
+	select {
+	case f.bus <- b:
+		return true
+	default:
+		return false
+	}
+}
+func (f *replicas) Samples(context.Context) (<-chan []byte, error) { return f.bus, nil }
+func (f *replicas) WatchRoutingRecords(ctx context.Context) (<-chan storage.RoutingChange, error) {
+	out := make(chan storage.RoutingChange)
+	go func() { // ends with ctx, closing out as the store's watch does
+		defer close(out)
+		for {
+			select {
+			case c := <-f.watch:
+				select {
+				case out <- c:
+				case <-ctx.Done():
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// TestReplicas: a leader and a follower router on one store. The
+// follower applies the leader's stored records (the candidate, then the
+// promotion, at the leader's τ), sends its samples to the leader's gate
+// instead of counting them, writes nothing and refuses operator actions.
+func TestReplicas(t *testing.T) {
+	e := newEnv(t)
+	bus := make(chan []byte, 4096)
+	lr := &replicas{held: true, bus: bus}
+	fr := &replicas{bus: bus, watch: make(chan storage.RoutingChange, 16)}
+	leader, err := router.New(testConfig, router.Deps{Store: e.db, Shadow: e.submit, Replicas: lr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	follower, err := router.New(testConfig, router.Deps{Store: e.db, Shadow: e.submit, Replicas: fr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{}, 2)
+	go func() { _ = leader.Lead(ctx); done <- struct{}{} }()
+	go func() { _ = follower.Follow(ctx); done <- struct{}{} }()
+	defer func() { cancel(); <-done; <-done }()
+	waitFor(t, "the leader to lead", leader.Leading)
+	if follower.Leading() {
+		t.Fatal("a router with replicas leads before it took the lease")
+	}
+	// pass hands the follower what the store holds of spam.
+	pass := func() {
+		leader.Flush()
+		recs, err := e.db.RoutingRecords()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fr.watch <- storage.RoutingChange{Domain: "spam", Record: recs["spam"]}
+	}
+
+	e.add(leader, "spam", 1)
+	pass()
+	waitFor(t, "the follower to shadow v1", func() bool {
+		v, _ := follower.View("spam")
+		return v.State == router.Shadowing && v.Candidate == 1
+	})
+	if err := follower.AddVersion(e.version("spam", 2), nil); !errors.Is(err, router.ErrNotLeader) {
+		t.Errorf("a follower's AddVersion: %v, want ErrNotLeader", err)
+	}
+	if _, err := follower.Act("spam", "pin-teacher"); !errors.Is(err, router.ErrNotLeader) {
+		t.Errorf("a follower's Act: %v, want ErrNotLeader", err)
+	}
+
+	// The follower's samples promote v1 at the leader.
+	agree := shadow.Sample{Confidence: 1, Uniform: true, Agree: true, Teacher: "yes", Student: "yes"}
+	for i := 0; i < 1000 && leader.Decide("spam").State != router.Serving; i++ {
+		follower.Observe("spam", 1, agree)
+		if i%50 == 49 {
+			waitFor(t, "the leader to take the samples", func() bool { return len(bus) == 0 })
+		}
+	}
+	waitFor(t, "the leader to promote v1", func() bool { return leader.Decide("spam").State == router.Serving })
+	if v, _ := follower.View("spam"); v.Candidate != 1 || v.CandidateStats.Samples > 200 {
+		t.Errorf("the follower counted its own samples: %+v", v.CandidateStats)
+	}
+	pass()
+	waitFor(t, "the follower to serve v1", func() bool { return follower.Decide("spam").State == router.Serving })
+	ld, fd := leader.Decide("spam"), follower.Decide("spam")
+	if fd.Version != 1 || fd.Student == nil || fd.Tau != ld.Tau {
+		t.Errorf("the follower serves v%d at τ %v, the leader v%d at τ %v", fd.Version, fd.Tau, ld.Version, ld.Tau)
+	}
+}
+
+// waitFor polls cond until it holds, for up to 30s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 30s for %s", what)
+		}
+	}
+}

@@ -13,4 +13,9 @@
 // the candidate; an open-ended domain is marked so); a demotion asks for a
 // new version through Deps.Retrain. It also exports each domain's routing
 // metrics.
+//
+// Replicas sharing one store (Deps.Replicas) share one gate: the router
+// of the replica holding the learner lease leads (Lead) and writes the
+// records; the others follow them (Follow) and publish their samples to
+// it (replicas.go).
 package router

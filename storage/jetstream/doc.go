@@ -18,6 +18,8 @@
 //	KV       understudy_students   a student version's metadata, key <token>.<version>
 //	objects  understudy_artifacts  a student version's artifact, <domain>/<version>
 //	KV       understudy_responses  kept responses, with the pair log's TTL
+//	KV       understudy_lease      the learner lease (lease.go), with LeaseTTL
+//	stream   understudy_samples    shadow samples for the learner's gate (memory, 1 min)
 //
 // A domain's token is its name with '.' written '=' (names.go): reversible,
 // since no domain name holds '=', and never an empty subject token. A

@@ -395,10 +395,15 @@ type StorageNATS struct {
 	// is retried for ever, pairs waiting in the bounded queue meanwhile.
 	// Default 10s.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// LeaseTTL is how long the learner lease (which replica trains and
+	// runs the gate) outlives its holder's last renewal: after a leader
+	// dies, another takes over within it and a second. At least 1s.
+	// Default 10s.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
 }
 
 // DefaultStorageNATS is the storage.nats section's default.
-var DefaultStorageNATS = StorageNATS{Replicas: 1, Prefix: "understudy", ConnectTimeout: 10 * time.Second}
+var DefaultStorageNATS = StorageNATS{Replicas: 1, Prefix: "understudy", ConnectTimeout: 10 * time.Second, LeaseTTL: 10 * time.Second}
 
 // Labels configures how teacher answers are normalized into labels.
 type Labels struct {

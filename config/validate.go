@@ -270,6 +270,9 @@ func (n StorageNATS) validate() []error {
 		}
 	}
 	v.positive("connect_timeout", n.ConnectTimeout)
+	if n.LeaseTTL < time.Second {
+		v.bad("lease_ttl", "must be at least 1s, got %s", n.LeaseTTL)
+	}
 	return v.errs
 }
 

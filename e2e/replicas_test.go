@@ -237,6 +237,15 @@ func TestNATSReplicasShareOneLearner(t *testing.T) {
 		if n := promotions(t, r); n != 1 {
 			t.Errorf("%s shows %d promotions of spam, want 1", r.name, n)
 		}
+		// Only the leader trains: a follower refuses a run it would never start.
+		resp, err := http.Post("http://"+r.adminAddr+"/admin/domains/spam/train", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := map[bool]int{true: http.StatusAccepted, false: http.StatusConflict}[r == second]; resp.StatusCode != want {
+			t.Errorf("POST /train on %s: %d, want %d", r.name, resp.StatusCode, want)
+		}
 	}
 	// How long the promotion took to reach the followers, from the logs
 	// (one clock): the leader's transition to their loading the version.

@@ -386,6 +386,9 @@ func (a *Admin) train(ctx *fasthttp.RequestCtx, name string) error {
 			Message: "Training is disabled (trainer.enabled: false)."}
 	}
 	if err := a.trainer.Trigger(name); err != nil {
+		if errors.Is(err, router.ErrNotLeader) {
+			return &apiError{Status: fasthttp.StatusConflict, Type: "invalid_request_error", Code: "not_leader", Message: err.Error()}
+		}
 		return a.storeError(err)
 	}
 	ctx.SetStatusCode(fasthttp.StatusAccepted)

@@ -101,7 +101,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		reg.MustRegister(rt)
 		deps.Router = rt
-		admin.Trainer, admin.Router = sched, rt
+		admin.Trainer, admin.Router = leaderTrainer{sched, db}, rt
 	}
 	gw, err := gateway.New(cfg, deps)
 	if err != nil {

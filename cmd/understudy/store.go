@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,10 +50,26 @@ func natsOptions(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer
 	return jetstream.Options{
 		URL: n.URL, CredsFile: n.CredsFile, User: n.User, Password: n.Password, Token: n.Token,
 		CAFile: n.CAFile, CertFile: n.CertFile, KeyFile: n.KeyFile,
-		Replicas: n.Replicas, Prefix: n.Prefix, ConnectTimeout: n.ConnectTimeout,
+		Replicas: n.Replicas, Prefix: n.Prefix, ConnectTimeout: n.ConnectTimeout, LeaseTTL: n.LeaseTTL,
 		TTL: s.TTL, MaxPairsPerDomain: s.MaxPairsPerDomain,
 		QueueSize: s.QueueSize, QueueBytes: int64(s.QueueBytes), BatchSize: s.BatchSize, FlushInterval: s.FlushInterval,
 		RefreshInterval: s.RetentionInterval,
 		Logger:          log, Registry: reg,
 	}
+}
+
+// leaderTrainer is the trainer the admin API asks for a run: only the
+// replica holding the learner lease trains, so another refuses with
+// router.ErrNotLeader instead of queueing a run its idle scheduler would
+// never start.
+type leaderTrainer struct {
+	*trainer.Scheduler
+	lease storage.Lease
+}
+
+func (t leaderTrainer) Trigger(domain string) error {
+	if !t.lease.Held() {
+		return fmt.Errorf("training %s: %w", domain, router.ErrNotLeader)
+	}
+	return t.Scheduler.Trigger(domain)
 }

@@ -1,5 +1,6 @@
 // Package onnxgraph builds ONNX models in Go: graph inputs and outputs with
-// symbolic or fixed shapes, initializers from Go slices, operator nodes with
+// symbolic or fixed shapes, initializers from Go slices (float32 data may be
+// stored as float16, rounded by ToFloat16), operator nodes with
 // typed attributes, and the serialized ModelProto that ONNX Runtime loads.
 // It owns no operator semantics; callers name standard ONNX operators
 // (default domain) and the builder checks only that the graph is well formed.
@@ -33,10 +34,11 @@ type DataType int32
 
 // Element types used by Understudy's graphs.
 const (
-	Float DataType = DataType(onnxpb.TensorProto_FLOAT)
-	Int32 DataType = DataType(onnxpb.TensorProto_INT32)
-	Int64 DataType = DataType(onnxpb.TensorProto_INT64)
-	Bool  DataType = DataType(onnxpb.TensorProto_BOOL)
+	Float   DataType = DataType(onnxpb.TensorProto_FLOAT)
+	Float16 DataType = DataType(onnxpb.TensorProto_FLOAT16)
+	Int32   DataType = DataType(onnxpb.TensorProto_INT32)
+	Int64   DataType = DataType(onnxpb.TensorProto_INT64)
+	Bool    DataType = DataType(onnxpb.TensorProto_BOOL)
 )
 
 func (t DataType) String() string {
@@ -104,13 +106,14 @@ func attrType(t onnxpb.AttributeProto_AttributeType) *onnxpb.AttributeProto_Attr
 	return &t
 }
 
-// Tensor is a constant tensor value: float32 or int64 data with its shape
-// (an empty Dims is a scalar). Build one with Float32s, Int64s,
-// ScalarFloat32 or ScalarInt64.
+// Tensor is a constant tensor value: float32, float16 or int64 data with
+// its shape (an empty Dims is a scalar). Build one with Float32s,
+// Float16s, Int64s, ScalarFloat32 or ScalarInt64.
 type Tensor struct {
 	Dims  []int64
 	Type  DataType
 	f32   []float32
+	f16   []uint16
 	i64   []int64
 	count int
 }
@@ -118,6 +121,17 @@ type Tensor struct {
 // Float32s is a float32 tensor of shape dims holding a copy of data.
 func Float32s(dims []int64, data []float32) Tensor {
 	return Tensor{Dims: append([]int64{}, dims...), Type: Float, f32: append([]float32(nil), data...), count: len(data)}
+}
+
+// Float16s is a float16 tensor of shape dims holding data rounded to
+// float16 by ToFloat16: half the bytes of Float32s, with a relative error
+// up to 2^-11 in half's normal range.
+func Float16s(dims []int64, data []float32) Tensor {
+	f16 := make([]uint16, len(data))
+	for i, v := range data {
+		f16[i] = ToFloat16(v)
+	}
+	return Tensor{Dims: append([]int64{}, dims...), Type: Float16, f16: f16, count: len(data)}
 }
 
 // Int64s is an int64 tensor of shape dims holding a copy of data.
@@ -160,6 +174,12 @@ func (t Tensor) proto(name string) *onnxpb.TensorProto {
 		raw := make([]byte, 0, 4*len(t.f32))
 		for _, v := range t.f32 {
 			raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(v))
+		}
+		tp.RawData = raw
+	case Float16:
+		raw := make([]byte, 0, 2*len(t.f16))
+		for _, v := range t.f16 {
+			raw = binary.LittleEndian.AppendUint16(raw, v)
 		}
 		tp.RawData = raw
 	case Int64:
@@ -291,6 +311,12 @@ func (b *Builder) Initializer(name string, t Tensor) string {
 // data, and returns its name.
 func (b *Builder) InitFloat32(name string, dims []int64, data []float32) string {
 	return b.Initializer(name, Float32s(dims, data))
+}
+
+// InitFloat16 adds a float16 initializer of shape dims holding data rounded
+// to float16 (Float16s), and returns its name.
+func (b *Builder) InitFloat16(name string, dims []int64, data []float32) string {
+	return b.Initializer(name, Float16s(dims, data))
 }
 
 // InitInt64 adds an int64 initializer of shape dims holding a copy of data,

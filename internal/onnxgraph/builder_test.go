@@ -161,3 +161,59 @@ func TestRunsInONNXRuntime(t *testing.T) {
 		_ = sess.Destroy()
 	}
 }
+
+// TestFloat16InONNXRuntime checks that ONNX Runtime reads a float16
+// initializer's raw halves as ToFloat16 wrote them: rows gathered from the
+// table and cast to float32 are FromFloat16 of the halves, bit for bit,
+// subnormals and infinities included.
+func TestFloat16InONNXRuntime(t *testing.T) {
+	if err := student.InitRuntime(""); err != nil {
+		t.Fatal(err)
+	}
+	data := []float32{
+		0, 1, -2, 0.1,
+		65504, 1e6, float32(math.Inf(-1)), float32(math.Copysign(0, -1)),
+		float32(math.Ldexp(1, -24)), float32(math.Ldexp(1023.5, -24)), -1.0 / 3, float32(math.Ldexp(1, -14)),
+	}
+	b := onnxgraph.New("half", 18)
+	idx := b.Input("i", onnxgraph.Int64, onnxgraph.Sym("N"))
+	table := b.InitFloat16("E", []int64{3, 4}, data)
+	rows := b.Op("Gather", []string{table, idx}, onnxgraph.AttrInt("axis", 0))
+	b.Node("Cast", []string{rows}, []string{"y"}, onnxgraph.AttrInt("to", int64(onnxgraph.Float)))
+	b.Output("y", onnxgraph.Float, onnxgraph.Sym("N"), onnxgraph.Fixed(4))
+	raw, err := b.Model()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m onnxpb.ModelProto
+	if err := proto.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	if e := m.GetGraph().GetInitializer()[0]; e.GetDataType() != int32(onnxpb.TensorProto_FLOAT16) || len(e.GetRawData()) != 2*len(data) {
+		t.Fatalf("initializer E: type %d, %d bytes", e.GetDataType(), len(e.GetRawData()))
+	}
+	sess, err := ort.NewDynamicAdvancedSessionWithONNXData(raw, []string{"i"}, []string{"y"}, nil)
+	if err != nil {
+		t.Fatalf("loading model: %v", err)
+	}
+	defer sess.Destroy()
+	in, err := ort.NewTensor(ort.NewShape(3), []int64{2, 0, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Destroy()
+	outs := []ort.Value{nil}
+	if err := sess.Run([]ort.Value{in}, outs); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	defer outs[0].Destroy()
+	got := outs[0].(*ort.Tensor[float32]).GetData()
+	for i, row := range []int{2, 0, 1} {
+		for j := range 4 {
+			want := onnxgraph.FromFloat16(onnxgraph.ToFloat16(data[row*4+j]))
+			if g := got[i*4+j]; math.Float32bits(g) != math.Float32bits(want) {
+				t.Errorf("row %d, column %d: %g (%#08x), want %g (%#08x)", row, j, g, math.Float32bits(g), want, math.Float32bits(want))
+			}
+		}
+	}
+}

@@ -8,19 +8,22 @@
 // StudentArtifacts, RoutingRecords, Responses), so that a second backend,
 // NATS JetStream for gateway replicas (storage/jetstream), can stand in for
 // DB; storage/storagetest is the suite both pass. The pair record format
-// (codec.go) is shared by both. The fine-tuning JSONL an export writes is
-// internal/openai's.
+// (codec.go) is shared by both, and so is Queue, the request path's
+// bounded pair queue with its metrics (queue.go). The fine-tuning JSONL
+// an export writes is internal/openai's.
 //
 // # Writing
 //
 // Log never blocks: it puts the pair on a queue bounded in pairs and in
-// bytes, or drops it and counts the drop. One writer goroutine, owned by DB,
-// takes pairs off the queue and writes them every BatchSize pairs or
-// FlushInterval, whichever comes first. Each write is a Badger WriteBatch sized to be a single Badger
-// transaction and carries, besides the pairs, the updated records of the
-// domains and labels they count: after a crash (kill -9) a pair is either
-// stored and counted or neither. Close stops Log, drains the queue, writes
-// it and closes Badger.
+// bytes, or drops it and counts the drop. That queue, with the progress
+// Flush and QueueLen read and the pair log's common metrics, is a Queue
+// (queue.go), which the JetStream backend embeds too. One writer
+// goroutine, owned by DB, takes pairs off the queue and writes them every
+// BatchSize pairs or FlushInterval, whichever comes first. Each write is a
+// Badger WriteBatch sized to be a single Badger transaction and carries,
+// besides the pairs, the updated records of the domains and labels they
+// count: after a crash (kill -9) a pair is either stored and counted or
+// neither. Close stops Log, drains the queue, writes it and closes Badger.
 //
 // # Memory
 //

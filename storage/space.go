@@ -301,7 +301,7 @@ func (db *DB) resume() {
 
 func (db *DB) dropDiskFull(n int) {
 	db.diskDrops.Add(int64(n))
-	db.m.dropped.WithLabelValues(reasonDiskFull).Add(float64(n))
+	db.q.Dropped(reasonDiskFull).Add(float64(n))
 }
 
 // checkSpace runs on the writer every spaceCheckInterval: while paused it

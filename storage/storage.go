@@ -65,24 +65,9 @@ type DB struct {
 	now   func() time.Time
 	grace time.Duration // added to TTL for Badger's own expiry, see ttlExpiry
 
-	// Log side. logMu orders sends with the enqueued count and the closed
-	// flag, so that Flush knows exactly which pairs came before it.
-	logMu    sync.Mutex
-	closed   bool
-	queue    chan *queued
-	enqueued atomic.Uint64
-	queued   atomic.Int64 // bytes accepted and not yet written, see Options.QueueBytes
-	flushNow chan struct{}
-	// batchReady wakes the writer when BatchSize pairs wait (see runWriter).
-	batchReady chan struct{}
-
-	// Writer progress, for Flush.
-	progMu    sync.Mutex
-	written   uint64 // pairs taken off the queue and written (or failed)
-	progress  chan struct{}
-	lastErr   error
-	lastErrAt uint64
-	writtenA  atomic.Uint64 // mirror of written for QueueLen
+	// q takes pairs off the request path for the writer and reports its
+	// progress to Flush and QueueLen.
+	q *Queue[*queued]
 
 	// mu guards the domain cache and serializes every write of domain and
 	// label records (writer batches, retention, updateDomain), so that the
@@ -100,10 +85,9 @@ type DB struct {
 	lastPass    time.Time
 	lastWritten uint64
 
-	ctx        context.Context // cancelled by Close: stops the loops and readers
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
-	writerDone chan struct{}
+	ctx    context.Context // cancelled by Close: stops the loops and readers
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	unreleased atomic.Int64  // value bytes written since the releaser last ran
 	releaseNow chan struct{} // wakes runReleaser
@@ -175,12 +159,7 @@ func Open(opts Options) (*DB, error) {
 		log:        o.Logger,
 		now:        time.Now,
 		grace:      max(time.Hour, 3*o.RetentionInterval),
-		queue:      make(chan *queued, o.QueueSize),
-		flushNow:   make(chan struct{}, 1),
-		batchReady: make(chan struct{}, 1),
-		progress:   make(chan struct{}),
 		domains:    make(map[string]*domainEntry),
-		writerDone: make(chan struct{}),
 		releaseNow: make(chan struct{}, 1),
 		readOnly:   readOnly,
 		key:        key,
@@ -190,6 +169,19 @@ func Open(opts Options) (*DB, error) {
 	if o.pace != nil {
 		db.pace = *o.pace
 	}
+	db.q = NewQueue(QueueOptions[*queued]{
+		Size:      o.QueueSize,
+		Bytes:     o.QueueBytes,
+		BatchSize: o.BatchSize,
+		Item: func(p Pair, id ulid.ULID, given bool) (*queued, int64) {
+			q := &queued{p: p, id: id, given: given}
+			// The encoded size plus the Pair struct and its ULID, roughly.
+			q.size = int64(pairSize(&q.p)) + 256
+			return q, q.size
+		},
+		Accepted: func(q *queued, seq uint64) { db.changes.mark(q.p.Domain, seq) },
+		Reasons:  []Reason{{reasonDiskFull, "logging paused under storage MinFreeBytes"}},
+	}, false)
 	if err := db.checkFormat(); err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("opening pair log at %s: %w", o.Dir, err)
@@ -204,9 +196,9 @@ func Open(opts Options) (*DB, error) {
 			return nil, fmt.Errorf("opening pair log at %s: %w", o.Dir, err)
 		}
 	}
-	db.m = newMetrics(db.QueueLen, sp)
+	db.m = newMetrics(sp)
 	if o.Registry != nil {
-		if err := db.m.register(o.Registry); err != nil {
+		if err := db.q.Register(o.Registry, db.m.collectors()...); err != nil {
 			_ = bdb.Close()
 			return nil, fmt.Errorf("opening pair log at %s: %w", o.Dir, err)
 		}
@@ -333,119 +325,25 @@ func (db *DB) loadDomains() error {
 // caller-given ID is already stored is dropped later, by the writer (reason
 // duplicate).
 func (db *DB) Log(p Pair) bool {
-	q := &queued{p: p}
 	if db.space.paused.Load() {
 		db.dropDiskFull(1)
 		return false
 	}
-	if !ValidDomain(p.Domain) {
-		db.m.dropped.WithLabelValues(reasonInvalid).Inc()
-		return false
-	}
-	var err error
-	switch {
-	case p.ID == "":
-		if q.p.Time.IsZero() {
-			q.p.Time = time.Now()
-		}
-		q.id, err = ulid.New(ulid.Timestamp(q.p.Time), ulid.DefaultEntropy())
-		q.p.ID = q.id.String()
-	default:
-		q.given = true
-		q.id, err = ulid.ParseStrict(p.ID)
-		if err == nil && q.p.Time.IsZero() {
-			q.p.Time = ulid.Time(q.id.Time())
-		}
-	}
-	if err != nil {
-		db.m.dropped.WithLabelValues(reasonInvalid).Inc()
-		return false
-	}
-
-	// The encoded size plus the Pair struct and its ULID, roughly.
-	q.size = int64(pairSize(&q.p)) + 256
-
-	db.logMu.Lock()
-	if db.closed {
-		db.logMu.Unlock()
-		db.m.dropped.WithLabelValues(reasonClosed).Inc()
-		return false
-	}
-	if used := db.queued.Load(); used > 0 && used+q.size > db.opts.QueueBytes {
-		db.logMu.Unlock()
-		db.m.dropped.WithLabelValues(reasonQueueFull).Inc()
-		return false
-	}
-	select {
-	case db.queue <- q:
-		db.changes.mark(q.p.Domain, db.enqueued.Add(1))
-		db.queued.Add(q.size)
-		if len(db.queue) >= db.opts.BatchSize {
-			select {
-			case db.batchReady <- struct{}{}:
-			default:
-			}
-		}
-		db.logMu.Unlock()
-		return true
-	default:
-		db.logMu.Unlock()
-		db.m.dropped.WithLabelValues(reasonQueueFull).Inc()
-		return false
-	}
+	return db.q.Log(p)
 }
 
 // QueueLen returns the number of pairs accepted by Log and not yet written.
-func (db *DB) QueueLen() int {
-	// Read written first: the writer may take a pair off the queue before
-	// Log has counted it, never the other way round.
-	w := db.writtenA.Load()
-	return int(max(int64(db.enqueued.Load())-int64(w), 0))
-}
+func (db *DB) QueueLen() int { return db.q.Len() }
 
 // Flush waits until every pair enqueued before the call has been written to
 // Badger. It returns the error of a failed batch among them, if any.
-func (db *DB) Flush(ctx context.Context) error {
-	target := db.enqueued.Load()
-	db.progMu.Lock()
-	start := db.written
-	db.progMu.Unlock()
-	select {
-	case db.flushNow <- struct{}{}:
-	default:
-	}
-	for {
-		db.progMu.Lock()
-		written, ch, lastErr, lastErrAt := db.written, db.progress, db.lastErr, db.lastErrAt
-		db.progMu.Unlock()
-		if written >= target {
-			if lastErr != nil && lastErrAt > start {
-				return fmt.Errorf("flushing pair log: %w", lastErr)
-			}
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-db.writerDone:
-			db.progMu.Lock()
-			done := db.written >= target
-			db.progMu.Unlock()
-			if !done {
-				return fmt.Errorf("flushing pair log: %w", ErrClosed)
-			}
-		case <-ctx.Done():
-			return fmt.Errorf("flushing pair log: %w", ctx.Err())
-		}
-	}
-}
+func (db *DB) Flush(ctx context.Context) error { return db.q.Flush(ctx) }
 
 // Close stops accepting pairs, writes everything queued, stops the loops and
 // closes Badger. It is safe to call more than once.
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
-		db.logMu.Lock()
-		db.closed = true
-		db.logMu.Unlock()
+		db.q.Close()
 		db.cancel()
 		db.wg.Wait()
 
@@ -461,7 +359,7 @@ func (db *DB) Close() error {
 		}
 		db.lifeMu.Unlock()
 		if db.opts.Registry != nil {
-			db.m.unregister(db.opts.Registry)
+			db.q.Unregister(db.opts.Registry, db.m.collectors()...)
 		}
 		if err != nil {
 			db.closeErr = fmt.Errorf("closing pair log at %s: %w", db.opts.Dir, err)

@@ -645,7 +645,7 @@ func TestLogDrops(t *testing.T) {
 		// Hold the writer inside its first write so the queue cannot drain.
 		db.mu.Lock()
 		mustLog(t, db, Pair{Domain: "d", Input: "0"})
-		for deadline := time.Now().Add(5 * time.Second); len(db.queue) > 0; {
+		for deadline := time.Now().Add(5 * time.Second); len(db.q.Items()) > 0; {
 			if time.Now().After(deadline) {
 				t.Fatal("writer did not take the first pair")
 			}
@@ -701,7 +701,7 @@ func TestLogDrops(t *testing.T) {
 		if got := metric(t, reg, "understudy_storage_pairs_dropped_total", "reason", "queue_full"); got != 1 {
 			t.Errorf("dropped{queue_full} = %v, want 1", got)
 		}
-		if got := db.queued.Load(); got != 0 {
+		if got := db.q.bytes.Load(); got != 0 {
 			t.Errorf("%d bytes still counted as queued after Flush", got)
 		}
 	})
@@ -748,7 +748,7 @@ func TestLogDrops(t *testing.T) {
 		if db.Log(Pair{Domain: "d"}) {
 			t.Error("Log after Close returned true")
 		}
-		if got := testCounter(db.m.dropped.WithLabelValues("closed")); got != 1 {
+		if got := testCounter(db.q.Dropped("closed")); got != 1 {
 			t.Errorf("dropped{closed} = %v, want 1", got)
 		}
 	})

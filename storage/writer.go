@@ -33,11 +33,11 @@ func entrySize(key, val int) int64 {
 //
 // It waits on those events, never on the queue itself: a writer blocked on
 // the queue would be woken by every Log, a thread wake-up per request that
-// showed in the request path's p99 at 2,000 req/s. Log signals batchReady
-// when BatchSize pairs are waiting.
+// showed in the request path's p99 at 2,000 req/s. The queue wakes it
+// when BatchSize pairs are waiting, and on Flush.
 func (db *DB) runWriter() {
 	defer db.wg.Done()
-	defer close(db.writerDone)
+	defer db.q.Stopped()
 	ticker := time.NewTicker(db.opts.FlushInterval)
 	defer ticker.Stop()
 	spaceTicker := time.NewTicker(spaceCheckInterval)
@@ -54,7 +54,7 @@ func (db *DB) runWriter() {
 	drain := func() {
 		for {
 			select {
-			case q := <-db.queue:
+			case q := <-db.q.Items():
 				batch = append(batch, q)
 				if len(batch) >= db.opts.BatchSize {
 					write()
@@ -67,11 +67,9 @@ func (db *DB) runWriter() {
 	}
 	for {
 		select {
-		case <-db.batchReady:
+		case <-db.q.Wake():
 			drain()
 		case <-ticker.C:
-			drain()
-		case <-db.flushNow:
 			drain()
 		case <-spaceTicker.C:
 			db.checkSpace()
@@ -87,7 +85,7 @@ func (db *DB) runWriter() {
 // writePairs writes a batch in transaction-sized chunks and reports progress
 // to Flush.
 func (db *DB) writePairs(batch []*queued) {
-	total := uint64(len(batch))
+	total := len(batch)
 	var size int64
 	for _, q := range batch {
 		size += q.size
@@ -106,29 +104,18 @@ func (db *DB) writePairs(batch []*queued) {
 		}
 		written, err := db.writeChunk(batch[:n])
 		if err != nil {
-			db.m.writeErrors.Inc()
+			db.q.WriteFailed()
 			db.log.Error("writing pairs to the pair log", "pairs", n, "err", err)
 			if firstErr == nil {
 				firstErr = err
 			}
-		} else if written > 0 {
-			db.m.logged.Add(float64(written))
-			db.m.batches.Inc()
+		} else {
+			db.q.Wrote(written)
 		}
 		batch = batch[n:]
 	}
 
-	// Free the batch's bytes before Flush can see it written.
-	db.queued.Add(-size)
-	db.progMu.Lock()
-	db.written += total
-	db.writtenA.Store(db.written)
-	if firstErr != nil {
-		db.lastErr, db.lastErrAt = firstErr, db.written
-	}
-	close(db.progress)
-	db.progress = make(chan struct{})
-	db.progMu.Unlock()
+	db.q.Done(total, size, firstErr)
 }
 
 // chunkRoom checks, before a chunk goes to Badger, that logging is not
@@ -286,14 +273,14 @@ func (db *DB) dropDuplicates(chunk []*queued) ([]*queued, error) {
 			}
 			key := appendPairKey(nil, q.p.Domain, q.id)
 			if seen[string(key)] {
-				db.m.dropped.WithLabelValues(reasonDuplicate).Inc()
+				db.q.Dropped(reasonDuplicate).Inc()
 				continue
 			}
 			seen[string(key)] = true
 			_, err := txn.Get(key)
 			switch {
 			case err == nil:
-				db.m.dropped.WithLabelValues(reasonDuplicate).Inc()
+				db.q.Dropped(reasonDuplicate).Inc()
 			case errors.Is(err, badger.ErrKeyNotFound):
 				out = append(out, q)
 			default:

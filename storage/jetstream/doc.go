@@ -31,8 +31,9 @@
 //
 // # Writing
 //
-// Log is the Badger DB's: it never blocks, puts the pair on a queue
-// bounded in pairs and bytes, or drops it and counts the drop
+// Log, QueueLen, Flush and the pair log's common metrics are a
+// storage.Queue, as in the Badger DB: Log never blocks, puts the pair on a
+// queue bounded in pairs and bytes, or drops it and counts the drop
 // (understudy_storage_pairs_dropped_total, same reasons, plus rejected and
 // too_large). One publisher goroutine publishes batches asynchronously
 // and counts a pair as logged only once the stream acknowledged it; a

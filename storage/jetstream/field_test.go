@@ -22,6 +22,9 @@ import (
 // Field conditions: what happens to pairs when the servers go away, refuse
 // a publish, or are flooded, with a real nats-server.
 
+// reasonQueueFull is storage.Queue's drop reason for a full queue.
+const reasonQueueFull = "queue_full"
+
 func pair(domain string, i int) storage.Pair {
 	return storage.Pair{Domain: domain, Model: "m", Input: fmt.Sprintf("%s %d", domain, i), Answer: "A", Label: "a"}
 }
@@ -555,7 +558,7 @@ func TestCloseTimeout(t *testing.T) {
 		t.Errorf("Close: %v, want it to say what it dropped", err)
 	}
 	// Close unregistered the metrics: read the counter itself.
-	if n := testutil.ToFloat64(s.m.dropped.WithLabelValues(reasonClosed)); n != 10 {
+	if n := testutil.ToFloat64(s.q.Dropped(reasonClosed)); n != 10 {
 		t.Errorf("closed drops = %v, want 10", n)
 	}
 }

@@ -2,7 +2,6 @@ package jetstream
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -22,69 +21,20 @@ type queued struct {
 }
 
 // Log enqueues p for the publisher without blocking, exactly as the
-// Badger DB's Log does: it returns false when the pair is dropped (the
-// queue is full in pairs or bytes, the store is closed, the domain name
-// or ID is invalid), each counted in understudy_storage_pairs_dropped_total.
-// A pair counts as logged once the stream acknowledged it. While the
-// servers cannot be reached, pairs wait in the queue and are published
-// when the connection returns; what does not fit is dropped (queue_full).
-func (s *Store) Log(p storage.Pair) bool {
-	q := &queued{p: p}
-	if !storage.ValidDomain(p.Domain) {
-		s.m.dropped.WithLabelValues(reasonInvalid).Inc()
-		return false
-	}
-	var err error
-	switch {
-	case p.ID == "":
-		if q.p.Time.IsZero() {
-			q.p.Time = time.Now()
-		}
-		var id ulid.ULID
-		id, err = ulid.New(ulid.Timestamp(q.p.Time), ulid.DefaultEntropy())
-		q.p.ID = id.String()
-	default:
-		q.given = true
-		var id ulid.ULID
-		id, err = ulid.ParseStrict(p.ID)
-		if err == nil && q.p.Time.IsZero() {
-			q.p.Time = ulid.Time(id.Time())
-		}
-	}
-	if err != nil {
-		s.m.dropped.WithLabelValues(reasonInvalid).Inc()
-		return false
-	}
-	q.size = pairSize(&q.p)
+// Badger DB's Log does (both are storage.Queue.Log): it returns false when
+// the pair is dropped (the queue is full in pairs or bytes, the store is
+// closed, the domain name or ID is invalid), each counted in
+// understudy_storage_pairs_dropped_total. A pair counts as logged once the
+// stream acknowledged it. While the servers cannot be reached, pairs wait
+// in the queue and are published when the connection returns; what does
+// not fit is dropped (queue_full).
+func (s *Store) Log(p storage.Pair) bool { return s.q.Log(p) }
 
-	s.logMu.Lock()
-	if s.closed {
-		s.logMu.Unlock()
-		s.m.dropped.WithLabelValues(reasonClosed).Inc()
-		return false
-	}
-	if used := s.queued.Load(); used > 0 && used+q.size > s.opts.QueueBytes {
-		s.logMu.Unlock()
-		s.m.dropped.WithLabelValues(reasonQueueFull).Inc()
-		return false
-	}
-	select {
-	case s.queue <- q:
-		s.enqueued.Add(1)
-		s.queued.Add(q.size)
-		if len(s.queue) >= s.opts.BatchSize {
-			select {
-			case s.batchReady <- struct{}{}:
-			default:
-			}
-		}
-		s.logMu.Unlock()
-		return true
-	default:
-		s.logMu.Unlock()
-		s.m.dropped.WithLabelValues(reasonQueueFull).Inc()
-		return false
-	}
+// newQueued is the queue's storage.QueueOptions.Item.
+func newQueued(p storage.Pair, _ ulid.ULID, given bool) (*queued, int64) {
+	q := &queued{p: p, given: given}
+	q.size = pairSize(&q.p)
+	return q, q.size
 }
 
 // pairSize estimates a queued pair's memory: its text, the record and
@@ -123,36 +73,4 @@ const agedPair = time.Minute
 // acknowledged by the stream (or dropped) and counted in its domain's
 // record. It returns the error of a refused pair among them, if any.
 // While the servers cannot be reached it waits, until ctx ends.
-func (s *Store) Flush(ctx context.Context) error {
-	target := s.enqueued.Load()
-	s.progMu.Lock()
-	start := s.resolved
-	s.progMu.Unlock()
-	select {
-	case s.flushNow <- struct{}{}:
-	default:
-	}
-	for {
-		s.progMu.Lock()
-		counted, ch, lastErr, lastErrAt := s.counted, s.progress, s.lastErr, s.lastErrAt
-		s.progMu.Unlock()
-		if counted >= target {
-			if lastErr != nil && lastErrAt > start {
-				return fmt.Errorf("flushing pair log: %w", lastErr)
-			}
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-s.pubDone:
-			s.progMu.Lock()
-			done := s.counted >= target
-			s.progMu.Unlock()
-			if !done {
-				return fmt.Errorf("flushing pair log: %w", storage.ErrClosed)
-			}
-		case <-ctx.Done():
-			return fmt.Errorf("flushing pair log: %w", ctx.Err())
-		}
-	}
-}
+func (s *Store) Flush(ctx context.Context) error { return s.q.Flush(ctx) }

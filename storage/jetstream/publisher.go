@@ -50,15 +50,14 @@ const (
 
 func (s *Store) runPublisher() {
 	defer s.wg.Done()
-	defer close(s.pubDone)
+	defer s.q.Stopped()
 	t := time.NewTicker(s.opts.FlushInterval)
 	defer t.Stop()
 	p := &publisher{s: s, batch: make([]*queued, 0, s.opts.BatchSize), deltas: make(map[string]*delta), backoff: minBackoff}
 	for {
 		select {
-		case <-s.batchReady:
+		case <-s.q.Wake():
 		case <-t.C:
-		case <-s.flushNow:
 		case <-s.ctx.Done():
 			p.closing()
 			return
@@ -104,14 +103,14 @@ func (p *publisher) closing() {
 		size += q.size
 	}
 	p.batch = p.batch[:0]
-	for len(s.queue) > 0 { // Log refuses pairs now: the queue only empties
-		q := <-s.queue
+	for len(s.q.Items()) > 0 { // Log refuses pairs now: the queue only empties
+		q := <-s.q.Items()
 		left++
 		size += q.size
 	}
 	var errs []error
 	if left > 0 {
-		s.m.dropped.WithLabelValues(reasonClosed).Add(float64(left))
+		s.q.Dropped(reasonClosed).Add(float64(left))
 		p.resolve(left, size, nil)
 		errs = append(errs, fmt.Errorf("%d pairs not acknowledged within the close timeout (%s) were dropped", left, s.opts.CloseTimeout))
 	}
@@ -132,7 +131,7 @@ func (p *publisher) closing() {
 func (p *publisher) fill() {
 	for len(p.batch) < p.s.opts.BatchSize {
 		select {
-		case q := <-p.s.queue:
+		case q := <-p.s.q.Items():
 			p.batch = append(p.batch, q)
 		default:
 			return
@@ -176,7 +175,7 @@ func (p *publisher) publish(ctx context.Context) bool {
 	var firstErr error
 	drop := func(i int, reason string, err error) {
 		out[i] = dropped
-		s.m.dropped.WithLabelValues(reason).Inc()
+		s.q.Dropped(reason).Inc()
 		if firstErr == nil {
 			firstErr = err
 		}
@@ -256,15 +255,14 @@ func (p *publisher) publish(ctx context.Context) bool {
 	clear(p.batch[len(kept):])
 	p.batch = kept
 	if loggedN > 0 {
-		s.m.logged.Add(float64(loggedN))
-		s.m.batches.Inc()
+		s.q.Wrote(loggedN)
 		s.stallSeen.Store(false)
 	}
 	if retried > 0 {
 		s.m.retries.Add(float64(retried))
 	}
 	if firstErr != nil {
-		s.m.writeErrors.Inc()
+		s.q.WriteFailed()
 		s.log.Error("pair log: pairs not logged", "err", firstErr)
 	}
 	if n > 0 {
@@ -297,33 +295,14 @@ func (p *publisher) noStream(ctx context.Context) {
 }
 
 // resolve records that n pairs of size bytes left the queue for good.
-func (p *publisher) resolve(n int, size int64, err error) {
-	s := p.s
-	s.queued.Add(-size)
-	s.progMu.Lock()
-	s.resolved += uint64(n)
-	s.resolvedA.Store(s.resolved)
-	if err != nil {
-		s.lastErr, s.lastErrAt = err, s.resolved
-	}
-	close(s.progress)
-	s.progress = make(chan struct{})
-	s.progMu.Unlock()
-}
+func (p *publisher) resolve(n int, size int64, err error) { p.s.q.Done(n, size, err) }
 
 // counted records that every resolved pair is counted in its record.
 func (p *publisher) counted() {
 	if len(p.deltas) > 0 {
 		return
 	}
-	s := p.s
-	s.progMu.Lock()
-	if s.counted != s.resolved {
-		s.counted = s.resolved
-		close(s.progress)
-		s.progress = make(chan struct{})
-	}
-	s.progMu.Unlock()
+	p.s.q.Settle()
 }
 
 // commit adds the deltas to their domains' records. Each record is

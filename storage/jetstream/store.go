@@ -35,28 +35,10 @@ type Store struct {
 	kvLease njs.KeyValue // the learner lease (lease.go)
 	obs     njs.ObjectStore
 
-	// Log side, as in storage.DB: logMu orders sends with the enqueued
-	// count and the closed flag, so that Flush knows which pairs came
-	// before it.
-	logMu      sync.Mutex
-	closed     bool
-	queue      chan *queued
-	enqueued   atomic.Uint64
-	queued     atomic.Int64 // bytes accepted and not yet resolved
-	flushNow   chan struct{}
-	batchReady chan struct{}
-
-	// Publisher progress, for Flush and QueueLen: resolved counts pairs
-	// acknowledged or dropped after they were queued; counted is resolved
-	// as of the last time every acknowledged pair was counted in its
-	// domain's record.
-	progMu    sync.Mutex
-	resolved  uint64
-	counted   uint64
-	progress  chan struct{}
-	lastErr   error
-	lastErrAt uint64
-	resolvedA atomic.Uint64 // mirror of resolved for QueueLen
+	// q takes pairs off the request path for the publisher; it is settled
+	// (storage.Queue.Settle) once the acknowledged pairs are counted in
+	// their domains' records, which Flush waits for too.
+	q *storage.Queue[*queued]
 
 	lease    leaseState
 	samplesQ chan []byte // shadow samples waiting to be published
@@ -74,7 +56,6 @@ type Store struct {
 	hard       context.Context // cancelled when Close's CloseTimeout runs out
 	hardCancel context.CancelFunc
 	wg         sync.WaitGroup
-	pubDone    chan struct{}
 	closeOnce  sync.Once
 	closeErr   error
 }
@@ -98,18 +79,20 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("opening the NATS pair log: %w", err)
 	}
 	s := &Store{
-		opts:       o,
-		names:      newNames(o.Prefix),
-		log:        o.Logger,
-		now:        time.Now,
-		queue:      make(chan *queued, o.QueueSize),
-		flushNow:   make(chan struct{}, 1),
-		batchReady: make(chan struct{}, 1),
-		progress:   make(chan struct{}),
-		reconnect:  make(chan struct{}, 1),
-		reconnCh:   make(chan struct{}),
-		pubDone:    make(chan struct{}),
-		samplesQ:   make(chan []byte, samplesQueue),
+		opts:  o,
+		names: newNames(o.Prefix),
+		log:   o.Logger,
+		now:   time.Now,
+		q: storage.NewQueue(storage.QueueOptions[*queued]{
+			Size:      o.QueueSize,
+			Bytes:     o.QueueBytes,
+			BatchSize: o.BatchSize,
+			Item:      newQueued,
+			Reasons:   dropReasons,
+		}, true),
+		reconnect: make(chan struct{}, 1),
+		reconnCh:  make(chan struct{}),
+		samplesQ:  make(chan []byte, samplesQueue),
 	}
 	s.lease.holder = holderID()
 	s.idx.init()
@@ -147,9 +130,9 @@ func Open(opts Options) (*Store, error) {
 	if err := s.RefreshCounts(ctx); err != nil {
 		return fail(err)
 	}
-	s.m = newMetrics(s.QueueLen, s.nc.IsConnected)
+	s.m = newMetrics(s.nc.IsConnected)
 	if o.Registry != nil {
-		if err := s.m.register(o.Registry); err != nil {
+		if err := s.q.Register(o.Registry, s.m.collectors()...); err != nil {
 			return fail(err)
 		}
 	}
@@ -255,10 +238,7 @@ func dupWindow(ttl time.Duration) time.Duration {
 
 // QueueLen returns the number of pairs accepted by Log and not yet
 // acknowledged or dropped.
-func (s *Store) QueueLen() int {
-	r := s.resolvedA.Load()
-	return int(max(int64(s.enqueued.Load())-int64(r), 0))
-}
+func (s *Store) QueueLen() int { return s.q.Len() }
 
 // Close stops accepting pairs, publishes what is queued (for at most
 // CloseTimeout; what is left then is dropped, counted as closed, and
@@ -266,9 +246,7 @@ func (s *Store) QueueLen() int {
 // watches and closes the connection. It is safe to call more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		s.logMu.Lock()
-		s.closed = true
-		s.logMu.Unlock()
+		s.q.Close()
 		timer := time.AfterFunc(s.opts.CloseTimeout, s.hardCancel)
 		s.cancel()
 		s.wg.Wait()
@@ -276,7 +254,7 @@ func (s *Store) Close() error {
 		s.hardCancel()
 		s.nc.Close()
 		if s.opts.Registry != nil {
-			s.m.unregister(s.opts.Registry)
+			s.q.Unregister(s.opts.Registry, s.m.collectors()...)
 		}
 	})
 	return s.closeErr

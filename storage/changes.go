@@ -9,7 +9,7 @@ import (
 // changeLog remembers, for every domain whose record changed since Open,
 // the last change's position in the order pairs were enqueued (Log's
 // ordinal, the enqueued count after it), newest last. A pair enqueued with
-// ordinal n is written (or failed) once db.written >= n, so a reader that
+// ordinal n is written (or failed) once db.q.doneA >= n, so a reader that
 // saw the counter at w has seen in the cache every change at or below w.
 //
 // It holds one entry per domain changed since Open, not per pair: marking
@@ -64,7 +64,7 @@ func (c *changeLog) since(n uint64) []string {
 // markUpdated records a change committed synchronously (updateDomain):
 // it is ordered after every pair enqueued so far.
 func (db *DB) markUpdated(domain string) {
-	db.changes.mark(domain, db.q.Enqueued()+1)
+	db.changes.mark(domain, db.q.enqueued.Load()+1)
 }
 
 // ChangedSince returns, as Summaries does, the domains whose pair counts or
@@ -82,7 +82,7 @@ func (db *DB) markUpdated(domain string) {
 func (db *DB) ChangedSince(cursor uint64) ([]Domain, uint64, error) {
 	if cursor == 0 {
 		// Read the counter before the cache: what it covers is in it.
-		next := db.q.Written() + 1
+		next := db.q.doneA.Load() + 1
 		ds, err := db.Summaries()
 		return ds, next, err
 	}
@@ -90,7 +90,7 @@ func (db *DB) ChangedSince(cursor uint64) ([]Domain, uint64, error) {
 		return nil, cursor, fmt.Errorf("listing changed domains: %w", err)
 	}
 	defer db.release()
-	next := db.q.Written() + 1
+	next := db.q.doneA.Load() + 1
 	names := db.changes.since(cursor)
 	out := make([]Domain, 0, len(names))
 	db.mu.Lock()

@@ -44,6 +44,9 @@ type QueueOptions[T any] struct {
 	// Reasons are the backend's drop reasons besides queue_full, closed,
 	// invalid and duplicate.
 	Reasons []Reason
+	// Settles: the backend calls Settle, and Flush waits for it as well
+	// as for Done.
+	Settles bool
 }
 
 // Queue takes pairs off the request path and reports what became of them.
@@ -73,7 +76,6 @@ type Queue[T any] struct {
 	progMu    sync.Mutex
 	done      uint64
 	settled   uint64
-	settles   bool // the backend calls Settle; else settled follows done
 	progress  chan struct{}
 	lastErr   error
 	lastErrAt uint64
@@ -86,15 +88,13 @@ type Queue[T any] struct {
 	writeErrors prometheus.Counter
 }
 
-// NewQueue returns an empty, open Queue. With settles, Flush waits for
-// Settle as well as Done (see Settle).
-func NewQueue[T any](o QueueOptions[T], settles bool) *Queue[T] {
+// NewQueue returns an empty, open Queue.
+func NewQueue[T any](o QueueOptions[T]) *Queue[T] {
 	q := &Queue[T]{
 		opts:     o,
 		items:    make(chan T, o.Size),
 		wake:     make(chan struct{}, 1),
 		stopped:  make(chan struct{}),
-		settles:  settles,
 		progress: make(chan struct{}),
 	}
 	reasons := []string{reasonQueueFull, reasonClosed, reasonInvalid, reasonDuplicate}
@@ -225,7 +225,7 @@ func (q *Queue[T]) Done(n int, size int64, err error) {
 	q.progMu.Lock()
 	q.done += uint64(n)
 	q.doneA.Store(q.done)
-	if !q.settles {
+	if !q.opts.Settles {
 		q.settled = q.done
 	}
 	if err != nil {
@@ -237,7 +237,7 @@ func (q *Queue[T]) Done(n int, size int64, err error) {
 }
 
 // Settle records that the backend finished with every pair done so far
-// (for a queue made with settles: the NATS store, once their counts are in
+// (with QueueOptions.Settles: the NATS store, once their counts are in
 // their domains' records).
 func (q *Queue[T]) Settle() {
 	q.progMu.Lock()
@@ -248,13 +248,6 @@ func (q *Queue[T]) Settle() {
 	}
 	q.progMu.Unlock()
 }
-
-// Enqueued returns how many pairs were ever queued: the last sequence
-// number.
-func (q *Queue[T]) Enqueued() uint64 { return q.enqueued.Load() }
-
-// Written returns how many pairs are done (see Done).
-func (q *Queue[T]) Written() uint64 { return q.doneA.Load() }
 
 // Len returns the number of pairs queued and not yet done.
 func (q *Queue[T]) Len() int {

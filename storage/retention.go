@@ -153,7 +153,7 @@ func (db *DB) retention(ctx context.Context) error {
 	}
 	pc := &pacer{pacing: db.pace}
 	// Never slower than twice the rate pairs came in since the last pass.
-	began, written := pc.now(), db.q.Written()
+	began, written := pc.now(), db.q.doneA.Load()
 	if el := began.Sub(db.lastPass).Seconds(); !db.lastPass.IsZero() && el > 0 && pc.rate > 0 {
 		pc.rate = max(pc.rate, 2*float64(written-db.lastWritten)/el)
 	}

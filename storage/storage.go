@@ -181,7 +181,7 @@ func Open(opts Options) (*DB, error) {
 		},
 		Accepted: func(q *queued, seq uint64) { db.changes.mark(q.p.Domain, seq) },
 		Reasons:  []Reason{{reasonDiskFull, "logging paused under storage MinFreeBytes"}},
-	}, false)
+	})
 	if err := db.checkFormat(); err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("opening pair log at %s: %w", o.Dir, err)

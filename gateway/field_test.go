@@ -518,7 +518,10 @@ func TestStalledStreams(t *testing.T) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		event := "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"" + strings.Repeat("x", 64<<10) + "\"}}]}\n\n"
 		if strings.Contains(r.URL.Path, "stall") || r.Header.Get("X-Test") == "teacher-stalls" {
-			io.WriteString(w, event)
+			// One short event, then silence: a long first event could
+			// arrive in pieces slower than the idle timeout on a busy
+			// machine, which is a different failure.
+			io.WriteString(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}\n\n")
 			w.(http.Flusher).Flush()
 			<-r.Context().Done() // silent until the gateway lets go
 			released <- "teacher stalled"
@@ -537,8 +540,8 @@ func TestStalledStreams(t *testing.T) {
 	defer srv.Close()
 	h := start(t, teachersim.Config{}, func(c *config.Config) {
 		c.Teacher.URL = "http://" + ln.Addr().String() + "/v1"
-		c.Teacher.IdleTimeout = 300 * time.Millisecond
-		c.Gateway.WriteTimeout = 300 * time.Millisecond
+		c.Teacher.IdleTimeout = time.Second
+		c.Gateway.WriteTimeout = time.Second
 	})
 	body := `{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`
 	addr := strings.TrimPrefix(strings.TrimSuffix(h.gwURL, "/v1"), "http://")

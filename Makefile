@@ -10,7 +10,7 @@ PKGS      := ./...
 FUZZTIME  ?= 200000x
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build cc deps npm prometheus test unit fuzz lint bench loadbench soak demo clean
+.PHONY: all build cc deps npm prometheus helm test unit fuzz lint bench loadbench soak demo clean
 
 all: build
 
@@ -28,6 +28,17 @@ prometheus:
 	@command -v prometheus >/dev/null 2>&1 || { echo "installing prometheus with apt-get"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
 
+## helm: Helm v4, built from its Go module into bin/helm for the chart
+## tests in deploy/ (helm lint, helm template). Pinned in tools/helm/go.mod,
+## a module of its own so that Kubernetes' dependencies stay out of the
+## project's. Built once (a few minutes of CPU), again only when that pin
+## changes.
+HELM := bin/helm
+HELM_VERSION = $(shell sed -n 's|^[[:space:]]*helm.sh/helm/v4 \(v[^ ]*\).*|\1|p' tools/helm/go.mod)
+helm: $(HELM)
+$(HELM): tools/helm/go.mod tools/helm/go.sum
+	cd tools/helm && $(GO) build -trimpath -ldflags '-s -w -X helm.sh/helm/v4/internal/version.version=$(HELM_VERSION)' -o $(CURDIR)/$(HELM) helm.sh/helm/v4/cmd/helm
+
 ## cc: a C compiler, which cgo needs to build the ONNX Runtime binding
 ## (github.com/yalue/onnxruntime_go); gcc from apt-get when none is found.
 cc:
@@ -38,10 +49,11 @@ npm:
 	@command -v npm >/dev/null 2>&1 || { echo "installing npm with apt-get"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
 
-## test: vet, unit and integration tests (race detector on), a short fuzz run.
-test: deps prometheus lint unit fuzz
+## test: vet, unit and integration tests (race detector on; the deployment
+## files' and the Helm chart's tests among them), a short fuzz run.
+test: deps prometheus helm lint unit fuzz
 
-unit: cc deps prometheus
+unit: cc deps prometheus helm
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 fuzz:

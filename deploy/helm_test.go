@@ -602,16 +602,17 @@ var helmScenarios = map[string]helmScenario{
 			"gateway": map[string]any{"apiKeys": []string{"sk-client"}},
 			"config": map[string]any{
 				"trainer": map[string]any{"min_pairs": 500},
-				"storage": map[string]any{"ttl": "240h"},
+				"storage": map[string]any{"ttl": "240h", "nats": map[string]any{"lease_ttl": "5s"}},
 				"domains": []any{map[string]any{"name": "spam", "system_prompt_prefix": "Classify this e-mail"}},
 			},
 			"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}},
 		},
 		check: func(t *testing.T, r *release, got *rendered) {
 			c := got.cfg
-			if c.Trainer.MinPairs != 500 || c.Storage.TTL.Hours() != 240 || len(c.Domains) != 1 || c.Storage.NATS.Replicas != 3 {
-				t.Errorf("trainer.min_pairs %d, storage.ttl %v, domains %v, storage.nats.replicas %d: want config: merged over the chart's settings",
-					c.Trainer.MinPairs, c.Storage.TTL, c.Domains, c.Storage.NATS.Replicas)
+			if c.Trainer.MinPairs != 500 || c.Storage.TTL.Hours() != 240 || len(c.Domains) != 1 ||
+				c.Storage.NATS.LeaseTTL.Seconds() != 5 || c.Storage.NATS.Replicas != 3 || c.Storage.NATS.URL == "" {
+				t.Errorf("trainer.min_pairs %d, storage.ttl %v, domains %v, storage.nats %+v: want config: merged over the chart's settings",
+					c.Trainer.MinPairs, c.Storage.TTL, c.Domains, c.Storage.NATS)
 			}
 			sm := r.get(t, "ServiceMonitor")
 			if sm == nil {

@@ -58,6 +58,11 @@
 // of the gateway and of teacher-sim, relayed, answered by a student and
 // direct, and the gateway's peak RSS, also while a student trains;
 // -pprof DIR adds CPU and heap profiles of a relayed and a student phase.
+//
+// With -backend-compare it runs only the backend comparison (backend.go):
+// fresh gateways logging pairs to Badger and to NATS JetStream (nats-server
+// in a child process) at -backend-rate, interleaved over -repeat, then a
+// short -backend-flatout-rate phase per backend.
 package main
 
 import (
@@ -106,12 +111,24 @@ type options struct {
 	costRate      int
 	costTrainRate int
 	pprofDir      string
+	// backendCompare runs only the backend comparison (backend.go).
+	backendCompare bool
+	backendRate    int
+	backendFlatout int
 }
 
 // streamRate is the rate of the streaming phase.
 const streamRate = 1000
 
 func main() {
+	if spec := os.Getenv(natsServerEnv); spec != "" {
+		// The backend comparison's nats-server child (backend.go).
+		if err := runNATSServer(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "loadbench nats-server:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	opts, err := parseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return
@@ -128,6 +145,8 @@ func main() {
 		job = runSoak
 	case opts.cost:
 		job = runCost
+	case opts.backendCompare:
+		job = runBackendCompare
 	}
 	if err := job(ctx, opts, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
@@ -167,6 +186,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.costRate, "cost-rate", 2000, "request rate (req/s) of the cost comparison's relayed, student and direct phases")
 	fs.IntVar(&o.costTrainRate, "cost-train-rate", 1000, "request rate (req/s) of the cost comparison's training phase")
 	fs.StringVar(&o.pprofDir, "pprof", "", "with -cost: also profile one relayed and one student phase from the admin listener, into this `directory`")
+	fs.BoolVar(&o.backendCompare, "backend-compare", false, "run the backend comparison instead: fresh gateways logging pairs to Badger and to NATS JetStream (a nats-server child), interleaved (see backend.go)")
+	fs.IntVar(&o.backendRate, "backend-rate", goalRate, "request rate (req/s) of the backend comparison")
+	fs.IntVar(&o.backendFlatout, "backend-flatout-rate", 20000, "with -backend-compare: also a 5 s phase per backend offered this rate (req/s), more than the gateway serves here, for the pairs/s the log takes; 0 skips it")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
@@ -200,6 +222,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return options{}, fmt.Errorf("-soak-duration: must be at least 20s, got %s", o.soakDuration)
 	case o.costRate < 1 || o.costTrainRate < 1:
 		return options{}, fmt.Errorf("-cost-rate, -cost-train-rate: must be positive, got %d and %d", o.costRate, o.costTrainRate)
+	case o.backendRate < 1 || o.backendFlatout < 0:
+		return options{}, fmt.Errorf("-backend-rate must be positive and -backend-flatout-rate not negative, got %d and %d", o.backendRate, o.backendFlatout)
 	case o.soakRate < 1:
 		return options{}, fmt.Errorf("-soak-rate: must be positive, got %d", o.soakRate)
 	}

@@ -50,8 +50,9 @@ type Options struct {
 	// MaxPairsPerDomain keeps only the newest N pairs of each domain.
 	// Default 200000; negative means no cap.
 	MaxPairsPerDomain int
-	// QueueSize is the capacity of the asynchronous writer's queue; Log drops
-	// a pair when it is full. Default 65536.
+	// QueueSize bounds the pairs accepted by Log and not yet written,
+	// those in a batch being written among them; past it Log drops
+	// (reason queue_full). Default 65536.
 	QueueSize int
 	// QueueBytes bounds the memory the queue holds: Log drops a pair when
 	// the pairs accepted and not yet written (counted by their encoded size)

@@ -167,7 +167,10 @@ func (q *Queue[T]) Log(p Pair) bool {
 		q.Dropped(reasonClosed).Inc()
 		return false
 	}
-	if used := q.bytes.Load(); used > 0 && used+size > q.opts.Bytes {
+	// Size bounds the pairs accepted and not yet done, not only those in
+	// the channel: a consumer holding a batch it cannot write (NATS away,
+	// retrying) has taken them off the channel but not done them.
+	if used := q.bytes.Load(); used > 0 && used+size > q.opts.Bytes || q.Len() >= q.opts.Size {
 		q.mu.Unlock()
 		q.Dropped(reasonQueueFull).Inc()
 		return false

@@ -25,29 +25,7 @@ func TestNATSBackend(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the binary")
 	}
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
-		JetStreamMaxMemory: 64 << 20, JetStreamMaxStore: 1 << 30, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	defer ns.Shutdown()
-	if !ns.ReadyForConnections(30 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-
-	spamPath := spamData(t, "spam-ham.jsonl")
-	spam := readLabelled(t, spamPath, 1<<20)
-	rand.New(rand.NewPCG(3, 4)).Shuffle(len(spam), func(i, j int) { spam[i], spam[j] = spam[j], spam[i] })
-	simAddr := startChild(t, "teacher-sim", "--listen", "127.0.0.1:0", "--latency", "2ms",
-		"--task", "spam="+spamPath, "--system", "spam="+spamSystem).listening(t, "teacher-sim")
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "understudy.yaml")
-	conf := fmt.Sprintf("storage:\n  backend: nats\n  nats:\n    url: nats://%s\n"+
-		"trainer:\n  min_pairs: 200\n  retrain_every: 500\n  interval: 100ms\n  cooldown: 1s\n", ns.Addr())
-	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	spam, simAddr, cfg, dir := startNATSSpam(t, 3)
 	r := &routeRun{t: t}
 	start := func(dataDir string) *child {
 		gw := startChild(t, "serve", "--config", cfg, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
@@ -101,4 +79,36 @@ func TestNATSBackend(t *testing.T) {
 	if student < 100 {
 		t.Errorf("the fresh gateway's student answered %d of 200, want most", student)
 	}
+}
+
+// startNATSSpam starts what the NATS tests share: a nats-server with
+// JetStream in this process (stopped when the test ends), teacher-sim
+// answering the spam task, and a gateway config file on the nats backend
+// with a quick trainer. It returns the spam mails shuffled by seed,
+// teacher-sim's address, the config's path and the test's directory.
+func startNATSSpam(t *testing.T, seed uint64) (spam []labelled, simAddr, cfg, dir string) {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		JetStreamMaxMemory: 64 << 20, JetStreamMaxStore: 1 << 30, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(30 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	spamPath := spamData(t, "spam-ham.jsonl")
+	spam = readLabelled(t, spamPath, 1<<20)
+	rand.New(rand.NewPCG(seed, seed+1)).Shuffle(len(spam), func(i, j int) { spam[i], spam[j] = spam[j], spam[i] })
+	simAddr = startChild(t, "teacher-sim", "--listen", "127.0.0.1:0", "--latency", "2ms",
+		"--task", "spam="+spamPath, "--system", "spam="+spamSystem).listening(t, "teacher-sim")
+	dir = t.TempDir()
+	cfg = filepath.Join(dir, "understudy.yaml")
+	conf := fmt.Sprintf("storage:\n  backend: nats\n  nats:\n    url: nats://%s\n"+
+		"trainer:\n  min_pairs: 200\n  retrain_every: 500\n  interval: 100ms\n  cooldown: 1s\n", ns.Addr())
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return spam, simAddr, cfg, dir
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -15,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
@@ -82,28 +79,7 @@ func TestNATSReplicasShareOneLearner(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the binary")
 	}
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
-		JetStreamMaxMemory: 64 << 20, JetStreamMaxStore: 1 << 30, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	defer ns.Shutdown()
-	if !ns.ReadyForConnections(30 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	spamPath := spamData(t, "spam-ham.jsonl")
-	spam := readLabelled(t, spamPath, 1<<20)
-	rand.New(rand.NewPCG(5, 6)).Shuffle(len(spam), func(i, j int) { spam[i], spam[j] = spam[j], spam[i] })
-	simAddr := startChild(t, "teacher-sim", "--listen", "127.0.0.1:0", "--latency", "2ms",
-		"--task", "spam="+spamPath, "--system", "spam="+spamSystem).listening(t, "teacher-sim")
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "understudy.yaml")
-	conf := fmt.Sprintf("storage:\n  backend: nats\n  nats:\n    url: nats://%s\n"+
-		"trainer:\n  min_pairs: 200\n  retrain_every: 500\n  interval: 100ms\n  cooldown: 1s\n", ns.Addr())
-	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	spam, simAddr, cfg, dir := startNATSSpam(t, 5)
 	reps := make([]*replica, 3)
 	for i := range reps {
 		name := fmt.Sprintf("replica-%d", i+1)

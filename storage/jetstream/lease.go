@@ -47,6 +47,11 @@ func holderID() string {
 	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), rand.Text()[:8])
 }
 
+// Replica names this process among the replicas sharing the store
+// ("host/pid/random"): the learner lease's holder when it leads, and the
+// Understudy-Replica header of the pairs it logs.
+func (s *Store) Replica() string { return s.lease.holder }
+
 // leaseState is this store's view of the lease.
 type leaseState struct {
 	holder string

@@ -45,7 +45,8 @@ func pairSize(p *storage.Pair) int64 {
 
 // message builds q's message once: the pair's record (the Badger DB's
 // binary format) on its domain's subject, its ID as Nats-Msg-Id, so the
-// stream stores a pair sent again only once, and, for a pair logged with
+// stream stores a pair sent again only once, the replica that logged it
+// as Understudy-Replica (see Store.Replica), and, for a pair logged with
 // a Time already older than some of the TTL, a message TTL of what is
 // left of it: the stream then ages pairs by their Time, as Badger does.
 func (s *Store) message(q *queued) *nats.Msg {
@@ -55,6 +56,7 @@ func (s *Store) message(q *queued) *nats.Msg {
 	m := nats.NewMsg(s.names.subject(q.p.Domain))
 	m.Data = storage.AppendPairRecord(make([]byte, 0, q.size/2), &q.p)
 	m.Header.Set(njs.MsgIDHeader, q.p.ID)
+	m.Header.Set(ReplicaHeader, s.lease.holder)
 	if ttl := s.opts.TTL; ttl > 0 {
 		if age := s.now().Sub(q.p.Time); age > agedPair {
 			m.Header.Set(njs.MsgTTLHeader, max(ttl-age, time.Second).String())
@@ -63,6 +65,11 @@ func (s *Store) message(q *queued) *nats.Msg {
 	q.msg = m
 	return m
 }
+
+// ReplicaHeader names, on each pair in the stream, the replica that
+// logged it: for an operator tracing a pair, and for tests that hold each
+// replica to its own answers.
+const ReplicaHeader = "Understudy-Replica"
 
 // agedPair: a pair whose Time is older than this gets a message TTL.
 // Pairs from the request path are milliseconds old; the stream's MaxAge

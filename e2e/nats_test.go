@@ -25,7 +25,7 @@ func TestNATSBackend(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the binary")
 	}
-	spam, simAddr, cfg, dir := startNATSSpam(t, 3)
+	spam, simAddr, cfg, dir, _ := startNATSSpam(t, 3)
 	r := &routeRun{t: t}
 	start := func(dataDir string) *child {
 		gw := startChild(t, "serve", "--config", cfg, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
@@ -85,8 +85,9 @@ func TestNATSBackend(t *testing.T) {
 // JetStream in this process (stopped when the test ends), teacher-sim
 // answering the spam task, and a gateway config file on the nats backend
 // with a quick trainer. It returns the spam mails shuffled by seed,
-// teacher-sim's address, the config's path and the test's directory.
-func startNATSSpam(t *testing.T, seed uint64) (spam []labelled, simAddr, cfg, dir string) {
+// teacher-sim's address, the config's path, the test's directory and the
+// nats-server's URL.
+func startNATSSpam(t *testing.T, seed uint64) (spam []labelled, simAddr, cfg, dir, natsURL string) {
 	t.Helper()
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
 		JetStreamMaxMemory: 64 << 20, JetStreamMaxStore: 1 << 30, NoLog: true, NoSigs: true})
@@ -110,5 +111,5 @@ func startNATSSpam(t *testing.T, seed uint64) (spam []labelled, simAddr, cfg, di
 	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return spam, simAddr, cfg, dir
+	return spam, simAddr, cfg, dir, "nats://" + ns.Addr().String()
 }

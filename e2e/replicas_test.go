@@ -5,18 +5,24 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/understudy-dev/understudy/internal/testnet"
+	"github.com/understudy-dev/understudy/storage"
+	"github.com/understudy-dev/understudy/storage/jetstream"
 )
 
 // replica is one gateway process of several on one NATS.
@@ -26,20 +32,48 @@ type replica struct {
 	gwAddr, adminAddr string
 	client            openai.Client
 	dead              bool
+
+	mu sync.Mutex // guards the counts below
+	// byTeacher counts, by text, the requests this replica answered with
+	// the teacher's answer (a 200 the client read whole): each is a pair.
+	byTeacher map[string]int
+	failed    int // requests that failed
+	sent      int // requests sent and answered or failed
 }
 
 // answer sends one spam request and returns its route and, when a student
-// answered, the version that did ("spam@v3").
-func (r *replica) answer(t *testing.T, text string) (route, student string) {
+// answered, the version that did ("spam@v3"). It counts the answer, or the
+// failure (route "").
+func (r *replica) answer(text string) (route, student string) {
 	var resp *http.Response
 	p := openai.ChatCompletionNewParams{Model: "teacher-sim",
 		Messages: []openai.ChatCompletionMessageParamUnion{openai.SystemMessage(spamSystem), openai.UserMessage(text)}}
-	if _, err := r.client.Chat.Completions.New(context.Background(), p,
-		option.WithHeader("X-Understudy-Domain", "spam"), option.WithResponseInto(&resp)); err != nil {
-		t.Errorf("%s: request: %v", r.name, err)
+	_, err := r.client.Chat.Completions.New(context.Background(), p,
+		option.WithHeader("X-Understudy-Domain", "spam"), option.WithResponseInto(&resp))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sent++
+	if err != nil {
+		r.failed++
 		return "", ""
 	}
-	return resp.Header.Get("X-Understudy-Route"), resp.Header.Get("X-Understudy-Student")
+	route, student = resp.Header.Get("X-Understudy-Route"), resp.Header.Get("X-Understudy-Student")
+	if route != "student" {
+		r.byTeacher[text]++
+	}
+	return route, student
+}
+
+// teacherAnswers is how many requests the replica answered with the
+// teacher's answer.
+func (r *replica) teacherAnswers() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.byTeacher {
+		n += c
+	}
+	return n
 }
 
 var leaderGauge = regexp.MustCompile(`(?m)^understudy_leader (\S+)$`)
@@ -69,23 +103,31 @@ func (r *replica) servingVersion(t *testing.T) (string, int) {
 
 // TestNATSReplicasShareOneLearner runs three gateway replicas on one
 // nats-server with traffic spread round-robin over them. Exactly one
-// replica leads (understudy_leader); it is killed (SIGKILL) once it has
-// trained a version, and another replica takes the learner lease within
-// seconds and carries on: the spam domain is still promoted, on the
-// samples of both survivors. The promotion reaches the other replica
-// within about a second, and from then on both answer with the same
-// student version.
+// replica leads (understudy_leader); once it has trained a version it is
+// killed (SIGKILL) in the middle of a round, and another replica takes
+// the learner lease within seconds and carries on: the spam domain is
+// still promoted, once, on the samples of both survivors. The promotion
+// reaches the other replica within about a second, and from then on both
+// answer with the same student version.
+//
+// Every pair is accounted for against the client's 200s: the stream holds
+// each survivor's teacher answers exactly once, by the Understudy-Replica
+// header of each pair (none lost, none twice, none made up); of the
+// killed replica's, at most one each, and at least as many as it had
+// counted acknowledged (understudy_storage_pairs_logged_total) just
+// before the kill: no acknowledged pair is lost. The operator commands
+// (status, domains, export) give the same answers against every replica.
 func TestNATSReplicasShareOneLearner(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the binary")
 	}
-	spam, simAddr, cfg, dir := startNATSSpam(t, 5)
+	spam, simAddr, cfg, dir, natsURL := startNATSSpam(t, 5)
 	reps := make([]*replica, 3)
 	for i := range reps {
 		name := fmt.Sprintf("replica-%d", i+1)
 		p := startChild(t, "serve", "--config", cfg, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 			"--data-dir", filepath.Join(dir, name), "--teacher-url", "http://"+simAddr+"/v1")
-		r := &replica{name: name, proc: p, gwAddr: p.listening(t, "gateway"), adminAddr: p.listening(t, "admin API")}
+		r := &replica{name: name, proc: p, gwAddr: p.listening(t, "gateway"), adminAddr: p.listening(t, "admin API"), byTeacher: map[string]int{}}
 		r.client = openai.NewClient(option.WithBaseURL("http://"+r.gwAddr+"/v1/"), option.WithAPIKey("k"), option.WithMaxRetries(0))
 		testnet.WaitReady(t, "http://"+r.gwAddr+"/readyz")
 		reps[i] = r
@@ -124,17 +166,17 @@ func TestNATSReplicasShareOneLearner(t *testing.T) {
 
 	mails := &cycle{all: spam}
 	sent := 0
-	// round sends 90 requests spread round-robin over the live replicas.
-	round := func() {
+	// round sends n requests spread round-robin over the live replicas.
+	round := func(n int) {
 		rs := live()
-		ls := mails.take(90)
+		ls := mails.take(n)
 		var wg sync.WaitGroup
 		for k, r := range rs {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for i := k; i < len(ls); i += len(rs) {
-					r.answer(t, ls[i].Text)
+					r.answer(ls[i].Text)
 				}
 			}()
 		}
@@ -143,19 +185,44 @@ func TestNATSReplicasShareOneLearner(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 	}
 	for sent < 3000 {
-		round()
+		round(90)
 		if v, _ := getDomain(t, first.adminAddr, "spam"); v.LatestVersion >= 1 {
 			break
 		}
 	}
 	state, _ := first.servingVersion(t)
-	t.Logf("%s trained v1 after %d requests (spam %s); killing it", first.name, sent, state)
-	if err := first.proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
+	t.Logf("%s trained v1 after %d requests (spam %s)", first.name, sent, state)
+
+	// The leader is killed in the middle of a round over all three: once
+	// it answered 20 of its share, it is asked how many pairs the stream
+	// acknowledged to it, and killed at once.
+	acked := make(chan int64, 1)
+	go func() {
+		first.mu.Lock()
+		base := first.sent
+		first.mu.Unlock()
+		for {
+			first.mu.Lock()
+			n := first.sent
+			first.mu.Unlock()
+			if n >= base+20 {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		n := metricValue(pairsLogged, get(t, "http://"+first.gwAddr+"/metrics"))
+		if err := first.proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Error(err)
+		}
+		acked <- n
+	}()
+	round(180)
+	firstAcked := <-acked
 	<-first.proc.done
 	first.proc.done <- nil
 	first.dead = true
+	t.Logf("%s killed mid-round: %d teacher answers, %d pairs acknowledged to it just before, %d requests failed",
+		first.name, first.teacherAnswers(), firstAcked, first.failed)
 
 	second, took := leader()
 	t.Logf("%s took the learner lease %v after the leader was killed", second.name, took.Round(10*time.Millisecond))
@@ -165,7 +232,7 @@ func TestNATSReplicasShareOneLearner(t *testing.T) {
 		if st, _ := second.servingVersion(t); st == "serving" {
 			break
 		}
-		round()
+		round(90)
 	}
 	promotedAt := time.Now()
 	st, v := second.servingVersion(t)
@@ -191,7 +258,7 @@ func TestNATSReplicasShareOneLearner(t *testing.T) {
 	for _, r := range live() {
 		students, other := 0, 0
 		for _, l := range mails.take(60) {
-			route, s := r.answer(t, l.Text)
+			route, s := r.answer(l.Text)
 			if route == "student" {
 				students++
 				if s != want {
@@ -207,6 +274,9 @@ func TestNATSReplicasShareOneLearner(t *testing.T) {
 	// every replica shows the one promotion.
 	published := regexp.MustCompile(`(?m)^understudy_storage_nats_samples_published_total (\S+)$`)
 	for _, r := range live() {
+		if r.failed > 0 {
+			t.Errorf("%s: %d requests failed", r.name, r.failed)
+		}
 		if m := published.FindStringSubmatch(get(t, "http://"+r.gwAddr+"/metrics")); r != second && (m == nil || m[1] == "0") {
 			t.Errorf("%s, a follower, published no shadow samples", r.name)
 		}
@@ -234,6 +304,186 @@ func TestNATSReplicasShareOneLearner(t *testing.T) {
 			t.Logf("the promotion reached %s %v after the leader decided it", r.name, at.Sub(promoted))
 		}
 	}
+
+	stored := accountPairs(t, natsURL, reps, first, firstAcked)
+	operatorsAgree(t, live(), stored)
+}
+
+var pairsLogged = regexp.MustCompile(`(?m)^understudy_storage_pairs_logged_total (\S+)$`)
+
+// accountPairs holds the pair stream to the replicas' 200s: a survivor's
+// teacher answers are each in the stream exactly once, under its
+// Understudy-Replica header; the killed replica's at most once each and
+// at least acked of them. It waits for the survivors' queues to drain
+// and returns how many pairs the stream holds.
+func accountPairs(t *testing.T, natsURL string, reps []*replica, killed *replica, acked int64) int {
+	t.Helper()
+	var got map[*replica]map[string]int
+	var unknown map[string]int
+	var total int
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		got, unknown, total = streamPairs(t, natsURL, reps)
+		drained := true
+		for _, r := range reps {
+			if r != killed && count(got[r]) != r.teacherAnswers() {
+				drained = false
+			}
+		}
+		if drained || time.Now().After(deadline) {
+			break
+		}
+	}
+	for id, n := range unknown {
+		t.Errorf("the stream holds %d pairs from %q, no replica of this test", n, id)
+	}
+	for _, r := range reps {
+		var missing, twice, strange int
+		for text, n := range r.byTeacher {
+			if g := got[r][text]; g < n {
+				missing += n - g
+			} else if g > n {
+				twice += g - n
+			}
+		}
+		for text, g := range got[r] {
+			if r.byTeacher[text] == 0 {
+				strange += g
+			}
+		}
+		if twice > 0 || strange > 0 {
+			t.Errorf("%s: the stream holds %d pairs more than once and %d it never answered", r.name, twice, strange)
+		}
+		if r != killed {
+			if missing > 0 {
+				t.Errorf("%s: %d of its %d teacher answers are not in the stream", r.name, missing, r.teacherAnswers())
+			} else {
+				t.Logf("%s: each of its %d teacher answers is in the stream once", r.name, r.teacherAnswers())
+			}
+			continue
+		}
+		if n := int64(count(got[r])); n < acked {
+			t.Errorf("%s (killed): the stream holds %d of its pairs, fewer than the %d acknowledged to it before the kill", r.name, n, acked)
+		}
+		t.Logf("%s (killed): %d teacher answers, %d pairs stored (%d acknowledged before the kill), %d lost with its queue",
+			r.name, r.teacherAnswers(), count(got[r]), acked, missing)
+	}
+	return total
+}
+
+// streamPairs reads the whole pair stream and counts its pairs' input
+// texts by the replica that logged them (by the process id in the
+// Understudy-Replica header), and those of no replica by header.
+func streamPairs(t *testing.T, natsURL string, reps []*replica) (map[*replica]map[string]int, map[string]int, int) {
+	t.Helper()
+	nc, err := nats.Connect(natsURL, nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := njs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, "understudy_pairs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := int(st.CachedInfo().State.Msgs)
+	byPid := map[string]*replica{}
+	for _, r := range reps {
+		byPid[strconv.Itoa(r.proc.cmd.Process.Pid)] = r
+	}
+	got, unknown := map[*replica]map[string]int{}, map[string]int{}
+	if n == 0 {
+		return got, unknown, 0
+	}
+	cons, err := st.OrderedConsumer(ctx, njs.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		msg, err := cons.Next(njs.FetchMaxWait(10 * time.Second))
+		if err != nil {
+			t.Fatalf("reading pair %d of %d from the stream: %v", i+1, n, err)
+		}
+		var p storage.Pair
+		if err := storage.DecodePairRecord(msg.Data(), &p); err != nil {
+			t.Fatalf("pair %d of the stream: %v", i+1, err)
+		}
+		id := msg.Headers().Get(jetstream.ReplicaHeader)
+		parts := strings.Split(id, "/")
+		r := (*replica)(nil)
+		if len(parts) == 3 {
+			r = byPid[parts[1]]
+		}
+		if r == nil {
+			unknown[id]++
+			continue
+		}
+		if got[r] == nil {
+			got[r] = map[string]int{}
+		}
+		got[r][p.Input]++
+	}
+	return got, unknown, n
+}
+
+// count sums a multiset's counts.
+func count(m map[string]int) int {
+	n := 0
+	for _, c := range m {
+		n += c
+	}
+	return n
+}
+
+// operatorsAgree runs the operator commands against every live replica:
+// `understudy domains spam --json` shows the same state, serving version
+// and pairs on each (the pairs the stream holds), `understudy export`
+// writes every stored pair from each, and `understudy status` works.
+func operatorsAgree(t *testing.T, live []*replica, stored int) {
+	t.Helper()
+	type view struct {
+		State   string `json:"state"`
+		Pairs   int    `json:"pairs"`
+		Routing struct {
+			Serving int `json:"serving_version"`
+		} `json:"routing"`
+	}
+	var first *view
+	for _, r := range live {
+		admin := "http://" + r.adminAddr
+		out, err := exec.Command(buildBinary(t), "domains", "spam", "--json", "--admin-url", admin).Output()
+		if err != nil {
+			t.Fatalf("understudy domains spam against %s: %v", r.name, err)
+		}
+		var v view
+		if err := json.Unmarshal(out, &v); err != nil {
+			t.Fatalf("understudy domains spam --json against %s: %v\n%s", r.name, err, out)
+		}
+		if v.Pairs != stored {
+			t.Errorf("understudy domains against %s shows %d pairs, the stream holds %d", r.name, v.Pairs, stored)
+		}
+		if first == nil {
+			first = &v
+		} else if v.State != first.State || v.Routing.Serving != first.Routing.Serving {
+			t.Errorf("understudy domains against %s shows spam %s at v%d, against %s %s at v%d",
+				r.name, v.State, v.Routing.Serving, live[0].name, first.State, first.Routing.Serving)
+		}
+		out, err = exec.Command(buildBinary(t), "export", "--domain", "spam", "--admin-url", admin).Output()
+		if err != nil {
+			t.Fatalf("understudy export against %s: %v", r.name, err)
+		}
+		if lines := strings.Count(string(out), "\n"); lines != stored {
+			t.Errorf("understudy export against %s wrote %d lines, the stream holds %d pairs", r.name, lines, stored)
+		}
+		if out, err := exec.Command(buildBinary(t), "status", "--admin-url", admin).CombinedOutput(); err != nil || !strings.Contains(string(out), "spam") {
+			t.Errorf("understudy status against %s: %v\n%s", r.name, err, out)
+		}
+	}
+	t.Logf("understudy domains, export and status agree on %d replicas: %d pairs", len(live), stored)
 }
 
 // promotions counts the transitions into serving that a replica's admin

@@ -162,11 +162,13 @@ func metricValue(re *regexp.Regexp, page string) int64 {
 	return int64(n)
 }
 
-// TestNATSClusterFaults runs two gateways on a three-node JetStream
+// TestNATSClusterFaults runs three gateways on a three-node JetStream
 // cluster (storage.nats.replicas: 3, the url listing all three servers),
 // with the official SDK sending round-robin over them, and checks that
 // every answer the teacher gave is one pair in the stream, no fewer and no
-// more (the admin API of both gateways and the stream itself agree):
+// more (the admin API of every gateway and the stream itself agree, and
+// the stream holds, by the Understudy-Replica header of its pairs, each
+// teacher answer of each gateway process once, by text):
 //
 //  1. on a healthy cluster;
 //  2. when the node leading the pair stream is shut down in the middle of
@@ -207,8 +209,12 @@ func TestNATSClusterFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	gws := make([]*routeRun, 2)
-	procs := make([]*child, 2)
+	gws := make([]*routeRun, 3)
+	procs := make([]*child, 3)
+	// reps counts the teacher's answers of each gateway process, those of
+	// the current ones in cur, by text, to account for each pair.
+	var reps []*replica
+	cur := make([]*replica, 3)
 	startGateways := func() {
 		for i := range gws {
 			p := startChild(t, "serve", "--config", cfg, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
@@ -217,6 +223,8 @@ func TestNATSClusterFaults(t *testing.T) {
 			r.client = openai.NewClient(option.WithBaseURL("http://"+r.gwAddr+"/v1/"), option.WithAPIKey("k"), option.WithMaxRetries(0))
 			testnet.WaitReady(t, "http://"+r.gwAddr+"/readyz")
 			gws[i], procs[i] = r, p
+			cur[i] = &replica{name: fmt.Sprintf("gw-%d (process %d)", i+1, len(reps)/len(gws)+1), proc: p, byTeacher: map[string]int{}}
+			reps = append(reps, cur[i])
 		}
 	}
 	writeConfig(0)
@@ -225,9 +233,9 @@ func TestNATSClusterFaults(t *testing.T) {
 	mails := &cycle{all: spam}
 	var mu sync.Mutex
 	byTeacher, byStudent, failed := 0, 0, 0
-	// round sends n requests, split round-robin over the two gateways
-	// (each gateway's share 8 at a time, every third streamed); it counts
-	// the answers the teacher gave, each of which must be logged once.
+	// round sends n requests, split round-robin over the gateways (each
+	// gateway's share 8 at a time, every third streamed); it counts the
+	// answers the teacher gave, each of which must be logged once.
 	round := func(n int) {
 		mu.Lock()
 		ls := mails.take(n)
@@ -238,10 +246,11 @@ func TestNATSClusterFaults(t *testing.T) {
 			for i := k; i < len(ls); i += len(gws) {
 				mine = append(mine, ls[i])
 			}
+			rep := cur[k]
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for _, o := range r.send("spam", spamSystem, mine) {
+				for j, o := range r.send("spam", spamSystem, mine) {
 					mu.Lock()
 					switch {
 					case o.content == "":
@@ -250,6 +259,9 @@ func TestNATSClusterFaults(t *testing.T) {
 						byStudent++
 					default:
 						byTeacher++
+						rep.mu.Lock()
+						rep.byTeacher[mine[j].Text]++
+						rep.mu.Unlock()
 					}
 					mu.Unlock()
 				}
@@ -258,19 +270,32 @@ func TestNATSClusterFaults(t *testing.T) {
 		wg.Wait()
 	}
 	teacherSoFar := func() int64 { mu.Lock(); defer mu.Unlock(); return int64(byTeacher) }
-	// stored waits until both gateways' admin API and the stream itself
-	// hold want pairs of spam, and says what they hold.
+	// stored waits until every gateway's admin API and the stream itself
+	// hold want pairs of spam, and says what they hold; then it accounts
+	// for them pair by pair: each process's teacher answers are in the
+	// stream once each, but for the teacher answers beyond want (dropped).
 	stored := func(what string, want int64) {
 		t.Helper()
-		var views [2]int64
+		views := make([]int64, len(gws))
 		var msgs int64
 		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			agree := true
 			for i, r := range gws {
 				v, _ := getDomain(t, r.adminAddr, "spam")
 				views[i] = v.Pairs
+				agree = agree && v.Pairs == want
 			}
-			if msgs = nc.streamMsgs(); views[0] == want && views[1] == want && msgs == want {
-				t.Logf("%s: %d pairs stored, one per teacher answer (%v into the test)", what, want, time.Since(began).Round(100*time.Millisecond))
+			if msgs = nc.streamMsgs(); agree && msgs == want {
+				missing, _ := accountPairs(t, nc.urls(), reps)
+				lost := 0
+				for _, n := range missing {
+					lost += n
+				}
+				if int64(lost) != teacherSoFar()-want {
+					t.Fatalf("%s: %d teacher answers are not in the stream, want %d", what, lost, teacherSoFar()-want)
+				}
+				t.Logf("%s: %d pairs stored, each teacher answer of each gateway process once, by text (%v into the test)",
+					what, want, time.Since(began).Round(100*time.Millisecond))
 				return
 			}
 		}

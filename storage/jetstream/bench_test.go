@@ -58,6 +58,29 @@ type benchLog interface {
 	Pairs(context.Context, string, func(storage.Pair) error) error
 }
 
+// benchBackends opens each backend for the benchmarks that compare them:
+// the Badger DB in a temporary directory, this store on a server of its
+// own.
+var benchBackends = []struct {
+	name string
+	open func(b *testing.B) benchLog
+}{
+	{"badger", func(b *testing.B) benchLog {
+		db, err := storage.Open(storage.Options{Dir: b.TempDir(), Logger: quietLogger()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return db
+	}},
+	{"nats", func(b *testing.B) benchLog {
+		s, err := Open(testOptions(startServer(b, nil)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}},
+}
+
 // BenchmarkPublish measures the pairs per second the stream sustains from
 // one publisher: b.N pairs with 1 KB inputs through Log, as fast as the
 // queue takes them, then Flush (every pair acknowledged and counted in
@@ -96,25 +119,7 @@ func BenchmarkLogCall(b *testing.B) {
 	for i := range pairs {
 		pairs[i] = benchPair(i, inputs)
 	}
-	for _, bc := range []struct {
-		name string
-		open func(b *testing.B) benchLog
-	}{
-		{"badger", func(b *testing.B) benchLog {
-			db, err := storage.Open(storage.Options{Dir: b.TempDir(), Logger: quietLogger()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			return db
-		}},
-		{"nats", func(b *testing.B) benchLog {
-			s, err := Open(testOptions(startServer(b, nil)))
-			if err != nil {
-				b.Fatal(err)
-			}
-			return s
-		}},
-	} {
+	for _, bc := range benchBackends {
 		b.Run(bc.name, func(b *testing.B) {
 			s := bc.open(b)
 			defer s.Close()
@@ -145,25 +150,7 @@ func BenchmarkLogCall(b *testing.B) {
 func BenchmarkPairs(b *testing.B) {
 	inputs := benchInputs(4096, 1024)
 	const n = 20000
-	for _, bc := range []struct {
-		name string
-		open func(b *testing.B) benchLog
-	}{
-		{"badger", func(b *testing.B) benchLog {
-			db, err := storage.Open(storage.Options{Dir: b.TempDir(), Logger: quietLogger()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			return db
-		}},
-		{"nats", func(b *testing.B) benchLog {
-			s, err := Open(testOptions(startServer(b, nil)))
-			if err != nil {
-				b.Fatal(err)
-			}
-			return s
-		}},
-	} {
+	for _, bc := range benchBackends {
 		b.Run(bc.name, func(b *testing.B) {
 			s := bc.open(b)
 			defer s.Close()

@@ -1,6 +1,16 @@
 package storage
 
-import "context"
+import (
+	"context"
+	"errors"
+)
+
+// ErrFenced is returned for a write that a newer learner fenced off:
+// another replica took the learner lease since this one last wrote (a
+// routing record), or another learner already stored the student version.
+// The writer no longer leads, or lost the race for the version: it must
+// not retry the write as it is.
+var ErrFenced = errors.New("fenced off: another replica leads the learning")
 
 // The interfaces below are what Understudy's components need of a store,
 // each named for what it holds. DB, the embedded Badger store, implements
@@ -27,7 +37,10 @@ type DomainRecords interface {
 
 // StudentArtifacts holds the trained student versions of each domain:
 // their metadata and their artifacts, whose format the student package
-// owns.
+// owns. PutStudent on a store shared by replicas (NATS JetStream) stores a
+// version once: it refuses one already stored, or being stored by another
+// learner, with ErrFenced, so two learners never write the same version;
+// the embedded Badger DB, one process, replaces it.
 type StudentArtifacts interface {
 	PutStudent(domain string, version int, meta, artifact []byte) error
 	StudentVersions(domain string) ([]StudentVersion, error)
@@ -35,7 +48,11 @@ type StudentArtifacts interface {
 }
 
 // RoutingRecords holds each domain's routing record, whose format the
-// router owns; the router is its one writer.
+// router owns; the router of the Lease's holder is its one writer. On a
+// store shared by replicas, PutRoutingRecord is fenced by the lease's
+// terms: once another replica took the lease, every write of this one
+// fails with ErrFenced, whatever its clock says, and its router stops
+// leading. Badger, one process, is never fenced.
 type RoutingRecords interface {
 	RoutingRecords() (map[string][]byte, error)
 	PutRoutingRecord(domain string, rec []byte) error
@@ -73,8 +90,11 @@ type Lease interface {
 	Lead(ctx context.Context, term func(ctx context.Context)) error
 	// Held reports whether this replica holds the lease now: a holder
 	// that could not renew it stops reporting it held before any other
-	// replica can take it, so a write made while Held is true cannot
-	// race the next holder's (the lease fences the routing records).
+	// replica can take it. It is a cheap first guard that relies on the
+	// holder's clock and on no pause between the check and a write; the
+	// fence is the store's (see RoutingRecords): a write made after
+	// another replica took the lease fails with ErrFenced, and that ends
+	// this replica's term.
 	Held() bool
 }
 

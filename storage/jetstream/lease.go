@@ -32,6 +32,10 @@ var _ storage.Lease = (*Store)(nil)
 //
 // The revision of the creating write is the lease's epoch: it grows with
 // every holder and names the term in the logs.
+//
+// Counting the lease held relies on the holder's clock and on no pause
+// between a check of Held and the write that follows it. The writes are
+// fenced too, by the server: see termKey.
 const leaseKey = "learner"
 
 // leaseValue is what the lease entry holds, for operators reading it.
@@ -58,6 +62,12 @@ type leaseState struct {
 	// until is when this replica stops counting the lease held (Unix ns);
 	// 0 when it does not hold it.
 	until atomic.Int64
+	// fence is the revision of the term entry this replica wrote when it
+	// last took the lease (0 before it first did): its routing writes are
+	// conditioned on it (see termKey).
+	fence atomic.Uint64
+	// deposed wakes hold when a write was fenced off: the term ends.
+	deposed chan struct{}
 }
 
 // Held reports whether this replica holds the learner lease now.
@@ -77,7 +87,6 @@ func (s *Store) Lead(ctx context.Context, term func(ctx context.Context)) error 
 	for ctx.Err() == nil {
 		if rev, sent, ok := s.takeLease(ctx); ok {
 			s.hold(ctx, rev, sent, term)
-			continue
 		}
 		t := time.NewTimer(poll)
 		select {
@@ -107,12 +116,24 @@ func (s *Store) takeLease(ctx context.Context) (rev uint64, sent time.Time, ok b
 }
 
 // hold keeps the lease taken at revision rev and runs term while it is
-// held. It returns when the lease is lost (after term returned) or when
-// ctx ends (after term returned; then it releases the lease).
+// held, once it claimed the routing records (claimTerm). It returns when
+// the lease is lost or a write was fenced off (after term returned; then
+// it releases the lease if it still holds it, so that the replicas decide
+// again), or when ctx ends (after term returned; then it releases the
+// lease).
 func (s *Store) hold(ctx context.Context, rev uint64, sent time.Time, term func(context.Context)) {
 	heldFor := s.opts.LeaseTTL / 2
 	s.lease.until.Store(sent.Add(heldFor).UnixNano())
 	epoch := rev
+	select {
+	case <-s.lease.deposed: // a write of a past term
+	default:
+	}
+	if err := s.claimTerm(ctx, epoch); err != nil {
+		s.log.Warn("learner lease: could not claim the routing records; giving the lease up", "epoch", epoch, "err", err)
+		s.releaseLease(rev, epoch)
+		return
+	}
 	s.log.Info("learner lease taken: this replica trains and runs the gate", "holder", s.lease.holder, "epoch", epoch)
 
 	tctx, cancel := context.WithCancel(ctx)
@@ -135,6 +156,10 @@ func (s *Store) hold(ctx context.Context, rev uint64, sent time.Time, term func(
 		case <-ctx.Done():
 			cancel()
 			<-done
+			s.releaseLease(rev, epoch)
+			return
+		case <-s.lease.deposed:
+			lost("a write was fenced off: another replica took the lease", storage.ErrFenced)
 			s.releaseLease(rev, epoch)
 			return
 		case <-tick.C:
@@ -185,4 +210,102 @@ func (s *Store) releaseLease(rev, epoch uint64) {
 		return
 	}
 	s.log.Info("learner lease released", "epoch", epoch)
+}
+
+// termKey is the term entry in the routes bucket: the fence of the
+// routing records. A replica that takes the lease claims the records
+// before its term begins (claimTerm): it writes the entry, holding its
+// epoch, conditioned on the revision it read there (compare-and-set),
+// and keeps the revision of that write in leaseState.fence. Every routing
+// record it writes is then conditioned, by the server, on the term entry
+// still being at that revision (PutRoutingRecord). The claim is the
+// point where one term ends and the next begins: a record the previous
+// holder wrote before it was in the records the new holder reads (it
+// reads them after its claim), and any write of the previous holder after
+// it fails with storage.ErrFenced, however long it was paused and
+// whatever its clock says. The new holder needs to rewrite no record:
+//
+//   - A condition on each record's own revision (the one the holder last
+//     wrote or read) would fence records that exist, once the new holder
+//     rewrote each of them — a write per domain at every takeover — and
+//     would still let the deposed holder create the record of a domain
+//     the new holder had not written yet. Merely remembering the
+//     revisions read would fence nothing until the new holder wrote: the
+//     deposed holder's update would find the revision it expects.
+//   - One entry that every write is conditioned on fences them all, old
+//     domains and new, at the cost of one write per takeover.
+//
+// Two claims cannot both be based on one revision of the entry, and a
+// claim never lowers its epoch (one that finds a higher epoch is refused
+// unless the lease bucket was made anew, see claimTerm), so a holder
+// paused before its claim cannot fence the newer holder after it. A key
+// with a '.' is never a domain's (see token): listings skip it. A store
+// that never took the lease writes only while no replica ever has (the
+// entry is absent): a store used alone, as the tests use it, works as
+// before. Needs nats-server 2.11 or later, as the pairs' stream does.
+const termKey = "learner.term"
+
+// termValue is what the term entry holds.
+type termValue struct {
+	Holder string    `json:"holder"`
+	Epoch  uint64    `json:"epoch"`
+	Since  time.Time `json:"since"`
+}
+
+// claimTerm writes the term entry for the lease taken at epoch (see
+// termKey) and makes its revision this store's fence. It fails with
+// storage.ErrFenced when a newer holder claimed the records already.
+func (s *Store) claimTerm(ctx context.Context, epoch uint64) error {
+	cctx, cancel := context.WithTimeout(ctx, s.opts.LeaseTTL/2)
+	defer cancel()
+	v, _ := json.Marshal(termValue{Holder: s.lease.holder, Epoch: epoch, Since: time.Now().UTC()})
+	for range 5 {
+		var rev uint64
+		e, err := s.kvRt.Get(cctx, termKey)
+		switch {
+		case errors.Is(err, njs.ErrKeyNotFound):
+		case err != nil:
+			return fmt.Errorf("reading the term entry: %w", err)
+		default:
+			rev = e.Revision()
+			var cur termValue
+			if json.Unmarshal(e.Value(), &cur) == nil && cur.Epoch > epoch && !s.leaseIs(cctx, epoch) {
+				return fmt.Errorf("claiming the routing records: epoch %d claimed them: %w", cur.Epoch, storage.ErrFenced)
+			}
+		}
+		var next uint64
+		if rev == 0 {
+			next, err = s.kvRt.Create(cctx, termKey, v)
+		} else {
+			next, err = s.kvRt.Update(cctx, termKey, v, rev)
+		}
+		if err == nil {
+			s.lease.fence.Store(next)
+			return nil
+		}
+		if !errors.Is(err, njs.ErrKeyExists) && !errors.Is(err, njs.ErrKeyRevisionMismatch) {
+			return fmt.Errorf("writing the term entry: %w", err)
+		}
+	}
+	return errors.New("writing the term entry: it kept changing")
+}
+
+// leaseIs reports whether the lease entry is still the one created at
+// epoch: the case where the term entry holds a higher epoch because the
+// lease bucket was deleted and made anew, restarting its revisions.
+func (s *Store) leaseIs(ctx context.Context, epoch uint64) bool {
+	e, err := s.kvLease.Get(ctx, leaseKey)
+	return err == nil && e.Revision() == epoch
+}
+
+// depose ends this replica's term after a write conditioned on fence was
+// fenced off, unless a later claim made another fence since.
+func (s *Store) depose(fence uint64) {
+	if s.lease.fence.Load() != fence {
+		return
+	}
+	select {
+	case s.lease.deposed <- struct{}{}:
+	default:
+	}
 }

@@ -15,7 +15,9 @@ import (
 
 // PutRoutingRecord stores domain's routing record in the routes bucket,
 // replacing the last; every replica's watch sees it. The domain need not
-// have pairs yet.
+// have pairs yet. The write is fenced (see termKey): once another replica
+// took the lease and claimed the records, it fails with storage.ErrFenced
+// and ends this replica's term.
 func (s *Store) PutRoutingRecord(domain string, rec []byte) error {
 	if !storage.ValidDomain(domain) {
 		return fmt.Errorf("storing the routing record of %q: %w", domain, storage.ErrNotFound)
@@ -25,11 +27,34 @@ func (s *Store) PutRoutingRecord(domain string, rec []byte) error {
 		return fmt.Errorf("storing the routing record of %s: %w", domain, err)
 	}
 	defer cancel()
-	if _, err := s.kvRt.Put(ctx, token(domain), rec); err != nil {
+	fence := s.lease.fence.Load()
+	_, err = s.js.Publish(ctx, s.routeSubject(token(domain)), rec,
+		njs.WithExpectLastSequenceForSubject(fence, s.routeSubject(termKey)))
+	if wrongLastSeq(err) {
+		s.depose(fence)
+		return fmt.Errorf("storing the routing record of %s: another replica took the lease: %w", domain, storage.ErrFenced)
+	}
+	if err != nil {
 		return fmt.Errorf("storing the routing record of %s: %w", domain, s.closedErr(err))
 	}
 	return nil
 }
+
+// routeSubject is the subject of a key of the routes bucket, where a
+// KeyValue's Put would publish it (the store uses no JetStream domain).
+func (s *Store) routeSubject(key string) string { return "$KV." + s.names.routes + "." + key }
+
+// wrongLastSeq reports whether err is the server's refusal of a
+// conditioned write (code 10071, or 10164 on a replicated stream).
+func wrongLastSeq(err error) bool {
+	var api *njs.APIError
+	return errors.As(err, &api) &&
+		(api.ErrorCode == njs.JSErrCodeStreamWrongLastSequence || api.ErrorCode == njs.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// isDomainKey reports whether a key of the routes bucket is a domain's
+// (termKey is not).
+func isDomainKey(key string) bool { return !strings.Contains(key, ".") }
 
 // RoutingRecords returns every stored routing record by domain.
 func (s *Store) RoutingRecords() (map[string][]byte, error) {
@@ -40,7 +65,9 @@ func (s *Store) RoutingRecords() (map[string][]byte, error) {
 	defer cancel()
 	out := map[string][]byte{}
 	err = readAll(ctx, s.kvRt, nil, func(e njs.KeyValueEntry) {
-		out[domainOf(e.Key())] = e.Value()
+		if isDomainKey(e.Key()) {
+			out[domainOf(e.Key())] = e.Value()
+		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reading routing records: %w", s.closedErr(err))
@@ -106,6 +133,9 @@ func (s *Store) WatchRoutingRecords(ctx context.Context) (<-chan storage.Routing
 		defer cancel()
 		defer stop()
 		s.follow(wctx, s.kvRt, w, nil, func(e njs.KeyValueEntry) bool {
+			if !isDomainKey(e.Key()) {
+				return true
+			}
 			c := storage.RoutingChange{Domain: domainOf(e.Key())}
 			if e.Operation() == njs.KeyValuePut {
 				c.Record = e.Value()
@@ -121,9 +151,18 @@ func (s *Store) WatchRoutingRecords(ctx context.Context) (<-chan storage.Routing
 	return out, nil
 }
 
-// PutStudent stores version of domain's student: its artifact in the
-// object store, then its metadata in the students bucket, so a version
-// is listed only once its artifact can be read.
+// PutStudent stores version of domain's student once: it creates the
+// version's metadata in the students bucket, which fails with
+// storage.ErrFenced when the version exists (another learner stored it,
+// or is storing it), then writes its artifact in the object store. The
+// create reserves the version before the artifact is written, so two
+// learners — a deposed one woken from a pause among them — never write
+// the same version's artifact; and a version is listed from then on, so
+// the next version a trainer numbers is a free one even when a writer
+// died between the two writes. A version is named in a routing record
+// only once PutStudent returned, so every version a router loads has its
+// artifact. When the artifact cannot be written the metadata is removed
+// again, if no one wrote it since.
 func (s *Store) PutStudent(domain string, version int, meta, artifact []byte) error {
 	if !storage.ValidDomain(domain) || version < 1 {
 		return fmt.Errorf("storing student %q v%d: invalid domain or version", domain, version)
@@ -133,13 +172,32 @@ func (s *Store) PutStudent(domain string, version int, meta, artifact []byte) er
 		return fmt.Errorf("storing student %s v%d: %w", domain, version, err)
 	}
 	defer cancel()
-	if _, err := s.obs.PutBytes(ctx, artifactName(domain, version), artifact); err != nil {
+	rev, err := s.kvStu.Create(ctx, studentKey(domain, version), meta)
+	if errors.Is(err, njs.ErrKeyExists) {
+		return fmt.Errorf("storing student %s v%d: the version exists: %w", domain, version, storage.ErrFenced)
+	}
+	if err != nil {
 		return fmt.Errorf("storing student %s v%d: %w", domain, version, s.closedErr(err))
 	}
-	if _, err := s.kvStu.Put(ctx, studentKey(domain, version), meta); err != nil {
+	if _, err := s.obs.PutBytes(ctx, artifactName(domain, version), artifact); err != nil {
+		if perr := s.unreserve(domain, version, rev); perr != nil {
+			s.log.Warn("student version listed without its artifact", "domain", domain, "version", version, "err", perr)
+		}
 		return fmt.Errorf("storing student %s v%d: %w", domain, version, s.closedErr(err))
 	}
 	return nil
+}
+
+// unreserve removes the metadata PutStudent created at rev, unless it
+// was written since, with a call of its own: the failed write may have
+// used up PutStudent's time.
+func (s *Store) unreserve(domain string, version int, rev uint64) error {
+	ctx, cancel, err := s.call(1)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	return s.kvStu.Purge(ctx, studentKey(domain, version), njs.LastRevision(rev))
 }
 
 // StudentVersions lists a domain's student versions, oldest first.

@@ -96,6 +96,7 @@ func Open(opts Options) (*Store, error) {
 		samplesQ:  make(chan []byte, samplesQueue),
 	}
 	s.lease.holder = holderID()
+	s.lease.deposed = make(chan struct{}, 1)
 	s.idx.init()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.hard, s.hardCancel = context.WithCancel(context.Background())

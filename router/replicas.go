@@ -31,6 +31,15 @@ import (
 // published from then on. Samples scored between that save and the
 // takeover are not counted: the gate's tests stay valid on any subset of
 // samples chosen without looking at them.
+//
+// A learner can be deposed without knowing it (paused past its lease):
+// the store then refuses its record writes (storage.ErrFenced, see
+// storage.RoutingRecords). Its router steps down at the first refusal
+// (stepDown): it stops running the gate and writing, drops the records
+// it had not written, and applies the stored ones, so that it answers as
+// the learner decided and not as its refused records said; the lease loop
+// decides again who leads. When a term ends for any reason the router
+// applies the stored records too.
 
 // Leading reports whether this router runs the gate and writes the
 // routing records: always for a single gateway, the lease holder's among
@@ -68,6 +77,10 @@ func (r *Router) Lead(ctx context.Context) error {
 	if err != nil {
 		r.log.Error("leading: the followers' samples will not count", "err", err)
 	}
+	select {
+	case <-r.deposed: // a refusal of a past term
+	default:
+	}
 	r.followMu.Lock()
 	if stored, err := r.deps.Store.RoutingRecords(); err != nil {
 		r.log.Error("leading: reading the stored routing records; going on with those last followed", "err", err)
@@ -86,14 +99,18 @@ func (r *Router) Lead(ctx context.Context) error {
 		r.followMu.Lock()
 		r.leading.Store(false)
 		r.followMu.Unlock()
+		r.resync()
 		r.log.Info("following: another replica runs the gate")
 	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-r.deposed:
+			<-ctx.Done() // the lease ends the term
+			return nil
 		case b, ok := <-samples:
-			if !ok {
+			if !ok || !r.leading.Load() {
 				<-ctx.Done()
 				return nil
 			}
@@ -111,6 +128,58 @@ func (r *Router) Lead(ctx context.Context) error {
 			r.observe(d, w.Version, w.Sample)
 			d.mu.Unlock()
 		}
+	}
+}
+
+// stepDown stops leading at once: the store refused a record write
+// because another replica took the lease. The saver calls it; Lead then
+// waits for its term to end.
+func (r *Router) stepDown() {
+	r.followMu.Lock()
+	was := r.leading.Swap(false)
+	r.followMu.Unlock()
+	if !was {
+		return
+	}
+	r.log.Warn("stepping down: another replica took the learner lease and this one's records were refused")
+	select {
+	case r.deposed <- struct{}{}:
+	default:
+	}
+	r.resync()
+}
+
+// resync applies the stored records while this router follows: what it
+// changed as the learner and could not store gives way to what the
+// learner stored. A domain with no stored record goes back to collecting.
+func (r *Router) resync() {
+	stored, err := r.deps.Store.RoutingRecords()
+	if err != nil {
+		r.log.Error("following: reading the stored routing records; going on with this replica's", "err", err)
+		return
+	}
+	r.mu.RLock()
+	var unstored []string
+	for name, d := range r.domains {
+		if _, ok := stored[name]; !ok {
+			d.mu.Lock()
+			if d.rec.State != Collecting || d.serving != nil || len(d.candidates) > 0 {
+				unstored = append(unstored, name)
+			}
+			d.mu.Unlock()
+		}
+	}
+	r.mu.RUnlock()
+	r.followMu.Lock()
+	defer r.followMu.Unlock()
+	if r.leading.Load() {
+		return // a new term began and read them itself
+	}
+	for name, b := range stored {
+		r.follow(name, b)
+	}
+	for _, name := range unstored {
+		r.follow(name, []byte("{}"))
 	}
 }
 

@@ -2,7 +2,10 @@ package router_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,5 +130,85 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("waited 30s for %s", what)
 		}
+	}
+}
+
+// fencedStore is the store of a leader that another replica deposed once
+// fence is set: it refuses every routing write with storage.ErrFenced,
+// as the NATS store does, and counts the writes tried.
+type fencedStore struct {
+	*storage.DB
+	fence  atomic.Bool
+	writes atomic.Int32
+}
+
+func (s *fencedStore) PutRoutingRecord(domain string, rec []byte) error {
+	s.writes.Add(1)
+	if s.fence.Load() {
+		return fmt.Errorf("storing the routing record of %s: %w", domain, storage.ErrFenced)
+	}
+	return s.DB.PutRoutingRecord(domain, rec)
+}
+
+// TestDeposedLeaderStepsDown: a leader whose record write is refused
+// (another replica took the lease while it was paused, its lease check
+// still saying held) stops leading at once: it writes nothing more,
+// refuses operator actions, sends its samples to the bus instead of its
+// gate, answers as the stored record says rather than as its refused
+// change did, and Lead returns when the term ends.
+func TestDeposedLeaderStepsDown(t *testing.T) {
+	e := newEnv(t)
+	store := &fencedStore{DB: e.db}
+	bus := make(chan []byte, 4096)
+	lr := &replicas{held: true, bus: bus}
+	leader, err := router.New(testConfig, router.Deps{Store: store, Shadow: e.submit, Replicas: lr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { _ = leader.Lead(ctx); close(done) }()
+	waitFor(t, "the leader to lead", leader.Leading)
+	e.add(leader, "spam", 1)
+	leader.Flush()
+	if n := store.writes.Load(); n != 1 {
+		t.Fatalf("%d writes before the fence, want 1", n)
+	}
+
+	store.fence.Store(true)
+	if _, err := leader.Act("spam", "pin-teacher"); err != nil {
+		t.Fatal(err)
+	}
+	leader.Flush()
+	if leader.Leading() {
+		t.Fatal("a leader whose write was fenced off still leads")
+	}
+	if v, _ := leader.View("spam"); v.State != router.Shadowing {
+		t.Errorf("after stepping down spam is %s, want the stored shadowing", v.State)
+	}
+	if _, err := leader.Act("spam", "promote"); !errors.Is(err, router.ErrNotLeader) {
+		t.Errorf("Act after stepping down: %v, want ErrNotLeader", err)
+	}
+	agree := shadow.Sample{Confidence: 1, Uniform: true, Agree: true, Teacher: "yes", Student: "yes"}
+	for range 3 * router.PersistEvery {
+		leader.Observe("spam", 1, agree)
+	}
+	leader.Flush()
+	if n := store.writes.Load(); n != 2 {
+		t.Errorf("%d writes tried, want 2: none after the refused one", n)
+	}
+	if len(bus) == 0 {
+		t.Error("a deposed leader's samples did not go to the bus")
+	}
+	cancel()
+	<-done
+	recs, err := e.db.RoutingRecords()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec router.Record
+	if err := json.Unmarshal(recs["spam"], &rec); err != nil || rec.State != router.Shadowing {
+		t.Errorf("stored record: %s, %v; want the one written before the fence", recs["spam"], err)
 	}
 }

@@ -205,6 +205,8 @@ type Router struct {
 	// followMu orders applying a stored record with taking the lead.
 	leading  atomic.Bool
 	followMu sync.Mutex
+	// deposed tells Lead that a write was fenced off (stepDown).
+	deposed chan struct{}
 }
 
 // domain is the live state of one domain.
@@ -318,7 +320,8 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	if deps.Domains == nil {
 		deps.Domains = NewMetricDomains(DefaultMaxDomains)
 	}
-	r := &Router{cfg: cfg, deps: deps, log: deps.Logger, domains: map[string]*domain{}, m: newMetrics(deps.Domains)}
+	r := &Router{cfg: cfg, deps: deps, log: deps.Logger, domains: map[string]*domain{}, m: newMetrics(deps.Domains),
+		deposed: make(chan struct{}, 1)}
 	r.sink = r.Observe
 	r.leading.Store(deps.Replicas == nil)
 	if deps.Store == nil {
@@ -327,6 +330,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	r.saver = newSaver(deps.Store, deps.Logger)
 	if deps.Replicas != nil {
 		r.saver.held = deps.Replicas.Held
+		r.saver.fenced = r.stepDown
 	}
 	stored, err := deps.Store.RoutingRecords()
 	if err != nil {

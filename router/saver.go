@@ -2,8 +2,11 @@ package router
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"sync"
+
+	"github.com/understudy-dev/understudy/storage"
 )
 
 // saver writes routing records off the request path: save keeps the
@@ -12,9 +15,13 @@ import (
 type saver struct {
 	store Store
 	log   *slog.Logger
-	// held, when set, fences the writes: flush writes only while it is
+	// held, when set, guards the writes: flush writes only while it is
 	// true (the learner lease is held) and drops the records otherwise.
 	held func() bool
+	// fenced, when set, is called when the store refused a write with
+	// storage.ErrFenced (another replica took the lease): flush drops the
+	// rest of its records, and the router stops leading.
+	fenced func()
 
 	mu      sync.Mutex
 	pending map[string]Record
@@ -50,6 +57,13 @@ func (s *saver) flush() {
 		b, err := json.Marshal(rec)
 		if err == nil {
 			err = s.store.PutRoutingRecord(d, b)
+		}
+		if errors.Is(err, storage.ErrFenced) {
+			s.log.Warn("not saving routing records: another replica took the learner lease", "domain", d, "records", len(batch), "err", err)
+			if s.fenced != nil {
+				s.fenced()
+			}
+			return
 		}
 		if err != nil {
 			s.log.Error("saving a routing record", "domain", d, "err", err)

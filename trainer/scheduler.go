@@ -320,6 +320,12 @@ func (s *Scheduler) run(ctx context.Context, domain, why string) {
 		s.runs.WithLabelValues("open_ended").Inc()
 		s.log.Info("domain is open-ended: no student", "domain", domain, "reason", open.Reason)
 		s.report(ctx, Report{Domain: domain, OpenEnded: open.Reason})
+	case errors.Is(err, storage.ErrFenced):
+		// Another learner stored this version first: this replica was
+		// deposed, or lost the race to a deposed one. Nothing was stored
+		// or reported; if it still leads, its next run numbers past it.
+		s.runs.WithLabelValues("failed").Inc()
+		s.log.Warn("not registering the trained version: another learner stored it first", "domain", domain, "err", err)
 	case err != nil:
 		s.runs.WithLabelValues("failed").Inc()
 		if ctx.Err() == nil {

@@ -280,3 +280,40 @@ func TestRunPairs(t *testing.T) {
 		}
 	}
 }
+
+// refusingStore is a store shared by replicas on which another learner
+// already stored every version: PutStudent refuses them.
+type refusingStore struct{ *storage.DB }
+
+func (refusingStore) PutStudent(domain string, version int, _, _ []byte) error {
+	return fmt.Errorf("storing student %s v%d: %w", domain, version, storage.ErrFenced)
+}
+
+// TestRefusedVersionIsNotReported: a run whose version the store refuses
+// (another learner stored it) reports nothing, so the router registers
+// no version that is not stored.
+func TestRefusedVersionIsNotReported(t *testing.T) {
+	if err := student.InitRuntime(""); err != nil {
+		t.Fatal(err)
+	}
+	db, quiet := testStore(t)
+	for i := range 300 {
+		label := []string{"yes", "no"}[i%2]
+		db.Log(storage.Pair{Domain: "closed", Input: fmt.Sprintf("%s %d", strings.Repeat(label+" ", 3), i), Answer: label, Label: label})
+	}
+	if err := db.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	opts := DefaultOptions()
+	opts.Featurizer.BucketBits, opts.Dim = 10, 8
+	s := NewScheduler(SchedulerConfig{MinPairs: 100, Options: opts}, SchedulerDeps{Store: refusingStore{db}, Logger: quiet})
+	s.run(context.Background(), "closed", "test")
+	select {
+	case r := <-s.Reports():
+		t.Errorf("a refused version was reported: %+v", r)
+	default:
+	}
+	if vs, err := db.StudentVersions("closed"); err != nil || len(vs) != 0 {
+		t.Errorf("stored versions %+v (%v), want none", vs, err)
+	}
+}

@@ -159,17 +159,21 @@ func (r *Router) resync() {
 		return
 	}
 	r.mu.RLock()
-	var unstored []string
+	var known []*domain
 	for name, d := range r.domains {
 		if _, ok := stored[name]; !ok {
-			d.mu.Lock()
-			if d.rec.State != Collecting || d.serving != nil || len(d.candidates) > 0 {
-				unstored = append(unstored, name)
-			}
-			d.mu.Unlock()
+			known = append(known, d)
 		}
 	}
 	r.mu.RUnlock()
+	var unstored []string
+	for _, d := range known {
+		d.mu.Lock()
+		if d.rec.State != Collecting || d.serving != nil || len(d.candidates) > 0 {
+			unstored = append(unstored, d.name)
+		}
+		d.mu.Unlock()
+	}
 	r.followMu.Lock()
 	defer r.followMu.Unlock()
 	if r.leading.Load() {

@@ -154,8 +154,9 @@ func (s *fencedStore) PutRoutingRecord(domain string, rec []byte) error {
 // (another replica took the lease while it was paused, its lease check
 // still saying held) stops leading at once: it writes nothing more,
 // refuses operator actions, sends its samples to the bus instead of its
-// gate, answers as the stored record says rather than as its refused
-// change did, and Lead returns when the term ends.
+// gate, answers as the stored records say rather than as its refused
+// changes did (a domain with no stored record collects), and Lead
+// returns when the term ends.
 func TestDeposedLeaderStepsDown(t *testing.T) {
 	e := newEnv(t)
 	store := &fencedStore{DB: e.db}
@@ -180,12 +181,16 @@ func TestDeposedLeaderStepsDown(t *testing.T) {
 	if _, err := leader.Act("spam", "pin-teacher"); err != nil {
 		t.Fatal(err)
 	}
+	e.add(leader, "tone", 1) // a domain with no stored record
 	leader.Flush()
 	if leader.Leading() {
 		t.Fatal("a leader whose write was fenced off still leads")
 	}
 	if v, _ := leader.View("spam"); v.State != router.Shadowing {
 		t.Errorf("after stepping down spam is %s, want the stored shadowing", v.State)
+	}
+	if v, _ := leader.View("tone"); v.State != router.Collecting || v.Candidate != 0 {
+		t.Errorf("after stepping down tone is %s with candidate v%d, want collecting as stored (no record)", v.State, v.Candidate)
 	}
 	if _, err := leader.Act("spam", "promote"); !errors.Is(err, router.ErrNotLeader) {
 		t.Errorf("Act after stepping down: %v, want ErrNotLeader", err)

@@ -118,6 +118,15 @@ type Gateway struct {
 	// relayed to the teacher unread (files, audio, ...) stream through
 	// without a limit. Default 8MiB.
 	MaxBodySize Size `yaml:"max_body_size"`
+	// ShutdownDelay is how long a stopping gateway keeps accepting and
+	// serving requests after /readyz turned 503, so that a load balancer
+	// sees it leave before its port closes instead of sending it requests
+	// that fail. It then stops accepting and waits up to ShutdownTimeout
+	// for the requests in flight. A second SIGINT or SIGTERM skips the rest
+	// of it. Behind a load balancer, set it longer than the balancer takes
+	// to notice a failed health check (its interval plus its timeout).
+	// Default 0: a single gateway stops at once.
+	ShutdownDelay time.Duration `yaml:"shutdown_delay"`
 	// ShutdownTimeout bounds how long a stopping server waits for requests
 	// in flight. Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`

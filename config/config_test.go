@@ -22,7 +22,8 @@ func TestDefaultIsValid(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("default config is invalid: %v", err)
 	}
-	if cfg.Listen != "127.0.0.1:8080" || cfg.Teacher.URL != "https://api.openai.com/v1" || cfg.Gateway.MaxBodySize != 8*MiB {
+	if cfg.Listen != "127.0.0.1:8080" || cfg.Teacher.URL != "https://api.openai.com/v1" || cfg.Gateway.MaxBodySize != 8*MiB ||
+		cfg.Gateway.ShutdownDelay != 0 {
 		t.Errorf("unexpected defaults: %+v", cfg)
 	}
 }
@@ -37,6 +38,9 @@ func TestLoadFull(t *testing.T) {
 	}
 	if cfg.Gateway.MaxBodySize != 2*MiB {
 		t.Errorf("max_body_size = %v, want 2MiB", cfg.Gateway.MaxBodySize)
+	}
+	if cfg.Gateway.ShutdownDelay != 15*time.Second || cfg.Gateway.ShutdownTimeout != 30*time.Second {
+		t.Errorf("shutdown delay/timeout = %v/%v, want 15s and the default 30s", cfg.Gateway.ShutdownDelay, cfg.Gateway.ShutdownTimeout)
 	}
 	if cfg.Teacher.FirstByteTimeout != 45*time.Second || cfg.Teacher.Timeout != 600*time.Second {
 		t.Errorf("timeouts = %v/%v, want 45s and the default 600s", cfg.Teacher.FirstByteTimeout, cfg.Teacher.Timeout)
@@ -100,6 +104,7 @@ func TestEnvTypes(t *testing.T) {
 		"UNDERSTUDY_GATEWAY_API_KEYS":                  "k1, k2",
 		"UNDERSTUDY_GATEWAY_MAX_BODY_SIZE":             "1MiB",
 		"UNDERSTUDY_GATEWAY_MAX_AUTO_DOMAINS":          "0",
+		"UNDERSTUDY_GATEWAY_SHUTDOWN_DELAY":            "12s",
 		"UNDERSTUDY_TEACHER_TIMEOUT":                   "9s",
 		"UNDERSTUDY_TEACHER_RETRIES":                   "0",
 		"UNDERSTUDY_TEACHER_PASS_CLIENT_AUTHORIZATION": "true",
@@ -110,6 +115,7 @@ func TestEnvTypes(t *testing.T) {
 	}
 	if cfg.Listen != "127.0.0.1:1" || cfg.Admin.Listen != "127.0.0.1:2" || cfg.DataDir != "/tmp/x" ||
 		strings.Join(cfg.Gateway.APIKeys, "|") != "k1|k2" || cfg.Gateway.MaxBodySize != MiB || cfg.Gateway.MaxAutoDomains != 0 ||
+		cfg.Gateway.ShutdownDelay != 12*time.Second ||
 		cfg.Teacher.Timeout != 9*time.Second || cfg.Teacher.Retries != 0 || !cfg.Teacher.PassClientAuthorization ||
 		cfg.Teacher.APIKey != "sk-env" {
 		t.Errorf("env not applied: %+v", cfg)
@@ -197,6 +203,7 @@ func TestBadConfigs(t *testing.T) {
 		"open-relay.bad.yaml":               `gateway.api_keys: are required when listen ("0.0.0.0:8080") is not a loopback address`,
 		"breaker-ratio.bad.yaml":            "teacher.breaker.failure_ratio: must be in (0,1], got 1.5",
 		"gateway-max-auto-domains.bad.yaml": "gateway.max_auto_domains: must not be negative, got -1",
+		"gateway-shutdown-delay.bad.yaml":   "gateway.shutdown_delay: must not be negative, got -5s",
 		"storage-backend.bad.yaml":          `storage.backend: must be badger or nats, got "postgres"`,
 		"storage-nats-url.bad.yaml":         "storage.nats.url: is required when storage.backend is nats",
 		"storage-nats-replicas.bad.yaml":    "storage.nats.replicas: must be in 1..5 (1 for a single server, 3 for a cluster), got 7",

@@ -146,6 +146,7 @@ func (g Gateway) validate(listen string) []error {
 	if g.MaxBodySize < 1024 {
 		v.bad("max_body_size", "must be at least 1KiB, got %s", g.MaxBodySize)
 	}
+	v.notNegative("shutdown_delay", g.ShutdownDelay)
 	v.positive("shutdown_timeout", g.ShutdownTimeout)
 	v.atLeast("gc_percent", g.GCPercent, 10)
 	v.notNegativeInt("max_auto_domains", g.MaxAutoDomains)

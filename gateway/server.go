@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -71,7 +73,10 @@ type Server struct {
 	sessions   *sessions // WebSocket sessions relayed to the teacher
 
 	ready atomic.Bool
-	// stop is cancelled when the server begins shutting down, ending waits
+	// hurry is closed by Hurry: it ends gateway.shutdown_delay early.
+	hurry     chan struct{}
+	hurryOnce sync.Once
+	// stop is cancelled when the server stops accepting, ending waits
 	// between retries.
 	stop       context.Context
 	cancelStop context.CancelFunc
@@ -114,6 +119,7 @@ func New(cfg *config.Config, deps Deps) (*Server, error) {
 		Help: "WebSocket sessions (the Realtime API) relayed to the teacher open now.",
 	}, func() float64 { return float64(s.sessions.count()) }))
 	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(deps.Registry, promhttp.HandlerOpts{}))
+	s.hurry = make(chan struct{})
 	s.stop, s.cancelStop = context.WithCancel(context.Background())
 	s.srv = &fasthttp.Server{
 		Handler:               chain(serveErrors(s.log, s.dispatch), s.recover, s.requestID, s.observe, s.auth),
@@ -191,8 +197,11 @@ func (s *Server) Run(ctx context.Context) error {
 	return s.Serve(ctx, ln)
 }
 
-// Serve serves on ln until ctx is done, then stops accepting, waits up to
-// gateway.shutdown_timeout for requests in flight, and returns.
+// Serve serves on ln until ctx is done, then stops in three steps:
+// /readyz answers 503 at once; the server goes on accepting and serving for
+// gateway.shutdown_delay (or until Hurry), so that a load balancer sees it
+// leave before its port closes; then it stops accepting, waits up to
+// gateway.shutdown_timeout for the requests in flight, and returns.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if len(s.keys) == 0 && !loopback(ln.Addr()) {
 		s.log.Warn("gateway listening on a non-loopback address without gateway.api_keys: anyone who reaches it spends the teacher's key",
@@ -212,6 +221,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.ready.Store(false)
+	if err := s.linger(errc); err != nil {
+		s.cancelStop()
+		return fmt.Errorf("serving: %w", err)
+	}
 	s.cancelStop()
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.Gateway.ShutdownTimeout)
 	defer cancel()
@@ -223,6 +236,34 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("shutting down: %w", err)
 	}
 	return nil
+}
+
+// linger serves on, not ready, for gateway.shutdown_delay or until Hurry.
+// It returns the error of a server that failed meanwhile.
+func (s *Server) linger(errc <-chan error) error {
+	d := s.cfg.Gateway.ShutdownDelay
+	if d <= 0 {
+		return nil
+	}
+	s.log.Info("gateway stopping: /readyz answers 503; serving on for gateway.shutdown_delay (a second signal skips it)", "delay", d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-s.hurry:
+		s.log.Info("gateway stopping: shutdown delay cut short")
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+// Hurry cuts gateway.shutdown_delay short: a stopping server stops accepting
+// now, and one that has not begun stopping will not wait when it does. It
+// is safe to call more than once and from any goroutine.
+func (s *Server) Hurry() {
+	s.hurryOnce.Do(func() { close(s.hurry) })
 }
 
 // loopback reports whether addr is a loopback TCP address.
@@ -303,6 +344,10 @@ func healthz(ctx *fasthttp.RequestCtx) error {
 	return nil
 }
 
+// readyz answers 200 while the server wants traffic and 503 from the
+// moment it begins stopping: during gateway.shutdown_delay it still serves
+// every request, /readyz included, so a load balancer's health check sees
+// the 503 before the port closes.
 func (s *Server) readyz(ctx *fasthttp.RequestCtx) error {
 	ctx.SetContentType("application/json")
 	state := s.teacher.State().String()

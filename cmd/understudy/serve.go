@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"runtime/debug"
+	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -31,6 +33,11 @@ var serveFlags = map[string]func(*config.Config, string){
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// The first SIGINT or SIGTERM cancels ctx (main); listen for the second
+	// from the start, so that none is missed.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	fs := newFlags("serve", stdout)
 	path := fs.String("config", "", "YAML config `file` (optional: defaults work without one)")
 	def := config.Default()
@@ -111,17 +118,25 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	admin.Costs = gw
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return gw.Run(gctx) })
-	g.Go(func() error { return gateway.NewAdmin(cfg, admin).Run(gctx) })
+	// The rest stops once the gateway has: the requests it still serves
+	// during gateway.shutdown_delay are scored, followed and logged as any.
+	rest, stopRest := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopRest()
+	g.Go(func() error {
+		defer stopRest()
+		return gw.Run(gctx)
+	})
+	g.Go(func() error { hurryOnSecondSignal(rest, sigs, gw); return nil })
+	g.Go(func() error { return gateway.NewAdmin(cfg, admin).Run(rest) })
 	if sched != nil {
-		g.Go(func() error { return rt.Run(gctx, sched.Reports()) })
-		g.Go(func() error { return pool.Run(gctx) })
-		g.Go(func() error { return rt.Follow(gctx) })
+		g.Go(func() error { return rt.Run(rest, sched.Reports()) })
+		g.Go(func() error { return pool.Run(rest) })
+		g.Go(func() error { return rt.Follow(rest) })
 		// The learner trains and runs the gate: one replica at a time,
 		// the holder of the storage's lease (on Badger, this process for
 		// as long as it runs).
 		g.Go(func() error {
-			return db.Lead(gctx, func(term context.Context) {
+			return db.Lead(rest, func(term context.Context) {
 				tg, tctx := errgroup.WithContext(term)
 				tg.Go(func() error { return sched.Run(tctx) })
 				tg.Go(func() error { return rt.Lead(tctx) })
@@ -141,4 +156,21 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log.Info("stopped")
 	return err
+}
+
+// hurryOnSecondSignal cuts the gateway's shutdown delay short on the second
+// SIGINT or SIGTERM (the first one began the stop): an operator's Ctrl-C
+// twice stops at once. It returns when done is.
+func hurryOnSecondSignal(done context.Context, sigs <-chan os.Signal, gw *gateway.Server) {
+	for n := 0; ; {
+		select {
+		case <-sigs:
+			if n++; n == 2 {
+				gw.Hurry()
+				return
+			}
+		case <-done.Done():
+			return
+		}
+	}
 }

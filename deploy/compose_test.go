@@ -48,7 +48,10 @@ type composeService struct {
 	Ports       []string          `yaml:"ports"`
 	Volumes     []string          `yaml:"volumes"`
 	DependsOn   dependsOn         `yaml:"depends_on"`
-	Healthcheck *struct {
+	// StopGracePeriod is how long docker waits after SIGTERM before it
+	// kills the container.
+	StopGracePeriod string `yaml:"stop_grace_period"`
+	Healthcheck     *struct {
 		Test []string `yaml:"test"`
 	} `yaml:"healthcheck"`
 }
@@ -426,6 +429,19 @@ func TestComposeCluster(t *testing.T) {
 	if site.healthURI != "/readyz" {
 		t.Errorf("%s: health_uri %q, want /readyz (503 as soon as a replica stops)", caddyfile, site.healthURI)
 	}
+	// A stopping replica serves on until the lb has seen its 503, and
+	// docker lets it finish draining.
+	seen := site.healthInterval + site.healthTimeout
+	for _, name := range gateways {
+		cfg, _ := gatewayConfig(t, name, c.Services[name])
+		if d := cfg.Gateway.ShutdownDelay; d <= seen {
+			t.Errorf("%s: gateway.shutdown_delay %v, want more than %s's health_interval + health_timeout (%v): requests that reach a closed port get a 502", name, d, caddyfile, seen)
+		}
+		grace, err := time.ParseDuration(c.Services[name].StopGracePeriod)
+		if need := cfg.Gateway.ShutdownDelay + cfg.Gateway.ShutdownTimeout; err != nil || grace < need {
+			t.Errorf("%s: stop_grace_period %q, want at least gateway.shutdown_delay + shutdown_timeout (%v): docker would kill it mid-drain", name, c.Services[name].StopGracePeriod, need)
+		}
+	}
 	published := false
 	for _, p := range lb.Ports {
 		published = published || strings.HasSuffix(p, ":"+site.port)
@@ -595,11 +611,13 @@ func runCluster(t *testing.T, names []string, opts map[string]*server.Options, n
 }
 
 // caddySite is what the tests read of a Caddyfile: its one site's port,
-// the reverse proxy's upstreams and health check path.
+// the reverse proxy's upstreams and health check.
 type caddySite struct {
-	port      string
-	upstreams []string
-	healthURI string
+	port           string
+	upstreams      []string
+	healthURI      string
+	healthInterval time.Duration
+	healthTimeout  time.Duration
 }
 
 func readCaddyfile(t *testing.T, name string) caddySite {
@@ -628,12 +646,27 @@ func readCaddyfile(t *testing.T, name string) caddySite {
 			}
 		case fields[0] == "health_uri" && len(fields) == 2:
 			site.healthURI = fields[1]
+		case fields[0] == "health_interval" && len(fields) == 2:
+			site.healthInterval = caddyDuration(t, name, fields[1])
+		case fields[0] == "health_timeout" && len(fields) == 2:
+			site.healthTimeout = caddyDuration(t, name, fields[1])
 		}
 	}
 	if site.port == "" || len(site.upstreams) == 0 {
 		t.Fatalf("%s: no site with a port, or no reverse_proxy upstreams", name)
 	}
 	return site
+}
+
+// caddyDuration parses a Caddyfile duration (Go's syntax, and d for days,
+// which these files do not use).
+func caddyDuration(t *testing.T, name, s string) time.Duration {
+	t.Helper()
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return d
 }
 
 func readYAML(t *testing.T, name string, v any) {

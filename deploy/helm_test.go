@@ -2,14 +2,17 @@ package deploy
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -132,8 +135,9 @@ type deploymentSpec struct {
 			Annotations map[string]string `yaml:"annotations"`
 		} `yaml:"metadata"`
 		Spec struct {
-			Containers []container `yaml:"containers"`
-			Volumes    []volume    `yaml:"volumes"`
+			Containers                    []container `yaml:"containers"`
+			Volumes                       []volume    `yaml:"volumes"`
+			TerminationGracePeriodSeconds *int        `yaml:"terminationGracePeriodSeconds"`
 		} `yaml:"spec"`
 	} `yaml:"template"`
 }
@@ -160,7 +164,14 @@ type container struct {
 	ReadinessProbe *probe `yaml:"readinessProbe"`
 	LivenessProbe  *probe `yaml:"livenessProbe"`
 	StartupProbe   *probe `yaml:"startupProbe"`
-	VolumeMounts   []struct {
+	Lifecycle      *struct {
+		PreStop *struct {
+			Exec *struct {
+				Command []string `yaml:"command"`
+			} `yaml:"exec"`
+		} `yaml:"preStop"`
+	} `yaml:"lifecycle"`
+	VolumeMounts []struct {
 		Name      string `yaml:"name"`
 		MountPath string `yaml:"mountPath"`
 		SubPath   string `yaml:"subPath"`
@@ -172,6 +183,17 @@ type probe struct {
 		Path string `yaml:"path"`
 		Port string `yaml:"port"`
 	} `yaml:"httpGet"`
+	// Kubernetes' defaults when 0: 10, 1 and 3.
+	PeriodSeconds    int `yaml:"periodSeconds"`
+	TimeoutSeconds   int `yaml:"timeoutSeconds"`
+	FailureThreshold int `yaml:"failureThreshold"`
+}
+
+// noticed is the longest a kubelet takes to mark the pod unready once the
+// probe's endpoint fails: failureThreshold periods, the last one timing out.
+func (p *probe) noticed() time.Duration {
+	period, timeout, failures := cmp.Or(p.PeriodSeconds, 10), cmp.Or(p.TimeoutSeconds, 1), cmp.Or(p.FailureThreshold, 3)
+	return time.Duration(period*failures+timeout) * time.Second
 }
 
 type volume struct {
@@ -413,6 +435,7 @@ func checkRelease(t *testing.T, r *release, existing map[string]string) *rendere
 			t.Errorf("the config names %s, which no volume puts in the pod (%v)", f, podFiles)
 		}
 	}
+	checkStopping(t, out.deployment, c, cfg)
 	if err := cfg.Validate(); err != nil {
 		for _, e := range unwrapAll(err) {
 			var fe *config.FieldError
@@ -431,6 +454,37 @@ func checkRelease(t *testing.T, r *release, existing map[string]string) *rendere
 		}
 	}
 	return out
+}
+
+// checkStopping checks a stopping pod's timeline: the gateway serves on
+// (gateway.shutdown_delay) until the readiness probe has seen its 503, and
+// the kubelet waits out the preStop sleep, that delay and the drain
+// (gateway.shutdown_timeout) before it kills the container.
+func checkStopping(t *testing.T, d deploymentSpec, c container, cfg *config.Config) {
+	t.Helper()
+	if c.ReadinessProbe != nil {
+		if seen := c.ReadinessProbe.noticed(); cfg.Gateway.ShutdownDelay <= seen {
+			t.Errorf("gateway.shutdown_delay %v: want more than the readiness probe takes to see a 503 (%v), or the Service sends requests to a closed port", cfg.Gateway.ShutdownDelay, seen)
+		}
+	}
+	var preStop time.Duration
+	if l := c.Lifecycle; l != nil && l.PreStop != nil && l.PreStop.Exec != nil {
+		if cmd := l.PreStop.Exec.Command; len(cmd) == 2 && cmd[0] == "sleep" {
+			n, err := strconv.Atoi(cmd[1])
+			if err != nil {
+				t.Fatalf("preStop %q: want sleep SECONDS", cmd)
+			}
+			preStop = time.Duration(n) * time.Second
+		}
+	}
+	grace := 30 * time.Second // Kubernetes' default
+	if g := d.Template.Spec.TerminationGracePeriodSeconds; g != nil {
+		grace = time.Duration(*g) * time.Second
+	}
+	if need := preStop + cfg.Gateway.ShutdownDelay + cfg.Gateway.ShutdownTimeout; grace < need {
+		t.Errorf("terminationGracePeriodSeconds %v: want at least preStop %v + gateway.shutdown_delay %v + shutdown_timeout %v, or the kubelet kills the gateway mid-drain",
+			grace, preStop, cfg.Gateway.ShutdownDelay, cfg.Gateway.ShutdownTimeout)
+	}
 }
 
 func unwrapAll(err error) []error {
@@ -505,6 +559,9 @@ var helmScenarios = map[string]helmScenario{
 			}
 			if got.cfg.Teacher.APIKey != "sk-teacher-secret" || !slices.Equal(got.cfg.Gateway.APIKeys, []string{"sk-client-1", "sk-client-2"}) || got.cfg.Admin.Token != "admin-secret" {
 				t.Errorf("teacher key %q, client keys %q, admin token %q: want them from the Secret", got.cfg.Teacher.APIKey, got.cfg.Gateway.APIKeys, got.cfg.Admin.Token)
+			}
+			if got.cfg.Gateway.ShutdownDelay != 15*time.Second || got.container.Lifecycle != nil {
+				t.Errorf("gateway.shutdown_delay %v, lifecycle %+v: want values.yaml's 15s, and no preStop sleep (the delay does its job)", got.cfg.Gateway.ShutdownDelay, got.container.Lifecycle)
 			}
 			if got.cfg.Listen != ":8080" || got.container.Ports[0].ContainerPort != 8080 {
 				t.Errorf("listen %q, container port %d: want :8080 both", got.cfg.Listen, got.container.Ports[0].ContainerPort)

@@ -94,10 +94,14 @@ environment variables. */}}
 {{- end }}
 {{- $_ := set $storage "nats" $nats }}
 {{- end }}
-{{- $cfg := dict "teacher" (dict "url" .Values.teacher.url) "storage" $storage }}
-{{- if .Values.gateway.allowUnauthenticated }}
-{{- $_ := set $cfg "gateway" (dict "allow_unauthenticated" true) }}
+{{- $gateway := dict }}
+{{- if .Values.gateway.shutdownDelay }}
+{{- $_ := set $gateway "shutdown_delay" .Values.gateway.shutdownDelay }}
 {{- end }}
+{{- if .Values.gateway.allowUnauthenticated }}
+{{- $_ := set $gateway "allow_unauthenticated" true }}
+{{- end }}
+{{- $cfg := dict "teacher" (dict "url" .Values.teacher.url) "storage" $storage "gateway" $gateway }}
 {{- toYaml (mustMergeOverwrite $cfg (deepCopy .Values.config)) }}
 {{- end }}
 

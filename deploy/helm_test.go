@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"cmp"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/understudy-dev/understudy/config"
@@ -54,20 +57,15 @@ func runHelm(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	return out.String(), errOut.String(), err
 }
 
-// chartWithoutNATS copies the chart without its dependencies. helm
-// template and helm install refuse a chart whose dependency is missing
-// from charts/, whatever its condition says, and the official NATS chart
-// cannot be fetched here; with nats.enabled=false the copy renders exactly
-// what the chart does, and with nats.enabled=true it renders the chart's
-// own objects (the NATS chart's are left out).
-func chartWithoutNATS(t *testing.T) string {
+// checkNATSDependency checks that Chart.yaml's one dependency, the
+// official NATS chart, is the one vendored in charts/nats (helm template
+// and install use it from there, without helm dependency build), at the
+// version Chart.yaml names, with its licence, and small.
+func checkNATSDependency(t *testing.T) {
 	t.Helper()
-	dst := filepath.Join(t.TempDir(), "understudy")
-	if err := os.CopyFS(dst, os.DirFS(chartDir)); err != nil {
-		t.Fatal(err)
-	}
-	var meta map[string]any
-	readYAML(t, filepath.Join(dst, "Chart.yaml"), &meta)
+	var meta, vendored map[string]any
+	readYAML(t, filepath.Join(chartDir, "Chart.yaml"), &meta)
+	readYAML(t, filepath.Join(chartDir, "charts", "nats", "Chart.yaml"), &vendored)
 	deps, _ := meta["dependencies"].([]any)
 	if len(deps) != 1 {
 		t.Fatalf("Chart.yaml has dependencies %v: want the one on the NATS chart", deps)
@@ -76,15 +74,24 @@ func chartWithoutNATS(t *testing.T) string {
 	if dep["name"] != "nats" || dep["repository"] != "https://nats-io.github.io/k8s/helm/charts/" || dep["condition"] != "nats.enabled" {
 		t.Errorf("Chart.yaml's dependency %v: want the official nats chart (https://nats-io.github.io/k8s/helm/charts/), condition nats.enabled", dep)
 	}
-	delete(meta, "dependencies")
-	b, err := yaml.Marshal(meta)
-	if err != nil {
-		t.Fatal(err)
+	if vendored["name"] != "nats" || dep["version"] != vendored["version"] {
+		t.Errorf("Chart.yaml names nats %v, charts/nats is %v %v: vendor the version named (Chart.yaml says how)", dep["version"], vendored["name"], vendored["version"])
 	}
-	if err := os.WriteFile(filepath.Join(dst, "Chart.yaml"), b, 0o644); err != nil {
-		t.Fatal(err)
+	if _, err := os.Stat(filepath.Join(chartDir, "charts", "nats", "LICENSE")); err != nil {
+		t.Errorf("the vendored NATS chart lacks its licence: %v", err)
 	}
-	return dst
+	var size int64
+	_ = filepath.WalkDir(filepath.Join(chartDir, "charts"), func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				size += fi.Size()
+			}
+		}
+		return err
+	})
+	if size > 1<<20 {
+		t.Errorf("charts/ holds %d bytes: want only the NATS chart's sources (~150 KB)", size)
+	}
 }
 
 // valuesFile writes values for -f.
@@ -213,9 +220,11 @@ type volume struct {
 	} `yaml:"persistentVolumeClaim"`
 }
 
-// release is a rendered chart.
+// release is a rendered chart: the gateway's objects, and those of the
+// bundled NATS chart (charts/nats), told apart by their helm.sh/chart label.
 type release struct {
 	objects []object
+	nats    []object
 }
 
 func parseRelease(t *testing.T, manifests string) *release {
@@ -231,7 +240,11 @@ func parseRelease(t *testing.T, manifests string) *release {
 		if err != nil {
 			t.Fatalf("parsing the rendered manifests: %v\n%s", err, manifests)
 		}
-		if o.Kind != "" {
+		switch {
+		case o.Kind == "":
+		case strings.HasPrefix(o.Metadata.Labels["helm.sh/chart"], "nats-"):
+			r.nats = append(r.nats, o)
+		default:
 			r.objects = append(r.objects, o)
 		}
 	}
@@ -262,10 +275,158 @@ func (r *release) kinds() []string {
 	return out
 }
 
+// natsCluster is what checkNATS finds of the bundled NATS chart's objects.
+type natsCluster struct {
+	replicas int
+	// opts is the servers' config file as nats-server reads it.
+	opts *server.Options
+	// service is the client Service: the one not headless.
+	service string
+}
+
+// checkNATS checks the bundled NATS chart's objects as a cluster would run
+// them: a StatefulSet whose servers read the chart's config file (parsed
+// by nats-server itself) with JetStream storing on a volume claim of each
+// pod and routes to every replica, and the gateway's storage.nats.url
+// naming that chart's client Service, in the release's namespace, on its
+// client port.
+func checkNATS(t *testing.T, r *release, cfg *config.Config, namespace string) *natsCluster {
+	t.Helper()
+	var sts *object
+	services := map[string]object{}
+	configMaps := map[string]object{}
+	for i, o := range r.nats {
+		switch o.Kind {
+		case "StatefulSet":
+			if sts != nil {
+				t.Fatal("the NATS chart renders more than one StatefulSet")
+			}
+			sts = &r.nats[i]
+		case "Service":
+			services[o.Metadata.Name] = o
+		case "ConfigMap":
+			configMaps[o.Metadata.Name] = o
+		}
+	}
+	if sts == nil {
+		t.Fatalf("the NATS chart renders no StatefulSet (%d objects)", len(r.nats))
+	}
+	var spec struct {
+		Replicas    int    `yaml:"replicas"`
+		ServiceName string `yaml:"serviceName"`
+		Template    struct {
+			Spec struct {
+				Containers []struct {
+					Name         string   `yaml:"name"`
+					Args         []string `yaml:"args"`
+					VolumeMounts []struct {
+						Name      string `yaml:"name"`
+						MountPath string `yaml:"mountPath"`
+					} `yaml:"volumeMounts"`
+				} `yaml:"containers"`
+				Volumes []volume `yaml:"volumes"`
+			} `yaml:"spec"`
+		} `yaml:"template"`
+		VolumeClaimTemplates []struct {
+			Metadata struct {
+				Name string `yaml:"name"`
+			} `yaml:"metadata"`
+		} `yaml:"volumeClaimTemplates"`
+	}
+	if err := sts.Spec.Decode(&spec); err != nil {
+		t.Fatal(err)
+	}
+	out := &natsCluster{replicas: spec.Replicas}
+	if len(spec.Template.Spec.Containers) == 0 || spec.Template.Spec.Containers[0].Name != "nats" {
+		t.Fatalf("the NATS StatefulSet's first container is not nats: %+v", spec.Template.Spec.Containers)
+	}
+	nc := spec.Template.Spec.Containers[0]
+	mounts := map[string]string{}
+	for _, m := range nc.VolumeMounts {
+		mounts[m.MountPath] = m.Name
+	}
+	i := slices.Index(nc.Args, "--config")
+	if i < 0 || i+1 >= len(nc.Args) {
+		t.Fatalf("nats-server args %q: want --config FILE", nc.Args)
+	}
+	confPath := nc.Args[i+1]
+	var confMap string
+	for _, v := range spec.Template.Spec.Volumes {
+		if v.ConfigMap != nil && v.Name == mounts[filepath.Dir(confPath)] {
+			confMap = v.ConfigMap.Name
+		}
+	}
+	conf, ok := configMaps[confMap].Data[filepath.Base(confPath)]
+	if !ok {
+		t.Fatalf("nats-server reads %s, which is in no ConfigMap of the NATS chart", confPath)
+	}
+	file := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SERVER_NAME", sts.Metadata.Name+"-0") // the pod's name, as the container's env sets it
+	opts, err := server.ProcessConfigFile(file)
+	if err != nil {
+		t.Fatalf("nats-server cannot read the NATS chart's config: %v\n%s", err, conf)
+	}
+	out.opts = opts
+	if !opts.JetStream {
+		t.Error("the bundled NATS servers run without JetStream")
+	}
+	claimed := false
+	for _, c := range spec.VolumeClaimTemplates {
+		claimed = claimed || c.Metadata.Name == mounts[opts.StoreDir]
+	}
+	if !claimed {
+		t.Errorf("JetStream's store_dir %q is not on a volume claim of each pod (mounts %v)", opts.StoreDir, mounts)
+	}
+	if out.replicas > 1 && len(opts.Routes) != out.replicas {
+		t.Errorf("the NATS config routes to %d servers, the StatefulSet runs %d", len(opts.Routes), out.replicas)
+	}
+
+	// The client Service: not headless, with the client port.
+	var port int
+	for name, svc := range services {
+		var s struct {
+			ClusterIP string `yaml:"clusterIP"`
+			Ports     []struct {
+				Name string `yaml:"name"`
+				Port int    `yaml:"port"`
+			} `yaml:"ports"`
+		}
+		if err := svc.Spec.Decode(&s); err != nil {
+			t.Fatal(err)
+		}
+		if s.ClusterIP == "None" || name == spec.ServiceName {
+			continue
+		}
+		out.service = name
+		for _, p := range s.Ports {
+			if p.Name == "nats" {
+				port = p.Port
+			}
+		}
+	}
+	if out.service == "" || port == 0 {
+		t.Fatalf("the NATS chart renders no client Service with a nats port (%v)", slices.Collect(maps.Keys(services)))
+	}
+	if want := fmt.Sprintf("nats://%s.%s.svc:%d", out.service, namespace, port); cfg.Storage.NATS.URL != want {
+		t.Errorf("storage.nats.url %q: want the bundled NATS chart's Service, %s", cfg.Storage.NATS.URL, want)
+	}
+	if port != opts.Port {
+		t.Errorf("the NATS Service's port %d is not the servers' client port %d", port, opts.Port)
+	}
+	if cfg.Storage.NATS.Replicas > out.replicas {
+		t.Errorf("storage.nats.replicas %d: more copies than the %d NATS servers", cfg.Storage.NATS.Replicas, out.replicas)
+	}
+	return out
+}
+
 // rendered is what checkRelease finds in a release: the gateway's config
 // as the pod would load it, and the parts tests look at.
 type rendered struct {
 	cfg        *config.Config
+	nats       *natsCluster // the bundled NATS chart's, when rendered
 	configText string
 	deployment deploymentSpec
 	container  container
@@ -276,7 +437,7 @@ type rendered struct {
 
 // checkRelease checks what every rendering must hold, and returns what it
 // found. existing stands for a Secret the user made (existingSecret).
-func checkRelease(t *testing.T, r *release, existing map[string]string) *rendered {
+func checkRelease(t *testing.T, r *release, namespace string, existing map[string]string) *rendered {
 	t.Helper()
 	out := &rendered{env: map[string]string{}, secretRefs: map[string]bool{}}
 	d := r.get(t, "Deployment")
@@ -436,6 +597,9 @@ func checkRelease(t *testing.T, r *release, existing map[string]string) *rendere
 		}
 	}
 	checkStopping(t, out.deployment, c, cfg)
+	if len(r.nats) > 0 {
+		out.nats = checkNATS(t, r, cfg, namespace)
+	}
 	if err := cfg.Validate(); err != nil {
 		for _, e := range unwrapAll(err) {
 			var fe *config.FieldError
@@ -510,24 +674,22 @@ func mapsEqual(a, b map[string]string) bool {
 	return true
 }
 
-// TestHelmLint runs helm lint on the chart as it is (the one warning it
-// may give is the NATS chart missing from charts/, which only helm
-// dependency build fetches), and helm lint --strict on it without that
-// dependency.
+// TestHelmLint checks the vendored NATS chart against Chart.yaml, then
+// runs helm lint on the chart as it is, which must not warn, and helm lint
+// --strict under each scenario's values.
 func TestHelmLint(t *testing.T) {
+	checkNATSDependency(t)
 	stdout, stderr, err := runHelm(t, "lint", chartDir, "--set", "gateway.apiKeys={k}")
 	if err != nil {
 		t.Fatalf("helm lint %s: %v\n%s%s", chartDir, err, stdout, stderr)
 	}
 	for _, line := range strings.Split(stdout, "\n") {
-		if strings.Contains(line, "[WARNING]") && !strings.HasSuffix(line, "chart directory is missing these dependencies: nats") ||
-			strings.Contains(line, "[ERROR]") {
+		if strings.Contains(line, "[WARNING]") || strings.Contains(line, "[ERROR]") {
 			t.Errorf("helm lint: %s", line)
 		}
 	}
-	chart := chartWithoutNATS(t)
 	for name, values := range helmScenarios {
-		stdout, stderr, err := runHelm(t, "lint", "--strict", chart, "-f", valuesFile(t, values.values))
+		stdout, stderr, err := runHelm(t, "lint", "--strict", chartDir, "-f", valuesFile(t, values.values))
 		if err != nil {
 			t.Errorf("%s: helm lint --strict: %v\n%s%s", name, err, stdout, stderr)
 		}
@@ -556,6 +718,9 @@ var helmScenarios = map[string]helmScenario{
 			n := got.cfg.Storage.NATS
 			if got.cfg.Storage.Backend != "nats" || n.URL != "nats://rel-nats.ns.svc:4222" || n.Replicas != 3 {
 				t.Errorf("storage %s on %q with %d copies: want nats on the bundled chart's Service rel-nats with 3", got.cfg.Storage.Backend, n.URL, n.Replicas)
+			}
+			if got.nats == nil || got.nats.replicas != 3 || !got.nats.opts.JetStream || got.nats.service != "rel-nats" {
+				t.Errorf("bundled NATS %+v: want the NATS chart's StatefulSet of 3 servers with JetStream, behind Service rel-nats", got.nats)
 			}
 			if got.cfg.Teacher.APIKey != "sk-teacher-secret" || !slices.Equal(got.cfg.Gateway.APIKeys, []string{"sk-client-1", "sk-client-2"}) || got.cfg.Admin.Token != "admin-secret" {
 				t.Errorf("teacher key %q, client keys %q, admin token %q: want them from the Secret", got.cfg.Teacher.APIKey, got.cfg.Gateway.APIKeys, got.cfg.Admin.Token)
@@ -589,6 +754,9 @@ var helmScenarios = map[string]helmScenario{
 		check: func(t *testing.T, r *release, got *rendered) {
 			if r.get(t, "Secret") != nil {
 				t.Error("the chart makes a Secret though existingSecret is set")
+			}
+			if len(r.nats) > 0 {
+				t.Errorf("nats.enabled false renders %d objects of the NATS chart", len(r.nats))
 			}
 			if !mapsEqual(boolKeys(got.secretRefs), map[string]string{"understudy-keys": ""}) {
 				t.Errorf("the pod reads Secrets %v, want understudy-keys only", got.secretRefs)
@@ -629,6 +797,7 @@ var helmScenarios = map[string]helmScenario{
 			"gateway":      map[string]any{"apiKeys": []string{"sk-client"}},
 			"storage":      map[string]any{"backend": "badger"},
 			"persistence":  map[string]any{"enabled": true},
+			"nats":         map[string]any{"enabled": false},
 		},
 		check: func(t *testing.T, r *release, got *rendered) {
 			if got.cfg.Storage.Backend != "badger" || got.deployment.Replicas != 1 || got.deployment.Strategy.Type != "Recreate" {
@@ -708,14 +877,14 @@ func boolKeys(m map[string]bool) map[string]string {
 	return out
 }
 
-// TestHelmTemplate renders the chart (without the NATS chart: see
-// chartWithoutNATS) under each scenario's values, and checks the manifests
-// as a cluster and the gateway would read them: probes, Service, Secret
-// references, and the config the pod would load, through config.Load and
-// Validate. Values that cannot work fail at helm template with a message
-// naming the value.
+// TestHelmTemplate renders the chart, with the vendored NATS chart,
+// under each scenario's values, and checks the manifests as a cluster and
+// the gateway would read them: probes, Service, Secret references, the
+// config the pod would load, through config.Load and Validate, and the
+// NATS cluster it points at (checkNATS). Values that cannot work fail at
+// helm template with a message naming the value.
 func TestHelmTemplate(t *testing.T) {
-	chart := chartWithoutNATS(t)
+	chart := chartDir
 	for name, sc := range helmScenarios {
 		t.Run(name, func(t *testing.T) {
 			stdout, stderr, err := runHelm(t, "template", "rel", chart, "--namespace", "ns", "-f", valuesFile(t, sc.values))
@@ -723,7 +892,7 @@ func TestHelmTemplate(t *testing.T) {
 				t.Fatalf("helm template: %v\n%s", err, stderr)
 			}
 			r := parseRelease(t, stdout)
-			got := checkRelease(t, r, sc.existing)
+			got := checkRelease(t, r, "ns", sc.existing)
 			sc.check(t, r, got)
 		})
 	}
@@ -735,8 +904,8 @@ func TestHelmTemplate(t *testing.T) {
 		if err != nil {
 			t.Fatalf("helm template: %v\n%s", err, stderr)
 		}
-		got := checkRelease(t, parseRelease(t, stdout), nil)
-		if got.cfg.Storage.NATS.URL != "nats://nats-prod.ns.svc:4222" {
+		got := checkRelease(t, parseRelease(t, stdout), "ns", nil)
+		if got.nats == nil || got.nats.service != "nats-prod" || got.cfg.Storage.NATS.URL != "nats://nats-prod.ns.svc:4222" {
 			t.Errorf("storage.nats.url %q: want the NATS chart's Service nats-prod", got.cfg.Storage.NATS.URL)
 		}
 	})
@@ -747,6 +916,7 @@ func TestHelmTemplate(t *testing.T) {
 		want string
 	}{
 		{"badger with replicas", []string{"gateway.apiKeys={k}", "storage.backend=badger"}, "storage.backend badger keeps the pair log inside one pod"},
+		{"badger with the bundled nats", []string{"gateway.apiKeys={k}", "storage.backend=badger", "replicaCount=1"}, "storage.backend badger does not use the bundled NATS cluster: set nats.enabled=false"},
 		{"no nats url", []string{"gateway.apiKeys={k}", "nats.enabled=false"}, "storage.nats.url is required when nats.enabled is false"},
 		{"no client keys", nil, "gateway.apiKeys is required"},
 		{"more copies than servers", []string{"gateway.apiKeys={k}", "storage.nats.replicas=5"}, "more than the bundled NATS cluster's 3 servers"},

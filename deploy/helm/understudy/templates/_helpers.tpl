@@ -114,6 +114,9 @@ environment variables. */}}
 {{- if and (eq $s.backend "badger") (gt (int .Values.replicaCount) 1) }}
 {{- fail (printf "storage.backend badger keeps the pair log inside one pod: set replicaCount 1 (and persistence.enabled), or use storage.backend nats for %d replicas" (int .Values.replicaCount)) }}
 {{- end }}
+{{- if and (eq $s.backend "badger") .Values.nats.enabled }}
+{{- fail "storage.backend badger does not use the bundled NATS cluster: set nats.enabled=false (it would run 3 NATS servers with their volumes for nothing)" }}
+{{- end }}
 {{- if not (has $s.nats.auth.type (list "none" "creds" "token" "password")) }}
 {{- fail (printf "storage.nats.auth.type must be none, creds, token or password, got %q" $s.nats.auth.type) }}
 {{- end }}

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // ErrFenced is returned for a write that a newer learner fenced off:
@@ -125,3 +126,58 @@ var (
 	_ RoutingRecords   = (*DB)(nil)
 	_ Lease            = (*DB)(nil)
 )
+
+// ReplicaSet lists the gateway replicas that share the store, for the
+// operators' views: each replica announces itself with its counters, and
+// the admin API of any replica sums them. The NATS JetStream store keeps
+// an entry per replica in a key-value bucket with a TTL, written every few
+// seconds, so a replica that dies drops out by itself; the Badger DB is
+// one process, so its set is itself.
+type ReplicaSet interface {
+	// Replica is this replica's ID.
+	Replica() string
+	// Announce makes this replica known, with version (the binary's; ""
+	// when unknown) and the counters report returns, refreshed every few
+	// seconds, until ctx ends or the store closes. When ctx ends it
+	// withdraws the replica; when the store closed first the entry is
+	// left to expire.
+	Announce(ctx context.Context, version string, report func() ReplicaCounters) error
+	// Replicas returns the live replicas, as last announced, oldest first.
+	Replicas(ctx context.Context) ([]Replica, error)
+}
+
+// Replica is one live gateway replica as it announced itself.
+type Replica struct {
+	ID       string    `json:"id"` // "host/pid/random"
+	Host     string    `json:"host"`
+	PID      int       `json:"pid"`
+	Version  string    `json:"version,omitempty"`
+	Started  time.Time `json:"started"`
+	LastSeen time.Time `json:"last_seen"`
+	// Leader: it held the Lease (trains and runs the gate) when it last
+	// announced itself.
+	Leader bool `json:"leader"`
+	// PairsLogged and PairsDropped count the pairs it logged and dropped
+	// since it started.
+	PairsLogged  uint64 `json:"pairs_logged"`
+	PairsDropped uint64 `json:"pairs_dropped"`
+	ReplicaCounters
+}
+
+// ReplicaCounters are what a replica counted since it started, by domain:
+// cumulative, so that the counts of several replicas add up. Domains names
+// those the gateway names in its metrics (metrics.max_domains); Other pools
+// the rest.
+type ReplicaCounters struct {
+	Domains map[string]DomainCounters `json:"domains,omitempty"`
+	Other   *DomainCounters           `json:"other_domains,omitempty"`
+}
+
+// DomainCounters are one domain's counts on one replica since it started.
+type DomainCounters struct {
+	// Routes counts the answers by route (teacher, student, deferred,
+	// student-fallback), as the router names them.
+	Routes       map[string]int64 `json:"routes,omitempty"`
+	SpentDollars float64          `json:"spent_dollars,omitempty"`
+	SavedDollars float64          `json:"saved_dollars,omitempty"`
+}

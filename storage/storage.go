@@ -103,6 +103,8 @@ type DB struct {
 	diskDrops atomic.Int64 // pairs dropped as disk_full, for the resume log line
 	closeOnce sync.Once
 	closeErr  error
+
+	solo solo // the replica set of one: replicas.go
 }
 
 type domainEntry struct {

@@ -29,9 +29,11 @@ type metrics struct {
 
 	samplesPublished prometheus.Counter
 	samplesDropped   prometheus.Counter
+
+	replicas prometheus.GaugeFunc
 }
 
-func newMetrics(connected func() bool) *metrics {
+func newMetrics(connected func() bool, replicas func() int64) *metrics {
 	m := &metrics{
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "understudy_storage_nats_publish_retries_total",
@@ -54,10 +56,14 @@ func newMetrics(connected func() bool) *metrics {
 			Name: "understudy_storage_nats_samples_dropped_total",
 			Help: "Shadow samples this replica dropped instead of publishing: the queue was full, or no connection took them.",
 		}),
+		replicas: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "understudy_replicas",
+			Help: "Live gateway replicas sharing the store that this replica saw at its last announcement, itself included (0 before the first).",
+		}, func() float64 { return float64(replicas()) }),
 	}
 	return m
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.retries, m.connected, m.samplesPublished, m.samplesDropped}
+	return []prometheus.Collector{m.retries, m.connected, m.samplesPublished, m.samplesDropped, m.replicas}
 }

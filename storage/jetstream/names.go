@@ -27,6 +27,7 @@ func domainOf(tok string) string { return strings.ReplaceAll(tok, "=", ".") }
 //	objects  <prefix>_artifacts    <domain>/<version> → a version's artifact
 //	KV       <prefix>_responses    <id> (see responseKey) → a kept response, with TTL
 //	KV       <prefix>_lease        learner → the learner lease's holder, with its TTL
+//	KV       <prefix>_replicas     <replicaKey> → a live replica and its counters, with a TTL
 //	stream   <prefix>_samples      subject <prefix>.samples: shadow samples for the gate
 type names struct {
 	pairs       string // stream
@@ -37,6 +38,7 @@ type names struct {
 	artifacts   string
 	responses   string
 	lease       string
+	replicas    string
 	samples     string // stream
 	// sampleSubject is the one subject of the samples' stream.
 	sampleSubject string
@@ -52,6 +54,7 @@ func newNames(prefix string) names {
 		artifacts:   prefix + "_artifacts",
 		responses:   prefix + "_responses",
 		lease:       prefix + "_lease",
+		replicas:    prefix + "_replicas",
 		samples:     prefix + "_samples",
 
 		sampleSubject: prefix + ".samples",
@@ -83,3 +86,7 @@ func responseKey(id string) string {
 	}
 	return id
 }
+
+// replicaKey is the KV key of a replica's entry: its ID ("host/pid/random",
+// whose host may hold any character) in base64url.
+func replicaKey(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }

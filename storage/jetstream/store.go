@@ -33,6 +33,7 @@ type Store struct {
 	kvStu   njs.KeyValue // student metadata
 	kvResp  njs.KeyValue // kept responses
 	kvLease njs.KeyValue // the learner lease (lease.go)
+	kvRep   njs.KeyValue // the live replicas (replicas.go)
 	obs     njs.ObjectStore
 
 	// q takes pairs off the request path for the publisher; it is settled
@@ -41,7 +42,9 @@ type Store struct {
 	q *storage.Queue[*queued]
 
 	lease    leaseState
-	samplesQ chan []byte // shadow samples waiting to be published
+	started  time.Time    // when Open began: this replica's start
+	seen     atomic.Int64 // live replicas at the last announcement (replicas.go)
+	samplesQ chan []byte  // shadow samples waiting to be published
 
 	idx index // the domains' records, kept current by a watch
 
@@ -67,6 +70,7 @@ var (
 	_ storage.RoutingRecords   = (*Store)(nil)
 	_ storage.Responses        = (*Store)(nil)
 	_ storage.RoutingWatch     = (*Store)(nil)
+	_ storage.ReplicaSet       = (*Store)(nil)
 )
 
 // Open connects to the servers, creates or updates the stream and the
@@ -79,10 +83,11 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("opening the NATS pair log: %w", err)
 	}
 	s := &Store{
-		opts:  o,
-		names: newNames(o.Prefix),
-		log:   o.Logger,
-		now:   time.Now,
+		opts:    o,
+		names:   newNames(o.Prefix),
+		log:     o.Logger,
+		now:     time.Now,
+		started: time.Now().UTC(),
 		q: storage.NewQueue(storage.QueueOptions[*queued]{
 			Size:      o.QueueSize,
 			Bytes:     o.QueueBytes,
@@ -132,7 +137,7 @@ func Open(opts Options) (*Store, error) {
 	if err := s.RefreshCounts(ctx); err != nil {
 		return fail(err)
 	}
-	s.m = newMetrics(s.nc.IsConnected)
+	s.m = newMetrics(s.nc.IsConnected, s.seen.Load)
 	if o.Registry != nil {
 		if err := s.q.Register(o.Registry, s.m.collectors()...); err != nil {
 			return fail(err)
@@ -182,6 +187,9 @@ func (s *Store) setUp(ctx context.Context) error {
 		return err
 	}
 	if s.kvLease, err = kv(s.names.lease, "the learner lease: which replica trains and runs the gate", o.LeaseTTL); err != nil {
+		return err
+	}
+	if s.kvRep, err = kv(s.names.replicas, "the live gateway replicas and their counters", replicaTTL); err != nil {
 		return err
 	}
 	if err := s.ensureSamples(ctx); err != nil {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http/pprof"
 	"strconv"
@@ -66,6 +67,8 @@ var _ AdminStore = (*storage.DB)(nil)
 //	GET /admin/domains/{name}/export   its pairs as OpenAI fine-tuning JSONL
 //	POST /admin/domains/{name}/train   train a student version now
 //	POST /admin/domains/{name}/{promote|demote|pin-teacher|pin-student|unpin}
+//	GET /admin/replicas                the live replicas sharing the store
+//	GET /admin/status                  counts summed over the live replicas
 //	GET /healthz, GET /debug/pprof/... for operators
 //
 // Every path needs "Authorization: Bearer <admin.token>" when a token is
@@ -76,6 +79,7 @@ type Admin struct {
 	trainer Trainer
 	router  AdminRouter
 	costs   CostSource
+	cluster *Cluster
 	log     *slog.Logger
 	token   [sha256.Size]byte
 	srv     *fasthttp.Server
@@ -94,6 +98,11 @@ type AdminDeps struct {
 	Router  AdminRouter
 	// Costs reports spend and savings; nil reports none.
 	Costs CostSource
+	// Cluster sums the route counts, offload and dollars of every live
+	// replica into the domain views and serves /admin/replicas and
+	// /admin/status; nil: this replica's own numbers, and those two
+	// answer 503.
+	Cluster *Cluster
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -104,7 +113,7 @@ func NewAdmin(cfg *config.Config, deps AdminDeps) *Admin {
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &Admin{cfg: cfg, store: deps.Store, trainer: deps.Trainer, router: deps.Router, costs: deps.Costs, log: log, pprof: fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)}
+	a := &Admin{cfg: cfg, store: deps.Store, trainer: deps.Trainer, router: deps.Router, costs: deps.Costs, cluster: deps.Cluster, log: log, pprof: fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)}
 	a.token = sha256.Sum256([]byte(cfg.Admin.Token))
 	a.stop, a.cancelStop = context.WithCancel(context.Background())
 	a.srv = &fasthttp.Server{
@@ -179,6 +188,20 @@ func (a *Admin) dispatch(ctx *fasthttp.RequestCtx) error {
 		return nil
 	case path == "/admin/domains":
 		return only(ctx, get, a.domains)
+	case path == "/admin/replicas":
+		return only(ctx, get, func(ctx *fasthttp.RequestCtx) error {
+			if a.cluster == nil {
+				return errNoReplicas
+			}
+			return writeJSON(ctx, a.cluster.replicas(ctx))
+		})
+	case path == "/admin/status":
+		return only(ctx, get, func(ctx *fasthttp.RequestCtx) error {
+			if a.cluster == nil {
+				return errNoReplicas
+			}
+			return writeJSON(ctx, a.cluster.status(ctx))
+		})
 	case strings.HasPrefix(path, "/admin/domains/"):
 		name, rest, _ := strings.Cut(strings.TrimPrefix(path, "/admin/domains/"), "/")
 		switch rest {
@@ -239,7 +262,28 @@ type DomainView struct {
 	// student's estimated savings since the server started.
 	SpentDollars float64 `json:"spent_dollars"`
 	SavedDollars float64 `json:"saved_dollars"`
+	// Replicas is how many live replicas the route counts (routing.routes),
+	// offload (routing.offload) and dollars sum: this replica's numbers
+	// plus what each other one answered since it started (recent_offload
+	// stays this replica's). ThisReplica, when the sum covers others, is
+	// this replica's own share. Absent where replicas are not listed.
+	Replicas    int        `json:"replicas,omitempty"`
+	ThisReplica *OwnCounts `json:"this_replica,omitempty"`
 }
+
+// OwnCounts are one replica's route counts, offload and dollars of a
+// domain, as a single gateway's view shows them.
+type OwnCounts struct {
+	Routes       map[router.Route]int64 `json:"routes"`
+	Offload      float64                `json:"offload"`
+	SpentDollars float64                `json:"spent_dollars"`
+	SavedDollars float64                `json:"saved_dollars"`
+}
+
+// errNoReplicas answers the replica views of a server built without a
+// Cluster.
+var errNoReplicas = &apiError{Status: fasthttp.StatusServiceUnavailable, Type: "server_error", Code: "replicas_unavailable",
+	Message: "This server does not list replicas."}
 
 // withoutFields drops the per-field counts from a view's statistics: a
 // page of domains lists the whole-record numbers only.
@@ -258,6 +302,51 @@ func withoutFields(rv *router.View) {
 type LabelCount struct {
 	Label string `json:"label"`
 	Count int64  `json:"count"`
+}
+
+// sums returns the other live replicas' counts for the domain views of
+// one request; the zero domainSums without a Cluster.
+func (a *Admin) sums(ctx context.Context) domainSums {
+	if a.cluster == nil {
+		return domainSums{}
+	}
+	return a.cluster.sums(ctx)
+}
+
+// addReplicas makes v's route counts, offload and dollars the sums over the
+// live replicas, keeping this replica's under ThisReplica when others add
+// to them.
+func addReplicas(v *DomainView, sums domainSums) {
+	if sums.replicas == 0 {
+		return
+	}
+	v.Replicas = sums.replicas
+	other, ok := sums.of(v.Name)
+	if !ok || sums.replicas < 2 {
+		return
+	}
+	own := &OwnCounts{Routes: map[router.Route]int64{}, SpentDollars: v.SpentDollars, SavedDollars: v.SavedDollars}
+	if v.Routing == nil {
+		// Only other replicas answered it since this one started.
+		v.Routing = &router.View{State: router.State(v.State), Routes: map[router.Route]int64{}}
+	}
+	maps.Copy(own.Routes, v.Routing.Routes)
+	own.Offload = v.Routing.Offload
+	v.ThisReplica = own
+	sum := map[string]int64{}
+	for r, n := range own.Routes {
+		sum[string(r)] = n
+	}
+	for r, n := range other.Routes {
+		sum[r] += n
+	}
+	v.Routing.Routes = make(map[router.Route]int64, len(sum))
+	for r, n := range sum {
+		v.Routing.Routes[router.Route(r)] = n
+	}
+	v.Routing.Offload = offload(sum)
+	v.SpentDollars += other.SpentDollars
+	v.SavedDollars += other.SavedDollars
 }
 
 func (a *Admin) viewOf(d storage.Domain, topN int, detail bool) (DomainView, error) {
@@ -338,11 +427,13 @@ func (a *Admin) domains(ctx *fasthttp.RequestCtx) error {
 		return a.storeError(err)
 	}
 	out := DomainsPage{Domains: make([]DomainView, 0, len(page.Domains)), Total: page.Total}
+	sums := a.sums(ctx)
 	for _, d := range page.Domains {
 		v, err := a.viewOf(d, 5, false)
 		if err != nil {
 			return a.storeError(err)
 		}
+		addReplicas(&v, sums)
 		out.Domains = append(out.Domains, v)
 	}
 	if page.More && len(page.Domains) > 0 {
@@ -361,6 +452,7 @@ func (a *Admin) domain(ctx *fasthttp.RequestCtx, name string) error {
 	if err != nil {
 		return a.storeError(err)
 	}
+	addReplicas(&v, a.sums(ctx))
 	return writeJSON(ctx, v)
 }
 

@@ -76,9 +76,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	admin := gateway.AdminDeps{Store: db, Logger: log}
 	var (
-		sched *trainer.Scheduler
-		rt    *router.Router
-		pool  *shadow.Pool
+		sched  *trainer.Scheduler
+		rt     *router.Router
+		pool   *shadow.Pool
+		counts *gateway.RouteCounts // what this replica answered, for the others' views
 	)
 	if cfg.Trainer.Enabled {
 		if err := student.InitRuntime(cfg.ONNXRuntime.Library); err != nil {
@@ -107,7 +108,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		reg.MustRegister(rt)
-		deps.Router = rt
+		counts = gateway.NewRouteCounts()
+		deps.Router = counts.Router(rt)
 		admin.Trainer, admin.Router = leaderTrainer{sched, db}, rt
 	}
 	gw, err := gateway.New(cfg, deps)
@@ -116,6 +118,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	admin.Costs = gw
+	// Every replica announces its counts; any one's admin API sums them
+	// (on Badger, the one replica is this process).
+	cluster := gateway.NewCluster(gateway.ClusterDeps{Replicas: db, Counts: counts, Costs: gw, Domains: metricDomains, Version: version, Logger: log})
+	admin.Cluster = cluster
 
 	g, gctx := errgroup.WithContext(ctx)
 	// The rest stops once the gateway has: the requests it still serves
@@ -128,6 +134,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	})
 	g.Go(func() error { hurryOnSecondSignal(rest, sigs, gw); return nil })
 	g.Go(func() error { return gateway.NewAdmin(cfg, admin).Run(rest) })
+	g.Go(func() error { return cluster.Run(rest) })
 	if sched != nil {
 		g.Go(func() error { return rt.Run(rest, sched.Reports()) })
 		g.Go(func() error { return pool.Run(rest) })

@@ -24,6 +24,7 @@ type store interface {
 	trainer.Store
 	router.Store
 	storage.Lease
+	storage.ReplicaSet
 	Close() error
 }
 

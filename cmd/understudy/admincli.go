@@ -255,6 +255,13 @@ func writeDomain(w io.Writer, d gateway.DomainView) error {
 	fmt.Fprintf(tw, "coverage\t%s\n", c.coverage)
 	fmt.Fprintf(tw, "offload (recent)\t%s\n", c.offload)
 	fmt.Fprintf(tw, "saved, spent\t$%.4f, $%.4f\n", d.SavedDollars, d.SpentDollars)
+	if own := d.ThisReplica; own != nil {
+		var n int64
+		for _, k := range own.Routes {
+			n += k
+		}
+		fmt.Fprintf(tw, "replicas\t%d (counts summed); this one: %d answers, offload %s, saved $%.4f\n", d.Replicas, n, percent(own.Offload), own.SavedDollars)
+	}
 	if rv := d.Routing; rv != nil && rv.Waiting != "" {
 		fmt.Fprintf(tw, "waiting\t%s\n", rv.Waiting)
 	}

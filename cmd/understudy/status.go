@@ -5,14 +5,16 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"text/tabwriter"
 	"time"
 
 	"github.com/understudy-dev/understudy/gateway"
 )
 
 // statusCmd prints a summary of every domain: state, student version,
-// agreement with its lower bound, coverage, offload and money saved;
-// --watch redraws it.
+// agreement with its lower bound, coverage, offload and money saved,
+// summed over the live replicas, then the replicas when there are
+// several; --watch redraws it.
 func statusCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("status", stdout)
 	client := adminFlags(fs.FlagSet)
@@ -52,6 +54,14 @@ func statusCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		if err := writeMore(stdout, len(ds), total); err != nil {
 			return err
 		}
+		// A server from before /admin/replicas, or one that does not list
+		// replicas, answers an error: it is one replica, shown as today.
+		var rs gateway.ReplicasView
+		if c.getJSON(ctx, "/admin/replicas", &rs) == nil {
+			if err := writeReplicas(stdout, rs); err != nil {
+				return err
+			}
+		}
 		if !*watch {
 			return nil
 		}
@@ -89,6 +99,29 @@ func writeStatus(w io.Writer, ds []gateway.DomainView) error {
 		}
 	}
 	return nil
+}
+
+// writeReplicas lists the live replicas when there are more than one:
+// which leads (trains and runs the gate), when each last announced itself,
+// and how many requests it answered since it started.
+func writeReplicas(w io.Writer, rs gateway.ReplicasView) error {
+	if len(rs.Replicas) < 2 {
+		return nil
+	}
+	fmt.Fprintf(w, "\n%d replicas (counts above summed over them)\n", len(rs.Replicas))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REPLICA\tLEADER\tLAST SEEN\tREQUESTS")
+	for _, r := range rs.Replicas {
+		id, leader := r.ID, "-"
+		if r.ThisReplica {
+			id += " (this)"
+		}
+		if r.Leader {
+			leader = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", id, leader, ago(r.LastSeen), r.Totals.Requests)
+	}
+	return tw.Flush()
 }
 
 // The columns status and domains share, headed alike.

@@ -46,8 +46,7 @@ func (s *Store) Announce(ctx context.Context, version string, report func() stor
 		me.ReplicaCounters = report()
 		err := s.putReplica(key, me)
 		if err == nil {
-			// The gauge's count; Replicas keeps it current too.
-			_, err = s.Replicas(s.ctx)
+			err = s.countReplicas()
 		}
 		switch {
 		case err != nil && !failing && !s.isClosed():
@@ -81,6 +80,29 @@ func (s *Store) putReplica(key string, r storage.Replica) error {
 	if _, err := s.kvRep.Put(ctx, key, b); err != nil {
 		return fmt.Errorf("writing the entry of replica %s: %w", r.ID, s.closedErr(err))
 	}
+	return nil
+}
+
+// countReplicas counts the live entries for understudy_replicas: their
+// keys only (Replicas keeps the count current too).
+func (s *Store) countReplicas() error {
+	ctx, cancel, err := s.call(1)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	keys, err := s.kvRep.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("listing replicas: %w", s.closedErr(err))
+	}
+	n := 0
+	for range keys.Keys() {
+		n++
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("listing replicas: %w", err)
+	}
+	s.seen.Store(int64(n))
 	return nil
 }
 

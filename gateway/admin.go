@@ -263,10 +263,11 @@ type DomainView struct {
 	SpentDollars float64 `json:"spent_dollars"`
 	SavedDollars float64 `json:"saved_dollars"`
 	// Replicas is how many live replicas the route counts (routing.routes),
-	// offload (routing.offload) and dollars sum: this replica's numbers
-	// plus what each other one answered since it started (recent_offload
-	// stays this replica's). ThisReplica, when the sum covers others, is
-	// this replica's own share. Absent where replicas are not listed.
+	// offload (routing.offload) and dollars sum: what each live replica
+	// answered since it started (among replicas a router does not carry
+	// route counts over from the stored records; recent_offload stays
+	// this replica's). ThisReplica, when the sum covers others, is this
+	// replica's own share. Absent where replicas are not listed.
 	Replicas    int        `json:"replicas,omitempty"`
 	ThisReplica *OwnCounts `json:"this_replica,omitempty"`
 }

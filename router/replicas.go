@@ -23,7 +23,8 @@ import (
 // sample (its serving version's too) on the bus instead of adding it to
 // its gate. A follower writes no record and takes no operator action
 // (ErrNotLeader); its admin views show the learner's last stored record,
-// and its route counts are its own.
+// and its route counts are its own since it started, which the admin API
+// sums over the live replicas.
 //
 // When the lease changes hands the new learner first applies every
 // stored record — the evidence as of the previous learner's last save

@@ -345,6 +345,13 @@ func New(cfg Config, deps Deps) (*Router, error) {
 			rec.Candidates = []int{rec.Candidate}
 		}
 		rec.Candidate = 0
+		if deps.Replicas != nil {
+			// Among replicas each router counts the routes it answered
+			// since it started: the admin API sums the live replicas'
+			// (gateway.Cluster), which a count carried over from the
+			// leader's record would add twice.
+			rec.Routes = nil
+		}
 		d := r.newDomain(name, rec)
 		if d.rec.State == "" {
 			d.rec.State = Collecting

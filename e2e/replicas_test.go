@@ -124,15 +124,19 @@ func TestNATSReplicasShareOneLearner(t *testing.T) {
 		t.Skip("runs the binary")
 	}
 	spam, simAddr, cfg, dir, natsURL := startNATSSpam(t, 5)
-	reps := make([]*replica, 3)
-	for i := range reps {
-		name := fmt.Sprintf("replica-%d", i+1)
+	var reps []*replica
+	start := func() *replica {
+		name := fmt.Sprintf("replica-%d", len(reps)+1)
 		p := startChild(t, "serve", "--config", cfg, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 			"--data-dir", filepath.Join(dir, name), "--teacher-url", "http://"+simAddr+"/v1")
 		r := &replica{name: name, proc: p, gwAddr: p.listening(t, "gateway"), adminAddr: p.listening(t, "admin API"), byTeacher: map[string]int{}}
 		r.client = openai.NewClient(option.WithBaseURL("http://"+r.gwAddr+"/v1/"), option.WithAPIKey("k"), option.WithMaxRetries(0))
 		testnet.WaitReady(t, "http://"+r.gwAddr+"/readyz")
-		reps[i] = r
+		reps = append(reps, r)
+		return r
+	}
+	for range 3 {
+		start()
 	}
 	live := func() []*replica {
 		var out []*replica
@@ -255,7 +259,13 @@ func TestNATSReplicasShareOneLearner(t *testing.T) {
 		}
 		t.Logf("%s serves v%d %v after the leader's view showed it", r.name, v, time.Since(promotedAt).Round(10*time.Millisecond))
 	}
-	// Every survivor answers with the same student version.
+	// A replica started now (an empty data directory, the same NATS)
+	// serves the same version at once, and takes part from here on.
+	late := start()
+	if rst, rv := late.servingVersion(t); rst != "serving" || rv != v {
+		t.Errorf("%s, started after the promotion, sees spam %s at v%d, want serving v%d", late.name, rst, rv, v)
+	}
+	// Every live replica answers with the same student version.
 	want := fmt.Sprintf("spam@v%d", v)
 	for _, r := range live() {
 		students, other := 0, 0
@@ -331,6 +341,59 @@ func TestNATSReplicasShareOneLearner(t *testing.T) {
 		}
 	}
 	operatorsAgree(t, live(), stored)
+	countsAgree(t, live())
+}
+
+// countsAgree checks the route counts every live replica's admin API
+// shows for spam, and its status totals: the requests answered by the
+// live replicas since they started, each counted once, with as many
+// replicas as are live. The replicas announce their counts every few
+// seconds, so it waits for them to show.
+func countsAgree(t *testing.T, live []*replica) {
+	t.Helper()
+	var answered int64
+	for _, r := range live {
+		r.mu.Lock()
+		answered += int64(r.sent - r.failed)
+		r.mu.Unlock()
+	}
+	for _, r := range live {
+		var v struct {
+			Routing struct {
+				Routes map[string]int64 `json:"routes"`
+			} `json:"routing"`
+			Replicas int `json:"replicas"`
+		}
+		var st struct {
+			Replicas int `json:"replicas"`
+			Totals   struct {
+				Requests int64 `json:"requests"`
+			} `json:"totals"`
+		}
+		var routes int64
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			if err := json.Unmarshal([]byte(get(t, "http://"+r.adminAddr+"/admin/domains/spam")), &v); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal([]byte(get(t, "http://"+r.adminAddr+"/admin/status")), &st); err != nil {
+				t.Fatal(err)
+			}
+			routes = 0
+			for _, n := range v.Routing.Routes {
+				routes += n
+			}
+			if routes == answered && v.Replicas == len(live) && st.Totals.Requests == answered && st.Replicas == len(live) {
+				break
+			}
+		}
+		if routes != answered || v.Replicas != len(live) || st.Totals.Requests != answered || st.Replicas != len(live) {
+			t.Errorf("%s: spam's route counts sum %d over %d replicas and the status totals %d over %d, want the %d requests the %d live replicas answered",
+				r.name, routes, v.Replicas, st.Totals.Requests, st.Replicas, answered, len(live))
+		}
+	}
+	if !t.Failed() {
+		t.Logf("every replica's admin API counts the %d requests the %d live replicas answered, each once", answered, len(live))
+	}
 }
 
 var pairsLogged = regexp.MustCompile(`(?m)^understudy_storage_pairs_logged_total (\S+)$`)

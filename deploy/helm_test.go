@@ -489,7 +489,7 @@ func checkRelease(t *testing.T, r *release, namespace string, existing map[strin
 	if err := svc.Spec.Decode(&svcSpec); err != nil {
 		t.Fatal(err)
 	}
-	if !mapsEqual(svcSpec.Selector, out.deployment.Selector.MatchLabels) || len(svcSpec.Ports) != 1 || svcSpec.Ports[0].TargetPort != "http" {
+	if !maps.Equal(svcSpec.Selector, out.deployment.Selector.MatchLabels) || len(svcSpec.Ports) != 1 || svcSpec.Ports[0].TargetPort != "http" {
 		t.Errorf("Service selects %v on %+v: want the Deployment's pods (%v) on port http", svcSpec.Selector, svcSpec.Ports, out.deployment.Selector.MatchLabels)
 	}
 	if pod.Metadata.Annotations["checksum/config"] == "" {
@@ -662,18 +662,6 @@ func unwrapAll(err error) []error {
 	return []error{err}
 }
 
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
 // TestHelmLint checks the vendored NATS chart against Chart.yaml, then
 // runs helm lint on the chart as it is, which must not warn, and helm lint
 // --strict under each scenario's values.
@@ -758,7 +746,7 @@ var helmScenarios = map[string]helmScenario{
 			if len(r.nats) > 0 {
 				t.Errorf("nats.enabled false renders %d objects of the NATS chart", len(r.nats))
 			}
-			if !mapsEqual(boolKeys(got.secretRefs), map[string]string{"understudy-keys": ""}) {
+			if !maps.Equal(boolKeys(got.secretRefs), map[string]string{"understudy-keys": ""}) {
 				t.Errorf("the pod reads Secrets %v, want understudy-keys only", got.secretRefs)
 			}
 			n := got.cfg.Storage.NATS

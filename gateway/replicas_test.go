@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"net/http"
 	"sync"
 	"testing"
@@ -141,13 +142,13 @@ func TestAdminReplicaSums(t *testing.T) {
 					d.Routing != nil && d.Routing.Routes["teacher"] == 5
 			})
 			want := map[router.Route]int64{"teacher": 5, "student": 4, "student-fallback": 1}
-			if !equalRoutes(d.Routing.Routes, want) || d.Routing.Offload != 0.5 {
+			if !maps.Equal(d.Routing.Routes, want) || d.Routing.Offload != 0.5 {
 				t.Errorf("summed routes %v offload %v; want %v, 0.5", d.Routing.Routes, d.Routing.Offload, want)
 			}
 			if d.SpentDollars != 1.5 || d.SavedDollars != 6 {
 				t.Errorf("summed dollars: spent %v saved %v; want 1.5, 6", d.SpentDollars, d.SavedDollars)
 			}
-			if !equalRoutes(d.ThisReplica.Routes, tc.own) {
+			if !maps.Equal(d.ThisReplica.Routes, tc.own) {
 				t.Errorf("this_replica routes %v; want %v", d.ThisReplica.Routes, tc.own)
 			}
 
@@ -155,7 +156,7 @@ func TestAdminReplicaSums(t *testing.T) {
 			if !fetchJSON(t, tc.r.admin+"/admin/domains", &page) || len(page.Domains) != 1 {
 				t.Fatalf("domains page: %+v", page)
 			}
-			if p := page.Domains[0]; p.Replicas != 2 || p.Routing == nil || !equalRoutes(p.Routing.Routes, want) {
+			if p := page.Domains[0]; p.Replicas != 2 || p.Routing == nil || !maps.Equal(p.Routing.Routes, want) {
 				t.Errorf("domains page: replicas %d, routing %+v; want 2, %v", p.Replicas, p.Routing, want)
 			}
 
@@ -194,21 +195,9 @@ func TestAdminReplicaSums(t *testing.T) {
 	eventually(t, "a alone after b stopped", func() bool {
 		return fetchJSON(t, a.admin+"/admin/domains/spam", &d) && d.Replicas == 1
 	})
-	if d.ThisReplica != nil || !equalRoutes(d.Routing.Routes, map[router.Route]int64{"teacher": 3, "student": 1}) || d.SpentDollars != 1 {
+	if d.ThisReplica != nil || !maps.Equal(d.Routing.Routes, map[router.Route]int64{"teacher": 3, "student": 1}) || d.SpentDollars != 1 {
 		t.Errorf("a alone: this_replica %+v, routes %v, spent %v; want none, a's own, 1", d.ThisReplica, d.Routing.Routes, d.SpentDollars)
 	}
-}
-
-func equalRoutes(a, b map[router.Route]int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func sumRoutes(m map[router.Route]int64) int64 {

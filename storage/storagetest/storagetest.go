@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -246,7 +247,7 @@ func testCounts(t *testing.T, b Backend) {
 	if d.Name != "mail" || d.Pairs != 9 || d.Logged != 9 {
 		t.Errorf("mail: %d pairs, %d logged, want 9 and 9", d.Pairs, d.Logged)
 	}
-	if !mapsEqual(d.Labels, labels) {
+	if !maps.Equal(d.Labels, labels) {
 		t.Errorf("mail labels = %v, want %v", d.Labels, labels)
 	}
 	if !d.FirstSeen.Equal(t0) || !d.LastSeen.Equal(t0.Add(8*time.Second)) {
@@ -276,7 +277,7 @@ func testCounts(t *testing.T, b Backend) {
 	if names := domainNames(all); !slices.Equal(names, []string{"intent", "mail"}) {
 		t.Fatalf("Domains = %q, want intent, mail", names)
 	}
-	if all[0].Pairs != 1 || all[0].Labels["booking"] != 1 || !mapsEqual(all[1].Labels, labels) {
+	if all[0].Pairs != 1 || all[0].Labels["booking"] != 1 || !maps.Equal(all[1].Labels, labels) {
 		t.Errorf("Domains = %+v", all)
 	}
 }
@@ -287,18 +288,6 @@ func domainNames(ds []storage.Domain) []string {
 		out[i] = d.Name
 	}
 	return out
-}
-
-func mapsEqual[V comparable](a, b map[string]V) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 // testChangedSince: cursor 0 lists every domain; a later cursor lists a
@@ -360,7 +349,7 @@ func testSettings(t *testing.T, b Backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !mapsEqual(d.Settings, want) || d.Logged != 1 {
+	if !maps.Equal(d.Settings, want) || d.Logged != 1 {
 		t.Errorf("Domain(a) = %+v, want settings %v and 1 logged", d, want)
 	}
 	// Pairs logged after a setting keep it, and it shows in summaries.
@@ -370,7 +359,7 @@ func testSettings(t *testing.T, b Backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(sums) != 1 || !mapsEqual(sums[0].Settings, want) || sums[0].Logged != 2 {
+	if len(sums) != 1 || !maps.Equal(sums[0].Settings, want) || sums[0].Logged != 2 {
 		t.Errorf("Summaries = %+v, want a with %v and 2 logged", sums, want)
 	}
 }

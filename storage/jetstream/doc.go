@@ -3,7 +3,8 @@
 // domain records, the routing records (watched by every replica), the
 // student artifacts and the kept responses. Store implements the storage
 // package's interfaces (PairLog, DomainRecords, StudentArtifacts,
-// RoutingRecords, Responses, RoutingWatch) and the few methods the gateway
+// RoutingRecords, Responses, RoutingWatch, Lease, SampleBus, ReplicaSet)
+// and the few methods the gateway
 // asks of storage.DB besides (DomainNames, DomainsPage); no NATS type
 // leaves the package. storage/storagetest is the suite it passes beside
 // the Badger DB.
@@ -14,17 +15,19 @@
 //
 //	stream   understudy_pairs      pairs, subject understudy.pairs.<domain token>
 //	KV       understudy_domains    one record per domain: counts, labels, settings
-//	KV       understudy_routes     one routing record per domain (the router's bytes)
+//	KV       understudy_routes     one routing record per domain (the router's bytes),
+//	                               and learner.term, the fence of the lease's terms (lease.go)
 //	KV       understudy_students   a student version's metadata, key <token>.<version>
 //	objects  understudy_artifacts  a student version's artifact, <domain>/<version>
 //	KV       understudy_responses  kept responses, with the pair log's TTL
 //	KV       understudy_lease      the learner lease (lease.go), with LeaseTTL
 //	stream   understudy_samples    shadow samples for the learner's gate (memory, 1 min)
+//	KV       understudy_replicas   each live replica and its counters (replicas.go), with a TTL
 //
 // A domain's token is its name with '.' written '=' (names.go): reversible,
 // since no domain name holds '=', and never an empty subject token. A
 // pair is its Badger record (storage.AppendPairRecord) with its ID as
-// Nats-Msg-Id. The stream's limits are the retention: MaxAge is the TTL
+// Nats-Msg-Id and the replica that logged it as Understudy-Replica. The stream's limits are the retention: MaxAge is the TTL
 // and MaxMsgsPerSubject the cap per domain, applied by the servers as
 // pairs arrive; a pair logged with an old Time gets a message TTL of what
 // is left of it, so pairs age by their Time as on Badger.

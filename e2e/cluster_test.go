@@ -5,18 +5,18 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 	"github.com/openai/openai-go/v3"
@@ -25,41 +25,44 @@ import (
 	"github.com/understudy-dev/understudy/internal/testnet"
 )
 
-// natsCluster is three nats-servers with JetStream routed into one
-// cluster on loopback. Each keeps its client port, cluster port and store
-// directory across a shutdown and a restart.
+// natsCluster is three nats-server processes with JetStream routed into
+// one cluster on loopback, built from the nats-server module this
+// repository requires. Each keeps its client port, cluster port and store
+// directory across a kill and a restart.
 type natsCluster struct {
-	t       *testing.T
-	opts    []*server.Options
-	servers []*server.Server // nil: shut down
+	t     *testing.T
+	nodes []*natsNode
+}
+
+// natsNode is one server of a natsCluster; proc is nil while it is down.
+type natsNode struct {
+	name        string
+	port, cport int
+	dir         string
+	proc        *exec.Cmd
+	done        chan struct{}
+	logs        *lockedWriter
 }
 
 func startNATSCluster(t *testing.T) *natsCluster {
 	t.Helper()
 	c := &natsCluster{t: t}
-	var clusterAddrs []string
-	for range 3 {
-		clusterAddrs = append(clusterAddrs, testnet.FreeAddr(t))
-	}
 	for i := range 3 {
-		_, cport, _ := net.SplitHostPort(clusterAddrs[i])
 		_, port, _ := net.SplitHostPort(testnet.FreeAddr(t))
-		o := &server.Options{ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", JetStream: true, StoreDir: t.TempDir(),
-			JetStreamMaxMemory: 64 << 20, JetStreamMaxStore: 1 << 30, NoLog: true, NoSigs: true}
-		o.Port, _ = strconv.Atoi(port)
-		o.Cluster.Name, o.Cluster.Host = "understudy-e2e", "127.0.0.1"
-		o.Cluster.Port, _ = strconv.Atoi(cport)
-		for j, a := range clusterAddrs {
-			if j != i {
-				o.Routes = append(o.Routes, &url.URL{Scheme: "nats", Host: a})
-			}
-		}
-		c.opts = append(c.opts, o)
+		_, cport, _ := net.SplitHostPort(testnet.FreeAddr(t))
+		n := &natsNode{name: fmt.Sprintf("n%d", i+1), dir: t.TempDir()}
+		n.port, _ = strconv.Atoi(port)
+		n.cport, _ = strconv.Atoi(cport)
+		c.nodes = append(c.nodes, n)
 	}
-	c.servers = make([]*server.Server, 3)
 	t.Cleanup(func() {
-		for i := range c.servers {
-			c.shutdown(i)
+		for i, n := range c.nodes {
+			c.kill(i)
+			if t.Failed() {
+				n.logs.mu.Lock()
+				t.Logf("nats-server %s logs (last 4 KB):\n%s", n.name, tail(n.logs.b.String(), 4096))
+				n.logs.mu.Unlock()
+			}
 		}
 	})
 	for i := range 3 {
@@ -69,59 +72,125 @@ func startNATSCluster(t *testing.T) *natsCluster {
 	return c
 }
 
-// start starts server i on its options: the same ports and store.
+// start starts server i on its ports and store, and waits until it takes
+// clients.
 func (c *natsCluster) start(i int) {
 	c.t.Helper()
-	var err error
-	// A port just released may be in use for a moment: try again.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		var s *server.Server
-		if s, err = server.NewServer(c.opts[i].Clone()); err == nil {
-			s.Start()
-			if s.ReadyForConnections(30 * time.Second) {
-				c.servers[i] = s
-				return
-			}
-			s.Shutdown()
-			s.WaitForShutdown()
-			err = fmt.Errorf("not ready in 30s")
-		}
-		if time.Now().After(deadline) {
-			break
+	n := c.nodes[i]
+	var routes []string
+	for _, o := range c.nodes {
+		if o != n {
+			routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", o.cport))
 		}
 	}
-	c.t.Fatalf("nats-server n%d: %v", i+1, err)
-}
-
-// shutdown stops server i (server.Shutdown: its connections are cut at
-// once and it keeps nothing in memory; what it wrote to its store stays,
-// which is what kill -9 leaves of a nats-server).
-func (c *natsCluster) shutdown(i int) {
-	if s := c.servers[i]; s != nil {
-		s.Shutdown()
-		s.WaitForShutdown()
-		c.servers[i] = nil
+	if n.logs == nil {
+		n.logs = &lockedWriter{mu: &sync.Mutex{}, b: &strings.Builder{}}
 	}
-}
-
-// waitFormed waits until a running server is the JetStream meta leader.
-func (c *natsCluster) waitFormed() {
-	c.t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if slices.ContainsFunc(c.servers, func(s *server.Server) bool { return s != nil && s.JetStreamIsLeader() }) {
+	cmd := exec.Command(natsServerBinary(c.t), "-n", n.name, "-a", "127.0.0.1", "-p", strconv.Itoa(n.port),
+		"-js", "-sd", n.dir, "--cluster_name", "understudy-e2e",
+		"--cluster", fmt.Sprintf("nats://127.0.0.1:%d", n.cport), "--routes", strings.Join(routes, ","))
+	cmd.Stdout, cmd.Stderr = n.logs, n.logs
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	n.proc, n.done = cmd, make(chan struct{})
+	go func() { _ = cmd.Wait(); close(n.done) }()
+	addr := fmt.Sprintf("127.0.0.1:%d", n.port)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			conn.Close()
 			return
 		}
+		select {
+		case <-n.done:
+			c.t.Fatalf("nats-server %s exited on start", n.name)
+		default:
+		}
 		if time.Now().After(deadline) {
-			c.t.Fatal("no JetStream meta leader after 60s: the servers did not form a cluster")
+			c.t.Fatalf("nats-server %s takes no clients after 30s", n.name)
 		}
 	}
+}
+
+// kill kills server i with SIGKILL, as a machine or an OOM killer would:
+// nothing is flushed or handed over; what it wrote to its store stays.
+func (c *natsCluster) kill(i int) {
+	n := c.nodes[i]
+	if n.proc == nil {
+		return
+	}
+	_ = n.proc.Process.Signal(syscall.SIGKILL)
+	<-n.done
+	n.proc = nil
+}
+
+// up reports whether server i runs.
+func (c *natsCluster) up(i int) bool { return c.nodes[i].proc != nil }
+
+// jetStream connects to the running servers; the caller closes nc.
+func (c *natsCluster) jetStream() (*nats.Conn, njs.JetStream, error) {
+	nc, err := nats.Connect(c.urls(), nats.Timeout(5*time.Second))
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := njs.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// waitFormed waits until JetStream answers: the running servers elected a
+// meta leader.
+func (c *natsCluster) waitFormed() {
+	c.t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if nc, js, err := c.jetStream(); err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, err = js.AccountInfo(ctx)
+			cancel()
+			nc.Close()
+			if err == nil {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatal("JetStream does not answer after 60s: the servers did not form a cluster")
+		}
+	}
+}
+
+// streamLeader is the index of the server leading the pair stream; -1
+// when it cannot be told.
+func (c *natsCluster) streamLeader() int {
+	nc, js, err := c.jetStream()
+	if err != nil {
+		return -1
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, "understudy_pairs")
+	if err != nil || st.CachedInfo().Cluster == nil {
+		return -1
+	}
+	return slices.IndexFunc(c.nodes, func(n *natsNode) bool { return n.name == st.CachedInfo().Cluster.Leader })
+}
+
+// tail is the last n bytes of s.
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }
 
 // urls lists every server's client URL, comma-separated.
 func (c *natsCluster) urls() string {
 	var us []string
-	for _, o := range c.opts {
-		us = append(us, fmt.Sprintf("nats://127.0.0.1:%d", o.Port))
+	for _, n := range c.nodes {
+		us = append(us, fmt.Sprintf("nats://127.0.0.1:%d", n.port))
 	}
 	return strings.Join(us, ",")
 }
@@ -129,15 +198,11 @@ func (c *natsCluster) urls() string {
 // streamMsgs counts the messages of the pair stream, read from the
 // cluster directly; -1 when it cannot be read.
 func (c *natsCluster) streamMsgs() int64 {
-	nc, err := nats.Connect(c.urls(), nats.Timeout(5*time.Second))
+	nc, js, err := c.jetStream()
 	if err != nil {
 		return -1
 	}
 	defer nc.Close()
-	js, err := njs.New(nc)
-	if err != nil {
-		return -1
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	st, err := js.Stream(ctx, "understudy_pairs")
@@ -171,11 +236,9 @@ func metricValue(re *regexp.Regexp, page string) int64 {
 // teacher answer of each gateway process once, by text):
 //
 //  1. on a healthy cluster;
-//  2. when the node leading the pair stream is shut down in the middle of
-//     the traffic (server.Shutdown: in this process, the equivalent of
-//     kill -9 — connections cut at once, nothing flushed beyond what the
-//     store already holds): no request fails;
-//  3. when all three nodes are shut down (the gateways restarted first
+//  2. when the node leading the pair stream is killed (SIGKILL) in the
+//     middle of the traffic: no request fails;
+//  3. when all three nodes are killed (the gateways restarted first
 //     with a queue of 20 pairs, so that it overflows): no request fails,
 //     each pair the teacher answered waits in a gateway's queue or is
 //     counted as dropped (queue_full), and once the nodes are back (the
@@ -309,7 +372,7 @@ func TestNATSClusterFaults(t *testing.T) {
 	}
 	stored("healthy cluster", teacherSoFar())
 
-	// 2. One node of three shut down in the middle of the traffic.
+	// 2. One node of three killed in the middle of the traffic.
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -323,26 +386,26 @@ func TestNATSClusterFaults(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	// The node that leads the pair stream, the hardest one to lose.
-	victim := slices.IndexFunc(nc.servers, func(s *server.Server) bool { return s.JetStreamIsStreamLeader("$G", "understudy_pairs") })
+	victim := nc.streamLeader()
 	leads := victim >= 0
 	if !leads {
 		victim = 0
 	}
 	at := answered()
-	nc.shutdown(victim)
-	t.Logf("shut down n%d of 3 (leading the pair stream: %v) after %d requests", victim+1, leads, at)
+	nc.kill(victim)
+	t.Logf("killed n%d of 3 (leading the pair stream: %v) after %d requests", victim+1, leads, at)
 	<-done
 	if after := answered(); after-at < 100 {
 		t.Logf("only %d requests after the node went down", after-at)
 	}
 	stored("one node of three down", teacherSoFar())
 
-	// 3. Every node shut down: the gateways still answer; the pairs wait
+	// 3. Every node killed: the gateways still answer; the pairs wait
 	// in their queues. To see the queue overflow too, the gateways are
 	// started again first (on the cluster, which is whole again) with a
 	// queue of 20 pairs each: past it, pairs are dropped as queue_full.
 	for i := range 3 {
-		if nc.servers[i] == nil {
+		if !nc.up(i) {
 			nc.start(i)
 		}
 	}
@@ -355,9 +418,9 @@ func TestNATSClusterFaults(t *testing.T) {
 	before := teacherSoFar()
 	stored("gateways restarted with a queue of 20", before)
 	for i := range 3 {
-		nc.shutdown(i)
+		nc.kill(i)
 	}
-	t.Logf("shut down all three nodes")
+	t.Logf("killed all three nodes")
 	for range 4 {
 		round(100)
 	}

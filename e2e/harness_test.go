@@ -90,6 +90,32 @@ func buildBinary(t *testing.T) string {
 	return binary.path
 }
 
+// natsServerModule is the nats-server this repository requires (go.mod).
+const natsServerModule = "github.com/nats-io/nats-server/v2"
+
+var natsBinary struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// natsServerBinary builds nats-server beside the understudy binary, once,
+// for tests that run it as a process of its own (to kill it).
+func natsServerBinary(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Dir(buildBinary(t))
+	natsBinary.once.Do(func() {
+		natsBinary.path = filepath.Join(dir, "nats-server")
+		if out, err := exec.Command("go", "build", "-o", natsBinary.path, natsServerModule).CombinedOutput(); err != nil {
+			natsBinary.err = fmt.Errorf("go build %s: %v\n%s", natsServerModule, err, out)
+		}
+	})
+	if natsBinary.err != nil {
+		t.Fatal(natsBinary.err)
+	}
+	return natsBinary.path
+}
+
 // goWorkDir returns the directory of the test binary when `go test` built
 // it into its work directory ($TMPDIR/go-build*/b*), which the go command
 // removes when the run ends, however it ends: a failure, -timeout, ^C. A

@@ -490,15 +490,6 @@ func streamPairs(t *testing.T, natsURL string, reps []*replica) (map[*replica]ma
 	return got, unknown, int(state.Msgs)
 }
 
-// count sums a multiset's counts.
-func count(m map[string]int) int {
-	n := 0
-	for _, c := range m {
-		n += c
-	}
-	return n
-}
-
 // operatorsAgree runs the operator commands against every live replica:
 // `understudy domains spam --json` shows the same state, serving version
 // and pairs on each (the pairs the stream holds), `understudy export`

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"math"
 	"os"
 	"os/signal"
@@ -62,20 +61,10 @@ type backendRun struct {
 	NATSCPU    float64 `json:"nats_cpu_us_per_request"`
 	Requests   int64   `json:"requests"`
 	// Pairs logged and dropped during the load, once the queue drained.
-	PairsLogged  float64            `json:"pairs_logged"`
-	PairsDropped map[string]float64 `json:"pairs_dropped"`
-	Drained      bool               `json:"drained"`
+	pairCounts
 	// PairsPerSec is PairsLogged over the time from the load's start
 	// (warmup included) to the queue's drain.
 	PairsPerSec float64 `json:"pairs_per_second"`
-}
-
-func (r backendRun) dropped() float64 {
-	var n float64
-	for _, v := range r.PairsDropped {
-		n += v
-	}
-	return n
 }
 
 // runNATSServer runs nats-server with JetStream until SIGTERM or SIGINT;
@@ -272,13 +261,8 @@ func (b *bench) runBackend(ctx context.Context, ns *proc, natsURL string, repeat
 	if err != nil {
 		return br, err
 	}
-	br.Drained = drained
-	br.PairsLogged = after.logged - before.logged
+	br.between(before, after, drained)
 	br.PairsPerSec = br.PairsLogged / time.Since(started).Seconds()
-	br.PairsDropped = maps.Clone(after.dropped)
-	for k, v := range before.dropped {
-		br.PairsDropped[k] -= v
-	}
 	return br, nil
 }
 

@@ -34,7 +34,7 @@ func TestRatio(t *testing.T) {
 }
 
 func TestRangeOf(t *testing.T) {
-	rs := []backendRun{{PairsLogged: 24000}, {PairsLogged: 23990}, {PairsLogged: 24010}}
+	rs := []backendRun{{pairCounts: pairCounts{PairsLogged: 24000}}, {pairCounts: pairCounts{PairsLogged: 23990}}, {pairCounts: pairCounts{PairsLogged: 24010}}}
 	f := func(r backendRun) float64 { return r.PairsLogged }
 	if got := rangeOf(rs, f, false); got != "23990–24010" {
 		t.Errorf("rangeOf = %q", got)

@@ -44,17 +44,35 @@ type loggingRun struct {
 	PeakReset bool   `json:"peak_reset"`
 	// Requests is every request of the load, warmup included.
 	Requests int64 `json:"requests"`
-	// Pairs logged and dropped (by reason) during the load, read once the
-	// writer's queue had drained, DrainSeconds after the load ended.
+	// Pairs logged and dropped during the load, read once the writer's
+	// queue had drained, DrainSeconds after the load ended.
+	pairCounts
+	DrainSeconds float64 `json:"drain_seconds"`
+}
+
+// pairCounts are the pairs a run logged and dropped (by reason), read
+// once the writer's queue had drained (Drained false: it had not by
+// drainTimeout).
+type pairCounts struct {
 	PairsLogged  float64            `json:"pairs_logged"`
 	PairsDropped map[string]float64 `json:"pairs_dropped"`
 	Drained      bool               `json:"drained"`
-	DrainSeconds float64            `json:"drain_seconds"`
 }
 
-func (r loggingRun) dropped() float64 {
+// between sets the counts to what was logged and dropped from before to
+// after.
+func (c *pairCounts) between(before, after storageSample, drained bool) {
+	c.Drained = drained
+	c.PairsLogged = after.logged - before.logged
+	c.PairsDropped = maps.Clone(after.dropped)
+	for k, v := range before.dropped {
+		c.PairsDropped[k] -= v
+	}
+}
+
+func (c pairCounts) dropped() float64 {
 	var n float64
-	for _, v := range r.PairsDropped {
+	for _, v := range c.PairsDropped {
 		n += v
 	}
 	return n
@@ -146,12 +164,8 @@ func (b *bench) runLogging(ctx context.Context, repeat int, on bool) (lr logging
 	if err != nil {
 		return lr, err
 	}
-	lr.Drained, lr.DrainSeconds = drained, time.Since(ended).Seconds()
-	lr.PairsLogged = after.logged - before.logged
-	lr.PairsDropped = maps.Clone(after.dropped)
-	for k, v := range before.dropped {
-		lr.PairsDropped[k] -= v
-	}
+	lr.DrainSeconds = time.Since(ended).Seconds()
+	lr.between(before, after, drained)
 	if lr.Memory, err = readMemory(gw.pid()); err != nil {
 		return lr, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -203,20 +204,18 @@ func TestNATSReplicasShareOneLearner(t *testing.T) {
 	// it answered 20 of its share, it is asked how many pairs the stream
 	// acknowledged to it, and killed at once.
 	acked := make(chan int64, 1)
+	sentBy := func(r *replica) int { r.mu.Lock(); defer r.mu.Unlock(); return r.sent }
+	base := sentBy(first)
 	go func() {
-		first.mu.Lock()
-		base := first.sent
-		first.mu.Unlock()
-		for {
-			first.mu.Lock()
-			n := first.sent
-			first.mu.Unlock()
-			if n >= base+20 {
-				break
-			}
+		for deadline := time.Now().Add(60 * time.Second); sentBy(first) < base+20 && time.Now().Before(deadline); {
 			time.Sleep(2 * time.Millisecond)
 		}
-		n := metricValue(pairsLogged, get(t, "http://"+first.gwAddr+"/metrics"))
+		n := int64(-1)
+		if resp, err := http.Get("http://" + first.gwAddr + "/metrics"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			n = metricValue(pairsLogged, string(b))
+		}
 		if err := first.proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Error(err)
 		}
@@ -224,6 +223,9 @@ func TestNATSReplicasShareOneLearner(t *testing.T) {
 	}()
 	round(180)
 	firstAcked := <-acked
+	if firstAcked < 0 {
+		t.Fatalf("%s: its metrics could not be read before the kill", first.name)
+	}
 	<-first.proc.done
 	first.proc.done <- nil
 	first.dead = true

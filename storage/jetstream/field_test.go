@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/understudy-dev/understudy/internal/testnet"
 	"github.com/understudy-dev/understudy/storage"
 )
 
@@ -601,6 +604,46 @@ func TestOpen(t *testing.T) {
 	o.URL, o.ConnectTimeout = "nats://127.0.0.1:1", time.Second
 	if _, err := Open(o); err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Errorf("Open of no server: %v, want an error naming it", err)
+	}
+}
+
+// TestOpenWaitsForServers: Open started before any server takes
+// connections (a cluster starting beside its gateways) keeps trying, and
+// opens once one does; the store then logs as any.
+func TestOpenWaitsForServers(t *testing.T) {
+	_, portText, _ := net.SplitHostPort(testnet.FreeAddr(t))
+	port, _ := strconv.Atoi(portText)
+	o := Options{URL: fmt.Sprintf("nats://127.0.0.1:%d", port), Logger: quietLogger(), ConnectTimeout: time.Minute,
+		reconnectWait: 20 * time.Millisecond}
+	type opened struct {
+		s   *Store
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		s, err := Open(o)
+		done <- opened{s, err}
+	}()
+	time.Sleep(300 * time.Millisecond) // Open is trying by now
+	select {
+	case r := <-done:
+		t.Fatalf("Open returned before any server ran: %v", r.err)
+	default:
+	}
+	startServer(t, func(so *server.Options) { so.Port = port })
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("Open, the server started after it: %v", r.err)
+	}
+	t.Cleanup(func() { r.s.Close() })
+	if !r.s.Log(storage.Pair{Domain: "late", Input: "hello", Answer: "hi", Label: "hi"}) {
+		t.Fatal("Log refused a pair")
+	}
+	if err := r.s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := r.s.Domain("late"); err != nil || d.Pairs != 1 {
+		t.Errorf("domain late: %d pairs, %v; want 1", d.Pairs, err)
 	}
 }
 

@@ -75,8 +75,10 @@ var (
 
 // Open connects to the servers, creates or updates the stream and the
 // buckets (the stream's limits from TTL and MaxPairsPerDomain), reads the
-// domain records and starts the publisher. It gives up after
-// ConnectTimeout. Once open, a lost connection is retried for ever.
+// domain records and starts the publisher. It tries for ConnectTimeout in
+// all — servers that refuse connections at first, as a cluster starting
+// beside its gateways does, are tried again until then — and then gives
+// up. Once open, a lost connection is retried for ever.
 func Open(opts Options) (*Store, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -115,9 +117,10 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("opening the NATS pair log at %s: %w", o.urls(), err)
 	}
 
-	s.nc, err = nats.Connect(o.urls(), o.natsOptions(s)...)
-	if err != nil {
-		return fail(fmt.Errorf("connecting: %w", err))
+	ctx, cancel := context.WithTimeout(context.Background(), o.ConnectTimeout)
+	defer cancel()
+	if err := s.connect(ctx); err != nil {
+		return fail(err)
 	}
 	s.js, err = njs.New(s.nc,
 		njs.WithPublishAsyncMaxPending(2*o.BatchSize+maxRecordsInFlight),
@@ -126,8 +129,6 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return fail(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), o.ConnectTimeout)
-	defer cancel()
 	if err := s.setUp(ctx); err != nil {
 		return fail(err)
 	}
@@ -148,6 +149,30 @@ func Open(opts Options) (*Store, error) {
 	go s.runRefresh()
 	go s.runSamplePublisher()
 	return s, nil
+}
+
+// connect connects to the servers. While none takes connections (a
+// cluster starting beside its gateways, a restart) it tries again every
+// reconnectWait until ctx ends; an error that trying again would not
+// mend (authentication, TLS) ends it at once.
+func (s *Store) connect(ctx context.Context) error {
+	for {
+		nc, err := nats.Connect(s.opts.urls(), s.opts.natsOptions(s)...)
+		if err == nil {
+			s.nc = nc
+			return nil
+		}
+		if !errors.Is(err, nats.ErrNoServers) {
+			return fmt.Errorf("connecting: %w", err)
+		}
+		t := time.NewTimer(s.opts.reconnectWait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("connecting: no server took the connection within %s: %w", s.opts.ConnectTimeout, err)
+		}
+	}
 }
 
 // maxRecordsInFlight bounds the domain records one commit publishes at

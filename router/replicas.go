@@ -153,7 +153,16 @@ func (r *Router) stepDown() {
 // resync applies the stored records while this router follows: what it
 // changed as the learner and could not store gives way to what the
 // learner stored. A domain with no stored record goes back to collecting.
+//
+// It holds followMu from the read to the last apply: a record the watch
+// delivers meanwhile waits, and is applied after the older copy read
+// here, not before it.
 func (r *Router) resync() {
+	r.followMu.Lock()
+	defer r.followMu.Unlock()
+	if r.leading.Load() {
+		return // a new term began and read them itself
+	}
 	stored, err := r.deps.Store.RoutingRecords()
 	if err != nil {
 		r.log.Error("following: reading the stored routing records; going on with this replica's", "err", err)
@@ -174,11 +183,6 @@ func (r *Router) resync() {
 			unstored = append(unstored, d.name)
 		}
 		d.mu.Unlock()
-	}
-	r.followMu.Lock()
-	defer r.followMu.Unlock()
-	if r.leading.Load() {
-		return // a new term began and read them itself
 	}
 	for name, b := range stored {
 		r.follow(name, b)

@@ -150,6 +150,68 @@ func (s *fencedStore) PutRoutingRecord(domain string, rec []byte) error {
 	return s.DB.PutRoutingRecord(domain, rec)
 }
 
+// gatedStore is a fencedStore whose RoutingRecords, once armed, reads the
+// records and then waits for release: the moment between a resync's read
+// and its apply.
+type gatedStore struct {
+	fencedStore
+	armed         atomic.Bool
+	read, release chan struct{}
+}
+
+func (s *gatedStore) RoutingRecords() (map[string][]byte, error) {
+	m, err := s.DB.RoutingRecords()
+	if s.armed.CompareAndSwap(true, false) {
+		close(s.read)
+		<-s.release
+	}
+	return m, err
+}
+
+// TestResyncKeepsTheNewerRecord: a record the new learner stores while a
+// deposed leader reads the stored records back (its resync) is applied
+// after that older copy, not overwritten by it.
+func TestResyncKeepsTheNewerRecord(t *testing.T) {
+	e := newEnv(t)
+	store := &gatedStore{fencedStore: fencedStore{DB: e.db}, read: make(chan struct{}), release: make(chan struct{})}
+	lr := &replicas{held: true, bus: make(chan []byte, 4096), watch: make(chan storage.RoutingChange, 4)}
+	r, err := router.New(testConfig, router.Deps{Store: store, Shadow: e.submit, Replicas: lr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = r.Lead(ctx) }()
+	go func() { _ = r.Follow(ctx) }()
+	waitFor(t, "leading", r.Leading)
+	e.add(r, "spam", 1) // shadowing v1, stored
+	r.Flush()
+
+	store.fence.Store(true)
+	store.armed.Store(true)
+	if _, err := r.Act("spam", "pin-teacher"); err != nil {
+		t.Fatal(err)
+	}
+	flushed := make(chan struct{})
+	go func() { defer close(flushed); r.Flush() }() // refused: it steps down and reads the records
+	<-store.read
+	// The new learner stores a newer record, which the watch delivers
+	// while the resync holds the older one.
+	newer := []byte(`{"state":"collecting"}`)
+	if err := e.db.PutRoutingRecord("spam", newer); err != nil {
+		t.Fatal(err)
+	}
+	lr.watch <- storage.RoutingChange{Domain: "spam", Record: newer}
+	time.Sleep(50 * time.Millisecond) // the watch has it: without the lock it would apply it now
+	close(store.release)
+	<-flushed
+	waitFor(t, "the newer record", func() bool { v, _ := r.View("spam"); return v.State == router.Collecting && len(lr.watch) == 0 })
+	time.Sleep(50 * time.Millisecond)
+	if v, _ := r.View("spam"); v.State != router.Collecting {
+		t.Errorf("spam is %s after the resync, want the newer stored record's collecting", v.State)
+	}
+}
+
 // TestDeposedLeaderStepsDown: a leader whose record write is refused
 // (another replica took the lease while it was paused, its lease check
 // still saying held) stops leading at once: it writes nothing more,

@@ -3,11 +3,13 @@ package router_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -367,5 +369,55 @@ func TestRecentOffload(t *testing.T) {
 	}
 	if want := 750.0 / 4000; v.Offload != want {
 		t.Errorf("all-time offload %v, want %v", v.Offload, want)
+	}
+}
+
+// failingStore refuses the first fail routing-record writes with a plain
+// error, as a store whose servers are away does.
+type failingStore struct {
+	*storage.DB
+	fail atomic.Int32
+}
+
+func (s *failingStore) PutRoutingRecord(domain string, rec []byte) error {
+	if s.fail.Add(-1) >= 0 {
+		return errors.New("nats: timeout")
+	}
+	return s.DB.PutRoutingRecord(domain, rec)
+}
+
+// TestRecordWriteRetried: a routing record the store could not write is
+// written once the store takes writes again, without another change of
+// its domain.
+func TestRecordWriteRetried(t *testing.T) {
+	e := newEnv(t)
+	store := &failingStore{DB: e.db}
+	store.fail.Store(2)
+	r, err := router.New(testConfig, router.Deps{Store: store, Shadow: e.submit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx, nil) }()
+	defer func() { cancel(); <-done }()
+	e.add(r, "spam", 1) // a transition to shadowing: one record
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		stored, err := e.db.RoutingRecords()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, ok := stored["spam"]; ok {
+			var rec router.Record
+			if err := json.Unmarshal(b, &rec); err != nil || rec.State != router.Shadowing {
+				t.Fatalf("stored record %s (%v), want shadowing", b, err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the record was not written within 30s (%d failures left)", store.fail.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -5,13 +5,19 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/understudy-dev/understudy/storage"
 )
 
 // saver writes routing records off the request path: save keeps the
 // latest record of each domain and returns at once; Router.Run writes them
-// (flush) when woken, and what is left when it ends.
+// (flush) when woken, and what is left when it ends. A record the store
+// could not write (NATS away, a timeout) is tried again every second
+// until it is written or a newer one of its domain replaces it: a
+// transition reaches the other replicas once the store is back, not at
+// the domain's next change.
 type saver struct {
 	store Store
 	log   *slog.Logger
@@ -26,7 +32,12 @@ type saver struct {
 	mu      sync.Mutex
 	pending map[string]Record
 	wake    chan struct{}
+	failing atomic.Bool // the last write failed: logged once, until one succeeds
 }
+
+// retryAfter is how long a record the store could not write waits before
+// it is tried again.
+const retryAfter = time.Second
 
 func newSaver(store Store, log *slog.Logger) *saver {
 	return &saver{store: store, log: log, pending: map[string]Record{}, wake: make(chan struct{}, 1)}
@@ -37,6 +48,11 @@ func (s *saver) save(domain string, rec Record) {
 	s.mu.Lock()
 	s.pending[domain] = cloneRecord(rec)
 	s.mu.Unlock()
+	s.signal()
+}
+
+// signal wakes Router.Run to flush.
+func (s *saver) signal() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -66,7 +82,28 @@ func (s *saver) flush() {
 			return
 		}
 		if err != nil {
-			s.log.Error("saving a routing record", "domain", d, "err", err)
+			s.requeue(batch)
+			if !s.failing.Swap(true) {
+				s.log.Error("saving a routing record; trying again every second", "domain", d, "records", len(batch), "err", err)
+			}
+			time.AfterFunc(retryAfter, s.signal)
+			return
+		}
+		delete(batch, d) // written
+		if s.failing.Swap(false) {
+			s.log.Info("saving routing records again")
+		}
+	}
+}
+
+// requeue puts back the records of a flush that could not write them,
+// each unless a newer one of its domain was queued meanwhile.
+func (s *saver) requeue(batch map[string]Record) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for d, rec := range batch {
+		if _, newer := s.pending[d]; !newer {
+			s.pending[d] = rec
 		}
 	}
 }

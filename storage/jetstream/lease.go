@@ -299,13 +299,16 @@ func (s *Store) leaseIs(ctx context.Context, epoch uint64) bool {
 }
 
 // depose ends this replica's term after a write conditioned on fence was
-// fenced off, unless a later claim made another fence since.
-func (s *Store) depose(fence uint64) {
+// fenced off, and reports whether it did: not when a later claim of this
+// replica made another fence since (the write was of an earlier term of
+// its own, and the current term goes on).
+func (s *Store) depose(fence uint64) bool {
 	if s.lease.fence.Load() != fence {
-		return
+		return false
 	}
 	select {
 	case s.lease.deposed <- struct{}{}:
 	default:
 	}
+	return true
 }

@@ -31,7 +31,11 @@ func (s *Store) PutRoutingRecord(domain string, rec []byte) error {
 	_, err = s.js.Publish(ctx, s.routeSubject(token(domain)), rec,
 		njs.WithExpectLastSequenceForSubject(fence, s.routeSubject(termKey)))
 	if wrongLastSeq(err) {
-		s.depose(fence)
+		if !s.depose(fence) {
+			// Refused as a write of this replica's earlier term: the
+			// router leads on in the current one and writes it again.
+			return fmt.Errorf("storing the routing record of %s: written in an earlier term of this replica", domain)
+		}
 		return fmt.Errorf("storing the routing record of %s: another replica took the lease: %w", domain, storage.ErrFenced)
 	}
 	if err != nil {

@@ -2,9 +2,13 @@ package jetstream
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -117,9 +121,10 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("opening the NATS pair log at %s: %w", o.urls(), err)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), o.ConnectTimeout)
-	defer cancel()
-	if err := s.connect(ctx); err != nil {
+	cctx, ccancel := context.WithTimeout(context.Background(), o.ConnectTimeout)
+	err = s.connect(cctx)
+	ccancel()
+	if err != nil {
 		return fail(err)
 	}
 	s.js, err = njs.New(s.nc,
@@ -129,6 +134,10 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return fail(err)
 	}
+	// Setting up has a ConnectTimeout of its own: a cluster that just
+	// started may still be electing its JetStream leaders.
+	ctx, cancel := context.WithTimeout(context.Background(), o.ConnectTimeout)
+	defer cancel()
 	if err := s.setUp(ctx); err != nil {
 		return fail(err)
 	}
@@ -151,10 +160,11 @@ func Open(opts Options) (*Store, error) {
 	return s, nil
 }
 
-// connect connects to the servers. While none takes connections (a
-// cluster starting beside its gateways, a restart) it tries again every
-// reconnectWait until ctx ends; an error that trying again would not
-// mend (authentication, TLS) ends it at once.
+// connect connects to the servers. While none takes the connection (a
+// cluster starting beside its gateways, a name not yet in DNS, a restart)
+// it tries again every reconnectWait until ctx ends; an error that trying
+// again would not mend (authentication, TLS, a missing credentials file)
+// ends it at once.
 func (s *Store) connect(ctx context.Context) error {
 	for {
 		nc, err := nats.Connect(s.opts.urls(), s.opts.natsOptions(s)...)
@@ -162,7 +172,7 @@ func (s *Store) connect(ctx context.Context) error {
 			s.nc = nc
 			return nil
 		}
-		if !errors.Is(err, nats.ErrNoServers) {
+		if permanent(err) {
 			return fmt.Errorf("connecting: %w", err)
 		}
 		t := time.NewTimer(s.opts.reconnectWait)
@@ -173,6 +183,30 @@ func (s *Store) connect(ctx context.Context) error {
 			return fmt.Errorf("connecting: no server took the connection within %s: %w", s.opts.ConnectTimeout, err)
 		}
 	}
+}
+
+// permanent reports whether a connection error is one that trying again
+// would not mend: the servers refused the credentials or the TLS
+// handshake failed on a certificate, or a file named in the options
+// cannot be read.
+func permanent(err error) bool {
+	var (
+		op       *net.OpError
+		verify   *tls.CertificateVerificationError
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		path     *fs.PathError
+	)
+	for _, e := range []error{nats.ErrAuthorization, nats.ErrAuthExpired, nats.ErrAuthRevoked,
+		nats.ErrSecureConnRequired, nats.ErrSecureConnWanted} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	// crypto/tls reports the server's alert (a certificate refused or
+	// required) as a net.OpError whose Op is "remote error".
+	return errors.As(err, &op) && op.Op == "remote error" || errors.As(err, &verify) || errors.As(err, &unknown) ||
+		errors.As(err, &hostname) || errors.As(err, &path)
 }
 
 // maxRecordsInFlight bounds the domain records one commit publishes at

@@ -43,11 +43,18 @@ func TestTLS(t *testing.T) {
 	if got := inputsOf(t, s, "d"); len(got) != 1 {
 		t.Errorf("stored %q over TLS", got)
 	}
-	o.CertFile, o.KeyFile, o.ConnectTimeout = "", "", 2*time.Second
-	if s, err := Open(o); err == nil {
+	o.CertFile, o.KeyFile, o.ConnectTimeout = "", "", time.Minute
+	began := time.Now()
+	s, err := Open(o)
+	if err == nil {
 		s.Close()
-		t.Error("a store without a client certificate connected")
+		t.Fatal("a store without a client certificate connected")
 	}
+	// A refused certificate is not tried again until ConnectTimeout.
+	if took := time.Since(began); took > 30*time.Second {
+		t.Errorf("Open took %v to give up on a refused certificate (%v)", took, err)
+	}
+	t.Logf("refused: %v", err)
 }
 
 // newCert writes name.pem and name.key: a CA when parent is nil, else a

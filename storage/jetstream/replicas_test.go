@@ -148,10 +148,9 @@ func TestReplicas(t *testing.T) {
 	if err := c.Close(); err != nil { // no withdrawal: the entry expires
 		t.Fatal(err)
 	}
-	rs = waitReplicas(t, a, "c's entry expired", func(rs []storage.Replica) bool { return len(rs) == 1 })
-	if rs[0].ID != a.Replica() {
-		t.Errorf("left: %s, want a (%s)", rs[0].ID, a.Replica())
-	}
+	// a's own entry may lapse for a moment on a loaded machine (a late
+	// announcement): wait for the state, not for the first list of one.
+	waitReplicas(t, a, "c's entry expired, a's left", func(rs []storage.Replica) bool { return len(rs) == 1 && rs[0].ID == a.Replica() })
 	deadline := time.Now().Add(60 * time.Second)
 	for testutil.ToFloat64(a.m.replicas) != 1 {
 		if time.Now().After(deadline) {

@@ -23,11 +23,16 @@ import (
 // through storage.ReplicaSet); a view adds the other live replicas'
 // announced counts to this replica's own, read at the request. On a single
 // gateway the set is this process alone, so the sums are its own numbers.
+// A replica announces the domains its metrics name (metrics.max_domains,
+// the first it saw) one by one and pools the rest, so a domain another
+// replica pooled lacks that replica's share in its own view; the totals
+// are whole.
 
 // RouteCounts counts each domain's answers by route since this replica
-// started: what it announces to the others. The router's own counts carry
-// on from the routing record stored when it started, so they cannot be
-// summed across replicas. It is safe for concurrent use.
+// started: what it announces to the others, and the totals of GET
+// /admin/status. (Among replicas the router's own counts start at zero
+// too; on a single gateway they carry on from the stored routing record,
+// which these do not.) It is safe for concurrent use.
 type RouteCounts struct {
 	mu sync.RWMutex
 	m  map[string]*routeCounters

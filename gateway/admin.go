@@ -267,7 +267,9 @@ type DomainView struct {
 	// answered since it started (among replicas a router does not carry
 	// route counts over from the stored records; recent_offload stays
 	// this replica's). ThisReplica, when the sum covers others, is this
-	// replica's own share. Absent where replicas are not listed.
+	// replica's own share. Absent where replicas are not listed. A replica
+	// that pools the domain with others past its metrics.max_domains adds
+	// nothing here (see Cluster).
 	Replicas    int        `json:"replicas,omitempty"`
 	ThisReplica *OwnCounts `json:"this_replica,omitempty"`
 }

@@ -161,21 +161,30 @@ func (c *natsCluster) waitFormed() {
 	}
 }
 
-// streamLeader is the index of the server leading the pair stream; -1
-// when it cannot be told.
-func (c *natsCluster) streamLeader() int {
+// pairStream reads the pair stream's info from the running servers.
+func (c *natsCluster) pairStream() (*njs.StreamInfo, error) {
 	nc, js, err := c.jetStream()
 	if err != nil {
-		return -1
+		return nil, err
 	}
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	st, err := js.Stream(ctx, "understudy_pairs")
-	if err != nil || st.CachedInfo().Cluster == nil {
+	if err != nil {
+		return nil, err
+	}
+	return st.CachedInfo(), nil
+}
+
+// streamLeader is the index of the server leading the pair stream; -1
+// when it cannot be told.
+func (c *natsCluster) streamLeader() int {
+	info, err := c.pairStream()
+	if err != nil || info.Cluster == nil {
 		return -1
 	}
-	return slices.IndexFunc(c.nodes, func(n *natsNode) bool { return n.name == st.CachedInfo().Cluster.Leader })
+	return slices.IndexFunc(c.nodes, func(n *natsNode) bool { return n.name == info.Cluster.Leader })
 }
 
 // tail is the last n bytes of s.
@@ -198,18 +207,11 @@ func (c *natsCluster) urls() string {
 // streamMsgs counts the messages of the pair stream, read from the
 // cluster directly; -1 when it cannot be read.
 func (c *natsCluster) streamMsgs() int64 {
-	nc, js, err := c.jetStream()
+	info, err := c.pairStream()
 	if err != nil {
 		return -1
 	}
-	defer nc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, "understudy_pairs")
-	if err != nil {
-		return -1
-	}
-	return int64(st.CachedInfo().State.Msgs)
+	return int64(info.State.Msgs)
 }
 
 var (

@@ -24,7 +24,7 @@ func TestSchedulerReports(t *testing.T) {
 	db, quiet := testStore(t)
 	for i := range 300 {
 		label := []string{"yes", "no"}[i%2]
-		db.Log(storage.Pair{Domain: "closed", Input: fmt.Sprintf("%s %d", strings.Repeat(label+" ", 3), i), Answer: label, Label: label})
+		db.Log(yesNo("closed", label, i))
 		db.Log(storage.Pair{Domain: "open", Input: fmt.Sprint("text ", i), Answer: fmt.Sprint("A", i), Label: fmt.Sprint("a", i)})
 	}
 	if err := db.Flush(context.Background()); err != nil {
@@ -180,7 +180,7 @@ func TestTrainGroupedPairs(t *testing.T) {
 	for _, label := range []string{"yes", "no"} {
 		n := map[string]int{"yes": 200, "no": 40}[label]
 		for i := range n {
-			db.Log(storage.Pair{Domain: "d", Input: fmt.Sprintf("%s %d", strings.Repeat(label+" ", 3), i), Answer: label, Label: label})
+			db.Log(yesNo("d", label, i))
 		}
 	}
 	if err := db.Flush(context.Background()); err != nil {
@@ -202,6 +202,12 @@ func TestTrainGroupedPairs(t *testing.T) {
 
 // testStore opens a real pair log in a temporary directory, closed when
 // the test ends, and returns it with a logger that discards.
+// yesNo is the i-th pair of a closed task whose input says its label:
+// "yes yes yes 7" is yes.
+func yesNo(domain, label string, i int) storage.Pair {
+	return storage.Pair{Domain: domain, Input: fmt.Sprintf("%s %d", strings.Repeat(label+" ", 3), i), Answer: label, Label: label}
+}
+
 func testStore(t *testing.T) (*storage.DB, *slog.Logger) {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -299,7 +305,7 @@ func TestRefusedVersionIsNotReported(t *testing.T) {
 	db, quiet := testStore(t)
 	for i := range 300 {
 		label := []string{"yes", "no"}[i%2]
-		db.Log(storage.Pair{Domain: "closed", Input: fmt.Sprintf("%s %d", strings.Repeat(label+" ", 3), i), Answer: label, Label: label})
+		db.Log(yesNo("closed", label, i))
 	}
 	if err := db.Flush(context.Background()); err != nil {
 		t.Fatal(err)

@@ -63,8 +63,9 @@ type leaseState struct {
 	// 0 when it does not hold it.
 	until atomic.Int64
 	// fence is the revision of the term entry this replica wrote when it
-	// last took the lease (0 before it first did): its routing writes are
-	// conditioned on it (see termKey).
+	// took the lease, during its term; 0 outside its terms. Its routing
+	// writes are conditioned on it (see termKey): with 0, on there being
+	// no term entry, so a replica between terms writes nothing.
 	fence atomic.Uint64
 	// deposed wakes hold when a write was fenced off: the term ends.
 	deposed chan struct{}
@@ -144,18 +145,24 @@ func (s *Store) hold(ctx context.Context, rev uint64, sent time.Time, term func(
 	}()
 	tick := time.NewTicker(s.opts.LeaseTTL / 5)
 	defer tick.Stop()
-	lost := func(why string, err error) {
-		s.lease.until.Store(0)
+	// endTerm waits for term and drops the fence: a write of this term
+	// refused from now on is one of a past term (see depose), which must
+	// not end the next one.
+	endTerm := func() {
 		cancel()
 		<-done
+		s.lease.fence.Store(0)
+	}
+	lost := func(why string, err error) {
+		s.lease.until.Store(0)
+		endTerm()
 		s.log.Warn("learner lease lost: another replica may take it", "epoch", epoch, "why", why, "err", err)
 	}
 	v, _ := json.Marshal(leaseValue{Holder: s.lease.holder, Since: sent.UTC()})
 	for {
 		select {
 		case <-ctx.Done():
-			cancel()
-			<-done
+			endTerm()
 			s.releaseLease(rev, epoch)
 			return
 		case <-s.lease.deposed:
@@ -298,12 +305,17 @@ func (s *Store) leaseIs(ctx context.Context, epoch uint64) bool {
 	return err == nil && e.Revision() == epoch
 }
 
-// depose ends this replica's term after a write conditioned on fence was
-// fenced off, and reports whether it did: not when a later claim of this
-// replica made another fence since (the write was of an earlier term of
-// its own, and the current term goes on).
+// depose takes a refused write conditioned on fence, and reports whether
+// it was fenced off, which ends the term it was written in: outside any
+// term of this replica it is (another holds the lease, or none: nothing
+// to end); in the term of that fence it is, and that term ends; in a later
+// term of this replica it is not (the write was of an earlier one, and
+// the current term goes on).
 func (s *Store) depose(fence uint64) bool {
-	if s.lease.fence.Load() != fence {
+	switch cur := s.lease.fence.Load(); {
+	case cur == 0:
+		return true
+	case cur != fence:
 		return false
 	}
 	select {

@@ -65,9 +65,11 @@ func TestNATSBackend(t *testing.T) {
 
 	// A fresh replica: no local data, the same NATS.
 	start(filepath.Join(dir, "data-2"))
+	// The first gateway may have trained another version after v was
+	// read, before it stopped: versions only grow.
 	after, _ := getDomain(t, r.adminAddr, "spam")
-	if after.State != "serving" || after.Pairs != v.Pairs || after.LatestVersion != v.LatestVersion {
-		t.Errorf("a fresh gateway on the same NATS sees spam %s with %d pairs at v%d, want serving with %d at v%d",
+	if after.State != "serving" || after.Pairs != v.Pairs || after.LatestVersion < v.LatestVersion {
+		t.Errorf("a fresh gateway on the same NATS sees spam %s with %d pairs at v%d, want serving with %d at v%d or later",
 			after.State, after.Pairs, after.LatestVersion, v.Pairs, v.LatestVersion)
 	}
 	student := 0

@@ -124,7 +124,6 @@ func (s *Store) takeLease(ctx context.Context) (rev uint64, sent time.Time, ok b
 // lease).
 func (s *Store) hold(ctx context.Context, rev uint64, sent time.Time, term func(context.Context)) {
 	heldFor := s.opts.LeaseTTL / 2
-	s.lease.until.Store(sent.Add(heldFor).UnixNano())
 	epoch := rev
 	select {
 	case <-s.lease.deposed: // a write of a past term
@@ -135,6 +134,9 @@ func (s *Store) hold(ctx context.Context, rev uint64, sent time.Time, term func(
 		s.releaseLease(rev, epoch)
 		return
 	}
+	// Held from the claim on (until then this replica could not write),
+	// for heldFor from when the lease was taken.
+	s.lease.until.Store(sent.Add(heldFor).UnixNano())
 	s.log.Info("learner lease taken: this replica trains and runs the gate", "holder", s.lease.holder, "epoch", epoch)
 
 	tctx, cancel := context.WithCancel(ctx)

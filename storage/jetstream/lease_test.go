@@ -99,6 +99,10 @@ func TestLeaseOneHolderAndTakeover(t *testing.T) {
 	_ = second.s.Close()
 	<-second.done
 	third := holder(first, second)
+	// Its term begins just after it counts the lease held.
+	for deadline := time.Now().Add(30 * time.Second); third.terms.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if overlap {

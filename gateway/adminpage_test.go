@@ -21,7 +21,7 @@ import (
 // rather than through n requests.
 func domainStore(tb testing.TB, n int) *storage.DB {
 	tb.Helper()
-	db, err := storage.Open(storage.Options{Dir: tb.TempDir(), Logger: slog.New(slog.DiscardHandler), QueueSize: n})
+	db, err := storage.Open(storage.Options{Dir: tb.TempDir(), Logger: slog.New(slog.DiscardHandler), LogOptions: storage.LogOptions{QueueSize: n}})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -94,7 +94,7 @@ func TestPairLogging(t *testing.T) {
 // as dropped.
 func TestFullQueue(t *testing.T) {
 	h := startWith(t, teachersim.Config{}, func(c *config.Config) { c.Storage.KeepRequests = false },
-		&storage.Options{QueueSize: 1, BatchSize: 1, SyncWrites: true})
+		&storage.Options{SyncWrites: true, LogOptions: storage.LogOptions{QueueSize: 1, BatchSize: 1}})
 	const n = 200
 	var wg sync.WaitGroup
 	errs := make(chan error, n)

@@ -164,7 +164,7 @@ func TestRSSMillionPairs(t *testing.T) {
 	logRSS(t, "start")
 
 	// MaxPairsPerDomain above n/4 so that nothing is capped away.
-	opts := Options{Dir: dir, Logger: quietLogger(), MaxPairsPerDomain: n}
+	opts := Options{Dir: dir, Logger: quietLogger(), LogOptions: LogOptions{MaxPairsPerDomain: n}}
 	db, err := Open(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -250,7 +250,7 @@ func TestRetentionStall(t *testing.T) {
 	}
 	inputs := benchInputs(4096, 1024)
 	// Only the passes measured here run.
-	db, reg := open(t, Options{MaxPairsPerDomain: capN, noRetentionLoop: true})
+	db, reg := open(t, Options{noRetentionLoop: true, LogOptions: LogOptions{MaxPairsPerDomain: capN}})
 	fill := time.Now()
 	for i := 0; i < capN+excess; i++ {
 		p := benchPair(i, inputs)

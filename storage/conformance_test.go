@@ -15,8 +15,11 @@ func TestConformance(t *testing.T) {
 		dir := t.TempDir()
 		return storagetest.Backend{
 			Open: func(o storagetest.Options) (storagetest.Store, error) {
-				return storage.Open(storage.Options{Dir: dir, TTL: o.TTL, MaxPairsPerDomain: o.MaxPairsPerDomain,
-					QueueSize: o.QueueSize, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+				return storage.Open(storage.Options{
+					Dir:        dir,
+					Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+					LogOptions: storage.LogOptions{TTL: o.TTL, MaxPairsPerDomain: o.MaxPairsPerDomain, QueueSize: o.QueueSize},
+				})
 			},
 			Retain: func(s storagetest.Store) error { return s.(*storage.DB).RunRetention() },
 		}

@@ -297,8 +297,13 @@ const diskFullEnv = "UNDERSTUDY_STORAGE_DISKFULL_DIR"
 const diskFullTmpfs = "320m"
 
 func diskFullOptions(dir string) Options {
-	return Options{Dir: dir, MinFreeBytes: spareSize + 32<<20, BatchSize: 64, FlushInterval: 10 * time.Millisecond,
-		Logger: quietLogger(), vlogFileSize: 1 << 20}
+	return Options{
+		Dir:          dir,
+		MinFreeBytes: spareSize + 32<<20,
+		Logger:       quietLogger(),
+		vlogFileSize: 1 << 20,
+		LogOptions:   LogOptions{BatchSize: 64, FlushInterval: 10 * time.Millisecond},
+	}
 }
 
 // TestDiskFullCrashChild is the process TestDiskFullKilled kills: it logs

@@ -15,16 +15,86 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// DefaultOptions are the options a zero Options field means, Dir aside:
-// the defaults of config's storage section.
-func DefaultOptions() Options {
-	return Options{
+// LogOptions are the pair log's settings that both backends share, with
+// one meaning and one set of defaults (config's storage section): how
+// long pairs are kept and how many per domain, and the bounded queue
+// between Log and the writer. Zero values mean the default
+// (DefaultLogOptions); each backend's Options embeds them.
+type LogOptions struct {
+	// TTL removes pairs older than this, by their Time. Default 720h;
+	// negative keeps pairs forever.
+	TTL time.Duration
+	// MaxPairsPerDomain keeps only the newest N pairs of each domain.
+	// Default 200000; negative means no cap.
+	MaxPairsPerDomain int
+	// QueueSize bounds the pairs accepted by Log and not yet stored
+	// (written, or acknowledged by the servers), those in a batch being
+	// stored among them; past it Log drops (reason queue_full). Default
+	// 65536.
+	QueueSize int
+	// QueueBytes bounds the memory of those pairs, by their encoded size:
+	// Log drops a pair that would exceed it. A pair alone in the queue is
+	// always accepted. With keep_requests on a pair carries the whole
+	// request, so a count alone would not bound memory. Default 32 MiB.
+	QueueBytes int64
+	// BatchSize stores the queue once this many pairs wait. Default 1024.
+	BatchSize int
+	// FlushInterval stores waiting pairs at least this often. Default
+	// 100ms.
+	FlushInterval time.Duration
+}
+
+// DefaultLogOptions are the options a zero LogOptions field means.
+func DefaultLogOptions() LogOptions {
+	return LogOptions{
 		TTL:               720 * time.Hour, // 30 days
 		MaxPairsPerDomain: 200000,
 		QueueSize:         65536,
 		QueueBytes:        32 << 20,
 		BatchSize:         1024,
 		FlushInterval:     100 * time.Millisecond,
+	}
+}
+
+// WithDefaults returns o with its zero fields set to the defaults, or an
+// error naming the setting that is out of range.
+func (o LogOptions) WithDefaults() (LogOptions, error) {
+	d := DefaultLogOptions()
+	set := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	set(&o.MaxPairsPerDomain, d.MaxPairsPerDomain)
+	set(&o.QueueSize, d.QueueSize)
+	set(&o.BatchSize, d.BatchSize)
+	if o.TTL == 0 {
+		o.TTL = d.TTL
+	}
+	if o.QueueBytes == 0 {
+		o.QueueBytes = d.QueueBytes
+	}
+	if o.FlushInterval == 0 {
+		o.FlushInterval = d.FlushInterval
+	}
+	switch {
+	case o.QueueSize < 0:
+		return o, fmt.Errorf("storage.queue_size: must be positive, got %d", o.QueueSize)
+	case o.QueueBytes < 0:
+		return o, fmt.Errorf("storage.queue_bytes: must be positive, got %d", o.QueueBytes)
+	case o.BatchSize < 0:
+		return o, fmt.Errorf("storage.batch_size: must be positive, got %d", o.BatchSize)
+	case o.FlushInterval < 0:
+		return o, fmt.Errorf("storage.flush_interval: must be positive, got %s", o.FlushInterval)
+	}
+	return o, nil
+}
+
+// DefaultOptions are the options a zero Options field means, Dir aside:
+// the defaults of config's storage section.
+func DefaultOptions() Options {
+	return Options{
+		LogOptions:        DefaultLogOptions(),
 		RetentionInterval: 5 * time.Minute,
 		RetentionRate:     20000,
 		MinFreeBytes:      DefaultMinFreeBytes,
@@ -44,27 +114,9 @@ type Options struct {
 	// written to Badger survives a process crash (kill -9) but not a power
 	// loss.
 	SyncWrites bool
-	// TTL removes pairs older than this (by their ULID time). Default 720h;
-	// negative keeps pairs forever.
-	TTL time.Duration
-	// MaxPairsPerDomain keeps only the newest N pairs of each domain.
-	// Default 200000; negative means no cap.
-	MaxPairsPerDomain int
-	// QueueSize bounds the pairs accepted by Log and not yet written,
-	// those in a batch being written among them; past it Log drops
-	// (reason queue_full). Default 65536.
-	QueueSize int
-	// QueueBytes bounds the memory the queue holds: Log drops a pair when
-	// the pairs accepted and not yet written (counted by their encoded size)
-	// would exceed it. A pair alone in the queue is always accepted. With
-	// keep_requests on a pair carries the whole request, so a count alone
-	// would not bound memory. Default 32 MiB.
-	QueueBytes int64
-	// BatchSize flushes the queue to Badger when this many pairs are waiting.
-	// Default 1024.
-	BatchSize int
-	// FlushInterval flushes waiting pairs at least this often. Default 100ms.
-	FlushInterval time.Duration
+	// LogOptions: TTL and MaxPairsPerDomain are applied by retention (by
+	// the pairs' ULID time); a batch is a Badger write.
+	LogOptions
 	// RetentionInterval is how often retention (TTL, cap) and value-log GC
 	// run. Default 5m.
 	RetentionInterval time.Duration
@@ -101,23 +153,9 @@ func (o Options) withDefaults() (Options, error) {
 		return o, errors.New("storage.dir: must be set")
 	}
 	d := DefaultOptions()
-	if o.TTL == 0 {
-		o.TTL = d.TTL
-	}
-	if o.MaxPairsPerDomain == 0 {
-		o.MaxPairsPerDomain = d.MaxPairsPerDomain
-	}
-	if o.QueueSize == 0 {
-		o.QueueSize = d.QueueSize
-	}
-	if o.QueueBytes == 0 {
-		o.QueueBytes = d.QueueBytes
-	}
-	if o.BatchSize == 0 {
-		o.BatchSize = d.BatchSize
-	}
-	if o.FlushInterval == 0 {
-		o.FlushInterval = d.FlushInterval
+	var err error
+	if o.LogOptions, err = o.LogOptions.WithDefaults(); err != nil {
+		return o, err
 	}
 	if o.RetentionInterval == 0 {
 		o.RetentionInterval = d.RetentionInterval
@@ -137,16 +175,7 @@ func (o Options) withDefaults() (Options, error) {
 	case o.MinFreeBytes < 0:
 		o.MinFreeBytes = 0
 	}
-	switch {
-	case o.QueueSize < 0:
-		return o, fmt.Errorf("storage.queue_size: must be positive, got %d", o.QueueSize)
-	case o.QueueBytes < 0:
-		return o, fmt.Errorf("storage.queue_bytes: must be positive, got %d", o.QueueBytes)
-	case o.BatchSize < 0:
-		return o, fmt.Errorf("storage.batch_size: must be positive, got %d", o.BatchSize)
-	case o.FlushInterval < 0:
-		return o, fmt.Errorf("storage.flush_interval: must be positive, got %s", o.FlushInterval)
-	case o.RetentionInterval < 0:
+	if o.RetentionInterval < 0 {
 		return o, fmt.Errorf("storage.retention_interval: must be positive, got %s", o.RetentionInterval)
 	}
 	return o, nil

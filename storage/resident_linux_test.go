@@ -49,7 +49,7 @@ func TestValueLogLeavesResidentSet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, _ := open(t, Options{Dir: dir, MaxPairsPerDomain: -1})
+	db, _ := open(t, Options{Dir: dir, LogOptions: LogOptions{MaxPairsPerDomain: -1}})
 	const n = 100_000
 	inputs := benchInputs(1024, 1024)
 	logAll(db, n, inputs, 0)

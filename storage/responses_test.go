@@ -43,7 +43,7 @@ func TestResponses(t *testing.T) {
 		t.Errorf("Response after delete = %v, want ErrNotFound", err)
 	}
 
-	short, _ := open(t, Options{Dir: t.TempDir(), TTL: time.Second})
+	short, _ := open(t, Options{Dir: t.TempDir(), LogOptions: LogOptions{TTL: time.Second}})
 	if err := short.PutResponse("resp_3", rec); err != nil {
 		t.Fatal(err)
 	}

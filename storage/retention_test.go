@@ -89,10 +89,13 @@ func TestRetentionPacing(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := newFakeClock()
 			const capN, chunk = 100, 50
-			db, reg := open(t, Options{MaxPairsPerDomain: capN, TTL: -1, pace: &pacing{
-				chunk: chunk, rate: tt.rate, pause: tt.pause, gcPause: time.Second,
-				now: clock.now, sleep: clock.sleep,
-			}})
+			db, reg := open(t, Options{
+				pace: &pacing{
+					chunk: chunk, rate: tt.rate, pause: tt.pause, gcPause: time.Second,
+					now: clock.now, sleep: clock.sleep,
+				},
+				LogOptions: LogOptions{MaxPairsPerDomain: capN, TTL: -1},
+			})
 			logOver(t, db, time.Now().Add(-time.Hour), 0, capN+tt.excess)
 			clock.step = tt.step
 			if err := db.RunRetention(); err != nil {
@@ -122,10 +125,13 @@ func TestRetentionPacing(t *testing.T) {
 // so that the log converges to its cap.
 func TestRetentionRateFollowsWrites(t *testing.T) {
 	clock := newFakeClock()
-	db, _ := open(t, Options{MaxPairsPerDomain: 100, TTL: -1, pace: &pacing{
-		chunk: 100, rate: 10, pause: time.Millisecond, gcPause: time.Second,
-		now: clock.now, sleep: clock.sleep,
-	}})
+	db, _ := open(t, Options{
+		pace: &pacing{
+			chunk: 100, rate: 10, pause: time.Millisecond, gcPause: time.Second,
+			now: clock.now, sleep: clock.sleep,
+		},
+		LogOptions: LogOptions{MaxPairsPerDomain: 100, TTL: -1},
+	})
 	t0 := time.Now().Add(-time.Hour)
 	if err := db.RunRetention(); err != nil { // the first pass has no write rate to go by
 		t.Fatal(err)
@@ -159,10 +165,13 @@ func TestRetentionRateFollowsWrites(t *testing.T) {
 func TestRetentionConverges(t *testing.T) {
 	clock := newFakeClock()
 	const capN, chunk, excess, perSleep = 200, 50, 2000, 7
-	db, reg := open(t, Options{MaxPairsPerDomain: capN, TTL: -1, pace: &pacing{
-		chunk: chunk, rate: 1000, pause: time.Millisecond, gcPause: time.Second,
-		now: clock.now, sleep: clock.sleep,
-	}})
+	db, reg := open(t, Options{
+		pace: &pacing{
+			chunk: chunk, rate: 1000, pause: time.Millisecond, gcPause: time.Second,
+			now: clock.now, sleep: clock.sleep,
+		},
+		LogOptions: LogOptions{MaxPairsPerDomain: capN, TTL: -1},
+	})
 	t0 := time.Now().Add(-time.Hour)
 	logOver(t, db, t0, 0, capN+excess)
 	n := capN + excess
@@ -205,15 +214,20 @@ func TestCloseDuringRetention(t *testing.T) {
 	dir := t.TempDir()
 	deleting := make(chan struct{})
 	var once sync.Once
-	db, err := Open(Options{Dir: dir, Logger: quietLogger(), MaxPairsPerDomain: 10, TTL: -1, pace: &pacing{
-		// 2,000 pairs at one a minute: a pass that would take 33 hours.
-		chunk: 1, rate: 1.0 / 60, pause: time.Millisecond, gcPause: time.Second,
-		now: time.Now,
-		sleep: func(ctx context.Context, d time.Duration) error {
-			once.Do(func() { close(deleting) })
-			return sleepCtx(ctx, d)
+	db, err := Open(Options{
+		Dir:    dir,
+		Logger: quietLogger(),
+		pace: &pacing{
+			// 2,000 pairs at one a minute: a pass that would take 33 hours.
+			chunk: 1, rate: 1.0 / 60, pause: time.Millisecond, gcPause: time.Second,
+			now: time.Now,
+			sleep: func(ctx context.Context, d time.Duration) error {
+				once.Do(func() { close(deleting) })
+				return sleepCtx(ctx, d)
+			},
 		},
-	}})
+		LogOptions: LogOptions{MaxPairsPerDomain: 10, TTL: -1},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +244,7 @@ func TestCloseDuringRetention(t *testing.T) {
 		t.Errorf("RunRetention = %v, want context.Canceled", err)
 	}
 
-	db2, _ := open(t, Options{Dir: dir, MaxPairsPerDomain: 10, TTL: -1})
+	db2, _ := open(t, Options{Dir: dir, LogOptions: LogOptions{MaxPairsPerDomain: 10, TTL: -1}})
 	checkCounts(t, db2, "d")
 	if n := mustDomain(t, db2, "d").Pairs; n != 2009 {
 		t.Errorf("%d pairs after Close, want 2,009: the pass deleted one pair before it paused", n)

@@ -309,7 +309,7 @@ func TestTopLabels(t *testing.T) {
 }
 
 func TestPairsPerDomain(t *testing.T) {
-	db, _ := open(t, Options{BatchSize: 7})
+	db, _ := open(t, Options{LogOptions: LogOptions{BatchSize: 7}})
 	// "spam" is a prefix of "spam-v2" and "spam.x" as a name: each must
 	// still iterate alone.
 	domains := []string{"spam", "spam-v2", "spam.x", "sentiment"}
@@ -377,7 +377,7 @@ func TestRetentionTTL(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			db, reg := open(t, Options{TTL: tt.ttl})
+			db, reg := open(t, Options{LogOptions: LogOptions{TTL: tt.ttl}})
 			for i, age := range tt.ages {
 				l := []string{"even", "odd"}[i%2]
 				mustLog(t, db, Pair{Domain: "d", Time: now.Add(-age), Input: fmt.Sprint(i), Label: l})
@@ -407,7 +407,7 @@ func TestRetentionTTL(t *testing.T) {
 // (the process was down longer than the grace period), Pairs no longer shows
 // the pairs and retention still finds and counts them.
 func TestBadgerTTLBackstop(t *testing.T) {
-	db, _ := open(t, Options{TTL: time.Second})
+	db, _ := open(t, Options{LogOptions: LogOptions{TTL: time.Second}})
 	db.grace = 0
 	for i := 0; i < 3; i++ {
 		mustLog(t, db, Pair{Domain: "d", Input: fmt.Sprint(i), Label: "x"})
@@ -445,7 +445,7 @@ func TestRetentionCap(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			db, reg := open(t, Options{MaxPairsPerDomain: tt.cap})
+			db, reg := open(t, Options{LogOptions: LogOptions{MaxPairsPerDomain: tt.cap}})
 			t0 := time.Now().Add(-time.Hour)
 			for i := 0; i < tt.n; i++ {
 				l := fmt.Sprint("label", i%3)
@@ -641,7 +641,7 @@ func TestPairsOfUnknownDomain(t *testing.T) {
 
 func TestLogDrops(t *testing.T) {
 	t.Run("queue full", func(t *testing.T) {
-		db, reg := open(t, Options{QueueSize: 2, BatchSize: 1, FlushInterval: time.Hour})
+		db, reg := open(t, Options{LogOptions: LogOptions{QueueSize: 2, BatchSize: 1, FlushInterval: time.Hour}})
 		// Hold the writer inside its first write so the queue cannot drain.
 		db.mu.Lock()
 		mustLog(t, db, Pair{Domain: "d", Input: "0"})
@@ -686,7 +686,7 @@ func TestLogDrops(t *testing.T) {
 	})
 	t.Run("queue bytes", func(t *testing.T) {
 		big := strings.Repeat("x", 600<<10)
-		db, reg := open(t, Options{QueueBytes: 1 << 20, BatchSize: 1, FlushInterval: time.Hour})
+		db, reg := open(t, Options{LogOptions: LogOptions{QueueBytes: 1 << 20, BatchSize: 1, FlushInterval: time.Hour}})
 		db.mu.Lock()                                  // hold the writer: nothing leaves the queue
 		mustLog(t, db, Pair{Domain: "d", Input: big}) // alone: accepted whatever its size
 		if db.Log(Pair{Domain: "d", Input: big}) {
@@ -760,7 +760,7 @@ func TestCloseDrains(t *testing.T) {
 	const n = 5000
 	dir := t.TempDir()
 	// Nothing is written before Close: the batch size and interval are out of reach.
-	db, err := Open(Options{Dir: dir, BatchSize: 1 << 20, FlushInterval: time.Hour, Logger: quietLogger()})
+	db, err := Open(Options{Dir: dir, Logger: quietLogger(), LogOptions: LogOptions{BatchSize: 1 << 20, FlushInterval: time.Hour}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -801,7 +801,7 @@ func TestCloseDrains(t *testing.T) {
 // TestConcurrentLogAndRetention: loggers, retention passes and readers run
 // together; afterwards every count equals what is stored.
 func TestConcurrentLogAndRetention(t *testing.T) {
-	db, _ := open(t, Options{MaxPairsPerDomain: 300, TTL: time.Hour, BatchSize: 64, FlushInterval: time.Millisecond})
+	db, _ := open(t, Options{LogOptions: LogOptions{MaxPairsPerDomain: 300, TTL: time.Hour, BatchSize: 64, FlushInterval: time.Millisecond}})
 	var producers sync.WaitGroup
 	for g := 0; g < 4; g++ {
 		producers.Add(1)

@@ -135,7 +135,7 @@ func BenchmarkPredict(b *testing.B) {
 func BenchmarkDueIdle(b *testing.B) {
 	const domains = 70_000
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := storage.Open(storage.Options{Dir: b.TempDir(), Logger: quiet, QueueSize: domains})
+	db, err := storage.Open(storage.Options{Dir: b.TempDir(), Logger: quiet, LogOptions: storage.LogOptions{QueueSize: domains}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -177,7 +177,7 @@ func (b *bench) domains(gw *proc) ([]domainPairs, error) {
 // garbage collector lands in the measured requests.
 func (b *bench) prefill(dataDir, domain string, n int) error {
 	// The gateway's pair log is data_dir/db (cmd/understudy).
-	db, err := storage.Open(storage.Options{Dir: filepath.Join(dataDir, "db"), MaxPairsPerDomain: -1,
+	db, err := storage.Open(storage.Options{Dir: filepath.Join(dataDir, "db"), LogOptions: storage.LogOptions{MaxPairsPerDomain: -1},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return fmt.Errorf("pre-filling the pair log: %w", err)

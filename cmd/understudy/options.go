@@ -28,18 +28,20 @@ func storageOptions(cfg *config.Config, log *slog.Logger, reg prometheus.Registe
 		Dir:               filepath.Join(cfg.DataDir, "db"),
 		EncryptionKeyFile: s.EncryptionKeyFile,
 		SyncWrites:        s.SyncWrites,
-		TTL:               s.TTL,
-		MaxPairsPerDomain: s.MaxPairsPerDomain,
-		QueueSize:         s.QueueSize,
-		QueueBytes:        int64(s.QueueBytes),
+		LogOptions:        logOptions(cfg),
 		MinFreeBytes:      int64(s.MinFree),
-		BatchSize:         s.BatchSize,
-		FlushInterval:     s.FlushInterval,
 		RetentionInterval: s.RetentionInterval,
 		RetentionRate:     s.RetentionRate,
 		Logger:            log,
 		Registry:          reg,
 	}
+}
+
+// logOptions are the pair log's settings both backends share.
+func logOptions(cfg *config.Config) storage.LogOptions {
+	s := cfg.Storage
+	return storage.LogOptions{TTL: s.TTL, MaxPairsPerDomain: s.MaxPairsPerDomain,
+		QueueSize: s.QueueSize, QueueBytes: int64(s.QueueBytes), BatchSize: s.BatchSize, FlushInterval: s.FlushInterval}
 }
 
 // trainerOptions are the training options the config describes, the same

@@ -52,8 +52,7 @@ func natsOptions(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer
 		URL: n.URL, CredsFile: n.CredsFile, User: n.User, Password: n.Password, Token: n.Token,
 		CAFile: n.CAFile, CertFile: n.CertFile, KeyFile: n.KeyFile,
 		Replicas: n.Replicas, Prefix: n.Prefix, ConnectTimeout: n.ConnectTimeout, LeaseTTL: n.LeaseTTL,
-		TTL: s.TTL, MaxPairsPerDomain: s.MaxPairsPerDomain,
-		QueueSize: s.QueueSize, QueueBytes: int64(s.QueueBytes), BatchSize: s.BatchSize, FlushInterval: s.FlushInterval,
+		LogOptions:      logOptions(cfg),
 		RefreshInterval: s.RetentionInterval,
 		Logger:          log, Registry: reg,
 	}

@@ -14,8 +14,7 @@ import (
 	"github.com/understudy-dev/understudy/storage"
 )
 
-// Options configures a Store. Zero values mean the documented default;
-// the pair log's settings mean what they mean for storage.Options.
+// Options configures a Store. Zero values mean the documented default.
 type Options struct {
 	// URL is the NATS server, or several servers of one cluster separated
 	// by commas (nats://host:4222, tls://host:4222). Required.
@@ -53,24 +52,12 @@ type Options struct {
 	// what is left then is dropped and counted (reason closed). Default 10s.
 	CloseTimeout time.Duration
 
-	// TTL is the stream's MaxAge: pairs older than this are removed by the
-	// servers. A pair logged with an older Time gets a message TTL of what
-	// is left of it (at least 1s). Kept responses expire after it too.
-	// Default 720h; negative keeps pairs forever.
-	TTL time.Duration
-	// MaxPairsPerDomain is the stream's MaxMsgsPerSubject: each domain
-	// keeps its newest N pairs. Default 200000; negative means no cap.
-	MaxPairsPerDomain int
-	// QueueSize bounds the pairs accepted by Log and not yet acknowledged;
-	// past it Log drops (reason queue_full). Default 65536.
-	QueueSize int
-	// QueueBytes bounds the memory of those pairs. Default 32 MiB.
-	QueueBytes int64
-	// BatchSize publishes once this many pairs wait. Default 1024.
-	BatchSize int
-	// FlushInterval publishes waiting pairs at least this often. Default
-	// 100ms.
-	FlushInterval time.Duration
+	// LogOptions mean what they mean for the Badger DB. TTL is the
+	// stream's MaxAge (a pair logged with an older Time gets a message TTL
+	// of what is left of it, at least 1s; kept responses expire after it
+	// too), MaxPairsPerDomain its MaxMsgsPerSubject, both applied by the
+	// servers; a pair is stored once the stream acknowledged it.
+	storage.LogOptions
 	// RefreshInterval is how often the stored pair counts are read back
 	// from the stream, so that pairs the servers removed (TTL) show in
 	// Summaries and ChangedSince. Default 5m (storage.retention_interval).
@@ -114,9 +101,12 @@ const (
 var validPrefix = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
 
 func (o Options) withDefaults() (Options, error) {
-	d := storage.DefaultOptions()
 	if strings.TrimSpace(o.URL) == "" {
 		return o, errors.New("storage.nats.url: must be set")
+	}
+	var err error
+	if o.LogOptions, err = o.LogOptions.WithDefaults(); err != nil {
+		return o, err
 	}
 	set := func(v *time.Duration, def time.Duration) {
 		if *v == 0 {
@@ -127,9 +117,7 @@ func (o Options) withDefaults() (Options, error) {
 	set(&o.Timeout, defaultTimeout)
 	set(&o.AckTimeout, defaultAckTimeout)
 	set(&o.CloseTimeout, defaultCloseTimeout)
-	set(&o.TTL, d.TTL)
-	set(&o.FlushInterval, d.FlushInterval)
-	set(&o.RefreshInterval, d.RetentionInterval)
+	set(&o.RefreshInterval, storage.DefaultOptions().RetentionInterval)
 	set(&o.reconnectWait, defaultReconnectWait)
 	set(&o.ensureEvery, defaultEnsureEvery)
 	set(&o.LeaseTTL, defaultLeaseTTL)
@@ -138,18 +126,6 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Prefix == "" {
 		o.Prefix = defaultPrefix
-	}
-	if o.MaxPairsPerDomain == 0 {
-		o.MaxPairsPerDomain = d.MaxPairsPerDomain
-	}
-	if o.QueueSize == 0 {
-		o.QueueSize = d.QueueSize
-	}
-	if o.QueueBytes == 0 {
-		o.QueueBytes = d.QueueBytes
-	}
-	if o.BatchSize == 0 {
-		o.BatchSize = d.BatchSize
 	}
 	if o.Name == "" {
 		o.Name = "understudy"
@@ -162,15 +138,9 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("storage.nats.replicas: must be in 1..5, got %d", o.Replicas)
 	case !validPrefix.MatchString(o.Prefix):
 		return o, fmt.Errorf("storage.nats.prefix: must be 1-32 characters of A-Z a-z 0-9 _ -, got %q", o.Prefix)
-	case o.QueueSize < 0:
-		return o, fmt.Errorf("storage.queue_size: must be positive, got %d", o.QueueSize)
-	case o.QueueBytes < 0:
-		return o, fmt.Errorf("storage.queue_bytes: must be positive, got %d", o.QueueBytes)
-	case o.BatchSize < 0:
-		return o, fmt.Errorf("storage.batch_size: must be positive, got %d", o.BatchSize)
 	case o.LeaseTTL < time.Second:
 		return o, fmt.Errorf("storage.nats.lease_ttl: must be at least 1s, got %s", o.LeaseTTL)
-	case o.FlushInterval < 0 || o.RefreshInterval < 0 || o.ConnectTimeout < 0 || o.Timeout < 0 || o.AckTimeout < 0 || o.CloseTimeout < 0:
+	case o.RefreshInterval < 0 || o.ConnectTimeout < 0 || o.Timeout < 0 || o.AckTimeout < 0 || o.CloseTimeout < 0:
 		return o, errors.New("storage: intervals and timeouts must be positive")
 	case o.User != "" && o.Password == "", o.User == "" && o.Password != "":
 		return o, errors.New("storage.nats: user and password go together")

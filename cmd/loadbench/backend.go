@@ -134,12 +134,9 @@ func startNATS(ctx context.Context, dir string) (p *proc, url string, err error)
 
 // runBackendCompare runs the backend comparison alone and writes its report.
 func runBackendCompare(ctx context.Context, o options, stdout, stderr io.Writer) (err error) {
-	if _, err := os.Stat(o.bin); err != nil {
-		return fmt.Errorf("finding the understudy binary (run make build or pass -bin): %w", err)
-	}
-	dir, err := os.MkdirTemp("", "loadbench-backend-")
+	dir, err := workDir(o, "loadbench-backend-")
 	if err != nil {
-		return fmt.Errorf("creating a temporary directory: %w", err)
+		return err
 	}
 	defer os.RemoveAll(dir)
 	ds, err := writeDataset(dir, o.examples, o.bodyBytes)

@@ -107,12 +107,9 @@ func (b *bench) goMemory(addr string) (inuse, held int64, err error) {
 
 // runCost runs the cost comparison alone and writes its report.
 func runCost(ctx context.Context, o options, stdout, stderr io.Writer) (err error) {
-	if _, err := os.Stat(o.bin); err != nil {
-		return fmt.Errorf("finding the understudy binary (run make build or pass -bin): %w", err)
-	}
-	dir, err := os.MkdirTemp("", "loadbench-cost-")
+	dir, err := workDir(o, "loadbench-cost-")
 	if err != nil {
-		return fmt.Errorf("creating a temporary directory: %w", err)
+		return err
 	}
 	defer os.RemoveAll(dir)
 	sim, ds, err := startTriageSim(ctx, o, dir, "teacher-sim")

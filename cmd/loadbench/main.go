@@ -267,15 +267,25 @@ func (o options) phases() []phase {
 	return ps
 }
 
+// workDir checks that the understudy binary is there and makes a
+// temporary directory named by prefix for a run; the caller removes it.
+func workDir(o options, prefix string) (string, error) {
+	if _, err := os.Stat(o.bin); err != nil {
+		return "", fmt.Errorf("finding the understudy binary (run make build or pass -bin): %w", err)
+	}
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", fmt.Errorf("creating a temporary directory: %w", err)
+	}
+	return dir, nil
+}
+
 // run prepares the data set, starts both servers, runs every phase and
 // writes the report.
 func run(ctx context.Context, o options, stdout, stderr io.Writer) (err error) {
-	if _, err := os.Stat(o.bin); err != nil {
-		return fmt.Errorf("finding the understudy binary (run make build or pass -bin): %w", err)
-	}
-	dir, err := os.MkdirTemp("", "loadbench-")
+	dir, err := workDir(o, "loadbench-")
 	if err != nil {
-		return fmt.Errorf("creating a temporary directory: %w", err)
+		return err
 	}
 	defer os.RemoveAll(dir)
 

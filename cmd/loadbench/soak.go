@@ -117,12 +117,9 @@ type soak struct {
 
 // runSoak runs the soak and writes its report.
 func runSoak(ctx context.Context, o options, stdout, stderr io.Writer) (err error) {
-	if _, err := os.Stat(o.bin); err != nil {
-		return fmt.Errorf("finding the understudy binary (run make build or pass -bin): %w", err)
-	}
-	dir, err := os.MkdirTemp("", "soak-")
+	dir, err := workDir(o, "soak-")
 	if err != nil {
-		return fmt.Errorf("creating a temporary directory: %w", err)
+		return err
 	}
 	defer os.RemoveAll(dir)
 	s := &soak{o: o, dir: dir, dataDir: filepath.Join(dir, "data"), stderr: stderr}

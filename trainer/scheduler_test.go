@@ -18,20 +18,9 @@ import (
 // task's run stores a version and reports it with the artifact in hand; an
 // open-ended one reports why. Neither writes a routing record.
 func TestSchedulerReports(t *testing.T) {
-	if err := student.InitRuntime(""); err != nil {
-		t.Fatal(err)
-	}
-	db, quiet := testStore(t)
-	for i := range 300 {
-		label := []string{"yes", "no"}[i%2]
-		db.Log(yesNo("closed", label, i))
+	db, quiet, opts := closedTask(t, func(db *storage.DB, i int) {
 		db.Log(storage.Pair{Domain: "open", Input: fmt.Sprint("text ", i), Answer: fmt.Sprint("A", i), Label: fmt.Sprint("a", i)})
-	}
-	if err := db.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	opts := DefaultOptions()
-	opts.Featurizer.BucketBits, opts.Dim = 10, 8
+	})
 	s := NewScheduler(SchedulerConfig{MinPairs: 100, Interval: 10 * time.Millisecond, Options: opts}, SchedulerDeps{Store: db, Logger: quiet})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -208,6 +197,29 @@ func yesNo(domain, label string, i int) storage.Pair {
 	return storage.Pair{Domain: domain, Input: fmt.Sprintf("%s %d", strings.Repeat(label+" ", 3), i), Answer: label, Label: label}
 }
 
+// closedTask starts ONNX Runtime and returns a store holding 300 pairs
+// of the domain "closed" (yes/no, see yesNo), and with them, for each i,
+// what also logs; and small training options.
+func closedTask(t *testing.T, also func(db *storage.DB, i int)) (*storage.DB, *slog.Logger, Options) {
+	t.Helper()
+	if err := student.InitRuntime(""); err != nil {
+		t.Fatal(err)
+	}
+	db, quiet := testStore(t)
+	for i := range 300 {
+		db.Log(yesNo("closed", []string{"yes", "no"}[i%2], i))
+		if also != nil {
+			also(db, i)
+		}
+	}
+	if err := db.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	opts := DefaultOptions()
+	opts.Featurizer.BucketBits, opts.Dim = 10, 8
+	return db, quiet, opts
+}
+
 func testStore(t *testing.T) (*storage.DB, *slog.Logger) {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -299,19 +311,7 @@ func (refusingStore) PutStudent(domain string, version int, _, _ []byte) error {
 // (another learner stored it) reports nothing, so the router registers
 // no version that is not stored.
 func TestRefusedVersionIsNotReported(t *testing.T) {
-	if err := student.InitRuntime(""); err != nil {
-		t.Fatal(err)
-	}
-	db, quiet := testStore(t)
-	for i := range 300 {
-		label := []string{"yes", "no"}[i%2]
-		db.Log(yesNo("closed", label, i))
-	}
-	if err := db.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	opts := DefaultOptions()
-	opts.Featurizer.BucketBits, opts.Dim = 10, 8
+	db, quiet, opts := closedTask(t, nil)
 	s := NewScheduler(SchedulerConfig{MinPairs: 100, Options: opts}, SchedulerDeps{Store: refusingStore{db}, Logger: quiet})
 	s.run(context.Background(), "closed", "test")
 	select {

@@ -322,14 +322,20 @@ func (s *Store) Summaries() ([]storage.Domain, error) {
 	if s.isClosed() {
 		return nil, fmt.Errorf("listing domains: %w", storage.ErrClosed)
 	}
+	return s.listDomains((*entry).summary), nil
+}
+
+// listDomains returns every domain of the index as view makes it, sorted
+// by name.
+func (s *Store) listDomains(view func(e *entry, maxPerDomain int) storage.Domain) []storage.Domain {
 	s.idx.mu.Lock()
 	out := make([]storage.Domain, 0, len(s.idx.domains))
 	for _, e := range s.idx.domains {
-		out = append(out, e.summary(s.opts.MaxPairsPerDomain))
+		out = append(out, view(e, s.opts.MaxPairsPerDomain))
 	}
 	s.idx.mu.Unlock()
 	sortDomains(out)
-	return out, nil
+	return out
 }
 
 func sortDomains(ds []storage.Domain) {
@@ -347,14 +353,7 @@ func (s *Store) Domains() ([]storage.Domain, error) {
 	if err := s.RefreshCounts(ctx); err != nil {
 		return nil, fmt.Errorf("listing domains: %w", err)
 	}
-	s.idx.mu.Lock()
-	out := make([]storage.Domain, 0, len(s.idx.domains))
-	for _, e := range s.idx.domains {
-		out = append(out, e.withLabels(s.opts.MaxPairsPerDomain))
-	}
-	s.idx.mu.Unlock()
-	sortDomains(out)
-	return out, nil
+	return s.listDomains((*entry).withLabels), nil
 }
 
 // Domain returns one domain, its record read from the bucket and its

@@ -16,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/understudy-dev/understudy/internal/testnet"
 	"github.com/understudy-dev/understudy/storage"
@@ -61,39 +60,16 @@ func wantInputs(domain string, from, to int) []string {
 	return out
 }
 
-// counter reads a counter of reg, by name and label value ("" for none).
-func counter(t testing.TB, reg *prometheus.Registry, name, label string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if label == "" || hasLabel(m, label) {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	t.Fatalf("no metric %s{%s}", name, label)
-	return 0
+// loggedBy is how many pairs s counted as logged
+// (understudy_storage_pairs_logged_total).
+func loggedBy(s *Store) float64 {
+	n, _ := s.q.Counts()
+	return float64(n)
 }
 
-func hasLabel(m *dto.Metric, value string) bool {
-	for _, l := range m.GetLabel() {
-		if l.GetValue() == value {
-			return true
-		}
-	}
-	return false
-}
-
-func drops(t testing.TB, reg *prometheus.Registry, reason string) float64 {
-	return counter(t, reg, "understudy_storage_pairs_dropped_total", reason)
-}
+// drops is how many pairs s dropped for reason
+// (understudy_storage_pairs_dropped_total).
+func drops(s *Store, reason string) float64 { return testutil.ToFloat64(s.q.Dropped(reason)) }
 
 // TestServerRestartMidLogging: pairs logged while the server is down wait
 // in the queue, Flush waits for them rather than report them logged, and
@@ -123,7 +99,7 @@ func TestServerRestartMidLogging(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Flush while the server is down: %v, want it to wait (deadline exceeded)", err)
 	}
-	if got := counter(t, reg, "understudy_storage_pairs_logged_total", ""); got != 100 {
+	if got := loggedBy(s); got != 100 {
 		t.Errorf("%v pairs counted as logged while the server was down, want the 100 acknowledged before", got)
 	}
 	if n := s.QueueLen(); n != 200 {
@@ -139,11 +115,11 @@ func TestServerRestartMidLogging(t *testing.T) {
 	if err != nil || d.Logged != 300 || d.Pairs != 300 {
 		t.Errorf("Domain(d) = %+v, %v; want 300 logged and stored", d, err)
 	}
-	if got := counter(t, reg, "understudy_storage_pairs_logged_total", ""); got != 300 {
+	if got := loggedBy(s); got != 300 {
 		t.Errorf("logged_total = %v, want 300", got)
 	}
 	for _, r := range []string{reasonQueueFull, reasonRejected, reasonDuplicate, reasonClosed} {
-		if n := drops(t, reg, r); n != 0 {
+		if n := drops(s, r); n != 0 {
 			t.Errorf("%v pairs dropped as %s", n, r)
 		}
 	}
@@ -173,7 +149,7 @@ func TestQueueOverflowWhileDown(t *testing.T) {
 	if n := len(accepted); n < 50 || n > 60 {
 		t.Errorf("%d of 200 pairs accepted while down, want 50 (the queue) to 60 (and a batch in hand)", n)
 	}
-	if got, want := drops(t, reg, reasonQueueFull), float64(200-len(accepted)); got != want {
+	if got, want := drops(s, reasonQueueFull), float64(200-len(accepted)); got != want {
 		t.Errorf("queue_full drops = %v, want %v", got, want)
 	}
 	ts.restart()
@@ -182,7 +158,7 @@ func TestQueueOverflowWhileDown(t *testing.T) {
 	if want := append(wantInputs("d", 0, 20), accepted...); !slices.Equal(got, want) {
 		t.Errorf("stored %d pairs, want the 20 before and the %d accepted: %q", len(got), len(accepted), got)
 	}
-	if got := counter(t, reg, "understudy_storage_pairs_logged_total", ""); got != float64(20+len(accepted)) {
+	if got := loggedBy(s); got != float64(20+len(accepted)) {
 		t.Errorf("logged_total = %v, want %d", got, 20+len(accepted))
 	}
 }
@@ -237,10 +213,10 @@ func TestPublishRefused(t *testing.T) {
 			if got := inputsOf(t, s, "d"); !slices.Equal(got, []string{"d 0", "d 2"}) {
 				t.Errorf("stored %q, want the pairs around the refused one", got)
 			}
-			if n := drops(t, reg, tc.reason); n != 1 {
+			if n := drops(s, tc.reason); n != 1 {
 				t.Errorf("%s drops = %v, want 1", tc.reason, n)
 			}
-			if n := counter(t, reg, "understudy_storage_pairs_logged_total", ""); n != 2 {
+			if n := loggedBy(s); n != 2 {
 				t.Errorf("logged_total = %v, want 2", n)
 			}
 			if d, err := s.Domain("d"); err != nil || d.Logged != 2 {
@@ -273,10 +249,10 @@ func TestStreamDeletedUnderneath(t *testing.T) {
 	err := s.Flush(fctx)
 	fcancel()
 	if err == nil {
-		if n := counter(t, reg, "understudy_storage_pairs_logged_total", ""); n != 10 {
+		if n := loggedBy(s); n != 10 {
 			t.Fatalf("Flush succeeded with %v of 10 pairs logged", n)
 		}
-	} else if n := counter(t, reg, "understudy_storage_pairs_logged_total", ""); n != 0 {
+	} else if n := loggedBy(s); n != 0 {
 		t.Errorf("%v pairs counted as logged with no stream to store them", n)
 	}
 	flush(t, s)
@@ -327,10 +303,10 @@ func TestDomainFlood(t *testing.T) {
 	flush(t, s)
 
 	total := len(accepted) + len(legit) + 2*maxLabels
-	if got := counter(t, reg, "understudy_storage_pairs_logged_total", ""); got != float64(total) {
+	if got := loggedBy(s); got != float64(total) {
 		t.Errorf("logged_total = %v, want the %d pairs accepted", got, total)
 	}
-	if got, want := drops(t, reg, reasonQueueFull), float64(flood+flood/100-len(accepted)-len(legit)+openDrops); got != want {
+	if got, want := drops(s, reasonQueueFull), float64(flood+flood/100-len(accepted)-len(legit)+openDrops); got != want {
 		t.Errorf("queue_full drops = %v, want %v (every pair not accepted)", got, want)
 	}
 	sums, err := s.Summaries()
